@@ -1,0 +1,37 @@
+# `make demo` and `make test` each set up a fresh machine from nothing, then run.
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export TF_USE_LEGACY_KERAS := 1
+export TF_CPP_MIN_LOG_LEVEL := 2
+export PYTHONHASHSEED := 0
+
+.PHONY: setup demo test lint bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip==25.3
+	$(BIN)/pip install --quiet -e '.[tf,dev]'
+	# tensorboard (GraphDef protos without TensorFlow) and tf-keras (TF1-style Keras graphs)
+	# are installed without deps: their dependency lists would pull the full `tensorflow` wheel.
+	$(BIN)/pip install --quiet --no-deps tensorboard==2.21.0 tf-keras==2.21.0
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/python -m surgery.demo --out demo_out
+
+test: setup
+	$(BIN)/ruff check surgery plugins viz tests benchmarks
+	$(BIN)/pytest -q -ra
+
+lint: setup
+	$(BIN)/ruff check surgery plugins viz tests benchmarks
+
+bench: setup
+	$(BIN)/python -m benchmarks.run
+
+clean:
+	rm -rf $(VENV) demo_out .pytest_cache

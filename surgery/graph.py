@@ -1,0 +1,451 @@
+"""Graph IR: nodes addressed by name, edges as (tensor -> consumer slot), control edges apart.
+
+Every edit goes through `Graph`, which keeps the NodeDef protos, the name and op-type indexes and
+the consumer index in step, so that editing one end of an edge updates the other and lookups of a
+tensor's consumers stay O(1) without rebuilding anything.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from surgery.errors import GraphError
+from surgery.ports import TensorRef, as_tensor, control_name
+from surgery.protos import GraphDef, NodeDef
+
+_new_ref = tuple.__new__
+
+
+def _split_inputs(texts: Iterable[str]) -> tuple[list[TensorRef], list[str]]:
+    """NodeDef input strings -> (data tensors in slot order, control sources)."""
+    data: list[TensorRef] = []
+    controls: list[str] = []
+    for text in texts:
+        if text[:1] == "^":
+            controls.append(text[1:])
+            continue
+        cut = text.rfind(":")
+        if cut > 0 and text[cut + 1 :].isdigit():
+            data.append(_new_ref(TensorRef, (text[:cut], int(text[cut + 1 :]))))
+        else:
+            data.append(_new_ref(TensorRef, (text, 0)))
+    return data, controls
+
+
+class Node:
+    """One NodeDef. Read edges here; change them through the owning `Graph`."""
+
+    __slots__ = ("proto", "_inputs", "_controls")
+
+    def __init__(self, proto: NodeDef, inputs: list[TensorRef], controls: list[str]):
+        self.proto = proto
+        self._inputs = inputs
+        self._controls = controls
+
+    @property
+    def name(self) -> str:
+        return self.proto.name
+
+    @property
+    def op(self) -> str:
+        return self.proto.op
+
+    @property
+    def device(self) -> str:
+        return self.proto.device
+
+    @property
+    def attr(self) -> Any:
+        """The NodeDef's attribute map (attribute edits do not touch edges)."""
+        return self.proto.attr
+
+    @property
+    def inputs(self) -> tuple[TensorRef, ...]:
+        """Data inputs in slot order."""
+        return tuple(self._inputs)
+
+    @property
+    def controls(self) -> tuple[str, ...]:
+        """Names of the nodes this one has a control dependency on."""
+        return tuple(self._controls)
+
+    def output(self, port: int = 0) -> TensorRef:
+        return TensorRef(self.name, port)
+
+    def __repr__(self) -> str:
+        ins = ", ".join(str(t) for t in self._inputs)
+        ctl = "".join(f", ^{c}" for c in self._controls)
+        return f"<Node {self.name} = {self.op}({ins}{ctl})>"
+
+
+class Graph:
+    """A TensorFlow GraphDef as an editable graph; the function library and versions ride along."""
+
+    def __init__(self, graph_def: GraphDef | None = None):
+        self._nodes: dict[str, Node] = {}
+        self._by_op: dict[str, dict[str, None]] = {}
+        self._consumers: dict[TensorRef, list[tuple[str, int]]] = {}
+        self._control_consumers: dict[str, dict[str, None]] = {}
+        self._header = GraphDef()
+        if graph_def is not None:
+            self._load(graph_def)
+
+    # ---------------------------------------------------------------- building and saving
+    def _load(self, graph_def: GraphDef) -> None:
+        for field, value in graph_def.ListFields():
+            if field.name == "node":
+                continue
+            if field.message_type is not None:
+                getattr(self._header, field.name).CopyFrom(value)
+            else:
+                setattr(self._header, field.name, value)
+        for proto in graph_def.node:
+            self._attach(proto)
+
+    def _attach(self, proto: NodeDef) -> Node:
+        name = proto.name
+        if name in self._nodes:
+            raise GraphError(f"duplicate node name {name!r}")
+        data, controls = _split_inputs(proto.input)
+        node = Node(proto, data, controls)
+        self._nodes[name] = node
+        by_op = self._by_op.get(proto.op)
+        if by_op is None:
+            self._by_op[proto.op] = {name: None}
+        else:
+            by_op[name] = None
+        consumers = self._consumers
+        for slot, ref in enumerate(data):
+            users = consumers.get(ref)
+            if users is None:
+                consumers[ref] = [(name, slot)]
+            else:
+                users.append((name, slot))
+        for src in controls:
+            self._control_consumers.setdefault(src, {})[name] = None
+        return node
+
+    def to_graph_def(self) -> GraphDef:
+        """A new GraphDef: header fields (versions, library) as loaded, nodes in graph order."""
+        out = GraphDef()
+        out.CopyFrom(self._header)
+        out.node.extend(node.proto for node in self._nodes.values())
+        return out
+
+    @property
+    def library(self) -> Any:
+        """The GraphDef's function library (FunctionDefLibrary), kept intact on round trip."""
+        return self._header.library
+
+    def copy(self) -> Graph:
+        return Graph(self.to_graph_def())
+
+    # ---------------------------------------------------------------- lookups
+    def __len__(self) -> int:
+        return len(self._nodes)
+
+    def __iter__(self) -> Iterator[Node]:
+        return iter(list(self._nodes.values()))
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._nodes
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._nodes)
+
+    def get(self, name: str) -> Node | None:
+        return self._nodes.get(name)
+
+    def node(self, name: str) -> Node:
+        """The node called `name`; an unknown name raises with the closest existing names."""
+        node = self._nodes.get(name)
+        if node is None:
+            raise GraphError(f"no node named {name!r}{self._did_you_mean(name)}")
+        return node
+
+    def _did_you_mean(self, name: str) -> str:
+        close = difflib.get_close_matches(name, self._nodes.keys(), n=3, cutoff=0.75)
+        return f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
+
+    def nodes_by_op(self, *ops: str) -> list[Node]:
+        """Nodes whose op is one of `ops`, in graph order within each op."""
+        return [self._nodes[n] for op in ops for n in self._by_op.get(op, ())]
+
+    def op_types(self) -> dict[str, int]:
+        return {op: len(names) for op, names in self._by_op.items() if names}
+
+    def consumers(self, tensor: str | TensorRef) -> list[tuple[Node, int]]:
+        """(consumer, input slot) for every data edge reading `tensor`."""
+        ref = as_tensor(tensor)
+        return [(self._nodes[n], slot) for n, slot in self._consumers.get(ref, ())]
+
+    def control_consumers(self, name: str) -> list[Node]:
+        """Nodes holding a control dependency on node `name`."""
+        return [self._nodes[n] for n in self._control_consumers.get(name, ())]
+
+    def used_ports(self, name: str, num_ports_hint: int = 8) -> list[int]:
+        """Output ports of `name` that some node reads (scans ports up to the highest used)."""
+        used = []
+        port, misses = 0, 0
+        while misses < num_ports_hint:
+            if self._consumers.get(TensorRef(name, port)):
+                used.append(port)
+                misses = 0
+            else:
+                misses += 1
+            port += 1
+        return used
+
+    def consumer_names(self, name: str) -> list[str]:
+        """Every node reading any output of `name`, data or control, without duplicates."""
+        seen: dict[str, None] = {}
+        for port in self.used_ports(name):
+            for consumer, _ in self._consumers.get(TensorRef(name, port), ()):
+                seen[consumer] = None
+        for consumer in self._control_consumers.get(name, ()):
+            seen[consumer] = None
+        return list(seen)
+
+    def producers(self, name: str) -> list[Node]:
+        """Existing nodes that `name` reads from, data then control, without duplicates."""
+        node = self.node(name)
+        seen: dict[str, None] = {}
+        for ref in node._inputs:
+            seen[ref.node] = None
+        for src in node._controls:
+            seen[src] = None
+        return [self._nodes[n] for n in seen if n in self._nodes]
+
+    def graph_inputs(self) -> list[Node]:
+        return self.nodes_by_op("Placeholder", "PlaceholderWithDefault")
+
+    def graph_outputs(self) -> list[Node]:
+        """Nodes nothing reads from (neither data nor control), in graph order."""
+        return [n for n in self._nodes.values() if not self.consumer_names(n.name)]
+
+    # ---------------------------------------------------------------- node edits
+    def add_node(
+        self,
+        name: str,
+        op: str,
+        inputs: Iterable[str | TensorRef] = (),
+        controls: Iterable[str] = (),
+        attrs: Mapping[str, Any] | None = None,
+        device: str = "",
+    ) -> Node:
+        """Create a node. `attrs` maps names to AttrValue protos (see `surgery.attrs`)."""
+        proto = NodeDef(name=name, op=op, device=device)
+        proto.input.extend(str(as_tensor(t)) for t in inputs)
+        proto.input.extend(control_name(c) for c in controls)
+        for key, value in (attrs or {}).items():
+            proto.attr[key].CopyFrom(value)
+        return self.add_proto(proto)
+
+    def add_proto(self, proto: NodeDef) -> Node:
+        """Insert a copy of a NodeDef (inputs parsed as ports and control edges)."""
+        if not proto.name:
+            raise GraphError(f"a {proto.op or 'node'} without a name cannot be added")
+        if proto.name in self._nodes:
+            raise GraphError(f"a node named {proto.name!r} already exists")
+        own = NodeDef()
+        own.CopyFrom(proto)
+        return self._attach(own)
+
+    def remove_nodes(self, names: Iterable[str], *, drop_controls: bool = True) -> None:
+        """Remove nodes; refuse if a surviving node still reads one of their tensors.
+
+        Control edges from removed nodes to survivors are dropped (they ordered work that no
+        longer exists) unless `drop_controls` is False, in which case they are refused as well.
+        """
+        doomed = dict.fromkeys(names)
+        for name in doomed:
+            self.node(name)
+        for name in doomed:
+            for port in self.used_ports(name):
+                for user, slot in self._consumers.get(TensorRef(name, port), ()):
+                    if user not in doomed:
+                        raise GraphError(
+                            f"cannot remove {name!r}: {user!r} still reads "
+                            f"{TensorRef(name, port)} at input {slot}"
+                        )
+            if not drop_controls:
+                for user in self._control_consumers.get(name, ()):
+                    if user not in doomed:
+                        raise GraphError(f"cannot remove {name!r}: ^{name} is a control input of {user!r}")
+        for name in doomed:
+            for user in list(self._control_consumers.get(name, ())):
+                if user not in doomed:
+                    self.remove_control(user, name)
+        for name in doomed:
+            self._detach(name)
+
+    def _detach(self, name: str) -> None:
+        node = self._nodes.pop(name)
+        self._by_op[node.op].pop(name, None)
+        for slot, ref in enumerate(node._inputs):
+            self._unlink(ref, name, slot)
+        for src in node._controls:
+            users = self._control_consumers.get(src)
+            if users is not None:
+                users.pop(name, None)
+                if not users:
+                    del self._control_consumers[src]
+
+    def _unlink(self, ref: TensorRef, name: str, slot: int) -> None:
+        users = self._consumers.get(ref)
+        if users is None:
+            return
+        try:
+            users.remove((name, slot))
+        except ValueError:
+            return
+        if not users:
+            del self._consumers[ref]
+
+    def set_op(self, name: str, op: str) -> None:
+        node = self.node(name)
+        self._by_op[node.op].pop(name, None)
+        node.proto.op = op
+        self._by_op.setdefault(op, {})[name] = None
+
+    # ---------------------------------------------------------------- edge edits
+    def set_inputs(
+        self, name: str, inputs: Iterable[str | TensorRef], controls: Iterable[str] | None = None
+    ) -> None:
+        """Replace the data inputs (and, if given, the control inputs) of node `name`."""
+        node = self.node(name)
+        new_data = [as_tensor(t) for t in inputs]
+        for slot, ref in enumerate(node._inputs):
+            self._unlink(ref, name, slot)
+        node._inputs = new_data
+        for slot, ref in enumerate(new_data):
+            self._consumers.setdefault(ref, []).append((name, slot))
+        if controls is not None:
+            for src in node._controls:
+                users = self._control_consumers.get(src)
+                if users is not None:
+                    users.pop(name, None)
+                    if not users:
+                        del self._control_consumers[src]
+            node._controls = list(dict.fromkeys(controls))
+            for src in node._controls:
+                self._control_consumers.setdefault(src, {})[name] = None
+        self._sync(node)
+
+    def set_input(self, name: str, slot: int, tensor: str | TensorRef) -> None:
+        """Point input `slot` of `name` at `tensor`."""
+        node = self.node(name)
+        if not 0 <= slot < len(node._inputs):
+            raise GraphError(f"{name!r} has {len(node._inputs)} data inputs; slot {slot} is out of range")
+        ref = as_tensor(tensor)
+        self._unlink(node._inputs[slot], name, slot)
+        node._inputs[slot] = ref
+        self._consumers.setdefault(ref, []).append((name, slot))
+        node.proto.input[slot] = str(ref)
+
+    def insert_input(self, name: str, slot: int, tensor: str | TensorRef) -> None:
+        inputs = list(self.node(name)._inputs)
+        inputs.insert(slot, as_tensor(tensor))
+        self.set_inputs(name, inputs)
+
+    def remove_input(self, name: str, slot: int) -> TensorRef:
+        inputs = list(self.node(name)._inputs)
+        if not 0 <= slot < len(inputs):
+            raise GraphError(f"{name!r} has {len(inputs)} data inputs; slot {slot} is out of range")
+        removed = inputs.pop(slot)
+        self.set_inputs(name, inputs)
+        return removed
+
+    def add_control(self, name: str, source: str) -> None:
+        node = self.node(name)
+        if source in node._controls:
+            return
+        node._controls.append(source)
+        self._control_consumers.setdefault(source, {})[name] = None
+        node.proto.input.append(control_name(source))
+
+    def remove_control(self, name: str, source: str) -> None:
+        node = self.node(name)
+        if source not in node._controls:
+            raise GraphError(f"{name!r} has no control input ^{source}")
+        self.set_inputs(name, node._inputs, [c for c in node._controls if c != source])
+
+    def replace_uses(
+        self, old: str | TensorRef, new: str | TensorRef, *, exclude: Iterable[str] = ()
+    ) -> int:
+        """Rewire every consumer of tensor `old` (but those in `exclude`) to `new`; count them."""
+        old_ref, new_ref = as_tensor(old), as_tensor(new)
+        skip = set(exclude)
+        moved = 0
+        for user, slot in list(self._consumers.get(old_ref, ())):
+            if user in skip:
+                continue
+            self.set_input(user, slot, new_ref)
+            moved += 1
+        return moved
+
+    def replace_control_uses(self, old: str, new: str, *, exclude: Iterable[str] = ()) -> int:
+        """Move control dependencies on node `old` to node `new`."""
+        skip = set(exclude)
+        moved = 0
+        for user in list(self._control_consumers.get(old, ())):
+            if user in skip:
+                continue
+            node = self._nodes[user]
+            controls = [new if c == old else c for c in node._controls]
+            self.set_inputs(user, node._inputs, controls)
+            moved += 1
+        return moved
+
+    def _sync(self, node: Node) -> None:
+        proto_inputs = node.proto.input
+        del proto_inputs[:]
+        proto_inputs.extend(str(ref) for ref in node._inputs)
+        proto_inputs.extend(control_name(c) for c in node._controls)
+
+    # ---------------------------------------------------------------- whole-graph checks
+    def topological_order(self) -> list[str]:
+        """Node names, producers before consumers (graph order breaks ties); cycles raise."""
+        nodes = self._nodes
+        indegree = {}
+        for name, node in nodes.items():
+            preds = {r.node for r in node._inputs if r.node in nodes}
+            preds.update(c for c in node._controls if c in nodes)
+            indegree[name] = len(preds)
+        ready = [n for n, d in indegree.items() if d == 0]
+        ready.reverse()
+        order: list[str] = []
+        while ready:
+            name = ready.pop()
+            order.append(name)
+            fresh = []
+            for user in self.consumer_names(name):
+                indegree[user] -= 1
+                if indegree[user] == 0:
+                    fresh.append(user)
+            ready.extend(reversed(fresh))
+        if len(order) != len(nodes):
+            stuck = [n for n, d in indegree.items() if d > 0]
+            raise GraphError(f"graph has a cycle through {', '.join(stuck[:8])}")
+        return order
+
+    def dangling_inputs(self) -> list[tuple[str, str]]:
+        """(node, input) pairs whose source node does not exist."""
+        nodes = self._nodes
+        bad = []
+        for name, node in nodes.items():
+            bad.extend((name, str(r)) for r in node._inputs if r.node not in nodes)
+            bad.extend((name, "^" + c) for c in node._controls if c not in nodes)
+        return bad
+
+    def check(self) -> None:
+        """Raise GraphError if an input is dangling or the graph has a cycle."""
+        bad = self.dangling_inputs()
+        if bad:
+            shown = "; ".join(f"{n} reads missing {i}" for n, i in bad[:5])
+            more = f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""
+            raise GraphError(f"dangling inputs: {shown}{more}")
+        self.topological_order()

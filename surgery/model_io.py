@@ -1,0 +1,133 @@
+"""Load `.pb`/`.pbtxt` GraphDefs into the IR and save them deterministically and atomically."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from google.protobuf import message, text_format
+from google.protobuf.unknown_fields import UnknownFieldSet
+
+from surgery.errors import ModelLoadError, OutputPathError
+from surgery.graph import Graph
+from surgery.protos import GraphDef
+
+TEXT_SUFFIXES = (".pbtxt", ".pbtext", ".prototxt")
+
+
+def is_text_path(path: str | os.PathLike) -> bool:
+    return str(path).lower().endswith(TEXT_SUFFIXES)
+
+
+def read_graph_def(path: str | os.PathLike) -> GraphDef:
+    """Parse a GraphDef file; every failure is a ModelLoadError naming the file."""
+    p = Path(path)
+    if p.is_dir():
+        hint = (
+            " (it looks like a SavedModel: run `surgery freeze` first)"
+            if (p / "saved_model.pb").exists()
+            else ""
+        )
+        raise ModelLoadError(f"{p}: is a directory, not a GraphDef file{hint}")
+    try:
+        data = p.read_bytes()
+    except FileNotFoundError:
+        raise ModelLoadError(f"{p}: no such file") from None
+    except OSError as exc:
+        raise ModelLoadError(f"{p}: cannot read ({exc.strerror})") from None
+    graph_def = GraphDef()
+    if is_text_path(p):
+        try:
+            text_format.Parse(data.decode("utf-8"), graph_def)
+        except UnicodeDecodeError as exc:
+            raise ModelLoadError(f"{p}: not a text GraphDef (byte {exc.start} is not UTF-8)") from None
+        except text_format.ParseError as exc:
+            line, col = exc.GetLine(), exc.GetColumn()
+            where = f"{p}:{line}:{col}" if line is not None else str(p)
+            detail = str(exc).split(" : ", 1)[-1]
+            raise ModelLoadError(f"{where}: .pbtxt syntax error: {detail}") from None
+    else:
+        try:
+            graph_def.ParseFromString(data)
+        except message.DecodeError:
+            raise ModelLoadError(
+                f"{p}: not a binary GraphDef (truncated or corrupt protobuf, {len(data)} bytes)"
+            ) from None
+        _check_is_graph_def(p, data, graph_def)
+    return graph_def
+
+
+def _check_is_graph_def(path: Path, data: bytes, graph_def: GraphDef) -> None:
+    """A protobuf of another type often parses as a GraphDef full of unknown fields; refuse it."""
+    unknown = len(UnknownFieldSet(graph_def))
+    nameless = next((i for i, n in enumerate(graph_def.node) if not n.name or not n.op), None)
+    if data and (unknown or nameless is not None or not graph_def.node):
+        hint = ""
+        if path.name == "saved_model.pb":
+            hint = " (this is a SavedModel: run `surgery freeze` on its directory)"
+        why = (
+            f"node #{nameless} has no name or op"
+            if nameless is not None
+            else f"{unknown} fields unknown to GraphDef"
+            if unknown
+            else "it has no nodes"
+        )
+        raise ModelLoadError(f"{path}: protobuf is not a GraphDef ({why}){hint}")
+
+
+def load(path: str | os.PathLike) -> Graph:
+    """Read a `.pb` or `.pbtxt` file into a Graph."""
+    graph_def = read_graph_def(path)
+    try:
+        return Graph(graph_def)
+    except Exception as exc:  # duplicate names and the like
+        raise ModelLoadError(f"{path}: {exc}") from None
+
+
+def serialize(graph_def: GraphDef, text: bool) -> bytes:
+    """Deterministic bytes: sorted map entries, so that load-then-save is byte-identical."""
+    if text:
+        return text_format.MessageToString(graph_def).encode("utf-8")
+    return graph_def.SerializeToString(deterministic=True)
+
+
+def check_output_path(output: str | os.PathLike, *inputs: str | os.PathLike) -> Path:
+    """Refuse an output that is one of the inputs or sits in a missing directory."""
+    out = Path(output)
+    for item in inputs:
+        src = Path(item)
+        same = out.resolve() == src.resolve()
+        if not same and out.exists() and src.exists():
+            same = os.path.samefile(out, src)
+        if same:
+            raise OutputPathError(f"{out}: output would overwrite the input; choose another -o")
+    if out.is_dir():
+        raise OutputPathError(f"{out}: is a directory; -o needs a file path")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise OutputPathError(f"{out}: directory {parent} does not exist")
+    return out
+
+
+def write_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """Write to a temporary file beside `path`, then rename: readers never see a partial file."""
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save(graph: Graph | GraphDef, path: str | os.PathLike, *, inputs: tuple = ()) -> Path:
+    """Save as `.pbtxt` (by suffix) or binary `.pb`; `inputs` are paths the output must not hit."""
+    out = check_output_path(path, *inputs)
+    graph_def = graph.to_graph_def() if isinstance(graph, Graph) else graph
+    write_atomic(out, serialize(graph_def, is_text_path(out)))
+    return out
