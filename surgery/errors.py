@@ -21,3 +21,15 @@ class GraphError(SurgeryError):
 
 class TensorFlowMissing(SurgeryError):
     """A command needs TensorFlow and it is not installed."""
+
+
+class RuleSyntaxError(SurgeryError):
+    """A rule file that does not parse; the message starts with file:line:col."""
+
+
+class RuleError(SurgeryError):
+    """A rule that parses but is wrong (unknown op/plugin/field, bad type); names file:line:col."""
+
+
+class RewriteRefused(SurgeryError):
+    """A rewrite that would leave a dangling input, a cycle, or delete a tensor still in use."""
