@@ -7,7 +7,9 @@ tensor's consumers stay O(1) without rebuilding anything.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import gc
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -16,6 +18,30 @@ from surgery.ports import TensorRef, as_tensor, control_name
 from surgery.protos import GraphDef, NodeDef
 
 _new_ref = tuple.__new__
+
+
+_NODE_TAG = b"\x0a"  # GraphDef.node: field 1, length-delimited
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Bulk construction of millions of objects: pause the cyclic GC (it would rescan them all)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _split_inputs(texts: Iterable[str]) -> tuple[list[TensorRef], list[str]]:
@@ -35,14 +61,40 @@ def _split_inputs(texts: Iterable[str]) -> tuple[list[TensorRef], list[str]]:
 
 
 class Node:
-    """One NodeDef. Read edges here; change them through the owning `Graph`."""
+    """One NodeDef. Read edges here; change them through the owning `Graph`.
 
-    __slots__ = ("proto", "_inputs", "_controls")
+    Input strings are parsed into ports on first use, so that loading a large graph only to
+    save it again costs no parsing.
+    """
 
-    def __init__(self, proto: NodeDef, inputs: list[TensorRef], controls: list[str]):
+    __slots__ = ("proto", "_ins", "_ctl")
+
+    def __init__(self, proto: NodeDef):
         self.proto = proto
-        self._inputs = inputs
-        self._controls = controls
+        self._ins: list[TensorRef] | None = None
+        self._ctl: list[str] | None = None
+
+    @property
+    def _inputs(self) -> list[TensorRef]:
+        if self._ins is None:
+            self._ins, self._ctl = _split_inputs(self.proto.input)
+        return self._ins
+
+    @_inputs.setter
+    def _inputs(self, value: list[TensorRef]) -> None:
+        self._controls  # noqa: B018  (parse before the data half is replaced)
+        self._ins = value
+
+    @property
+    def _controls(self) -> list[str]:
+        if self._ctl is None:
+            self._ins, self._ctl = _split_inputs(self.proto.input)
+        return self._ctl
+
+    @_controls.setter
+    def _controls(self, value: list[str]) -> None:
+        self._inputs  # noqa: B018
+        self._ctl = value
 
     @property
     def name(self) -> str:
@@ -81,63 +133,128 @@ class Node:
 
 
 class Graph:
-    """A TensorFlow GraphDef as an editable graph; the function library and versions ride along."""
+    """A TensorFlow GraphDef as an editable graph; the function library and versions ride along.
+
+    `Graph(graph_def)` takes ownership of `graph_def` (its NodeDefs become the nodes' protos);
+    pass a copy if the caller keeps using it.
+    """
 
     def __init__(self, graph_def: GraphDef | None = None):
         self._nodes: dict[str, Node] = {}
         self._by_op: dict[str, dict[str, None]] = {}
-        self._consumers: dict[TensorRef, list[tuple[str, int]]] = {}
-        self._control_consumers: dict[str, dict[str, None]] = {}
-        self._header = GraphDef()
+        self._edge_index: tuple[dict, dict] | None = None  # built on first edge query
+        self._pos: dict[str, int] = {}  # insertion counter: orders consumers as the graph does
+        self._next_pos = 0
+        self._base = graph_def if graph_def is not None else GraphDef()
+        self._base_intact = True  # node list still exactly the base's: save it without copying
         if graph_def is not None:
             self._load(graph_def)
 
     # ---------------------------------------------------------------- building and saving
     def _load(self, graph_def: GraphDef) -> None:
-        for field, value in graph_def.ListFields():
-            if field.name == "node":
-                continue
-            if field.message_type is not None:
-                getattr(self._header, field.name).CopyFrom(value)
-            else:
-                setattr(self._header, field.name, value)
-        for proto in graph_def.node:
-            self._attach(proto)
+        nodes, by_op, pos = self._nodes, self._by_op, self._pos
+        with _gc_paused():
+            for index, proto in enumerate(graph_def.node):
+                name = proto.name
+                if name in nodes:
+                    raise GraphError(f"duplicate node name {name!r}")
+                nodes[name] = Node(proto)
+                pos[name] = index
+                names = by_op.get(proto.op)
+                if names is None:
+                    by_op[proto.op] = {name: None}
+                else:
+                    names[name] = None
+        self._next_pos = len(nodes)
+
+    def _index(self) -> tuple[dict[TensorRef, list[tuple[str, int]]], dict[str, dict[str, None]]]:
+        """(consumers by tensor, control consumers by node), built once, then kept in step."""
+        if self._edge_index is None:
+            consumers: dict[TensorRef, list[tuple[str, int]]] = {}
+            controls: dict[str, dict[str, None]] = {}
+            with _gc_paused():
+                for name, node in self._nodes.items():
+                    for slot, ref in enumerate(node._inputs):
+                        users = consumers.get(ref)
+                        if users is None:
+                            consumers[ref] = [(name, slot)]
+                        else:
+                            users.append((name, slot))
+                    for src in node._controls:
+                        users_c = controls.get(src)
+                        if users_c is None:
+                            controls[src] = {name: None}
+                        else:
+                            users_c[name] = None
+            self._edge_index = (consumers, controls)
+        return self._edge_index
+
+    @property
+    def _consumers(self) -> dict[TensorRef, list[tuple[str, int]]]:
+        return self._index()[0]
+
+    @property
+    def _control_consumers(self) -> dict[str, dict[str, None]]:
+        return self._index()[1]
 
     def _attach(self, proto: NodeDef) -> Node:
         name = proto.name
         if name in self._nodes:
             raise GraphError(f"duplicate node name {name!r}")
-        data, controls = _split_inputs(proto.input)
-        node = Node(proto, data, controls)
+        node = Node(proto)
+        self._base_intact = False
         self._nodes[name] = node
-        by_op = self._by_op.get(proto.op)
-        if by_op is None:
-            self._by_op[proto.op] = {name: None}
-        else:
-            by_op[name] = None
-        consumers = self._consumers
-        for slot, ref in enumerate(data):
-            users = consumers.get(ref)
-            if users is None:
-                consumers[ref] = [(name, slot)]
-            else:
-                users.append((name, slot))
-        for src in controls:
-            self._control_consumers.setdefault(src, {})[name] = None
+        self._pos[name] = self._next_pos
+        self._next_pos += 1
+        self._by_op.setdefault(proto.op, {})[name] = None
+        if self._edge_index is not None:
+            consumers, controls = self._edge_index
+            for slot, ref in enumerate(node._inputs):
+                consumers.setdefault(ref, []).append((name, slot))
+            for src in node._controls:
+                controls.setdefault(src, {})[name] = None
         return node
+
+    def _header_copy(self) -> GraphDef:
+        out = GraphDef()
+        for field, value in self._base.ListFields():
+            if field.name == "node":
+                continue
+            if field.message_type is not None:
+                getattr(out, field.name).CopyFrom(value)
+            else:
+                setattr(out, field.name, value)
+        return out
 
     def to_graph_def(self) -> GraphDef:
         """A new GraphDef: header fields (versions, library) as loaded, nodes in graph order."""
-        out = GraphDef()
-        out.CopyFrom(self._header)
+        if self._base_intact:
+            out = GraphDef()
+            out.CopyFrom(self._base)
+            return out
+        out = self._header_copy()
         out.node.extend(node.proto for node in self._nodes.values())
         return out
+
+    def serialize(self) -> bytes:
+        """Deterministic wire bytes (sorted maps); no copy when no node was added or removed."""
+        if self._base_intact:
+            return self._base.SerializeToString(deterministic=True)
+        # Deterministic serialisation writes fields in number order and `node` is field 1, so
+        # the nodes' bytes followed by the header's bytes equal serialising a merged GraphDef,
+        # without copying every NodeDef into a new message first.
+        parts = []
+        for node in self._nodes.values():
+            body = node.proto.SerializeToString(deterministic=True)
+            parts.append(_NODE_TAG + _varint(len(body)))
+            parts.append(body)
+        parts.append(self._header_copy().SerializeToString(deterministic=True))
+        return b"".join(parts)
 
     @property
     def library(self) -> Any:
         """The GraphDef's function library (FunctionDefLibrary), kept intact on round trip."""
-        return self._header.library
+        return self._base.library
 
     def copy(self) -> Graph:
         return Graph(self.to_graph_def())
@@ -179,12 +296,16 @@ class Graph:
 
     def consumers(self, tensor: str | TensorRef) -> list[tuple[Node, int]]:
         """(consumer, input slot) for every data edge reading `tensor`."""
-        ref = as_tensor(tensor)
-        return [(self._nodes[n], slot) for n, slot in self._consumers.get(ref, ())]
+        users = sorted(self._consumers.get(as_tensor(tensor), ()), key=self._edge_key)
+        return [(self._nodes[n], slot) for n, slot in users]
+
+    def _edge_key(self, edge: tuple[str, int]) -> tuple[int, int]:
+        return self._pos[edge[0]], edge[1]
 
     def control_consumers(self, name: str) -> list[Node]:
         """Nodes holding a control dependency on node `name`."""
-        return [self._nodes[n] for n in self._control_consumers.get(name, ())]
+        users = sorted(self._control_consumers.get(name, ()), key=self._pos.__getitem__)
+        return [self._nodes[n] for n in users]
 
     def used_ports(self, name: str, num_ports_hint: int = 8) -> list[int]:
         """Output ports of `name` that some node reads (scans ports up to the highest used)."""
@@ -224,7 +345,10 @@ class Graph:
 
     def graph_outputs(self) -> list[Node]:
         """Nodes nothing reads from (neither data nor control), in graph order."""
-        return [n for n in self._nodes.values() if not self.consumer_names(n.name)]
+        consumers, controls = self._index()
+        read = {ref.node for ref, users in consumers.items() if users}
+        read.update(src for src, users in controls.items() if users)
+        return [n for name, n in self._nodes.items() if name not in read]
 
     # ---------------------------------------------------------------- node edits
     def add_node(
@@ -283,7 +407,9 @@ class Graph:
             self._detach(name)
 
     def _detach(self, name: str) -> None:
+        self._base_intact = False
         node = self._nodes.pop(name)
+        del self._pos[name]
         self._by_op[node.op].pop(name, None)
         for slot, ref in enumerate(node._inputs):
             self._unlink(ref, name, slot)

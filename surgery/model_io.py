@@ -128,6 +128,10 @@ def write_atomic(path: str | os.PathLike, data: bytes) -> None:
 def save(graph: Graph | GraphDef, path: str | os.PathLike, *, inputs: tuple = ()) -> Path:
     """Save as `.pbtxt` (by suffix) or binary `.pb`; `inputs` are paths the output must not hit."""
     out = check_output_path(path, *inputs)
-    graph_def = graph.to_graph_def() if isinstance(graph, Graph) else graph
-    write_atomic(out, serialize(graph_def, is_text_path(out)))
+    if isinstance(graph, Graph) and not is_text_path(out):
+        data = graph.serialize()
+    else:
+        graph_def = graph.to_graph_def() if isinstance(graph, Graph) else graph
+        data = serialize(graph_def, is_text_path(out))
+    write_atomic(out, data)
     return out

@@ -1,0 +1,27 @@
+"""`surgery inspect MODEL.pb`: node count, op histogram, inputs/outputs, namespaces, unknown ops."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict
+
+from surgery import model_io
+from surgery.inspection import format_summary, summarize
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("inspect", help="summarise a frozen graph")
+    parser.add_argument("model", help="frozen GraphDef (.pb or .pbtxt)")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument(
+        "--no-tf", action="store_true", help="skip the TensorFlow op-registry check (faster)"
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    graph = model_io.load(args.model)
+    summary = summarize(graph, with_tf=not args.no_tf)
+    print(json.dumps(asdict(summary), indent=1) if args.json else format_summary(summary))
+    return 0

@@ -1,0 +1,102 @@
+"""What is in a graph: node and op counts, inputs/outputs, namespace tree, ops TF cannot run."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from surgery.graph import Graph
+
+
+@dataclass
+class Summary:
+    """The facts `surgery inspect` prints (also the data the reports reuse)."""
+
+    nodes: int
+    ops: list[tuple[str, int]]
+    inputs: list[tuple[str, str]]
+    outputs: list[str]
+    namespaces: list[tuple[str, int, int]]  # (namespace, depth, node count)
+    functions: list[str]
+    unknown_ops: list[tuple[str, int]] | None = None  # None: TensorFlow not installed
+    dangling: list[tuple[str, str]] = field(default_factory=list)
+
+
+def namespace_tree(graph: Graph, depth: int = 2) -> list[tuple[str, int, int]]:
+    """Namespaces down to `depth` levels with the number of nodes under each, largest first."""
+    counts: Counter[str] = Counter()
+    for node in graph:
+        parts = node.name.split("/")[:-1]
+        for level in range(1, min(depth, len(parts)) + 1):
+            counts["/".join(parts[:level])] += 1
+    top = sorted((ns for ns in counts if "/" not in ns), key=lambda ns: (-counts[ns], ns))
+    rows = []
+    for ns in top:
+        rows.append((ns, 1, counts[ns]))
+        children = [c for c in counts if c.startswith(ns + "/") and c.count("/") == 1]
+        rows.extend((c, 2, counts[c]) for c in sorted(children, key=lambda c: (-counts[c], c)))
+    return rows
+
+
+def unknown_ops(ops: list[str]) -> list[str] | None:
+    """Ops TensorFlow's registry does not know (plugin nodes), or None without TensorFlow."""
+    try:
+        from tensorflow.python.framework import op_def_registry
+    except ImportError:
+        return None
+    return [op for op in ops if op_def_registry.get(op) is None]
+
+
+def summarize(graph: Graph, *, with_tf: bool = True) -> Summary:
+    hist = sorted(graph.op_types().items(), key=lambda kv: (-kv[1], kv[0]))
+    inputs = []
+    for node in graph.graph_inputs():
+        dtype = node.attr["dtype"].type if "dtype" in node.attr else 0
+        shape = node.attr["shape"].shape if "shape" in node.attr else None
+        dims = "?" if shape is None or shape.unknown_rank else (
+            "[" + ", ".join("?" if d.size < 0 else str(d.size) for d in shape.dim) + "]"
+        )
+        inputs.append((node.name, f"{_dtype_name(dtype)}{dims}"))
+    unknown = unknown_ops([op for op, _ in hist]) if with_tf else None
+    counts = dict(hist)
+    return Summary(
+        nodes=len(graph),
+        ops=hist,
+        inputs=inputs,
+        outputs=[n.name for n in graph.graph_outputs()],
+        namespaces=namespace_tree(graph),
+        functions=[f.signature.name for f in graph.library.function],
+        unknown_ops=None if unknown is None else [(op, counts[op]) for op in unknown],
+        dangling=graph.dangling_inputs(),
+    )
+
+
+def _dtype_name(enum: int) -> str:
+    from surgery.protos import types_pb2
+
+    if enum == 0:
+        return ""
+    return types_pb2.DataType.Name(enum).removeprefix("DT_").lower()
+
+
+def format_summary(summary: Summary, *, max_ops: int = 40) -> str:
+    """Human-readable text of a Summary."""
+    lines = [f"nodes: {summary.nodes}"]
+    lines.append("inputs: " + (", ".join(f"{n} {t}" for n, t in summary.inputs) or "(none)"))
+    lines.append("outputs: " + (", ".join(summary.outputs) or "(none)"))
+    lines.append(f"op histogram ({len(summary.ops)} op types):")
+    lines.extend(f"  {count:>7}  {op}" for op, count in summary.ops[:max_ops])
+    if len(summary.ops) > max_ops:
+        lines.append(f"  ... {len(summary.ops) - max_ops} more op types")
+    lines.append("namespaces:")
+    lines.extend(f"  {'  ' * (depth - 1)}{ns}/  {count}" for ns, depth, count in summary.namespaces)
+    if summary.functions:
+        lines.append("function library: " + ", ".join(summary.functions))
+    if summary.unknown_ops is None:
+        lines.append("ops unknown to TensorFlow: (TensorFlow not installed; not checked)")
+    else:
+        shown = ", ".join(f"{op} x{n}" for op, n in summary.unknown_ops) or "none"
+        lines.append(f"ops unknown to TensorFlow: {shown}")
+    if summary.dangling:
+        lines.append("dangling inputs: " + ", ".join(f"{n} <- {i}" for n, i in summary.dangling[:10]))
+    return "\n".join(lines)
