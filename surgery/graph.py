@@ -398,7 +398,9 @@ class Graph:
             if not drop_controls:
                 for user in self._control_consumers.get(name, ()):
                     if user not in doomed:
-                        raise GraphError(f"cannot remove {name!r}: ^{name} is a control input of {user!r}")
+                        raise GraphError(
+                            f"cannot remove {name!r}: ^{name} is a control input of {user!r}"
+                        )
         for name in doomed:
             for user in list(self._control_consumers.get(name, ())):
                 if user not in doomed:
@@ -465,7 +467,9 @@ class Graph:
         """Point input `slot` of `name` at `tensor`."""
         node = self.node(name)
         if not 0 <= slot < len(node._inputs):
-            raise GraphError(f"{name!r} has {len(node._inputs)} data inputs; slot {slot} is out of range")
+            raise GraphError(
+                f"{name!r} has {len(node._inputs)} data inputs; slot {slot} is out of range"
+            )
         ref = as_tensor(tensor)
         self._unlink(node._inputs[slot], name, slot)
         node._inputs[slot] = ref

@@ -98,5 +98,6 @@ def format_summary(summary: Summary, *, max_ops: int = 40) -> str:
         shown = ", ".join(f"{op} x{n}" for op, n in summary.unknown_ops) or "none"
         lines.append(f"ops unknown to TensorFlow: {shown}")
     if summary.dangling:
-        lines.append("dangling inputs: " + ", ".join(f"{n} <- {i}" for n, i in summary.dangling[:10]))
+        shown = ", ".join(f"{n} <- {i}" for n, i in summary.dangling[:10])
+        lines.append("dangling inputs: " + shown)
     return "\n".join(lines)

@@ -41,7 +41,9 @@ def read_graph_def(path: str | os.PathLike) -> GraphDef:
         try:
             text_format.Parse(data.decode("utf-8"), graph_def)
         except UnicodeDecodeError as exc:
-            raise ModelLoadError(f"{p}: not a text GraphDef (byte {exc.start} is not UTF-8)") from None
+            raise ModelLoadError(
+                f"{p}: not a text GraphDef (byte {exc.start} is not UTF-8)"
+            ) from None
         except text_format.ParseError as exc:
             line, col = exc.GetLine(), exc.GetColumn()
             where = f"{p}:{line}:{col}" if line is not None else str(p)

@@ -13,7 +13,8 @@ from surgery.protos import GraphDef
 SMALL = """
 node { name: "x" op: "Placeholder" }
 node { name: "ns/dim" op: "Const" }
-node { name: "ns/split" op: "Split" input: "ns/dim" input: "x" attr { key: "num_split" value { i: 3 } } }
+node { name: "ns/split" op: "Split" input: "ns/dim" input: "x"
+       attr { key: "num_split" value { i: 3 } } }
 node { name: "a" op: "AddV2" input: "ns/split:1" input: "ns/split:0" input: "^x" }
 node { name: "b" op: "Mul" input: "ns/split:2" input: "ns/split" }
 node { name: "out" op: "Identity" input: "a" input: "^b" }

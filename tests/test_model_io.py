@@ -85,7 +85,9 @@ def test_cli_errors_are_one_line_with_exit_1(tmp_path: Path, capsys: pytest.Capt
     assert err.count("\n") == 0 and "junk.pb" in err
 
 
-def test_failed_write_leaves_no_partial_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_write_leaves_no_partial_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     target = tmp_path / "out.pb"
 
     def boom(*_args: object) -> None:
