@@ -15,7 +15,7 @@ from surgery.errors import SurgeryError
 COMMANDS = [
     "inspect",
     "freeze",
-    "preprocess",
+    "weights",
 ]
 
 
