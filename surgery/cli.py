@@ -16,6 +16,7 @@ COMMANDS = [
     "inspect",
     "freeze",
     "weights",
+    "shapes",
 ]
 
 

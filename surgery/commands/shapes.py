@@ -1,0 +1,47 @@
+"""`surgery shapes MODEL.pb [--input NAME=DIMS] [--static-reshape -o OUT.pb]`."""
+
+from __future__ import annotations
+
+import argparse
+
+from surgery import model_io, shapes
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("shapes", help="print inferred shapes; make Reshapes static")
+    parser.add_argument("model", help="frozen GraphDef (.pb or .pbtxt)")
+    parser.add_argument("--input", action="append", default=[], metavar="NAME=D0,D1,...",
+                        help="fix a placeholder's shape before inference (repeatable)")
+    parser.add_argument("--static-reshape", action="store_true",
+                        help="replace every Reshape's shape operand by a Const (needs -o)")
+    parser.add_argument("-o", "--output", help="where to write the graph with static reshapes")
+    parser.add_argument("--ops", nargs="*", help="print only nodes of these op types")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.static_reshape and not args.output:
+        raise shapes.ShapeError("--static-reshape writes a new graph: give -o OUT.pb")
+    if args.output:
+        model_io.check_output_path(args.output, args.model)
+    graph = model_io.load(args.model)
+    fixed = dict(shapes.parse_input_shape(text) for text in args.input)
+    inferred = shapes.infer_shapes(graph, fixed)
+    if args.static_reshape:
+        changed = shapes.static_reshapes(graph, inferred)
+        model_io.save(graph, args.output, inputs=(args.model,))
+        for name, dims in changed:
+            print(f"static Reshape {name}: {list(dims)}")
+        print(f"{len(changed)} Reshape(s) made static; wrote {args.output}")
+        return 0
+    wanted = set(args.ops or ())
+    for node in graph:
+        if wanted and node.op not in wanted:
+            continue
+        outs = []
+        port = 0
+        while (node.name, port) in inferred:
+            outs.append(shapes.format_shape(inferred[(node.name, port)]))
+            port += 1
+        print(f"{node.name} ({node.op}): {', '.join(outs) or '-'}")
+    return 0
