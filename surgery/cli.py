@@ -14,9 +14,14 @@ from surgery.errors import SurgeryError
 # Each module defines `register(subparsers)`, which adds its parser and sets `func(args) -> int`.
 COMMANDS = [
     "inspect",
+    "check",
     "freeze",
     "weights",
     "shapes",
+    "layout",
+    "preprocess",
+    "view",
+    "diff",
 ]
 
 

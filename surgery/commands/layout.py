@@ -1,0 +1,29 @@
+"""`surgery layout nchw MODEL.pb -o OUT.pb [--nchw-inputs]`: convert an NHWC graph to NCHW."""
+
+from __future__ import annotations
+
+import argparse
+
+from surgery import layout, model_io
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("layout", help="convert an NHWC graph to NCHW")
+    parser.add_argument("target", choices=("nchw",), help="the layout to convert to")
+    parser.add_argument("model", help="frozen GraphDef (.pb or .pbtxt)")
+    parser.add_argument("-o", "--output", required=True, help="where to write the NCHW graph")
+    parser.add_argument("--nchw-inputs", action="store_true",
+                        help="also make 4-D graph inputs NCHW (feeds change layout)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    model_io.check_output_path(args.output, args.model)
+    graph = model_io.load(args.model)
+    report = layout.to_nchw(graph, nchw_inputs=args.nchw_inputs)
+    model_io.save(graph, args.output, inputs=(args.model,))
+    print(f"{len(report.converted)} ops switched to NCHW; Transposes: "
+          f"{report.transposes_before} before, {report.transposes_after} after "
+          f"({report.inserted} inserted, {report.cancelled} cancelled, {report.pushed} pushed)")
+    print(f"wrote {args.output}")
+    return 0
