@@ -256,6 +256,12 @@ class Graph:
         """The GraphDef's function library (FunctionDefLibrary), kept intact on round trip."""
         return self._base.library
 
+    def _repr_html_(self) -> str:
+        """Jupyter: the graph drawn inline (see `surgery.visualize.notebook_html`)."""
+        from surgery.visualize import notebook_html
+
+        return notebook_html(self)
+
     def copy(self) -> Graph:
         return Graph(self.to_graph_def())
 
@@ -298,6 +304,10 @@ class Graph:
         """(consumer, input slot) for every data edge reading `tensor`."""
         users = sorted(self._consumers.get(as_tensor(tensor), ()), key=self._edge_key)
         return [(self._nodes[n], slot) for n, slot in users]
+
+    def position(self, name: str) -> int:
+        """Graph-order key of node `name` (larger for nodes added later); orders matches."""
+        return self._pos[name]
 
     def _edge_key(self, edge: tuple[str, int]) -> tuple[int, int]:
         return self._pos[edge[0]], edge[1]

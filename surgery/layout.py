@@ -249,7 +249,7 @@ class _Pass:
     def _rebuild(
         self, tnode: Node, user: Node, consts: dict[int, np.ndarray], all_inputs: bool = False
     ) -> bool:
-        """`user` reads the untransposed tensors (and re-laid Consts); its readers get a Transpose."""
+        """`user` reads the untransposed tensors (re-laid Consts); its readers get a Transpose."""
         graph = self.graph
         for port in graph.used_ports(user.name):
             if port != 0:
