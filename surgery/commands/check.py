@@ -1,0 +1,35 @@
+"""`surgery check RULES...`: lint rule files against the plugin schemas, without a model."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from surgery.rule_check import check_paths
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `check` subcommand."""
+    parser = subparsers.add_parser("check", help="lint rule files (no model needed)")
+    parser.add_argument("rules", nargs="+", help="rule files")
+    parser.add_argument(
+        "--no-tf", action="store_true",
+        help="do not consult TensorFlow's op registry (unknown ops become warnings)",
+    )  # fmt: skip
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print every diagnostic as `file:line:col: severity: message`; 1 if any error."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's registry import is chatty
+    errors = warnings = 0
+    for diagnostic in check_paths(args.rules, use_tf=not args.no_tf):
+        print(diagnostic, file=sys.stdout)
+        if diagnostic.severity == "error":
+            errors += 1
+        else:
+            warnings += 1
+    if errors or warnings:
+        print(f"{errors} error(s), {warnings} warning(s)", file=sys.stderr)
+    return 1 if errors else 0

@@ -1,0 +1,1 @@
+"""Compatibility layers for tools surgery replaces (graphsurgeon's API for existing scripts)."""

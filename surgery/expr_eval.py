@@ -1,0 +1,516 @@
+"""Safe evaluation of rule expressions (`where` conditions, field values) over matched tensors.
+
+The evaluator walks the `rule_ast` expression tree itself: no `eval`, no attribute access on
+Python objects, only the properties and whitelisted functions listed here. A value that cannot be
+known (a shape nobody recorded, a non-Const `.value`) raises `EvalFailure` with a reason and the
+`Loc` of the sub-expression, which the matcher turns into a failed predicate for `explain`.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from surgery import rule_ast as ast
+from surgery.errors import RuleError
+from surgery.ports import TensorRef
+
+TENSOR_PROPS = ("op", "name", "port", "value", "shape", "dtype", "rank", "scope", "consumers")
+SCOPE_PROPS = ("name", "nodes", "enters", "leaves")
+FUNCTIONS = ("len", "abs", "min", "max", "int", "float", "prod", "matches")
+
+
+class EvalFailure(Exception):
+    """A predicate that cannot hold (false or unknowable); carries the reason and the Loc."""
+
+    def __init__(self, reason: str, loc: ast.Loc):
+        super().__init__(f"{loc}: {reason}")
+        self.reason = reason
+        self.loc = loc
+
+
+@dataclass(frozen=True)
+class ScopeInstance:
+    """One namespace instance a scope statement selected: its region and interface."""
+
+    var: str
+    namespace: str
+    nodes: tuple[str, ...]  # graph order
+    enters: tuple[TensorRef, ...]
+    leaves: tuple[TensorRef, ...]
+
+    @functools.cached_property
+    def node_set(self) -> frozenset[str]:
+        """The region as a set."""
+        return frozenset(self.nodes)
+
+
+Binding = TensorRef | tuple[TensorRef, ...] | ScopeInstance
+
+
+# --------------------------------------------------------------------------- globs
+@functools.lru_cache(maxsize=512)
+def glob_regex(pattern: str) -> re.Pattern[str]:
+    """Compile a name glob: `*` within a segment, `**` any depth, `?`, `[abc]`, `{a,b}`."""
+    out: list[str] = []
+    i, n, depth = 0, len(pattern), 0
+    while i < n:
+        ch = pattern[i]
+        if pattern.startswith("/**", i) and (i + 3 == n or pattern[i + 3] == "/"):
+            out.append("(?:/.*)?")  # `a/**` is `a` and everything under it
+            i += 3
+        elif pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif ch == "*":
+            out.append("[^/]*")
+            i += 1
+        elif ch == "?":
+            out.append("[^/]")
+            i += 1
+        elif ch == "[":
+            end = pattern.find("]", i + 1)
+            if end < 0:
+                out.append(re.escape(ch))
+                i += 1
+            else:
+                body = pattern[i + 1 : end].replace("\\", "\\\\")
+                if body.startswith("!"):
+                    body = "^" + body[1:]
+                out.append(f"[{body}]")
+                i = end + 1
+        elif ch == "{":
+            out.append("(?:")
+            depth += 1
+            i += 1
+        elif ch == "}" and depth:
+            out.append(")")
+            depth -= 1
+            i += 1
+        elif ch == "," and depth:
+            out.append("|")
+            i += 1
+        else:
+            out.append(re.escape(ch))
+            i += 1
+    if depth:
+        raise RuleError(f"unbalanced '{{' in name pattern {pattern!r}")
+    return re.compile("".join(out))
+
+
+def glob_match(pattern: str, name: str) -> bool:
+    """Whether `name` matches the glob `pattern` as a whole."""
+    return glob_regex(pattern).fullmatch(name) is not None
+
+
+# --------------------------------------------------------------------------- tensor properties
+def namespace_of(name: str) -> str:
+    """`a/b/c` -> `a/b`; top-level names have the empty namespace."""
+    return name.rpartition("/")[0]
+
+
+def const_value(graph: Any, ref: TensorRef) -> np.ndarray | None:
+    """The value of a Const node's output (only Const: no looking through Identity)."""
+    node = graph.get(ref.node)
+    if node is None or node.op != "Const" or "value" not in node.attr:
+        return None
+    from surgery.tensor_values import to_numpy
+
+    return to_numpy(node.attr["value"].tensor)
+
+
+def tensor_dtype(graph: Any, ref: TensorRef) -> str | None:
+    """The dtype name of a tensor when the node says it: `_output_shapes`-free attrs only."""
+    node = graph.get(ref.node)
+    if node is None:
+        return None
+    from surgery.tensor_values import dtype_name
+
+    attrs = node.attr
+    if "_output_types" in attrs and len(attrs["_output_types"].list.type) > ref.port:
+        return dtype_name(attrs["_output_types"].list.type[ref.port])
+    if node.op == "Const" and "value" in attrs and ref.port == 0:
+        return dtype_name(attrs["value"].tensor.dtype)
+    for key in ("dtype", "T", "out_type", "DstT"):
+        if key in attrs and attrs[key].WhichOneof("value") == "type":
+            return dtype_name(attrs[key].type)
+    return None
+
+
+def tensor_shape(graph: Any, ref: TensorRef) -> tuple[int, ...] | None:
+    """Dims (-1 unknown) from `_output_shapes`, a `shape` attr or a Const value; else None."""
+    node = graph.get(ref.node)
+    if node is None:
+        return None
+    from surgery.tensor_values import shape_of
+
+    attrs = node.attr
+    if "_output_shapes" in attrs and len(attrs["_output_shapes"].list.shape) > ref.port:
+        return shape_of(attrs["_output_shapes"].list.shape[ref.port])
+    if ref.port == 0 and node.op == "Const" and "value" in attrs:
+        return shape_of(attrs["value"].tensor.tensor_shape)
+    if ref.port == 0 and "shape" in attrs and attrs["shape"].WhichOneof("value") == "shape":
+        return shape_of(attrs["shape"].shape)
+    return None
+
+
+# --------------------------------------------------------------------------- rendering
+def expr_text(expr: Any) -> str:
+    """Rule-language spelling of an expression (for messages)."""
+    if isinstance(expr, ast.Literal):
+        if isinstance(expr.value, tuple):
+            return "[" + ", ".join(expr_text(v) for v in expr.value) + "]"
+        if isinstance(expr.value, str):
+            return f'"{expr.value}"'
+        if isinstance(expr.value, bool):
+            return "true" if expr.value else "false"
+        return repr(expr.value)
+    if isinstance(expr, ast.Ref):
+        text = expr.var + (f":{expr.port}" if expr.port is not None else "")
+        if expr.attr is not None:
+            return f"{text}.attr.{expr.attr}"
+        return f"{text}.{expr.prop}" if expr.prop else text
+    if isinstance(expr, ast.Index):
+        return f"{expr_text(expr.base)}[{expr_text(expr.index)}]"
+    if isinstance(expr, ast.BinOp | ast.Compare):
+        return f"{expr_text(expr.left)} {expr.op} {expr_text(expr.right)}"
+    if isinstance(expr, ast.BoolOp):
+        return f" {expr.op} ".join(expr_text(o) for o in expr.operands)
+    if isinstance(expr, ast.Not):
+        return f"not {expr_text(expr.operand)}"
+    if isinstance(expr, ast.Call):
+        return f"{expr.func}({', '.join(expr_text(a) for a in expr.args)})"
+    return str(expr)
+
+
+def value_text(value: Any, limit: int = 60) -> str:
+    """A short spelling of an evaluated value."""
+    if isinstance(value, np.ndarray):
+        text = np.array2string(value, threshold=8, separator=", ").replace("\n", "")
+    elif isinstance(value, ScopeInstance):
+        text = f"scope {value.namespace!r}"
+    elif isinstance(value, TensorRef):
+        text = str(value)
+    else:
+        text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# --------------------------------------------------------------------------- evaluation
+def _norm(value: Any) -> Any:
+    """Canonical Python form: 0-d arrays -> scalars, lists -> tuples, bytes -> str."""
+    if isinstance(value, np.ndarray):
+        return value.item() if value.ndim == 0 else value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, list):
+        return tuple(_norm(v) for v in value)
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            return value
+    return value
+
+
+def _is_seq(value: Any) -> bool:
+    return isinstance(value, tuple | np.ndarray)
+
+
+class Evaluator:
+    """Evaluate expressions against a graph and the current bindings (var -> tensor/list/scope)."""
+
+    def __init__(self, graph: Any, bindings: Mapping[str, Binding]):
+        self.graph = graph
+        self.bindings = bindings
+
+    # ---------------------------------------------------------------- entry points
+    def value(self, expr: Any) -> Any:
+        """The value of `expr` (raises EvalFailure when it cannot be known)."""
+        method = getattr(self, "_" + type(expr).__name__.lower(), None)
+        if method is None:
+            raise RuleError(f"cannot evaluate {type(expr).__name__} here")
+        return method(expr)
+
+    def check(self, expr: Any) -> None:
+        """Raise EvalFailure naming the first sub-condition that does not hold."""
+        if isinstance(expr, ast.BoolOp) and expr.op == "and":
+            for operand in expr.operands:
+                self.check(operand)
+            return
+        if isinstance(expr, ast.BoolOp) and expr.op == "or":
+            first: EvalFailure | None = None
+            for operand in expr.operands:
+                try:
+                    self.check(operand)
+                    return
+                except EvalFailure as exc:
+                    first = first or exc
+            if first is not None:
+                raise EvalFailure(f"none of `{expr_text(expr)}` holds ({first.reason})", expr.loc)
+            return
+        if not self._truth(self.value(expr), expr.loc):
+            raise EvalFailure(f"`{expr_text(expr)}` is false{self._why(expr)}", expr.loc)
+
+    def _why(self, expr: Any) -> str:
+        """The values of the refs in a false comparison, e.g. ` (y.alpha = 1.5)`."""
+        parts: list[str] = []
+        for side in _refs(expr):
+            try:
+                parts.append(f"{expr_text(side)} = {value_text(self.value(side))}")
+            except EvalFailure:
+                continue
+        return f" ({', '.join(dict.fromkeys(parts))})" if parts else ""
+
+    @staticmethod
+    def _truth(value: Any, loc: ast.Loc) -> bool:
+        if isinstance(value, np.ndarray):
+            return bool(value.size) and bool(np.all(value))
+        if isinstance(value, TensorRef | ScopeInstance):
+            return True
+        return bool(value)
+
+    # ---------------------------------------------------------------- nodes
+    def _literal(self, expr: ast.Literal) -> Any:
+        if isinstance(expr.value, tuple):
+            return tuple(_norm(self.value(v)) for v in expr.value)
+        return expr.value
+
+    def _bound(self, var: str, loc: ast.Loc) -> Binding:
+        try:
+            return self.bindings[var]
+        except KeyError:
+            raise RuleError(f"{loc}: unknown variable {var!r}") from None
+
+    def _ref(self, expr: ast.Ref) -> Any:
+        bound = self._bound(expr.var, expr.loc)
+        if expr.port is not None:
+            if not isinstance(bound, TensorRef):
+                raise RuleError(f"{expr.loc}: {expr.var}:{expr.port} needs a tensor variable")
+            bound = TensorRef(bound.node, expr.port)
+        if expr.attr is not None:
+            return self._attribute(bound, expr.attr, expr)
+        if expr.prop is None:
+            return bound
+        if isinstance(bound, ScopeInstance):
+            return self._scope_prop(bound, expr)
+        if isinstance(bound, tuple):
+            if expr.prop == "len":
+                return len(bound)
+            raise RuleError(f"{expr.loc}: {expr.var} is a list of tensors; use {expr.var}[i]")
+        return self.tensor_prop(bound, expr.prop, expr)
+
+    def _scope_prop(self, scope: ScopeInstance, expr: ast.Ref) -> Any:
+        prop = expr.prop
+        if prop == "name":
+            return scope.namespace
+        if prop in ("nodes", "enters", "leaves"):
+            return len(getattr(scope, prop))
+        raise RuleError(
+            f"{expr.loc}: a scope has no property {prop!r} (known: {', '.join(SCOPE_PROPS)})"
+        )
+
+    def tensor_prop(self, ref: TensorRef, prop: str, expr: Any) -> Any:
+        """One property of a tensor (or, failing the known names, its node's attribute)."""
+        loc = expr.loc
+        node = self.graph.get(ref.node)
+        if node is None:
+            raise EvalFailure(f"node {ref.node!r} no longer exists", loc)
+        if prop == "op":
+            return node.op
+        if prop == "name":
+            return node.name
+        if prop == "port":
+            return ref.port
+        if prop == "scope":
+            return namespace_of(node.name)
+        if prop == "consumers":
+            return len(self.graph.consumers(ref))
+        if prop == "value":
+            value = const_value(self.graph, ref)
+            if value is None:
+                raise EvalFailure(f"{ref} is not a Const (op {node.op}): value unknown", loc)
+            return _norm(value)
+        if prop in ("shape", "rank"):
+            shape = tensor_shape(self.graph, ref)
+            if shape is None:
+                raise EvalFailure(f"shape unknown for {ref}", loc)
+            return tuple(shape) if prop == "shape" else len(shape)
+        if prop == "dtype":
+            dtype = tensor_dtype(self.graph, ref)
+            if dtype is None:
+                raise EvalFailure(f"dtype unknown for {ref}", loc)
+            return dtype
+        return self._attribute(ref, prop, expr)
+
+    def _attribute(self, ref: Any, name: str, expr: Any) -> Any:
+        if not isinstance(ref, TensorRef):
+            raise RuleError(f"{expr.loc}: .{name} needs a tensor variable")
+        node = self.graph.get(ref.node)
+        if node is None:
+            raise EvalFailure(f"node {ref.node!r} no longer exists", expr.loc)
+        if name not in node.attr:
+            raise EvalFailure(f"{node.name} ({node.op}) has no attribute {name!r}", expr.loc)
+        from surgery.attrs import attr_value
+
+        return _norm(attr_value(node.attr[name]))
+
+    def _index(self, expr: ast.Index) -> Any:
+        base = self.value(expr.base)
+        index = self.value(expr.index)
+        if not isinstance(index, int) or isinstance(index, bool):
+            raise RuleError(f"{expr.loc}: index must be an integer, got {value_text(index)}")
+        if isinstance(base, ScopeInstance) or not _is_seq(base) and not isinstance(base, str):
+            raise RuleError(f"{expr.loc}: {expr_text(expr.base)} cannot be indexed")
+        try:
+            return _norm(base[index])
+        except IndexError:
+            raise EvalFailure(
+                f"index {index} out of range for {expr_text(expr.base)} (length {len(base)})",
+                expr.loc,
+            ) from None
+
+    def _binop(self, expr: ast.BinOp) -> Any:
+        left, right = self.value(expr.left), self.value(expr.right)
+        if isinstance(left, str) and isinstance(right, str) and expr.op == "+":
+            return left + right
+        for side in (left, right):
+            if isinstance(side, str | TensorRef | ScopeInstance | bool) or side is None:
+                raise RuleError(f"{expr.loc}: `{expr_text(expr)}` needs numbers")
+        array = _is_seq(left) or _is_seq(right)
+        a = np.asarray(left) if array else left
+        b = np.asarray(right) if array else right
+        try:
+            if expr.op == "+":
+                out = a + b
+            elif expr.op == "-":
+                out = a - b
+            elif expr.op == "*":
+                out = a * b
+            elif expr.op == "/":
+                out = a / b
+            elif expr.op == "//":
+                out = a // b
+            else:
+                raise RuleError(f"{expr.loc}: unknown operator {expr.op!r}")
+        except ZeroDivisionError:
+            raise EvalFailure(f"division by zero in `{expr_text(expr)}`", expr.loc) from None
+        except ValueError as exc:
+            raise EvalFailure(f"`{expr_text(expr)}`: {exc}", expr.loc) from None
+        if isinstance(out, np.ndarray) and out.ndim == 1 and not isinstance(left, np.ndarray):
+            return tuple(_norm(v) for v in out)
+        return _norm(out)
+
+    def _compare(self, expr: ast.Compare) -> bool:
+        left, right = self.value(expr.left), self.value(expr.right)
+        op = expr.op
+        if op in ("in", "not in"):
+            if not _is_seq(right) and not isinstance(right, str):
+                raise RuleError(f"{expr.loc}: the right side of `{op}` must be a list or string")
+            if isinstance(right, str):
+                found = isinstance(left, str) and left in right
+            else:
+                found = any(_equal(left, item) for item in right)
+            return found if op == "in" else not found
+        if op == "==":
+            return _equal(left, right)
+        if op == "!=":
+            return not _equal(left, right)
+        try:
+            if _is_seq(left) or _is_seq(right):
+                a, b = np.asarray(left), np.asarray(right)
+                if a.shape != b.shape and a.ndim and b.ndim:
+                    return False
+                result = {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]
+                return bool(np.all(result))
+            return bool({"<": left < right, "<=": left <= right, ">": left > right,
+                         ">=": left >= right}[op])  # fmt: skip
+        except TypeError:
+            raise RuleError(
+                f"{expr.loc}: cannot compare {value_text(left)} {op} {value_text(right)}"
+            ) from None
+
+    def _boolop(self, expr: ast.BoolOp) -> bool:
+        try:
+            self.check(expr)
+            return True
+        except EvalFailure:
+            return False
+
+    def _not(self, expr: ast.Not) -> bool:
+        return not self._truth(self.value(expr.operand), expr.loc)
+
+    def _call(self, expr: ast.Call) -> Any:
+        args = [self.value(a) for a in expr.args]
+        func = expr.func
+        try:
+            if func == "len":
+                (arg,) = args
+                if isinstance(arg, ScopeInstance):
+                    return len(arg.nodes)
+                return len(arg)
+            if func == "abs":
+                (arg,) = args
+                return _norm(np.abs(arg)) if _is_seq(arg) else abs(arg)
+            if func in ("min", "max"):
+                items = args[0] if len(args) == 1 else args
+                return _norm((min if func == "min" else max)(_flat(items)))
+            if func == "int":
+                (arg,) = args
+                return int(arg)
+            if func == "float":
+                (arg,) = args
+                return float(arg)
+            if func == "prod":
+                (arg,) = args
+                return math.prod(_flat(arg))
+            if func == "matches":
+                name, pattern = args
+                if isinstance(name, TensorRef):
+                    name = name.node
+                return glob_match(str(pattern), str(name))
+        except (TypeError, ValueError) as exc:
+            raise RuleError(f"{expr.loc}: {func}(): {exc}") from None
+        raise RuleError(f"{expr.loc}: unknown function {func!r} (known: {', '.join(FUNCTIONS)})")
+
+
+def _flat(items: Any) -> list[Any]:
+    if isinstance(items, np.ndarray):
+        return [_norm(v) for v in items.ravel()]
+    return list(items)
+
+
+def _equal(left: Any, right: Any) -> bool:
+    if isinstance(left, np.ndarray) or isinstance(right, np.ndarray):
+        a, b = np.asarray(left), np.asarray(right)
+        return a.shape == b.shape and bool(np.all(a == b))
+    if _is_seq(left) and _is_seq(right):
+        return len(left) == len(right) and all(_equal(x, y) for x, y in zip(left, right))
+    if isinstance(left, float) or isinstance(right, float):
+        if isinstance(left, int | float) and isinstance(right, int | float):
+            return math.isclose(left, right, rel_tol=1e-6, abs_tol=1e-12)
+    return bool(left == right)
+
+
+def _refs(expr: Any) -> list[Any]:
+    """Ref sub-expressions of a comparison, for explaining why it is false."""
+    if isinstance(expr, ast.Ref) and (expr.prop or expr.attr):
+        return [expr]
+    if isinstance(expr, ast.Compare | ast.BinOp):
+        return _refs(expr.left) + _refs(expr.right)
+    if isinstance(expr, ast.Call):
+        return [r for a in expr.args for r in _refs(a)] + ([expr] if expr.func == "len" else [])
+    if isinstance(expr, ast.Index):
+        return [expr]
+    if isinstance(expr, ast.Not):
+        return _refs(expr.operand)
+    return []

@@ -1,0 +1,567 @@
+"""Where a rule matches: patterns bind tensors `(node, port)`, scopes bind namespace instances.
+
+The search is anchored on the op-type index (`graph.nodes_by_op` of the first root's ops), so
+its cost grows with the number of candidate nodes, not with graph size times rules. Further roots
+of a DAG pattern are found by walking up from tensors the earlier roots bound. Operands are
+matched by role (from `surgery.opdefs`) or position; only ops declared commutative try the
+swapped order. Every failed predicate is recorded with a reason and its rule-file `Loc`, so
+`explain` can say which one failed first.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from surgery import rule_ast as ast
+from surgery.errors import GraphError, RuleError
+from surgery.expr_eval import (
+    Binding,
+    EvalFailure,
+    Evaluator,
+    ScopeInstance,
+    glob_regex,
+    value_text,
+)
+from surgery.ports import TensorRef
+
+BUILTIN_COMMUTATIVE = frozenset(
+    {"Add", "AddV2", "Mul", "Maximum", "Minimum", "LogicalAnd", "LogicalOr", "Equal",
+     "NotEqual", "SquaredDifference"}
+)  # fmt: skip
+
+_INTERIOR = "\x00interior"  # bindings key: nodes matched by op patterns, in match order
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A predicate that did not hold: why, where in the rule file, and at which node."""
+
+    reason: str
+    loc: ast.Loc
+    node: str | None = None
+
+    def __str__(self) -> str:
+        at = f" (at node {self.node!r})" if self.node else ""
+        return f"{self.loc}: {self.reason}{at}"
+
+
+@dataclass
+class Match:
+    """One match of a rule: variable bindings, the nodes its op patterns matched, its anchor."""
+
+    rule: ast.Rule
+    bindings: dict[str, Binding]
+    interior: tuple[str, ...]
+    anchor: str
+    scope: ScopeInstance | None = None
+
+    def nodes(self) -> set[str]:
+        """Interior nodes, or the whole region of a scope match."""
+        return set(self.scope.nodes) if self.scope is not None else set(self.interior)
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready summary: anchor, bindings as tensor names, scope interface."""
+        out: dict[str, Any] = {"anchor": self.anchor}
+        binds: dict[str, Any] = {}
+        for var, value in self.bindings.items():
+            if isinstance(value, ScopeInstance):
+                binds[var] = {
+                    "namespace": value.namespace,
+                    "nodes": len(value.nodes),
+                    "enters": [str(t) for t in value.enters],
+                    "leaves": [str(t) for t in value.leaves],
+                }
+            elif isinstance(value, tuple):
+                binds[var] = [str(t) for t in value]
+            else:
+                binds[var] = str(value)
+        out["bindings"] = binds
+        if self.scope is None:
+            out["interior"] = list(self.interior)
+        return out
+
+
+@dataclass
+class Explanation:
+    """Why a rule does or does not match at a node."""
+
+    rule: str
+    node: str
+    matched: bool
+    failure: Failure | None = None
+    match: Match | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _vars_of(pattern: Any) -> set[str]:
+    if isinstance(pattern, ast.Capture):
+        return {pattern.var}
+    if isinstance(pattern, ast.OpPattern):
+        out = {pattern.var} if pattern.var else set()
+        for operand in pattern.operands:
+            out |= _vars_of(operand.pattern)
+        return out
+    return set()
+
+
+def _path_to(pattern: Any, known: set[str]) -> list[Any] | None:
+    """Patterns from `pattern` down to the first one naming a variable in `known`."""
+    if isinstance(pattern, ast.Capture):
+        return [pattern] if pattern.var in known else None
+    if isinstance(pattern, ast.OpPattern):
+        if pattern.var in known:
+            return [pattern]
+        for operand in pattern.operands:
+            if operand.variadic:
+                continue
+            sub = _path_to(operand.pattern, known)
+            if sub is not None:
+                return [pattern, *sub]
+    return None
+
+
+class RuleMatcher:
+    """Find matches of one rule in one graph state (make a new one after the graph changes)."""
+
+    def __init__(self, graph: Any, rule: ast.Rule, commutative: Iterable[str] = ()):
+        self.graph = graph
+        self.rule = rule
+        self.commutative = BUILTIN_COMMUTATIVE | frozenset(commutative)
+        self.first_failure: Failure | None = None
+        self._roles_cache: dict[tuple[str, int], list[str] | None] = {}
+        self._instances: dict[str, list[str]] | None = None
+        body = rule.body
+        self._anchor_paths: list[list[Any] | None] = []
+        if isinstance(body, ast.MatchStmt):
+            if not body.roots:
+                raise RuleError(f"{body.loc}: rule {rule.name!r} has no pattern to match")
+            known: set[str] = set()
+            for root in body.roots:
+                self._anchor_paths.append(_path_to(root, known) if known else None)
+                known |= _vars_of(root)
+
+    # ---------------------------------------------------------------- failures
+    def _fail(self, reason: str, loc: ast.Loc, node: str | None = None) -> None:
+        if self.first_failure is None:
+            self.first_failure = Failure(reason, loc, node)
+
+    # ---------------------------------------------------------------- candidates
+    @property
+    def is_scope(self) -> bool:
+        """Whether the rule selects namespaces rather than op patterns."""
+        return isinstance(self.rule.body, ast.ScopeStmt)
+
+    def candidates(self) -> list[str]:
+        """Anchor nodes (or namespace instances) in graph order."""
+        if self.is_scope:
+            return list(self._scope_instances())
+        root = self.rule.body.roots[0]
+        if not root.ops:
+            return self.graph.names
+        nodes = self.graph.nodes_by_op(*dict.fromkeys(root.ops))
+        names = [n.name for n in nodes]
+        if len(root.ops) > 1:
+            names.sort(key=self.graph.position)
+        return names
+
+    def matches(self) -> Iterator[Match]:
+        """Every match in graph order of its anchor (matches may overlap)."""
+        for name in self.candidates():
+            found = self.match_at(name)
+            if found is not None:
+                yield found
+
+    def match_at(self, anchor: str) -> Match | None:
+        """The first match whose first root (or scope instance) is `anchor`; None if none."""
+        self.first_failure = None
+        if self.is_scope:
+            return self._match_scope(anchor)
+        node = self.graph.get(anchor)
+        body: ast.MatchStmt = self.rule.body
+        root = body.roots[0]
+        if node is None:
+            self._fail(f"no node named {anchor!r}", root.loc)
+            return None
+        for bindings in self._search(0, TensorRef(anchor, root.port), {_INTERIOR: ()}):
+            interior = bindings.pop(_INTERIOR)
+            return Match(self.rule, bindings, tuple(dict.fromkeys(interior)), anchor)
+        return None
+
+    # ---------------------------------------------------------------- op patterns
+    def _search(self, k: int, tensor: TensorRef | None, b: dict) -> Iterator[dict]:
+        body: ast.MatchStmt = self.rule.body
+        roots = body.roots
+        if k == len(roots):
+            if body.where is not None:
+                try:
+                    Evaluator(self.graph, b).check(body.where)
+                except EvalFailure as exc:
+                    self._fail(f"where: {exc.reason}", exc.loc, b[_INTERIOR][0])
+                    return
+            yield b
+            return
+        tensors = [tensor] if tensor is not None else self._root_candidates(k, b)
+        taken = {b[_INTERIOR][i] for i in range(len(b[_INTERIOR]))} if k else set()
+        for t in tensors:
+            if k and t.node in taken:
+                continue
+            for b2 in self._match(roots[k], t, b):
+                yield from self._search(k + 1, None, b2)
+
+    def _root_candidates(self, k: int, b: dict) -> list[TensorRef]:
+        """Tensors root `k` may bind: walked up from a bound tensor, else by op index."""
+        root = self.rule.body.roots[k]
+        path = self._anchor_paths[k]
+        graph = self.graph
+        if path is None:
+            nodes = graph.nodes_by_op(*root.ops) if root.ops else list(graph)
+            return [TensorRef(n.name, root.port) for n in nodes]
+        last = path[-1]
+        bound = b[last.var]
+        if isinstance(bound, tuple):
+            bound = bound[0] if bound else None
+        if not isinstance(bound, TensorRef):
+            return []
+        if isinstance(last, ast.Capture) and last.port is not None:
+            bound = TensorRef(bound.node, last.port)
+        level = {bound}
+        for parent in reversed(path[:-1]):
+            up: dict[TensorRef, None] = {}
+            for t in level:
+                for consumer, _slot in graph.consumers(t):
+                    if not parent.ops or consumer.op in parent.ops:
+                        up[TensorRef(consumer.name, parent.port)] = None
+            level = set(up)
+        return sorted(level, key=lambda t: (graph.position(t.node), t.port))
+
+    def _match(self, pat: Any, t: TensorRef, b: dict) -> Iterator[dict]:
+        if isinstance(pat, ast.Wildcard):
+            yield b
+            return
+        if isinstance(pat, ast.Capture):
+            yield from self._capture(pat, t, b)
+            return
+        graph = self.graph
+        node = graph.get(t.node)
+        if node is None:
+            self._fail(f"{t} reads a node that does not exist", pat.loc, t.node)
+            return
+        if pat.ops and node.op not in pat.ops:
+            want = "|".join(pat.ops)
+            self._fail(f"{node.name} is {node.op}, pattern wants {want}", pat.loc, node.name)
+            return
+        if t.port != pat.port:
+            self._fail(f"{t} is output {t.port} of {node.name}, pattern wants output {pat.port}",
+                       pat.loc, node.name)  # fmt: skip
+            return
+        if pat.var:
+            bound = b.get(pat.var)
+            if bound is not None and bound != t:
+                self._fail(f"{pat.var} is already {bound}, not {t}", pat.loc, node.name)
+                return
+        b = dict(b)
+        if pat.var:
+            b[pat.var] = t
+        b[_INTERIOR] = (*b[_INTERIOR], node.name)
+        inputs = list(node.inputs)
+        orders = [inputs]
+        if node.op in self.commutative and len(inputs) == 2 and inputs[0] != inputs[1]:
+            orders.append([inputs[1], inputs[0]])
+        for order in orders:
+            pairs = self._assign(pat, node, order)
+            if pairs is None:
+                continue
+            yield from self._match_seq(pairs, 0, b)
+
+    def _capture(self, pat: ast.Capture, t: TensorRef, b: dict) -> Iterator[dict]:
+        bound = b.get(pat.var)
+        if pat.port is None:
+            if bound is None:
+                yield {**b, pat.var: t}
+            elif bound == t:
+                yield b
+            else:
+                self._fail(f"{pat.var} is already {value_text(bound)}, here it would be {t}",
+                           pat.loc, t.node)  # fmt: skip
+            return
+        if bound is None:
+            if t.port != pat.port:
+                self._fail(f"{t} is not output {pat.port} of its node", pat.loc, t.node)
+                return
+            yield {**b, pat.var: TensorRef(t.node, 0)}
+            return
+        want = TensorRef(bound.node, pat.port) if isinstance(bound, TensorRef) else None
+        if want == t:
+            yield b
+        else:
+            self._fail(f"{pat.var}:{pat.port} is {want}, here it would be {t}", pat.loc, t.node)
+
+    def _roles(self, node: Any) -> list[str] | None:
+        key = (node.op, len(node.inputs))
+        if key not in self._roles_cache:
+            from surgery.opdefs import input_roles
+
+            try:
+                roles = input_roles(node.op, None, len(node.inputs))
+                if any(r.endswith("[*]") for r in roles) or len(roles) != len(node.inputs):
+                    roles = input_roles(node.op, node.attr, len(node.inputs))
+            except GraphError:
+                roles = None
+            self._roles_cache[key] = roles
+        return self._roles_cache[key]
+
+    def _assign(self, pat: ast.OpPattern, node: Any, inputs: list[TensorRef]) -> list | None:
+        """(operand pattern, tensor or list of tensors, variadic) in operand order, or None."""
+        n = len(inputs)
+        slots: dict[int, Any] = {}
+        claimed: set[int] = set()
+        roles: list[str] | None = None
+        for index, operand in enumerate(pat.operands):
+            if operand.role is None:
+                continue
+            if roles is None:
+                roles = self._roles(node)
+                if roles is None:
+                    self._fail(f"operand roles of op {node.op} are unknown; use positions",
+                               operand.loc, node.name)  # fmt: skip
+                    return None
+            if operand.variadic:
+                picked = [i for i, r in enumerate(roles) if r.startswith(operand.role + "[")]
+                if not picked and operand.role in roles:
+                    picked = [roles.index(operand.role)]
+                if not picked:
+                    self._no_role(node, operand, roles)
+                    return None
+                slots[index] = [inputs[i] for i in picked]
+                claimed.update(picked)
+            else:
+                if operand.role not in roles:
+                    self._no_role(node, operand, roles)
+                    return None
+                slot = roles.index(operand.role)
+                slots[index] = inputs[slot]
+                claimed.add(slot)
+        free = [i for i in range(n) if i not in claimed]
+        positional = [i for i, o in enumerate(pat.operands) if o.role is None]
+        variadic = [k for k, i in enumerate(positional) if pat.operands[i].variadic]
+        if len(variadic) > 1:
+            self._fail("at most one positional variadic operand", pat.loc, node.name)
+            return None
+        if variadic:
+            v = variadic[0]
+            after = len(positional) - v - 1
+            if len(free) < len(positional) - 1:
+                self._too_few(pat, node, n)
+                return None
+            for k, i in enumerate(positional):
+                if k < v:
+                    slots[i] = inputs[free[k]]
+                elif k == v:
+                    slots[i] = [inputs[s] for s in free[v : len(free) - after]]
+                else:
+                    slots[i] = inputs[free[len(free) - (len(positional) - k)]]
+        else:
+            if len(free) < len(positional):
+                self._too_few(pat, node, n)
+                return None
+            if len(free) > len(positional) and not pat.allow_extra:
+                self._fail(
+                    f"{node.name} ({node.op}) has {n} inputs, the pattern lists "
+                    f"{len(pat.operands)} (add '...' to allow more)",
+                    pat.loc,
+                    node.name,
+                )
+                return None
+            for k, i in enumerate(positional):
+                slots[i] = inputs[free[k]]
+        return [(o, slots[i]) for i, o in enumerate(pat.operands)]
+
+    def _no_role(self, node: Any, operand: ast.Operand, roles: list[str]) -> None:
+        shown = ", ".join(roles) or "no inputs"
+        self._fail(f"{node.op} has no input role {operand.role!r} (its roles: {shown})",
+                   operand.loc, node.name)  # fmt: skip
+
+    def _too_few(self, pat: ast.OpPattern, node: Any, n: int) -> None:
+        self._fail(f"{node.name} ({node.op}) has {n} inputs, fewer than the pattern lists",
+                   pat.loc, node.name)  # fmt: skip
+
+    def _match_seq(self, pairs: list, i: int, b: dict) -> Iterator[dict]:
+        if i == len(pairs):
+            yield b
+            return
+        operand, target = pairs[i]
+        if isinstance(target, list):
+            for b2 in self._match_list(operand, tuple(target), b):
+                yield from self._match_seq(pairs, i + 1, b2)
+            return
+        for b2 in self._match(operand.pattern, target, b):
+            yield from self._match_seq(pairs, i + 1, b2)
+
+    def _match_list(self, operand: ast.Operand, tensors: tuple, b: dict) -> Iterator[dict]:
+        pat = operand.pattern
+        if isinstance(pat, ast.Wildcard):
+            yield b
+        elif isinstance(pat, ast.Capture):
+            bound = b.get(pat.var)
+            if bound is None:
+                yield {**b, pat.var: tensors}
+            elif bound == tensors:
+                yield b
+            else:
+                self._fail(f"{pat.var} is already bound to other tensors", operand.loc)
+        else:
+            self._fail("a variadic operand must be a variable or '_'", operand.loc)
+
+    # ---------------------------------------------------------------- scopes
+    def _selector(self, patterns: tuple[ast.NamePattern, ...]) -> Any:
+        regexes = []
+        for p in patterns:
+            if p.kind == "regex":
+                try:
+                    regexes.append(re.compile(p.text))
+                except re.error as exc:
+                    raise RuleError(f"{p.loc}: bad regex {p.text!r}: {exc}") from None
+            else:
+                try:
+                    regexes.append(glob_regex(p.text))
+                except RuleError as exc:
+                    raise RuleError(f"{p.loc}: {exc}") from None
+        memo: dict[str, bool] = {}
+
+        def hits(prefix: str) -> bool:
+            found = memo.get(prefix)
+            if found is None:
+                found = memo[prefix] = any(r.fullmatch(prefix) for r in regexes)
+            return found
+
+        return hits
+
+    @staticmethod
+    def _first_prefix(name: str, hits: Any) -> str | None:
+        """The shortest namespace prefix of `name` (or `name` itself) that a selector hits."""
+        cut = name.find("/")
+        while cut >= 0:
+            if hits(name[:cut]):
+                return name[:cut]
+            cut = name.find("/", cut + 1)
+        return name if hits(name) else None
+
+    def _scope_instances(self) -> dict[str, list[str]]:
+        """namespace -> region nodes in graph order; an instance per distinct namespace."""
+        if self._instances is None:
+            stmt: ast.ScopeStmt = self.rule.body
+            include = self._selector(stmt.include)
+            exclude = self._selector(stmt.exclude) if stmt.exclude else None
+            out: dict[str, list[str]] = {}
+            first = self._first_prefix
+            for name in self.graph.names:
+                ns = first(name, include)
+                if ns is None or (exclude is not None and first(name, exclude) is not None):
+                    continue
+                out.setdefault(ns, []).append(name)
+            self._instances = out
+        return self._instances
+
+    def scope_instance(self, namespace: str, nodes: list[str]) -> ScopeInstance:
+        """The region, entering and leaving tensors (ordered by producer position, then port)."""
+        graph = self.graph
+        region = set(nodes)
+        enters: dict[TensorRef, None] = {}
+        leaves: dict[TensorRef, None] = {}
+        for name in nodes:
+            node = graph.node(name)
+            for ref in node.inputs:
+                if ref.node not in region:
+                    enters[ref] = None
+            for port in graph.used_ports(name):
+                ref = TensorRef(name, port)
+                if any(user.name not in region for user, _ in graph.consumers(ref)):
+                    leaves[ref] = None
+
+        def key(t: TensorRef) -> tuple[int, int]:
+            return (graph.position(t.node) if t.node in graph else -1, t.port)
+
+        return ScopeInstance(
+            self.rule.body.var, namespace, tuple(nodes),
+            tuple(sorted(enters, key=key)), tuple(sorted(leaves, key=key)),
+        )  # fmt: skip
+
+    def _match_scope(self, namespace: str) -> Match | None:
+        stmt: ast.ScopeStmt = self.rule.body
+        nodes = self._scope_instances().get(namespace)
+        if not nodes:
+            self._fail(f"no node lies in namespace {namespace!r}", stmt.loc, namespace)
+            return None
+        instance = self.scope_instance(namespace, nodes)
+        bindings: dict[str, Binding] = {stmt.var: instance}
+        if stmt.where is not None:
+            try:
+                Evaluator(self.graph, bindings).check(stmt.where)
+            except EvalFailure as exc:
+                self._fail(f"where: {exc.reason}", exc.loc, namespace)
+                return None
+        self._check_contract(stmt, instance)
+        return Match(self.rule, bindings, (), namespace, scope=instance)
+
+    def _check_contract(self, stmt: ast.ScopeStmt, inst: ScopeInstance) -> None:
+        problems = []
+        if stmt.enters is not None and len(inst.enters) != stmt.enters:
+            shown = ", ".join(map(str, inst.enters)) or "none"
+            problems.append(f"{len(inst.enters)} tensors enter, not {stmt.enters} ({shown})")
+        if stmt.leaves is not None and len(inst.leaves) != stmt.leaves:
+            shown = ", ".join(map(str, inst.leaves)) or "none"
+            problems.append(f"{len(inst.leaves)} tensors leave, not {stmt.leaves} ({shown})")
+        if problems:
+            raise RuleError(
+                f"{stmt.loc}: rule {self.rule.name!r}: scope {inst.namespace!r} breaks its "
+                f"interface contract: {'; '.join(problems)}"
+            )
+
+    # ---------------------------------------------------------------- explain
+    def explain(self, node_name: str) -> Explanation:
+        """Why the rule does or does not match at `node_name` (first failed predicate)."""
+        out = Explanation(self.rule.name, node_name, matched=False)
+        graph = self.graph
+        if self.is_scope:
+            stmt: ast.ScopeStmt = self.rule.body
+            include = self._selector(stmt.include)
+            ns = self._first_prefix(node_name, include)
+            if ns is None:
+                pats = ", ".join(f'"{p.text}"' for p in stmt.include)
+                out.failure = Failure(f"{node_name!r} lies in no namespace matching {pats}",
+                                      stmt.include[0].loc, node_name)  # fmt: skip
+                return out
+            if stmt.exclude and self._first_prefix(node_name, self._selector(stmt.exclude)):
+                out.failure = Failure(f"{node_name!r} is excluded from scope {ns!r}",
+                                      stmt.exclude[0].loc, node_name)  # fmt: skip
+                return out
+            found = self.match_at(ns)
+        else:
+            if node_name not in graph:
+                raise GraphError(f"no node named {node_name!r}{graph._did_you_mean(node_name)}")
+            found = self.match_at(node_name)
+            if found is None:
+                for other in self.matches():
+                    if node_name in other.interior or node_name in _bound_nodes(other):
+                        out.notes.append(f"{node_name!r} takes part in the match anchored at "
+                                         f"{other.anchor!r}")  # fmt: skip
+                        break
+        if found is not None:
+            out.matched = True
+            out.match = found
+        else:
+            out.failure = self.first_failure or Failure("no match", self.rule.loc, node_name)
+        return out
+
+
+def _bound_nodes(match: Match) -> set[str]:
+    out = set()
+    for value in match.bindings.values():
+        if isinstance(value, TensorRef):
+            out.add(value.node)
+        elif isinstance(value, tuple):
+            out.update(t.node for t in value)
+    return out

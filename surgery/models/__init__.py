@@ -1,0 +1,247 @@
+"""Model fixtures: real architectures built in tf-keras, randomised, frozen once and cached.
+
+`fixture_path("unet")` returns the frozen `.pb` (building it on first use) and `fixture_info`
+says how to feed it. Builds are keyed by the builder's source, the freezing code and the
+TensorFlow/tf-keras versions, so an edit to a builder rebuilds it; two processes building the
+same fixture at once both write identical bytes atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from surgery.errors import SurgeryError
+from surgery.freeze import TensorSpecInfo
+from surgery.model_io import write_atomic
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+REPO_ROOT = PACKAGE_DIR.parent.parent
+CACHE_ENV = "SURGERY_FIXTURE_CACHE"
+
+
+@dataclass(frozen=True)
+class FixtureSpec:
+    """How to build one fixture: `module.build(**params)` returns a tf-keras model."""
+
+    name: str
+    module: str
+    description: str
+    params: dict[str, Any] = field(default_factory=dict)
+    # Other files (relative to surgery/models/) the builder uses: part of the cache key.
+    extra_sources: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class FixtureInfo:
+    """A built fixture: where its `.pb` is, how to feed it, which tensors it answers with."""
+
+    name: str
+    path: Path
+    inputs: tuple[TensorSpecInfo, ...]
+    outputs: tuple[str, ...]  # tensor names in the frozen graph ("Identity:0", ...)
+    output_keys: tuple[str, ...]  # the Keras output layer names, same order
+    nodes: int
+    size: int
+    build_seconds: float
+    key: str
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready metadata (without the path, which is where the JSON lies)."""
+        return {
+            "name": self.name,
+            "inputs": [spec.to_json() for spec in self.inputs],
+            "outputs": list(self.outputs),
+            "output_keys": list(self.output_keys),
+            "nodes": self.nodes,
+            "size": self.size,
+            "build_seconds": self.build_seconds,
+            "key": self.key,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], path: Path) -> FixtureInfo:
+        """The inverse of `to_json`, given the `.pb` path."""
+        return cls(
+            name=data["name"],
+            path=path,
+            inputs=tuple(TensorSpecInfo.from_json(s) for s in data["inputs"]),
+            outputs=tuple(data["outputs"]),
+            output_keys=tuple(data["output_keys"]),
+            nodes=int(data["nodes"]),
+            size=int(data["size"]),
+            build_seconds=float(data["build_seconds"]),
+            key=data["key"],
+        )
+
+
+FIXTURES: dict[str, FixtureSpec] = {
+    spec.name: spec
+    for spec in (
+        FixtureSpec(
+            "box3d",
+            "surgery.models.box3d",
+            "3D bounding-box net: VGG-style backbone, Flatten->Dense, LeakyReLU 0.1, "
+            "Reshape((bin_num, -1)) + l2_normalize orientation head",
+        ),
+        FixtureSpec(
+            "unet",
+            "surgery.models.unet",
+            "small U-Net with BatchNorm and UpSampling2D nearest (ResizeNearestNeighbor)",
+        ),
+        FixtureSpec(
+            "resnet50",
+            "surgery.models.resnet50",
+            "ResNet50 topology (3-4-6-3 bottlenecks, FusedBatchNormV3) at 1/8 width, 64x64 input",
+        ),
+        FixtureSpec(
+            "detector",
+            "surgery.models.detector",
+            "detector head: Conv2DTranspose, Split/Unpack/TopKV2 read at :1/:2, Assert + "
+            "control edges, name scopes",
+        ),
+        FixtureSpec(
+            "resnet50_full",
+            "surgery.models.resnet50",
+            "full-width ResNet50, 224x224 input, 1000 classes (benchmarks; ~100 MB)",
+            {"width": 1.0, "input_size": 224, "classes": 1000},
+        ),
+    )
+}
+
+# The fixtures the test-suite uses (small and quick to build); `resnet50_full` is for benchmarks.
+TEST_FIXTURES = ("box3d", "unet", "resnet50", "detector")
+
+
+def default_cache_dir() -> Path:
+    """`$SURGERY_FIXTURE_CACHE` if set, else `<repo>/.fixture_cache/`."""
+    env = os.environ.get(CACHE_ENV)
+    return Path(env) if env else REPO_ROOT / ".fixture_cache"
+
+
+def _spec(name: str) -> FixtureSpec:
+    """The registered spec called `name`, or an error listing the known ones."""
+    spec = FIXTURES.get(name)
+    if spec is None:
+        raise SurgeryError(f"unknown model fixture {name!r} (known: {', '.join(FIXTURES)})")
+    return spec
+
+
+def _version(*dists: str) -> str:
+    """The installed version of the first of `dists` that is installed, else '-'."""
+    for dist in dists:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return "-"
+
+
+def cache_key(name: str) -> str:
+    """Hash of what decides the bytes: builder, weights and freeze sources, params, versions."""
+    spec = _spec(name)
+    digest = hashlib.sha256()
+    module_file = PACKAGE_DIR / (spec.module.rsplit(".", 1)[-1] + ".py")
+    sources = [module_file, PACKAGE_DIR / "weights.py", PACKAGE_DIR.parent / "freeze.py"]
+    sources += [PACKAGE_DIR / extra for extra in spec.extra_sources]
+    for source in sources:
+        digest.update(source.read_bytes())
+    digest.update(json.dumps(spec.params, sort_keys=True).encode())
+    digest.update(_version("tensorflow-cpu", "tensorflow").encode())
+    digest.update(_version("tf-keras", "tf_keras").encode())
+    digest.update(b"fixture-format-1")
+    return digest.hexdigest()[:16]
+
+
+def _paths(name: str, cache_dir: Path) -> tuple[Path, Path]:
+    """(`.pb`, `.json`) cache paths of fixture `name`."""
+    stem = f"{name}-{cache_key(name)}"
+    return cache_dir / f"{stem}.pb", cache_dir / f"{stem}.json"
+
+
+def build_model(name: str) -> Any:
+    """The randomised tf-keras model of fixture `name` (imports TensorFlow)."""
+    from surgery.freeze import import_tf_keras
+
+    import_tf_keras()
+    spec = _spec(name)
+    return importlib.import_module(spec.module).build(**spec.params)
+
+
+def build(name: str, cache_dir: str | os.PathLike | None = None) -> FixtureInfo:
+    """Build and freeze fixture `name` now (even if cached) and write `.pb` then `.json`."""
+    import time
+
+    from surgery.freeze import freeze_keras_model, import_tf_keras
+    from surgery.model_io import serialize
+
+    directory = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    pb_path, json_path = _paths(name, directory)
+    import_tf_keras()  # not part of the build time
+    start = time.perf_counter()
+    frozen = freeze_keras_model(build_model(name), name)
+    data = serialize(frozen.graph_def, text=False)
+    seconds = round(time.perf_counter() - start, 2)
+    info = FixtureInfo(
+        name=name,
+        path=pb_path,
+        inputs=tuple(frozen.inputs),
+        outputs=tuple(frozen.outputs),
+        output_keys=tuple(frozen.output_keys),
+        nodes=len(frozen.graph_def.node),
+        size=len(data),
+        build_seconds=seconds,
+        key=cache_key(name),
+    )
+    write_atomic(pb_path, data)
+    # The JSON is written last: its presence means the `.pb` beside it is complete.
+    write_atomic(json_path, (json.dumps(info.to_json(), indent=1) + "\n").encode())
+    _drop_stale(name, directory, pb_path.stem)
+    return info
+
+
+def _drop_stale(name: str, directory: Path, keep: str) -> None:
+    """Remove this fixture's builds under other keys (older builder sources or TF versions)."""
+    for path in directory.glob(f"{name}-*"):
+        stem = path.name.split(".", 1)[0]
+        key = stem[len(name) + 1 :]
+        if stem != keep and len(key) == 16 and all(c in "0123456789abcdef" for c in key):
+            path.unlink(missing_ok=True)
+
+
+def fixture_info(name: str, cache_dir: str | os.PathLike | None = None) -> FixtureInfo:
+    """Metadata of fixture `name`, building it first if the cache lacks it."""
+    directory = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    pb_path, json_path = _paths(name, directory)
+    if json_path.exists() and pb_path.exists():
+        try:
+            return FixtureInfo.from_json(json.loads(json_path.read_text()), pb_path)
+        except (ValueError, KeyError, TypeError):
+            pass  # a stale or foreign file: rebuild it
+    return build(name, directory)
+
+
+def fixture_path(name: str, cache_dir: str | os.PathLike | None = None) -> Path:
+    """The frozen `.pb` of fixture `name`, built once into the cache directory."""
+    return fixture_info(name, cache_dir).path
+
+
+__all__ = [
+    "FIXTURES",
+    "TEST_FIXTURES",
+    "FixtureInfo",
+    "FixtureSpec",
+    "build",
+    "build_model",
+    "cache_key",
+    "default_cache_dir",
+    "fixture_info",
+    "fixture_path",
+]

@@ -1,0 +1,313 @@
+"""Plugin schemas: the typed description of each TensorRT plugin creator, and field coercion.
+
+Schemas live as JSON files in `plugins/catalog/` (one per plugin). A plugin node in a graph has
+`op` = the creator name and one attr per field: scalars as `i`/`f`/`s`/`b`, arrays as `list`.
+Values are coerced explicitly by the schema's declared type, never inferred from a literal.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from surgery.errors import RuleError
+from surgery.protos import AttrValue
+
+CATALOG_DIR = Path(__file__).resolve().parent.parent / "plugins" / "catalog"
+FIELD_TYPES = ("int8", "int16", "int32", "float16", "float32", "float64", "string", "bool")
+LAYOUTS = ("NCHW", "NHWC", "any")
+_INT_RANGE = {"int8": 2**7, "int16": 2**15, "int32": 2**31}
+_FLOAT_MAX = {"float16": 65504.0, "float32": 3.4028234663852886e38, "float64": math.inf}
+# `use plugins "tensorrt-8.6"` is the same catalog as "trt-8.6".
+_CATALOG_ALIASES = {"tensorrt-": "trt-"}
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One creator field: name, element type, length (1 scalar, N fixed, None variable)."""
+
+    name: str
+    type: str
+    length: int | None = 1
+    required: bool = True
+    default: Any = None
+    doc: str = ""
+
+    @property
+    def is_scalar(self) -> bool:
+        """Whether the field holds one value (stored as a scalar attr)."""
+        return self.length == 1
+
+    def describe(self) -> str:
+        """`float32`, `int32[3]` or `float32[*]`."""
+        if self.length == 1:
+            return self.type
+        return f"{self.type}[{'*' if self.length is None else self.length}]"
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A plugin input or output: its role name and, when variadic, how many tensors it takes."""
+
+    name: str
+    min: int = 1
+    max: int | None = 1  # None: unbounded
+    doc: str = ""
+
+
+@dataclass(frozen=True)
+class PluginSchema:
+    """A plugin creator: name, version, namespace, fields, inputs, outputs, layout, doc."""
+
+    name: str
+    version: str
+    fields: tuple[FieldSpec, ...]
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    namespace: str = ""
+    layout: str = "any"
+    doc: str = ""
+    catalogs: tuple[str, ...] = ()
+    path: str = ""
+
+    def field(self, name: str) -> FieldSpec:
+        """The field called `name`, or RuleError with a did-you-mean."""
+        for spec in self.fields:
+            if spec.name == name:
+                return spec
+        names = [f.name for f in self.fields]
+        hint = _did_you_mean(name, names)
+        shown = ", ".join(names) or "none"
+        raise RuleError(f"plugin {self.name} has no field '{name}'{hint} (fields: {shown})")
+
+    def input_count(self) -> tuple[int, int | None]:
+        """Least and most number of input tensors (most None: unbounded)."""
+        low = sum(t.min for t in self.inputs)
+        highs = [t.max for t in self.inputs]
+        return low, None if any(h is None for h in highs) else sum(h for h in highs if h)
+
+    def output_count(self) -> tuple[int, int | None]:
+        """Least and most number of outputs (most None: unbounded)."""
+        low = sum(t.min for t in self.outputs)
+        highs = [t.max for t in self.outputs]
+        return low, None if any(h is None for h in highs) else sum(h for h in highs if h)
+
+    def input_names(self) -> list[str]:
+        """Role names of the inputs, in slot order."""
+        return [t.name for t in self.inputs]
+
+
+class Catalog:
+    """A set of plugin schemas by creator name."""
+
+    def __init__(self, schemas: Iterable[PluginSchema], names: tuple[str, ...] = ()) -> None:
+        self._schemas = {s.name: s for s in schemas}
+        self.names = names
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._schemas
+
+    def __iter__(self) -> Iterator[PluginSchema]:
+        return iter(sorted(self._schemas.values(), key=lambda s: s.name))
+
+    def __len__(self) -> int:
+        return len(self._schemas)
+
+    def get(self, name: str) -> PluginSchema:
+        """The schema of plugin `name`, or RuleError with a did-you-mean."""
+        try:
+            return self._schemas[name]
+        except KeyError:
+            hint = _did_you_mean(name, list(self._schemas))
+            where = f" in catalog {', '.join(self.names)}" if self.names else ""
+            raise RuleError(f"unknown plugin '{name}'{where}{hint}") from None
+
+
+def _did_you_mean(word: str, candidates: list[str]) -> str:
+    """` (did you mean 'x'?)` or ''."""
+    close = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+# --------------------------------------------------------------------------- loading
+def _tensor_spec(raw: dict[str, Any], path: Path) -> TensorSpec:
+    """A TensorSpec from its JSON object."""
+    if "name" not in raw:
+        raise RuleError(f"{path}: an input/output has no 'name'")
+    return TensorSpec(raw["name"], int(raw.get("min", 1)), raw.get("max", 1), raw.get("doc", ""))
+
+
+def _field_spec(raw: dict[str, Any], path: Path) -> FieldSpec:
+    """A FieldSpec from its JSON object, validating type and length."""
+    name = raw.get("name")
+    ftype = raw.get("type")
+    if not name or ftype not in FIELD_TYPES:
+        raise RuleError(f"{path}: field {name!r} has type {ftype!r}; expected one of {FIELD_TYPES}")
+    length = raw.get("length", 1)
+    if length == "*":
+        length = None
+    if length is not None and (not isinstance(length, int) or length < 1):
+        raise RuleError(f"{path}: field {name!r} has bad length {length!r}")
+    return FieldSpec(
+        name, ftype, length, bool(raw.get("required", True)), raw.get("default"),
+        raw.get("doc", ""),
+    )  # fmt: skip
+
+
+def load_schema(path: str | Path) -> PluginSchema:
+    """Read one plugin schema file."""
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise RuleError(f"{path}: cannot read plugin schema: {exc}") from None
+    for key in ("name", "version"):
+        if key not in raw:
+            raise RuleError(f"{path}: plugin schema has no '{key}'")
+    layout = raw.get("layout", "any")
+    if layout not in LAYOUTS:
+        raise RuleError(f"{path}: layout {layout!r} is not one of {LAYOUTS}")
+    return PluginSchema(
+        name=raw["name"],
+        version=str(raw["version"]),
+        fields=tuple(_field_spec(f, path) for f in raw.get("fields", [])),
+        inputs=tuple(_tensor_spec(t, path) for t in raw.get("inputs", [])),
+        outputs=tuple(_tensor_spec(t, path) for t in raw.get("outputs", [])),
+        namespace=raw.get("namespace", ""),
+        layout=layout,
+        doc=raw.get("doc", ""),
+        catalogs=tuple(raw.get("catalogs", ())),
+        path=str(path),
+    )
+
+
+def canonical_catalog_name(name: str) -> str:
+    """`tensorrt-8.6` -> `trt-8.6`."""
+    for long, short in _CATALOG_ALIASES.items():
+        if name.startswith(long):
+            return short + name[len(long) :]
+    return name
+
+
+@lru_cache(maxsize=8)
+def _all_schemas(directory: str) -> tuple[PluginSchema, ...]:
+    """Every schema file in `directory`, sorted by name."""
+    return tuple(load_schema(p) for p in sorted(Path(directory).glob("*.json")))
+
+
+def load_catalog(names: Iterable[str] = (), directory: str | Path | None = None) -> Catalog:
+    """The plugins of the named catalogs (`use plugins "trt-8.6"`); no names: every plugin."""
+    schemas = _all_schemas(str(directory or CATALOG_DIR))
+    wanted = tuple(canonical_catalog_name(n) for n in names)
+    if not wanted:
+        return Catalog(schemas)
+    known = sorted({c for s in schemas for c in s.catalogs})
+    for name in wanted:
+        if name not in known:
+            raise RuleError(
+                f"unknown plugin catalog '{name}'{_did_you_mean(name, known)} "
+                f"(catalogs: {', '.join(known)})"
+            )
+    return Catalog([s for s in schemas if set(s.catalogs) & set(wanted)], wanted)
+
+
+# --------------------------------------------------------------------------- coercion
+def _plain(value: Any) -> Any:
+    """NumPy scalars/arrays -> Python values and lists; tuples -> lists."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def _type_name(value: Any) -> str:
+    """A user-facing name for a value's type."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, list):
+        return f"a list of {len(value)}"
+    return {int: "int", float: "float", str: "string"}.get(type(value), type(value).__name__)
+
+
+def coerce_element(spec_type: str, value: Any) -> Any:
+    """One element converted to the Python value for `spec_type`; ValueError why not."""
+    value = _plain(value)
+    if spec_type == "bool":
+        if not isinstance(value, bool):
+            raise ValueError(f"got {_type_name(value)} {value!r}")
+        return value
+    if spec_type == "string":
+        if not isinstance(value, str):
+            raise ValueError(f"got {_type_name(value)} {value!r}")
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"got {_type_name(value)} {value!r}")
+    if spec_type in _INT_RANGE:
+        if isinstance(value, float):
+            if not value.is_integer():
+                raise ValueError(f"got float {value!r}, which is not a whole number")
+            value = int(value)
+        bound = _INT_RANGE[spec_type]
+        if not -bound <= value < bound:
+            raise ValueError(f"got {value}, out of range for {spec_type}")
+        return value
+    result = float(value)
+    if math.isfinite(result) and abs(result) > _FLOAT_MAX[spec_type]:
+        raise ValueError(f"got {value!r}, out of range for {spec_type}")
+    return result
+
+
+def coerce_field(schema: PluginSchema, spec: FieldSpec, value: Any) -> Any:
+    """The value as the field's Python type (scalar or list); RuleError naming everything."""
+
+    def fail(why: str) -> RuleError:
+        return RuleError(
+            f"plugin {schema.name} field '{spec.name}': expected {spec.describe()}, {why}"
+        )
+
+    value = _plain(value)
+    if spec.is_scalar:
+        if isinstance(value, list):
+            raise fail(f"got {_type_name(value)} values")
+        try:
+            return coerce_element(spec.type, value)
+        except ValueError as exc:
+            raise fail(str(exc)) from None
+    if not isinstance(value, list):
+        raise fail(f"got a single {_type_name(value)} {value!r}")
+    if spec.length is not None and len(value) != spec.length:
+        raise fail(f"got {_type_name(value)} values")
+    items = []
+    for i, item in enumerate(value):
+        try:
+            items.append(coerce_element(spec.type, item))
+        except ValueError as exc:
+            raise fail(f"item {i}: {exc}") from None
+    return items
+
+
+def field_attr(schema: PluginSchema, field_name: str, value: Any) -> AttrValue:
+    """The AttrValue that stores `value` in plugin field `field_name` (coerced by the schema)."""
+    spec = schema.field(field_name)
+    coerced = coerce_field(schema, spec, value)
+    attr = AttrValue()
+    slot = {"bool": "b", "string": "s"}.get(spec.type, "f" if spec.type.startswith("float") else "i")
+    if spec.is_scalar:
+        setattr(attr, slot, coerced.encode("utf-8") if slot == "s" else coerced)
+        return attr
+    target = getattr(attr.list, slot)
+    target.extend([v.encode("utf-8") for v in coerced] if slot == "s" else coerced)
+    if not coerced:  # an empty list must still read back as a list attr
+        attr.list.SetInParent()
+    return attr

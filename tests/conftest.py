@@ -1,0 +1,59 @@
+"""Session-wide pytest fixtures: the frozen model fixtures (built once, cached on disk)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import pytest
+
+from surgery import models
+from surgery.models import FixtureInfo
+
+
+class FixtureInfos(Mapping[str, FixtureInfo]):
+    """name -> FixtureInfo for the test fixtures, each built on first access only."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, FixtureInfo] = {}
+
+    def __getitem__(self, name: str) -> FixtureInfo:
+        if name not in self._seen:
+            self._seen[name] = models.fixture_info(name)
+        return self._seen[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(models.TEST_FIXTURES)
+
+    def __len__(self) -> int:
+        return len(models.TEST_FIXTURES)
+
+
+@pytest.fixture(scope="session")
+def fixture_info() -> FixtureInfos:
+    """Metadata (path, inputs, outputs) of every model fixture: `fixture_info["unet"].inputs`."""
+    return FixtureInfos()
+
+
+@pytest.fixture(scope="session")
+def box3d_pb(fixture_info: FixtureInfos) -> Path:
+    """The frozen 3D bounding-box net (LeakyRelu, l2_normalize, Reshape((bins, -1)))."""
+    return fixture_info["box3d"].path
+
+
+@pytest.fixture(scope="session")
+def unet_pb(fixture_info: FixtureInfos) -> Path:
+    """The frozen U-Net (FusedBatchNormV3, ResizeNearestNeighbor, ConcatV2)."""
+    return fixture_info["unet"].path
+
+
+@pytest.fixture(scope="session")
+def resnet50_pb(fixture_info: FixtureInfos) -> Path:
+    """The frozen ResNet50 at 1/8 width, 64x64 input."""
+    return fixture_info["resnet50"].path
+
+
+@pytest.fixture(scope="session")
+def detector_pb(fixture_info: FixtureInfos) -> Path:
+    """The frozen detector (Split/Unpack/TopKV2 ports, Conv2DBackpropInput, control edges)."""
+    return fixture_info["detector"].path

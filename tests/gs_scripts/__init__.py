@@ -1,0 +1,1 @@
+"""Preprocessing scripts written the graphsurgeon way, and the TF graphs they are tested on."""
