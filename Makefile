@@ -31,7 +31,7 @@ lint: setup
 	$(BIN)/ruff check surgery plugins viz tests benchmarks
 
 bench: setup
-	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m benchmarks.run $(BENCH)
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache

@@ -22,6 +22,9 @@ COMMANDS = [
     "preprocess",
     "view",
     "diff",
+    "apply",
+    "match",
+    "explain",
 ]
 
 

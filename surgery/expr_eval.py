@@ -223,7 +223,7 @@ def _norm(value: Any) -> Any:
 
 
 def _is_seq(value: Any) -> bool:
-    return isinstance(value, tuple | np.ndarray)
+    return isinstance(value, tuple | np.ndarray) and not isinstance(value, TensorRef)
 
 
 class Evaluator:
@@ -303,7 +303,7 @@ class Evaluator:
             return bound
         if isinstance(bound, ScopeInstance):
             return self._scope_prop(bound, expr)
-        if isinstance(bound, tuple):
+        if isinstance(bound, tuple) and not isinstance(bound, TensorRef):
             if expr.prop == "len":
                 return len(bound)
             raise RuleError(f"{expr.loc}: {expr.var} is a list of tensors; use {expr.var}[i]")
@@ -494,7 +494,9 @@ def _equal(left: Any, right: Any) -> bool:
         a, b = np.asarray(left), np.asarray(right)
         return a.shape == b.shape and bool(np.all(a == b))
     if _is_seq(left) and _is_seq(right):
-        return len(left) == len(right) and all(_equal(x, y) for x, y in zip(left, right))
+        if len(left) != len(right):
+            return False
+        return all(_equal(x, y) for x, y in zip(left, right, strict=True))
     if isinstance(left, float) or isinstance(right, float):
         if isinstance(left, int | float) and isinstance(right, int | float):
             return math.isclose(left, right, rel_tol=1e-6, abs_tol=1e-12)

@@ -51,13 +51,13 @@ class FrozenModel:
     output_keys: list[str] = field(default_factory=list)  # Keras output / signature names
 
 
-def import_tensorflow() -> Any:
-    """`import tensorflow`, or a TensorFlowMissing error that says which command needs it."""
+def import_tensorflow(purpose: str = "freeze models") -> Any:
+    """`import tensorflow`, or a TensorFlowMissing error that says what needed it."""
     try:
         import tensorflow as tf
     except ImportError as exc:
         raise TensorFlowMissing(
-            f"TensorFlow is required to freeze models and is not installed ({exc}); "
+            f"TensorFlow is required to {purpose} and is not installed ({exc}); "
             "install it with `pip install 'surgery[tf]'` (tensorflow-cpu is enough)"
         ) from None
     return tf

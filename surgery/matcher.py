@@ -74,7 +74,7 @@ class Match:
                     "enters": [str(t) for t in value.enters],
                     "leaves": [str(t) for t in value.leaves],
                 }
-            elif isinstance(value, tuple):
+            elif not isinstance(value, TensorRef):
                 binds[var] = [str(t) for t in value]
             else:
                 binds[var] = str(value)
@@ -221,7 +221,7 @@ class RuleMatcher:
             return [TensorRef(n.name, root.port) for n in nodes]
         last = path[-1]
         bound = b[last.var]
-        if isinstance(bound, tuple):
+        if isinstance(bound, tuple) and not isinstance(bound, TensorRef):
             bound = bound[0] if bound else None
         if not isinstance(bound, TensorRef):
             return []
@@ -543,12 +543,14 @@ class RuleMatcher:
             if node_name not in graph:
                 raise GraphError(f"no node named {node_name!r}{graph._did_you_mean(node_name)}")
             found = self.match_at(node_name)
+            first = self.first_failure
             if found is None:
                 for other in self.matches():
                     if node_name in other.interior or node_name in _bound_nodes(other):
                         out.notes.append(f"{node_name!r} takes part in the match anchored at "
                                          f"{other.anchor!r}")  # fmt: skip
                         break
+            self.first_failure = first
         if found is not None:
             out.matched = True
             out.match = found
@@ -562,6 +564,6 @@ def _bound_nodes(match: Match) -> set[str]:
     for value in match.bindings.values():
         if isinstance(value, TensorRef):
             out.add(value.node)
-        elif isinstance(value, tuple):
+        elif isinstance(value, tuple):  # a variadic capture
             out.update(t.node for t in value)
     return out

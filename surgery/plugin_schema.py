@@ -113,12 +113,15 @@ class Catalog:
         self.names = names
 
     def __contains__(self, name: object) -> bool:
+        """Whether a plugin of that creator name is in the catalog."""
         return name in self._schemas
 
     def __iter__(self) -> Iterator[PluginSchema]:
+        """The schemas sorted by name."""
         return iter(sorted(self._schemas.values(), key=lambda s: s.name))
 
     def __len__(self) -> int:
+        """Number of plugins."""
         return len(self._schemas)
 
     def get(self, name: str) -> PluginSchema:
@@ -302,7 +305,9 @@ def field_attr(schema: PluginSchema, field_name: str, value: Any) -> AttrValue:
     spec = schema.field(field_name)
     coerced = coerce_field(schema, spec, value)
     attr = AttrValue()
-    slot = {"bool": "b", "string": "s"}.get(spec.type, "f" if spec.type.startswith("float") else "i")
+    slot = {"bool": "b", "string": "s"}.get(
+        spec.type, "f" if spec.type.startswith("float") else "i"
+    )
     if spec.is_scalar:
         setattr(attr, slot, coerced.encode("utf-8") if slot == "s" else coerced)
         return attr

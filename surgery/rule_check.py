@@ -34,6 +34,7 @@ class Diagnostic:
     message: str
 
     def __str__(self) -> str:
+        """`file:line:col: severity: message`."""
         return f"{self.loc}: {self.severity}: {self.message}"
 
 
@@ -179,7 +180,9 @@ class _RuleChecker:
             self.error(loc, f"variable '{name}' is not bound by any pattern{hint}")
             return None
         if want == "scope" and kind != "scope":
-            self.error(loc, f"'{name}' is not a scope variable (bind one with 'scope {name} = ...')")
+            self.error(
+                loc, f"'{name}' is not a scope variable (bind one with 'scope {name} = ...')"
+            )
         elif want == "node" and kind == "scope":
             self.error(loc, f"'{name}' is a scope; use 'collapse' or '{name}.in[i]'/'.out[i]'")
         return kind
@@ -208,8 +211,11 @@ class _RuleChecker:
             if expr.func not in FUNCTIONS:
                 self.error(expr.loc, f"unknown function '{expr.func}'")
             elif len(expr.args) < low or (high is not None and len(expr.args) > high):
-                self.error(expr.loc, f"{expr.func}() takes {low if low == high else 'at least'}"
-                           f"{'' if low == high else f' {low}'} argument(s), got {len(expr.args)}")
+                self.error(
+                    expr.loc,
+                    f"{expr.func}() takes {low if low == high else 'at least'}"
+                    f"{'' if low == high else f' {low}'} argument(s), got {len(expr.args)}",
+                )
             for arg in expr.args:
                 self.expr(arg)
 
@@ -298,14 +304,21 @@ class _RuleChecker:
             return schema
         if call.op in self.everything:
             catalogs = ", ".join(f'"{c}"' for c in self.everything.get(call.op).catalogs)
-            self.error(call.loc, f"plugin '{call.op}' is not in the catalog in use "
-                       f"({', '.join(self.catalog.names)}); add 'use plugins {catalogs}'")
+            self.error(
+                call.loc,
+                f"plugin '{call.op}' is not in the catalog in use "
+                f"({', '.join(self.catalog.names)}); add 'use plugins {catalogs}'",
+            )
             return None
         known = self.ops.known(call.op)
-        if known is False or (known is None and not _looks_like_tf(call.op)):
-            hint = _suggest(call.op, [s.name for s in self.catalog] + self.ops.names())
+        plugin_hint = _suggest(call.op, [s.name for s in self.catalog])
+        if known is False or (known is None and (plugin_hint or not _looks_like_tf(call.op))):
+            hint = plugin_hint or _suggest(call.op, self.ops.names())
             self.error(call.loc, f"unknown plugin or op '{call.op}'{hint}")
             return None
+        if known is None:
+            self.warn(call.loc, f"op '{call.op}' is not a plugin nor in the built-in op table "
+                      "(TensorFlow's registry was not consulted)")  # fmt: skip
         for assign in call.fields:
             if assign.kind is None:
                 self.error(assign.loc, f"attribute '{assign.name}' of TensorFlow op {call.op} "
@@ -316,8 +329,11 @@ class _RuleChecker:
             names = [r for r, _ in roles]
             for arg in call.args:
                 if arg.role is not None and arg.role not in names:
-                    self.error(arg.loc, f"{call.op} has no input '{arg.role}'"
-                               f"{_suggest(arg.role, names)} (its inputs: {', '.join(names)})")
+                    self.error(
+                        arg.loc,
+                        f"{call.op} has no input '{arg.role}'"
+                        f"{_suggest(arg.role, names)} (its inputs: {', '.join(names)})",
+                    )
         return None
 
     def plugin_call(self, call: ast.NodeCall, schema: PluginSchema) -> None:
@@ -326,8 +342,11 @@ class _RuleChecker:
         given = {a.name for a in call.fields}
         for assign in call.fields:
             if assign.name not in names:
-                self.error(assign.loc, f"plugin {schema.name} has no field '{assign.name}'"
-                           f"{_suggest(assign.name, names)} (fields: {', '.join(names) or 'none'})")
+                self.error(
+                    assign.loc,
+                    f"plugin {schema.name} has no field '{assign.name}'"
+                    f"{_suggest(assign.name, names)} (fields: {', '.join(names) or 'none'})",
+                )
                 continue
             spec = schema.field(assign.name)
             value = _constant(assign.value)
@@ -344,13 +363,19 @@ class _RuleChecker:
         count = len(call.args)
         if count < low or (high is not None and count > high):
             expect = str(low) if low == high else f"{low}..{'' if high is None else high}"
-            self.error(call.loc, f"plugin {schema.name} takes {expect} input(s) "
-                       f"({', '.join(schema.input_names()) or 'none'}), got {count}")
+            self.error(
+                call.loc,
+                f"plugin {schema.name} takes {expect} input(s) "
+                f"({', '.join(schema.input_names()) or 'none'}), got {count}",
+            )
         inputs = schema.input_names()
         for arg in call.args:
             if arg.role is not None and arg.role not in inputs:
-                self.error(arg.loc, f"plugin {schema.name} has no input '{arg.role}'"
-                           f"{_suggest(arg.role, inputs)} (inputs: {', '.join(inputs) or 'none'})")
+                self.error(
+                    arg.loc,
+                    f"plugin {schema.name} has no input '{arg.role}'"
+                    f"{_suggest(arg.role, inputs)} (inputs: {', '.join(inputs) or 'none'})",
+                )
 
 
 _UNKNOWN = object()

@@ -136,12 +136,11 @@ class _Bracketed(pp.ParseElementEnhance):
             at = _skip(instring, loc)
             word = _TOKEN.match(instring, at)
             if at >= len(instring) or (word and word.group() in TOP_LEVEL + STATEMENTS):
-                raise pp.ParseFatalException(
-                    instring, start, f"unclosed '{self.opener}'"
-                ) from None
+                raise pp.ParseFatalException(instring, start, f"unclosed '{self.opener}'") from None
             raise _fail(
-                instring, at, f"expected {self.what} or '{self.closer}', found "
-                f"{_found(instring, at)}"
+                instring,
+                at,
+                f"expected {self.what} or '{self.closer}', found {_found(instring, at)}",
             ) from None
         return loc, tokens
 
@@ -597,14 +596,12 @@ def _grammar() -> pp.ParserElement:
     """Build the whole grammar once."""
     ident = pp.Regex(r"[A-Za-z_][A-Za-z0-9_]*")
     var = _ident_not_reserved("a variable name")
-    opname = pp.Regex(r"[A-Za-z_][A-Za-z0-9_.>]*").add_condition(
-        lambda t: t[0] not in RESERVED
-    )
+    opname = pp.Regex(r"[A-Za-z_][A-Za-z0-9_.>]*").add_condition(lambda t: t[0] not in RESERVED)
     integer = pp.Regex(r"\d+(?!\w|\.\d)").set_parse_action(lambda t: int(t[0]))
     colon_int = sym(":") + _Expect(integer, "expected a port number after ':'")
-    string = (
-        pp.QuotedString('"', esc_char="\\") | pp.QuotedString("'", esc_char="\\")
-    ) | pp.Regex(r"""["'][^\n]*""").set_parse_action(_action(_unterminated))
+    string = (pp.QuotedString('"', esc_char="\\") | pp.QuotedString("'", esc_char="\\")) | pp.Regex(
+        r"""["'][^\n]*"""
+    ).set_parse_action(_action(_unterminated))
     number = pp.Regex(r"\d[\w.]*(?:[eE][+-]\d+)?").set_parse_action(_action(_number))
 
     # ---------------------------------------------------------------- expressions
@@ -629,9 +626,7 @@ def _grammar() -> pp.ParserElement:
     paren = _Bracketed("(", _Expect(expr, "expected an expression after '('"), ")", "an operator")
     atom = number | str_lit | bool_lit | list_lit | call | ref | paren
     index = _Bracketed("[", _Expect(expr, "expected an index after '['"), "]", "an operator")
-    postfix = (atom + pp.ZeroOrMore(_tag("index", index))).set_parse_action(
-        _action(_fold_index)
-    )
+    postfix = (atom + pp.ZeroOrMore(_tag("index", index))).set_parse_action(_action(_fold_index))
     unary = pp.Forward()
     unary <<= (sym("-") + unary).set_parse_action(_action(_negate)) | postfix
 
@@ -682,14 +677,15 @@ def _grammar() -> pp.ParserElement:
         (bind + _Expect(bare_op, "expected an op pattern like 'Op(x)' after '='")) | bare_op
     ).set_parse_action(_action(_make_op_pattern))
     wildcard = pp.Keyword("_").set_parse_action(_action(lambda s, o, t: ast.Wildcard(_loc(o))))
-    capture = (var + pp.Optional(_tag("port", colon_int))).set_parse_action(
-        _action(_make_capture)
-    )
+    capture = (var + pp.Optional(_tag("port", colon_int))).set_parse_action(_action(_make_capture))
     pattern <<= op_pattern | wildcard | capture
     role = _tag("role", ident + sym(":") + ~pp.FollowedBy(pp.Regex(r"\d")))
     extra = _tag("extra", pp.Literal("..."))
     operand_item <<= extra | (
-        pp.Optional(role) + _Expect(pattern, "expected a pattern") + pp.Optional("...")
+        ~pp.FollowedBy(")")
+        + pp.Optional(role)
+        + _Expect(pattern, "expected a pattern")
+        + pp.Optional("...")
     ).set_parse_action(_action(_make_operand))
 
     # ---------------------------------------------------------------- tensor selectors
@@ -717,7 +713,7 @@ def _grammar() -> pp.ParserElement:
     ).set_parse_action(_action(_make_scope_tensor))  # fmt: skip
     ref_sel = (var + pp.Optional(_tag("port", colon_int))).set_parse_action(_action(_make_ref))
     tensor_sel = const_arg | tensor_name | scope_tensor | ref_sel
-    tensor_sel_x = _Expect(tensor_sel, "expected a tensor (x, x:1, r.in[0], tensor \"n:0\")")
+    tensor_sel_x = _Expect(tensor_sel, 'expected a tensor (x, x:1, r.in[0], tensor "n:0")')
 
     # ---------------------------------------------------------------- node calls
     kind = pp.Regex(r"[a-z]+(\([a-z]+\))?").set_parse_action(_action(_check_kind))
@@ -728,7 +724,9 @@ def _grammar() -> pp.ParserElement:
     ).set_parse_action(_action(_make_field))  # fmt: skip
     fields = _Bracketed("{", _comma_list(field_item, "}", "a field"), "}", "','")
     arg_role = _tag("role", ident + (sym("=") | (sym(":") + ~pp.FollowedBy(pp.Regex(r"\d")))))
-    arg = (pp.Optional(arg_role) + tensor_sel_x).set_parse_action(_action(_make_arg))
+    arg = (~pp.FollowedBy(")") + pp.Optional(arg_role) + tensor_sel_x).set_parse_action(
+        _action(_make_arg)
+    )
     node_call = (
         opname + pp.FollowedBy("(")
         + _Bracketed("(", _comma_list(arg, ")", "an input"), ")", "','")
@@ -737,7 +735,8 @@ def _grammar() -> pp.ParserElement:
     node_call_x = _Expect(node_call, "expected a node like 'Op(inputs) { fields }'")
 
     out_item = (
-        tensor_sel + _Expect("->", "expected '->' after the tensor")
+        tensor_sel
+        + _Expect("->", "expected '->' after the tensor")
         + _Expect(integer, "expected an output port number after '->'")
     ).set_parse_action(_action(lambda s, o, t: ast.OutputMap(t[0], t[1], _loc(o))))
     out_map = _Bracketed("{", _comma_list(out_item, "}", "an output mapping"), "}", "','")
@@ -786,21 +785,29 @@ def _grammar() -> pp.ParserElement:
         + pp.ZeroOrMore(sym(",") + _Expect(var, "expected a variable after ','"))
     ).set_parse_action(_action(_make_removes))  # fmt: skip
     forward_stmt = (
-        kw("forward") + _Expect(var, "expected a variable after 'forward'")
+        kw("forward")
+        + _Expect(var, "expected a variable after 'forward'")
         + pp.Optional(kw("input") + _Expect(integer, "expected an input number after 'input'"))
     ).set_parse_action(_action(lambda s, o, t: ast.Forward(t[0], _loc(o), *t[1:])))
     slot = integer | pp.Literal("+") | pp.Literal("^")
     connect_stmt = (
-        kw("connect") + tensor_sel_x + _Expect("->", "expected '->' after the source tensor")
+        kw("connect")
+        + tensor_sel_x
+        + _Expect("->", "expected '->' after the source tensor")
         + _Expect(var, "expected the target variable after '->'")
-        + _Expect(_Bracketed("[", _Expect(slot, "expected a slot (N, + or ^)"), "]", "a slot"),
-                  "expected '[slot]' after the target")
+        + _Expect(
+            _Bracketed("[", _Expect(slot, "expected a slot (N, + or ^)"), "]", "a slot"),
+            "expected '[slot]' after the target",
+        )
     ).set_parse_action(_action(lambda s, o, t: ast.Connect(t[0], t[1], t[2], _loc(o))))
     dslot = integer | pp.Combine(pp.Literal("^") + pp.Optional(ident))
     disconnect_stmt = (
-        kw("disconnect") + _Expect(var, "expected a variable after 'disconnect'")
-        + _Expect(_Bracketed("[", _Expect(dslot, "expected a slot (N, ^ or ^x)"), "]", "a slot"),
-                  "expected '[slot]' after the variable")
+        kw("disconnect")
+        + _Expect(var, "expected a variable after 'disconnect'")
+        + _Expect(
+            _Bracketed("[", _Expect(dslot, "expected a slot (N, ^ or ^x)"), "]", "a slot"),
+            "expected '[slot]' after the variable",
+        )
     ).set_parse_action(_action(lambda s, o, t: ast.Disconnect(t[0], t[1], _loc(o))))
     set_stmt = (
         kw("set") + _Expect(var, "expected a variable after 'set'")
@@ -811,8 +818,10 @@ def _grammar() -> pp.ParserElement:
         + _Expect(expr, "expected a value after '='")
     ).set_parse_action(_action(_make_set))  # fmt: skip
     insert_stmt = (
-        kw("insert") + _Expect(var, "expected a variable after 'insert'")
-        + _Expect("=", "expected '=' after the new variable") + node_call_x
+        kw("insert")
+        + _Expect(var, "expected a variable after 'insert'")
+        + _Expect("=", "expected '=' after the new variable")
+        + node_call_x
     ).set_parse_action(_action(lambda s, o, t: ast.Insert(t[0], t[1], _loc(o))))
     top_word = pp.MatchFirst([pp.Keyword(w) for w in TOP_LEVEL])
     unknown = (~top_word + ident).set_parse_action(_unknown_statement("rule"))
@@ -829,12 +838,19 @@ def _grammar() -> pp.ParserElement:
         + _Expect(":", "expected ':' after the rule header")
         + pp.ZeroOrMore(statement)
     ).set_parse_action(_action(_make_rule))  # fmt: skip
-    use = _tag("use", kw("use") + _Expect(kw("plugins"), "expected 'plugins' after 'use'")
-               + _Expect(string, "expected a catalog name string after 'use plugins'")
-               + pp.ZeroOrMore(sym(",") + _Expect(string, "expected a string after ','")))
-    commutative = _tag("commutative", kw("commutative")
-                       + _Expect(opname, "expected op names after 'commutative'")
-                       + pp.ZeroOrMore(sym(",") + _Expect(opname, "expected an op name")))
+    use = _tag(
+        "use",
+        kw("use")
+        + _Expect(kw("plugins"), "expected 'plugins' after 'use'")
+        + _Expect(string, "expected a catalog name string after 'use plugins'")
+        + pp.ZeroOrMore(sym(",") + _Expect(string, "expected a string after ','")),
+    )
+    commutative = _tag(
+        "commutative",
+        kw("commutative")
+        + _Expect(opname, "expected op names after 'commutative'")
+        + pp.ZeroOrMore(sym(",") + _Expect(opname, "expected an op name")),
+    )
     top_unknown = ident.copy().set_parse_action(_unknown_statement("top"))
     grammar = pp.ZeroOrMore(rule | use | commutative | top_unknown) + _Expect(
         pp.StringEnd(), "expected 'rule', 'use' or 'commutative'"

@@ -50,7 +50,7 @@ def run_graph_def(
     fetches: Iterable[str],
 ) -> dict[str, np.ndarray]:
     """Run `fetches` with `feeds` in a TF1 session; results keyed by the fetch names as given."""
-    tf = import_tensorflow()
+    tf = import_tensorflow("run the numeric reference")
     graph_def = _graph_def(graph_def_or_bytes)
     fetch_list = list(fetches)
     names = {node.name for node in graph_def.node}

@@ -15,17 +15,21 @@ class FixtureInfos(Mapping[str, FixtureInfo]):
     """name -> FixtureInfo for the test fixtures, each built on first access only."""
 
     def __init__(self) -> None:
+        """Nothing is built until asked for."""
         self._seen: dict[str, FixtureInfo] = {}
 
     def __getitem__(self, name: str) -> FixtureInfo:
+        """The fixture's metadata, building it into the cache on first use."""
         if name not in self._seen:
             self._seen[name] = models.fixture_info(name)
         return self._seen[name]
 
     def __iter__(self) -> Iterator[str]:
+        """The test fixtures' names."""
         return iter(models.TEST_FIXTURES)
 
     def __len__(self) -> int:
+        """How many test fixtures there are."""
         return len(models.TEST_FIXTURES)
 
 

@@ -134,3 +134,26 @@ def test_freeze_without_tensorflow_says_so(saved: dict, tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 1
     assert "TensorFlow is required" in proc.stderr and not out.exists()
+
+
+def test_freeze_plain_tf_module_savedmodel(tmp_path: Path) -> None:
+    import tensorflow as tf
+
+    class Scale(tf.Module):
+        """y = relu(x @ w) with one variable, exported with a serving signature."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = tf.Variable(np.arange(6, dtype=np.float32).reshape(3, 2) - 2.0)
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 3], tf.float32, name="x")])
+        def __call__(self, x):
+            return {"y": tf.nn.relu(tf.matmul(x, self.w))}
+
+    module = Scale()
+    tf.saved_model.save(module, str(tmp_path / "sm"), signatures=module.__call__)
+    frozen = freeze.freeze_to_file(tmp_path / "sm", tmp_path / "sm.pb")
+    assert [s.name for s in frozen.inputs] == ["x"] and frozen.output_keys == ["y"]
+    x = np.ones((2, 3), np.float32)
+    got = tf_reference.run_graph_def(tmp_path / "sm.pb", {"x": x}, frozen.outputs)
+    np.testing.assert_allclose(got[frozen.outputs[0]], np.asarray(module(x)["y"]))

@@ -30,7 +30,7 @@ def strip(node: object) -> object:
 
 def test_header_use_commutative_doc_and_loc() -> None:
     text = (
-        "# Leaky ReLU for TensorRT 8.6\n# second line\n\nuse plugins \"trt-8.6\", \"surgery\"\n"
+        '# Leaky ReLU for TensorRT 8.6\n# second line\n\nuse plugins "trt-8.6", "surgery"\n'
         "commutative Maximum, Minimum\n\n# LeakyRelu becomes LReLU.\n# Doc line two.\n"
         "rule leaky_relu max_iterations 7:\n"
         "    match y = LeakyRelu(x) where y.alpha < 1\n"
@@ -67,10 +67,14 @@ def test_op_pattern_alternatives_nesting_roles_bind() -> None:
 
 
 def test_wildcard_any_op_ports_and_namespaced_ops() -> None:
-    rule = one_rule("match s = Split(split_dim: _, value: v):1\nmatch y = *(s:1, Addons>Gelu.V2(s:0))")
+    rule = one_rule(
+        "match s = Split(split_dim: _, value: v):1\nmatch y = *(s:1, Addons>Gelu.V2(s:0))"
+    )
     split, anyop = rule.body.roots
     assert split.port == 1 and isinstance(split.operands[0].pattern, ast.Wildcard)
-    assert anyop.ops == () and anyop.operands[0].pattern == ast.Capture("s", anyop.operands[0].pattern.loc, port=1)
+    assert anyop.ops == () and anyop.operands[0].pattern == ast.Capture(
+        "s", anyop.operands[0].pattern.loc, port=1
+    )
     assert anyop.operands[1].pattern.ops == ("Addons>Gelu.V2",)
 
 
@@ -80,7 +84,8 @@ def test_variadic_and_trailing_ellipsis() -> None:
     assert root.allow_extra and root.operands[0].variadic and root.operands[0].pattern.var == "xs"
     assert root.operands[1].role == "axis"
     assert strip(rule.body.where) == ("BoolOp", {"op": "and", "operands": (
-        ("Compare", {"op": "==", "left": ("Ref", {"var": "a", "port": None, "prop": "value", "attr": None}),
+        ("Compare", {"op": "==",
+                     "left": ("Ref", {"var": "a", "port": None, "prop": "value", "attr": None}),
                      "right": ("Literal", {"value": 3})}),
         ("Compare", {"op": ">=", "left": ("Call", {"func": "len", "args": (
             ("Ref", {"var": "xs", "port": None, "prop": None, "attr": None}),)}),
@@ -89,7 +94,9 @@ def test_variadic_and_trailing_ellipsis() -> None:
 
 
 def test_several_match_lines_and_where_statement_merge() -> None:
-    rule = one_rule("match a = Relu(x) where a.T == \"float\"\nmatch b = Neg(a)\nwhere not (b.value == 0)")
+    rule = one_rule(
+        'match a = Relu(x) where a.T == "float"\nmatch b = Neg(a)\nwhere not (b.value == 0)'
+    )
     assert [r.var for r in rule.body.roots] == ["a", "b"]
     assert isinstance(rule.body.where, ast.BoolOp) and len(rule.body.where.operands) == 2
     assert isinstance(rule.body.where.operands[1], ast.Not)
@@ -98,7 +105,7 @@ def test_several_match_lines_and_where_statement_merge() -> None:
 def test_expressions_precedence_literals_refs() -> None:
     rule = one_rule(
         "match y = Relu(x) where x.shape[3] * 2 + -1 // 2 > 1 or x:1.attr.T in [\"a\", 'b'] "
-        "and y.dtype not in [1.5e3, true, false] and matches(y.name, \"ROI/*\")"
+        'and y.dtype not in [1.5e3, true, false] and matches(y.name, "ROI/*")'
     )
     where = rule.body.where
     assert where.op == "or"
@@ -126,7 +133,7 @@ def test_replace_with_fields_outputs_and_name() -> None:
     rule = one_rule(
         "match s = Split(split_dim: _, value: v)\nmatch y = AddV2(s:1, s:0)\n"
         "replace y, s:1 with Foo_TRT(v, gamma = s:0) { k: int = 3, f = [1, 2.5] } "
-        "as \"foo\" outputs { y -> 0, s:1 -> 1 }"
+        'as "foo" outputs { y -> 0, s:1 -> 1 }'
     )
     rep = rule.actions[0]
     assert [(t.var, t.port) for t in rep.targets] == [("y", None), ("s", 1)]
@@ -134,15 +141,19 @@ def test_replace_with_fields_outputs_and_name() -> None:
     assert [a.role for a in rep.call.args] == [None, "gamma"]
     assert rep.call.args[1].value.port == 0
     assert [(f.name, f.kind) for f in rep.call.fields] == [("k", "int"), ("f", None)]
-    assert [(o.tensor.var, o.tensor.port, o.port) for o in rep.outputs] == [("y", None, 0), ("s", 1, 1)]
+    assert [(o.tensor.var, o.tensor.port, o.port) for o in rep.outputs] == [
+        ("y", None, 0),
+        ("s", 1, 1),
+    ]
 
 
 def test_scope_and_collapse() -> None:
     rule = one_rule(
         'scope r = "ROI", regex "ROI_[0-9]+" except "ROI/debug*" enters 2 leaves 1\n'
-        "where matches(r.name, \"ROI*\")\n"
+        'where matches(r.name, "ROI*")\n'
         'collapse r into ProposalLayer_TRT(scores = r.in("rpn_class*"), deltas = r.in[1]) {\n'
-        "  prenms_topk = 1024, keep_topk = 1000, iou_threshold = 0.7, image_size = [3, 1024, 1024],\n"
+        "  prenms_topk = 1024, keep_topk = 1000, iou_threshold = 0.7,\n"
+        "  image_size = [3, 1024, 1024],\n"
         '} outputs { r.out[0] -> 0, r.out("*packed*:1") -> 0 }'
     )
     scope = rule.body
@@ -160,19 +171,36 @@ def test_scope_and_collapse() -> None:
 def test_insert_connect_disconnect_set_remove_forward() -> None:
     rule = one_rule(
         "match y = Conv2DBackpropInput(input_sizes: s, filter: w, out_backprop: x)\n"
-        "insert t = Transpose(x, const(int32, [0, 2, 3, 1])) { T: type = float32, Tperm: type = \"int32\" }\n"
-        "connect t -> y[2]\nconnect w -> y[+]\nconnect tensor \"input_image:0\" -> y[^]\n"
+        "insert t = Transpose(x, const(int32, [0, 2, 3, 1])) {\n"
+        '  T: type = float32, Tperm: type = "int32" }\n'
+        'connect t -> y[2]\nconnect w -> y[+]\nconnect tensor "input_image:0" -> y[^]\n'
         "disconnect y[0]\ndisconnect y[^w]\ndisconnect y[^]\n"
-        "set y.data_format: string = \"NCHW\"\nset y.strides = [1, 1, 2, 2]\n"
+        'set y.data_format: string = "NCHW"\nset y.strides = [1, 1, 2, 2]\n'
         "remove s, w\nforward y\nforward y input 1"
     )
     kinds = [type(a).__name__ for a in rule.actions]
-    assert kinds == ["Insert", "Connect", "Connect", "Connect", "Disconnect", "Disconnect",
-                     "Disconnect", "SetAttr", "SetAttr", "Remove", "Remove", "Forward", "Forward"]
+    assert kinds == [
+        "Insert",
+        "Connect",
+        "Connect",
+        "Connect",
+        "Disconnect",
+        "Disconnect",
+        "Disconnect",
+        "SetAttr",
+        "SetAttr",
+        "Remove",
+        "Remove",
+        "Forward",
+        "Forward",
+    ]
     ins = rule.actions[0]
     const = ins.call.args[1].value
     assert const.dtype == "int32" and [v.value for v in const.value.value] == [0, 2, 3, 1]
-    assert [(f.kind, f.value.value) for f in ins.call.fields] == [("type", "float32"), ("type", "int32")]
+    assert [(f.kind, f.value.value) for f in ins.call.fields] == [
+        ("type", "float32"),
+        ("type", "int32"),
+    ]
     assert [a.slot for a in rule.actions[1:4]] == [2, "+", "^"]
     assert rule.actions[3].source.name == "input_image:0"
     assert [a.slot for a in rule.actions[4:7]] == [0, "^w", "^"]
@@ -185,15 +213,19 @@ def test_insert_connect_disconnect_set_remove_forward() -> None:
 def test_comments_everywhere_and_hash_in_strings() -> None:
     rule = one_rule(
         "match y = Relu( # a comment inside parens\n x) # trailing\n"
-        "where y.name == \"a#b\"  # not part of the string\nremove y"
+        'where y.name == "a#b"  # not part of the string\nremove y'
     )
     assert rule.body.where.right.value == "a#b"
 
 
 def test_newlines_are_insignificant() -> None:
-    a = one_rule("match y = Relu(x) where y.alpha < 1 replace y with LReLU_TRT(x) { negSlope = 0.1 }")
-    b = one_rule("match\n y\n =\n Relu(\nx)\n where\n y.alpha\n <\n 1\n replace y\n with\n LReLU_TRT(x)\n"
-                 "{\n negSlope\n =\n 0.1\n }")
+    a = one_rule(
+        "match y = Relu(x) where y.alpha < 1 replace y with LReLU_TRT(x) { negSlope = 0.1 }"
+    )
+    b = one_rule(
+        "match\n y\n =\n Relu(\nx)\n where\n y.alpha\n <\n 1\n replace y\n with\n LReLU_TRT(x)\n"
+        "{\n negSlope\n =\n 0.1\n }"
+    )
     assert strip(a) == strip(b)
 
 
@@ -234,18 +266,24 @@ def test_every_bad_file_has_a_case() -> None:
         ("match y = X(x)", "1:1: 'match' must be inside a rule"),
         ("rule a:\n match y = X(x) where y.a <\n remove y", "3:2: expected an expression"),
         ("rule a:\n match y = X(x, 5)", "2:17: expected a pattern, found '5'"),
-        ("rule a:\n match y = X(x)\n replace y with F(x) { a = 1, a = 2 }", "3:31: field 'a' is set twice"),
-        ("rule a:\n scope r = regex \"a(\"\n collapse r into F(r.in[0])", "2:12: bad regex"),
+        (
+            "rule a:\n match y = X(x)\n replace y with F(x) { a = 1, a = 2 }",
+            "3:31: field 'a' is set twice",
+        ),
+        ('rule a:\n scope r = regex "a("\n collapse r into F(r.in[0])', "2:12: bad regex"),
         ("rule a:\n match y = X(x) where y.shape[1 == 2", "2:30: unclosed '['"),
         ("rule a:\n match y = X(x) where y.a.b == 1", "2:26: only 'x.attr.NAME'"),
-        ("rule a:\n match y = X(x)\n insert t = T(x, const(int33, [1]))", "3:24: unknown dtype 'int33'"),
+        (
+            "rule a:\n match y = X(x)\n insert t = T(x, const(int33, [1]))",
+            "3:24: unknown dtype 'int33'",
+        ),
         ("rule a:\n match y = X(x)\n remove y\n )", "4:2: expected 'rule', 'use' or 'commutative'"),
         ("rule a:\n match y = X(x...)", "2:14: "),
         ("rule a:\n match y = X(Y(a)...)", "2:14: only a captured variable can be variadic"),
         ("rule a:\n match y = X(..., x)", "2:14: a trailing '...' must be the last operand"),
         ("rule a:\n remove y\n match y = X(x)", "3:2: 'match' must come before the rule's actions"),
-        ("rule a:\n scope r = \"A\"\n match y = X(x)", "3:2: rule 'a' mixes 'scope' and 'match'"),
-        ("rule a:\n match y = X(x)\n replace y with F(x) as \"a\" as \"b\"", "3:29: 'as' given twice"),
+        ('rule a:\n scope r = "A"\n match y = X(x)', "3:2: rule 'a' mixes 'scope' and 'match'"),
+        ('rule a:\n match y = X(x)\n replace y with F(x) as "a" as "b"', "3:29: 'as' given twice"),
     ],
 )
 def test_more_syntax_errors(text: str, expected: str) -> None:
@@ -294,3 +332,12 @@ def test_load_rules_missing_file(tmp_path: Path) -> None:
 
     with pytest.raises(RuleError, match="cannot read rule file"):
         load_rules(tmp_path / "nope.rules")
+
+
+def test_empty_operand_and_argument_lists() -> None:
+    rule = one_rule(
+        "match w = Const()\nmatch y = Conv2D(x, w)\ninsert n = NoOp()\n"
+        "replace y with F(input: x, filter = w)"
+    )
+    assert rule.body.roots[0].operands == () and rule.actions[0].call.args == ()
+    assert [a.role for a in rule.actions[1].call.args] == ["input", "filter"]

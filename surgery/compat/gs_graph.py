@@ -33,8 +33,8 @@ class NodeNotFound(GraphError, KeyError):
 
 
 def _position(graph: Graph, name: str) -> int:
-    """Graph order of a node (the IR keeps it as an insertion counter)."""
-    return graph._pos[name]
+    """Graph order of a node."""
+    return graph.position(name)
 
 
 def _parsed_inputs(proto: NodeDef) -> tuple[list[TensorRef], list[str], bool]:

@@ -1,0 +1,31 @@
+"""`make bench`: run every benchmark in turn; each prints its own times, sizes and ratios."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import time
+
+BENCHMARKS = [
+    "bench_ir",
+    "bench_compat",
+    "bench_rules",
+    "bench_view",
+    "bench_export",
+    "bench_maskrcnn_build",
+]
+
+
+def main(argv: list[str]) -> int:
+    wanted = argv or BENCHMARKS
+    for name in wanted:
+        module = importlib.import_module(f"benchmarks.{name}")
+        start = time.perf_counter()
+        print(f"\n##### {name}", flush=True)
+        module.main()
+        print(f"##### {name} done in {time.perf_counter() - start:.1f} s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,283 @@
+"""The rule engine: rules in file order, each to a bounded fixpoint, matches in graph order.
+
+Within one iteration of a rule the matches are applied in graph order of their anchors and never
+overlap (a match whose nodes an earlier match of the iteration touched waits for the next
+iteration). After each match the changed neighbourhood is checked (no dangling input, no cycle)
+and a violation rolls the match back and raises `RewriteRefused`. Cycle checks keep a
+topological rank per node and repair it locally (Pearce-Kelly), so they cost little per match.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from surgery import rule_ast as ast
+from surgery.errors import GraphError, RewriteRefused, RuleError
+from surgery.matcher import Match, RuleMatcher
+from surgery.provenance import Change, MatchContext, Recorder
+from surgery.rewriter import Editor, Rewriter
+
+
+@dataclass
+class ApplyResult:
+    """The rewritten graph, every change in order, matches applied per rule, warnings."""
+
+    graph: Any
+    changes: list[Change]
+    per_rule_counts: dict[str, int]
+    warnings: list[str] = field(default_factory=list)
+
+
+class Ranks:
+    """A topological rank per node, kept valid under edits by local repair; finds new cycles."""
+
+    def __init__(self, graph: Any):
+        self.graph = graph
+        self.rank: dict[str, float] = {}
+        self._built = False
+
+    def _producers(self, node: Any) -> list[str]:
+        if node.op == "Merge":  # while-loop back edges (NextIteration -> Merge) do not order
+            nodes = self.graph
+            names = [
+                r.node for r in node.inputs
+                if r.node in nodes and nodes.get(r.node).op != "NextIteration"
+            ]  # fmt: skip
+        else:
+            names = [r.node for r in node.inputs]
+        names.extend(node.controls)
+        return names
+
+    def build(self) -> None:
+        """Ranks from graph order when it is topological, else from Kahn's algorithm."""
+        if self._built:
+            return
+        graph = self.graph
+        rank: dict[str, float] = {}
+        ordered = True
+        for index, node in enumerate(graph):
+            for src in self._producers(node):
+                if src not in rank and src in graph:
+                    ordered = False
+                    break
+            if not ordered:
+                break
+            rank[node.name] = float(index)
+        if not ordered:
+            try:
+                order = graph.topological_order()
+            except GraphError:
+                order = [n.name for n in graph]  # already cyclic: check only what changes
+            rank = {name: float(i) for i, name in enumerate(order)}
+        self.rank = rank
+        self._built = True
+
+    def forget(self, names: Iterable[str]) -> None:
+        """Drop removed nodes."""
+        for name in names:
+            self.rank.pop(name, None)
+
+    def place(self, name: str) -> None:
+        """Give a new node a rank just after its producers (before its consumers if possible)."""
+        node = self.graph.node(name)
+        rank = self.rank
+        below = max((rank[p] for p in self._producers(node) if p in rank), default=-1.0)
+        above = min(
+            (rank[c] for c in self.graph.consumer_names(name) if c in rank and rank[c] > below),
+            default=below + 1.0,
+        )
+        rank[name] = below + (above - below) / 2 if above - below > 1e-9 else below + 0.5
+
+    def check_edges_into(self, name: str) -> None:
+        """Repair ranks for every edge into `name`; raise GraphError on a cycle."""
+        node = self.graph.get(name)
+        if node is None:
+            return
+        for src in self._producers(node):
+            if src in self.rank and self.rank[src] >= self.rank.get(name, float("inf")):
+                self._repair(src, name)
+
+    def _repair(self, u: str, v: str) -> None:
+        """Pearce-Kelly: reorder the affected region so that u comes before v, or find a cycle."""
+        rank, graph = self.rank, self.graph
+        upper, lower = rank[u], rank[v]
+        forward: list[str] = []
+        seen = {v}
+        stack = [v]
+        while stack:
+            w = stack.pop()
+            forward.append(w)
+            for c in graph.consumer_names(w):
+                if c == u:
+                    raise GraphError(f"the rewrite creates a cycle through {u!r} and {v!r}")
+                if c not in seen and c in rank and rank[c] <= upper:
+                    seen.add(c)
+                    stack.append(c)
+        backward: list[str] = []
+        seen_b = {u}
+        stack = [u]
+        while stack:
+            w = stack.pop()
+            backward.append(w)
+            for p in self._producers(graph.node(w)):
+                if p not in seen_b and p in rank and rank[p] >= lower and p in graph:
+                    seen_b.add(p)
+                    stack.append(p)
+        backward.sort(key=rank.__getitem__)
+        forward.sort(key=rank.__getitem__)
+        pool = sorted(rank[w] for w in backward + forward)
+        for w, r in zip(backward + forward, pool, strict=True):
+            rank[w] = r
+
+
+class Engine:
+    """Applies parsed rule files to a graph, recording provenance."""
+
+    def __init__(self, graph: Any, catalog: Any = None):
+        self.graph = graph
+        self.catalog = catalog
+        self.recorder = Recorder()
+        self.editor = Editor(graph, self.recorder)
+        self.ranks = Ranks(graph)
+        self.counts: dict[str, int] = {}
+        self.warnings: list[str] = []
+
+    def apply_file(self, rule_file: ast.RuleFile) -> None:
+        """Every rule of the file, in order."""
+        catalog = self.catalog
+        if catalog is None:
+            from surgery.plugin_schema import load_catalog
+
+            catalog = load_catalog(rule_file.plugins)
+        for rule in rule_file.rules:
+            self.apply_rule(rule, catalog, rule_file.commutative)
+
+    def apply_rule(self, rule: ast.Rule, catalog: Any, commutative: Iterable[str] = ()) -> int:
+        """One rule to its fixpoint; returns the number of matches applied."""
+        applied = 0
+        iterations = 0
+        commutative = tuple(commutative)
+        made: set[str] = set()  # nodes this rule created: a scope made only of them is done
+        while True:
+            matcher = RuleMatcher(self.graph, rule, commutative)
+            done = self._iteration(rule, matcher, catalog, applied, made)
+            if not done:
+                break
+            applied += done
+            iterations += 1
+            if iterations >= rule.max_iterations:
+                probe = RuleMatcher(self.graph, rule, commutative)
+                extra = next(
+                    (m for m in probe.matches() if not (m.scope and m.nodes() <= made)), None
+                )
+                if extra is not None:
+                    raise RuleError(
+                        f"{rule.loc}: rule {rule.name!r} still matches (at {extra.anchor!r}) "
+                        f"after max_iterations={rule.max_iterations} iterations; it does not "
+                        "reach a fixpoint (add a `where` that the rewrite makes false)"
+                    )
+                break
+        self.counts[rule.name] = self.counts.get(rule.name, 0) + applied
+        if not applied:
+            self.warnings.append(f"{rule.loc}: rule {rule.name!r} matched nothing")
+        return applied
+
+    def _iteration(
+        self, rule: ast.Rule, matcher: RuleMatcher, catalog: Any, base: int, made: set[str]
+    ) -> int:
+        """One pass over the candidates; returns how many matches were rewritten."""
+        busy: set[str] = set()
+        done = 0
+        for anchor in matcher.candidates():
+            if anchor in busy or (not matcher.is_scope and anchor not in self.graph):
+                continue
+            found = matcher.match_at(anchor)
+            if found is None:
+                continue
+            nodes = found.nodes()
+            if nodes & busy or (matcher.is_scope and nodes <= made):
+                continue
+            self._rewrite(found, catalog, f"{rule.name}#{base + done + 1}")
+            made.update(self.editor.created)
+            busy |= nodes
+            busy.update(self.editor.created)
+            busy.update(self.editor.touched)
+            done += 1
+            if matcher.is_scope:
+                matcher._instances = None  # regions may have changed
+        return done
+
+    def _rewrite(self, found: Match, catalog: Any, match_id: str) -> None:
+        rule = found.rule
+        editor = self.editor
+        self.ranks.build()
+        editor.begin()
+        mark = self.recorder.mark()
+        self.recorder.context = MatchContext(rule.name, rule.loc, match_id)
+        try:
+            Rewriter(self.graph, found, catalog, editor).run()
+            self._check_local(found)
+        except (RewriteRefused, RuleError, GraphError) as exc:
+            editor.rollback()
+            self.recorder.rollback(mark)
+            self.ranks._built = False  # restored nodes lost their ranks: rebuild on next use
+            if isinstance(exc, GraphError):
+                raise RewriteRefused(
+                    f"{rule.loc}: rule {rule.name!r} refused at {found.anchor!r}: {exc}"
+                ) from None
+            raise
+        finally:
+            self.recorder.context = None
+
+    def _check_local(self, found: Match) -> None:
+        """No dangling input among the changed nodes; no cycle through the changed edges."""
+        graph, editor, ranks = self.graph, self.editor, self.ranks
+        ranks.forget(editor.removed)
+        for name in editor.touched:
+            node = graph.get(name)
+            if node is None:
+                continue
+            for ref in node.inputs:
+                if ref.node not in graph:
+                    raise GraphError(f"{name!r} would read {ref}, which does not exist")
+            for src in node.controls:
+                if src not in graph:
+                    raise GraphError(f"{name!r} would depend on ^{src}, which does not exist")
+        for name in editor.created:
+            if name in graph:
+                ranks.place(name)
+        for name in editor.touched:
+            ranks.check_edges_into(name)
+
+
+def apply_rules(
+    graph: Any, rule_files: Iterable[ast.RuleFile], catalog: Any = None
+) -> ApplyResult:
+    """Apply rule files in order to `graph` (edited in place); see the module docstring."""
+    engine = Engine(graph, catalog)
+    for rule_file in rule_files:
+        engine.apply_file(rule_file)
+    return ApplyResult(graph, engine.recorder.changes, engine.counts, engine.warnings)
+
+
+def find_matches(
+    graph: Any, rule_file: ast.RuleFile
+) -> list[tuple[ast.Rule, list[Match], list[str]]]:
+    """Dry run: per rule, every match in the unchanged graph (and contract errors as text)."""
+    out = []
+    for rule in rule_file.rules:
+        matcher = RuleMatcher(graph, rule, rule_file.commutative)
+        matches: list[Match] = []
+        errors: list[str] = []
+        for anchor in matcher.candidates():
+            try:
+                found = matcher.match_at(anchor)
+            except RuleError as exc:
+                errors.append(str(exc))
+                continue
+            if found is not None:
+                matches.append(found)
+        out.append((rule, matches, errors))
+    return out

@@ -1,0 +1,718 @@
+"""How a match is rewritten: replace, collapse, remove, forward, connect, disconnect, insert, set.
+
+Actions run in rule order inside one match. Every edit goes through an `Editor`, which records
+provenance and keeps an undo journal, so that a rewrite the engine refuses afterwards (dangling
+input, cycle) is rolled back completely. Unsafe edits that can be seen beforehand (an unmapped
+tensor still read outside the match) are refused before anything changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from surgery import rule_ast as ast
+from surgery.errors import GraphError, RewriteRefused, RuleError, SurgeryError
+from surgery.expr_eval import Binding, EvalFailure, Evaluator, ScopeInstance, glob_match
+from surgery.matcher import Match
+from surgery.ports import TensorRef, parse_tensor
+from surgery.protos import AttrValue, NodeDef
+from surgery.provenance import Recorder, jsonable
+
+_PENDING = "\x00pending/"  # transient consumer target while a node is replaced under its name
+
+
+class Editor:
+    """Graph edits with provenance and an undo journal; tracks created and rewired nodes."""
+
+    def __init__(self, graph: Any, recorder: Recorder):
+        self.graph = graph
+        self.recorder = recorder
+        self.journal: list[tuple] = []
+        self.created: dict[str, None] = {}
+        self.touched: dict[str, None] = {}  # nodes whose inputs (data or control) changed
+        self.removed: dict[str, None] = {}
+
+    def begin(self) -> None:
+        """Start a fresh journal (one per match)."""
+        self.journal.clear()
+        self.created.clear()
+        self.touched.clear()
+        self.removed.clear()
+
+    # ---------------------------------------------------------------- nodes
+    def add_node(
+        self, name: str, op: str, inputs: list[TensorRef], controls: Iterable[str] = (),
+        attrs: dict[str, AttrValue] | None = None,
+    ) -> None:  # fmt: skip
+        """Create a node (recorded as add_node with its op and inputs)."""
+        self.graph.add_node(name, op, inputs, list(controls), attrs or {})
+        self.journal.append(("add", name))
+        self.created[name] = None
+        self.touched[name] = None
+        self.recorder.record("add_node", name, op=op, inputs=[str(t) for t in inputs],
+                             controls=list(controls))  # fmt: skip
+
+    def remove(self, names: Iterable[str]) -> None:
+        """Remove nodes (refused by the graph if a survivor still reads one of their tensors)."""
+        names = list(dict.fromkeys(names))
+        graph = self.graph
+        saved = []
+        dropped = []
+        for name in names:
+            node = graph.node(name)
+            proto = NodeDef()
+            proto.CopyFrom(node.proto)
+            saved.append(proto)
+            dropped.extend(
+                (u.name, name) for u in graph.control_consumers(name) if u.name not in names
+            )
+        graph.remove_nodes(names)
+        self.journal.append(("remove", saved, dropped))
+        for proto in saved:
+            self.removed[proto.name] = None
+            self.created.pop(proto.name, None)
+            self.touched.pop(proto.name, None)
+            self.recorder.record("remove_node", proto.name, op=proto.op)
+        for user, src in dropped:
+            self.touched[user] = None
+            self.recorder.record("remove_control", user, source=src)
+
+    # ---------------------------------------------------------------- edges
+    def set_input(self, name: str, slot: int, tensor: TensorRef, *, record: bool = True) -> None:
+        """Point input `slot` of `name` at `tensor`."""
+        old = self.graph.node(name).inputs[slot]
+        self.graph.set_input(name, slot, tensor)
+        self.journal.append(("set_input", name, slot, old))
+        self.touched[name] = None
+        if record:
+            self.recorder.record("rewire", name, slot=slot, old=str(old), new=str(tensor))
+
+    def set_inputs(self, name: str, inputs: list[TensorRef], controls: list[str]) -> None:
+        """Replace all inputs of `name` (recorded as one rewire)."""
+        node = self.graph.node(name)
+        old_in, old_ctl = list(node.inputs), list(node.controls)
+        self.graph.set_inputs(name, inputs, controls)
+        self.journal.append(("set_inputs", name, old_in, old_ctl))
+        self.touched[name] = None
+        self.recorder.record(
+            "rewire", name, old=[str(t) for t in old_in] + [f"^{c}" for c in old_ctl],
+            new=[str(t) for t in inputs] + [f"^{c}" for c in controls],
+        )  # fmt: skip
+
+    def add_control(self, name: str, source: str) -> None:
+        """Give `name` a control dependency on `source` (no-op if present)."""
+        if source in self.graph.node(name).controls or source == name:
+            return
+        self.graph.add_control(name, source)
+        self.journal.append(("add_control", name, source))
+        self.touched[name] = None
+        self.recorder.record("add_control", name, source=source)
+
+    def remove_control(self, name: str, source: str) -> None:
+        """Drop the control dependency of `name` on `source`."""
+        self.graph.remove_control(name, source)
+        self.journal.append(("remove_control", name, source))
+        self.touched[name] = None
+        self.recorder.record("remove_control", name, source=source)
+
+    def set_attr(self, name: str, key: str, value: AttrValue) -> None:
+        """Set (or overwrite) one attribute of `name`."""
+        attrs = self.graph.node(name).attr
+        old = None
+        if key in attrs:
+            old = AttrValue()
+            old.CopyFrom(attrs[key])
+        attrs[key].CopyFrom(value)
+        self.journal.append(("set_attr", name, key, old))
+        from surgery.attrs import attr_value
+
+        self.recorder.record(
+            "set_attr", name, attr=key, old=None if old is None else jsonable(attr_value(old)),
+            new=jsonable(attr_value(value)),
+        )  # fmt: skip
+
+    def remove_function(self, index: int) -> None:
+        """Drop function `index` of the graph's library."""
+        functions = self.graph.library.function
+        saved = type(functions[index])()
+        saved.CopyFrom(functions[index])
+        del functions[index]
+        self.journal.append(("remove_function", index, saved))
+        self.recorder.record("remove_function", saved.signature.name)
+
+    # ---------------------------------------------------------------- undo
+    def rollback(self) -> None:
+        """Undo every edit since `begin`, newest first."""
+        graph = self.graph
+        for entry in reversed(self.journal):
+            kind = entry[0]
+            if kind == "add":
+                if entry[1] in graph:
+                    for user in graph.control_consumers(entry[1]):
+                        graph.remove_control(user.name, entry[1])
+                    graph.remove_nodes([entry[1]])
+            elif kind == "remove":
+                for proto in entry[1]:
+                    graph.add_proto(proto)
+                for user, src in entry[2]:
+                    graph.add_control(user, src)
+            elif kind == "set_input":
+                graph.set_input(entry[1], entry[2], entry[3])
+            elif kind == "set_inputs":
+                graph.set_inputs(entry[1], entry[2], entry[3])
+            elif kind == "add_control":
+                graph.remove_control(entry[1], entry[2])
+            elif kind == "remove_control":
+                graph.add_control(entry[1], entry[2])
+            elif kind == "set_attr":
+                attrs = graph.node(entry[1]).attr
+                if entry[3] is None:
+                    del attrs[entry[2]]
+                else:
+                    attrs[entry[2]].CopyFrom(entry[3])
+            elif kind == "remove_function":
+                functions = graph.library.function
+                functions.add().CopyFrom(entry[2])
+                # move it back to its old index
+                moved = list(functions)
+                item = moved.pop()
+                moved.insert(entry[1], item)
+                copies = [type(item)() for _ in moved]
+                for copy, src in zip(copies, moved, strict=True):
+                    copy.CopyFrom(src)
+                del functions[:]
+                functions.extend(copies)
+        self.journal.clear()
+
+
+class Rewriter:
+    """Runs the actions of one match against the graph through an Editor."""
+
+    def __init__(self, graph: Any, match: Match, catalog: Any, editor: Editor):
+        self.graph = graph
+        self.match = match
+        self.rule = match.rule
+        self.catalog = catalog
+        self.editor = editor
+        self.bindings: dict[str, Binding] = dict(match.bindings)
+
+    # ---------------------------------------------------------------- helpers
+    def refuse(self, loc: ast.Loc, why: str) -> RewriteRefused:
+        """A RewriteRefused naming the rule, its file:line and the match anchor."""
+        return RewriteRefused(
+            f"{loc}: rule {self.rule.name!r} refused at {self.match.anchor!r}: {why}"
+        )
+
+    def rule_error(self, loc: ast.Loc, why: str) -> RuleError:
+        """A RuleError naming the rule and where in the rule file."""
+        return RuleError(f"{loc}: rule {self.rule.name!r} at {self.match.anchor!r}: {why}")
+
+    def evaluate(self, expr: Any) -> Any:
+        """Evaluate an expression against the current bindings."""
+        try:
+            return Evaluator(self.graph, self.bindings).value(expr)
+        except EvalFailure as exc:
+            raise self.rule_error(exc.loc, exc.reason) from None
+
+    def unique_name(self, base: str) -> str:
+        """`base`, or `base_1`, `base_2`, ... if taken."""
+        if base not in self.graph:
+            return base
+        i = 1
+        while f"{base}_{i}" in self.graph:
+            i += 1
+        return f"{base}_{i}"
+
+    def bound_tensor(self, var: str, loc: ast.Loc) -> TensorRef:
+        """The tensor a variable holds (not a list, not a scope)."""
+        value = self.bindings.get(var)
+        if value is None:
+            raise self.rule_error(loc, f"unknown variable {var!r}")
+        if not isinstance(value, TensorRef):
+            raise self.rule_error(loc, f"{var!r} is not a single tensor")
+        return value
+
+    def scope(self, var: str, loc: ast.Loc) -> ScopeInstance:
+        """The scope instance a variable holds."""
+        value = self.bindings.get(var)
+        if not isinstance(value, ScopeInstance):
+            raise self.rule_error(loc, f"{var!r} is not a scope variable")
+        return value
+
+    def tensors(self, sel: Any, base: str) -> list[TensorRef]:
+        """The tensor(s) a selector names; ConstArg creates a Const node named under `base`."""
+        if isinstance(sel, ast.Ref):
+            value = self.bindings.get(sel.var)
+            if value is None:
+                raise self.rule_error(sel.loc, f"unknown variable {sel.var!r}")
+            if isinstance(value, tuple) and not isinstance(value, TensorRef):
+                return list(value)
+            if isinstance(value, ScopeInstance):
+                raise self.rule_error(sel.loc, f"{sel.var!r} is a scope; use {sel.var}.in[i]")
+            if sel.port is not None:
+                value = TensorRef(value.node, sel.port)
+            return [value]
+        if isinstance(sel, ast.ScopeTensor):
+            return [self.scope_tensor(sel)]
+        if isinstance(sel, ast.TensorName):
+            ref = parse_tensor(sel.name)
+            if ref.node not in self.graph:
+                raise self.rule_error(sel.loc, f"tensor {sel.name!r}: no node {ref.node!r}")
+            return [ref]
+        if isinstance(sel, ast.ConstArg):
+            return [self.make_const(sel, base)]
+        raise self.rule_error(getattr(sel, "loc", self.rule.loc), f"not a tensor: {sel!r}")
+
+    def tensor(self, sel: Any, base: str) -> TensorRef:
+        """Exactly one tensor."""
+        found = self.tensors(sel, base)
+        if len(found) != 1:
+            raise self.rule_error(sel.loc, f"expected one tensor, got {len(found)}")
+        return found[0]
+
+    def scope_tensor(self, sel: ast.ScopeTensor) -> TensorRef:
+        """`r.in[0]`, `r.out("glob:1")`: entering/leaving tensors of a scope instance."""
+        inst = self.scope(sel.scope, sel.loc)
+        pool = inst.enters if sel.direction == "in" else inst.leaves
+        what = "entering" if sel.direction == "in" else "leaving"
+        shown = ", ".join(map(str, pool)) or "none"
+        if sel.index is not None:
+            if not 0 <= sel.index < len(pool):
+                raise self.rule_error(
+                    sel.loc, f"scope {inst.namespace!r} has {len(pool)} {what} tensors "
+                    f"({shown}); {sel.var if hasattr(sel, 'var') else sel.scope}."
+                    f"{sel.direction}[{sel.index}] does not exist",
+                )  # fmt: skip
+            return pool[sel.index]
+        glob = sel.glob or ""
+        name_glob, port = glob, None
+        head, sep, tail = glob.rpartition(":")
+        if sep and tail.isdigit():
+            name_glob, port = head, int(tail)
+        # among a scope's few interface tensors, `*` may cross '/' (`*split:1`, `rpn_class*`)
+        name_glob = name_glob.replace("**", "*").replace("*", "**")
+        hits = [
+            t for t in pool if glob_match(name_glob, t.node) and (port is None or t.port == port)
+        ]
+        if len(hits) != 1:
+            raise self.rule_error(
+                sel.loc, f"{sel.scope}.{sel.direction}(\"{glob}\") selects {len(hits)} of the "
+                f"{what} tensors of scope {inst.namespace!r} ({shown}); it must select one",
+            )  # fmt: skip
+        return hits[0]
+
+    def make_const(self, arg: ast.ConstArg, base: str) -> TensorRef:
+        """Create the Const node a `const(dtype, value)` argument stands for."""
+        from surgery.tensor_values import from_numpy, numpy_dtype
+
+        value = self.evaluate(arg.value)
+        try:
+            array = np.asarray(value, dtype=numpy_dtype(arg.dtype))
+            proto = from_numpy(array, arg.dtype)
+        except (TypeError, ValueError, SurgeryError) as exc:
+            raise self.rule_error(arg.loc, f"const({arg.dtype}, ...): {exc}") from None
+        attrs = {"dtype": AttrValue(type=proto.dtype), "value": AttrValue(tensor=proto)}
+        name = self.unique_name(f"{base}/const")
+        self.editor.add_node(name, "Const", [], (), attrs)
+        return TensorRef(name, 0)
+
+    # ---------------------------------------------------------------- building a node
+    def build(self, call: ast.NodeCall, name: str) -> tuple[list[TensorRef], dict[str, AttrValue]]:
+        """Inputs in the order the op expects and typed attributes for `call`."""
+        if self.catalog is not None and call.op in self.catalog:
+            return self._build_plugin(call, name)
+        return self._build_tf(call, name)
+
+    def _build_plugin(self, call: ast.NodeCall, name: str) -> tuple[list, dict]:
+        from surgery.plugin_schema import field_attr
+
+        schema = self.catalog.get(call.op)
+        specs = list(schema.inputs)
+        filled: dict[int, list[TensorRef]] = {}
+        roles = [s.name for s in specs]
+        pending = []
+        for arg in call.args:
+            if arg.role is None:
+                pending.append(arg)
+                continue
+            if arg.role not in roles:
+                raise self.rule_error(
+                    arg.loc, f"plugin {schema.name} has no input {arg.role!r} "
+                    f"(inputs: {', '.join(roles) or 'none'})",
+                )  # fmt: skip
+            index = roles.index(arg.role)
+            if index in filled:
+                raise self.rule_error(arg.loc, f"input {arg.role!r} given twice")
+            filled[index] = self.tensors(arg.value, name)
+        free = [i for i in range(len(specs)) if i not in filled]
+        if len(pending) > len(free):
+            raise self.rule_error(
+                call.loc, f"plugin {schema.name} takes {len(specs)} inputs "
+                f"({', '.join(roles)}), {len(call.args)} given",
+            )  # fmt: skip
+        for index, arg in zip(free, pending, strict=False):
+            filled[index] = self.tensors(arg.value, name)
+        inputs: list[TensorRef] = []
+        for index, spec in enumerate(specs):
+            got = filled.get(index, [])
+            high = spec.max
+            if len(got) < spec.min or (high is not None and len(got) > high):
+                want = f"{spec.min}" if spec.min == high else f"{spec.min}..{high or 'n'}"
+                raise self.rule_error(
+                    call.loc, f"plugin {schema.name} input {spec.name!r} takes {want} "
+                    f"tensor(s), got {len(got)}",
+                )  # fmt: skip
+            inputs.extend(got)
+        attrs: dict[str, AttrValue] = {}
+        for fa in call.fields:
+            spec = schema.field(fa.name) if self._has_field(schema, fa.name) else None
+            if spec is None:
+                raise self.rule_error(fa.loc, self._field_error(schema, fa.name))
+            if fa.kind is not None:
+                self._check_kind(schema, spec, fa)
+            value = self.evaluate(fa.value)
+            try:
+                attrs[fa.name] = field_attr(schema, fa.name, value)
+            except RuleError as exc:
+                raise self.rule_error(fa.loc, str(exc)) from None
+        for spec in schema.fields:
+            if spec.name in attrs:
+                continue
+            if spec.required and spec.default is None:
+                raise self.rule_error(
+                    call.loc, f"plugin {schema.name} needs field {spec.name!r} "
+                    f"({spec.describe()})",
+                )  # fmt: skip
+            if spec.default is not None:
+                attrs[spec.name] = field_attr(schema, spec.name, spec.default)
+        return inputs, attrs
+
+    @staticmethod
+    def _has_field(schema: Any, name: str) -> bool:
+        return any(f.name == name for f in schema.fields)
+
+    @staticmethod
+    def _field_error(schema: Any, name: str) -> str:
+        try:
+            schema.field(name)
+        except RuleError as exc:
+            return str(exc)
+        return f"plugin {schema.name} has no field {name!r}"
+
+    def _check_kind(self, schema: Any, spec: Any, fa: ast.FieldAssign) -> None:
+        kind = fa.kind or ""
+        is_list = kind.startswith("list(")
+        base = kind[5:-1] if is_list else kind
+        family = spec.type.rstrip("0123456789")
+        ok = {"float": "float", "int": "int", "string": "string", "bool": "bool"}.get(base)
+        if ok != family or is_list == spec.is_scalar:
+            raise self.rule_error(
+                fa.loc, f"field {fa.name!r} of plugin {schema.name} is {spec.describe()}, "
+                f"not {kind}",
+            )  # fmt: skip
+
+    def _build_tf(self, call: ast.NodeCall, name: str) -> tuple[list, dict]:
+        from surgery.attrs import make_attr
+
+        roles: list[str] | None = None
+        slots: dict[int, list[TensorRef]] = {}
+        pending = []
+        for arg in call.args:
+            if arg.role is None:
+                pending.append(arg)
+                continue
+            if roles is None:
+                from surgery.opdefs import input_roles
+
+                try:
+                    roles = input_roles(call.op, None, len(call.args))
+                except GraphError as exc:
+                    raise self.rule_error(call.loc, str(exc)) from None
+            if arg.role not in roles:
+                raise self.rule_error(
+                    arg.loc, f"op {call.op} has no input role {arg.role!r} "
+                    f"(its roles: {', '.join(roles) or 'none'})",
+                )  # fmt: skip
+            slots[roles.index(arg.role)] = self.tensors(arg.value, name)
+        total = len(call.args) if roles is None else max(len(roles), len(call.args))
+        free = [i for i in range(total) if i not in slots]
+        for index, arg in zip(free, pending, strict=False):
+            slots[index] = self.tensors(arg.value, name)
+        inputs = [t for i in sorted(slots) for t in slots[i]]
+        attrs: dict[str, AttrValue] = {}
+        for fa in call.fields:
+            if fa.kind is None:
+                raise self.rule_error(
+                    fa.loc, f"attribute {fa.name!r} of TensorFlow op {call.op} needs an explicit "
+                    f"kind, e.g. `{fa.name}: int = ...` ({call.op} is not a catalog plugin)",
+                )  # fmt: skip
+            value = self.evaluate(fa.value)
+            try:
+                attrs[fa.name] = make_attr(value, fa.kind, field=fa.name)
+            except SurgeryError as exc:
+                raise self.rule_error(fa.loc, str(exc)) from None
+        return inputs, attrs
+
+    # ---------------------------------------------------------------- actions
+    def run(self) -> None:
+        """Run every action of the rule, in order."""
+        for action in self.rule.actions:
+            method = getattr(self, "_" + type(action).__name__.lower())
+            try:
+                method(action)
+            except GraphError as exc:
+                raise self.refuse(action.loc, str(exc)) from None
+
+    def _replace(self, action: ast.Replace) -> None:
+        targets = [self.bound_tensor(t.var, t.loc) if t.port is None
+                   else TensorRef(self.bound_tensor(t.var, t.loc).node, t.port)
+                   for t in action.targets]  # fmt: skip
+        name = str(self.evaluate(action.name)) if action.name is not None else targets[0].node
+        doomed = dict.fromkeys(t.node for t in targets)
+        self._create_in_place(action, action.call, name, doomed, targets, extend_interior=True)
+
+    def _collapse(self, action: ast.Collapse) -> None:
+        inst = self.scope(action.scope, action.loc)
+        name = str(self.evaluate(action.name)) if action.name is not None else inst.namespace
+        doomed = dict.fromkeys(inst.nodes)
+        self._create_in_place(action, action.call, name, doomed, [], extend_interior=False)
+        self._prune_library(action)
+
+    def _create_in_place(
+        self, action: Any, call: ast.NodeCall, name: str, doomed: dict[str, None],
+        targets: list[TensorRef], *, extend_interior: bool,
+    ) -> None:  # fmt: skip
+        """Replace the `doomed` nodes by one node `name` built from `call`; rewire mapped uses."""
+        graph, editor = self.graph, self.editor
+        if name in graph and name not in doomed:
+            raise self.refuse(action.loc, f"a node named {name!r} already exists outside the match")
+        inputs, attrs = self.build(call, name)
+        if action.outputs:
+            mapping: dict[TensorRef, int] = {}
+            for om in action.outputs:
+                mapping[self.tensor(om.tensor, name)] = om.port
+        else:
+            mapping = {t: i for i, t in enumerate(targets)}
+        self._check_ports(action, call, mapping)
+        if extend_interior:
+            self._add_dead_interior(doomed, inputs, mapping)
+        read = {t.node for t in inputs}
+        kept = [n for n in doomed if n in read]
+        if kept:
+            raise self.refuse(
+                action.loc, f"the new node would read {', '.join(map(repr, kept))}, which the "
+                "rewrite removes",
+            )  # fmt: skip
+        # every tensor of a removed node read by a survivor must be mapped
+        plan: list[tuple[str, int, TensorRef, int]] = []
+        for node_name in doomed:
+            for port in graph.used_ports(node_name):
+                ref = TensorRef(node_name, port)
+                for user, slot in graph.consumers(ref):
+                    if user.name in doomed:
+                        continue
+                    if ref not in mapping:
+                        raise self.refuse(
+                            action.loc, f"{ref} is still read by {user.name!r} (input {slot}) "
+                            "outside the match and is not mapped to an output of the new "
+                            f"node; map it in `outputs {{ ... -> port }}`",
+                        )  # fmt: skip
+                    plan.append((user.name, slot, ref, mapping[ref]))
+        for ref, port in mapping.items():
+            if ref.node in doomed:
+                continue
+            for user, slot in graph.consumers(ref):
+                if user.name not in doomed:
+                    plan.append((user.name, slot, ref, port))
+        controls_in: dict[str, None] = {}
+        for node_name in doomed:
+            for src in graph.node(node_name).controls:
+                if src not in doomed:
+                    controls_in[src] = None
+        controls_out = {
+            user.name: None
+            for node_name in doomed
+            for user in graph.control_consumers(node_name)
+            if user.name not in doomed
+        }
+        pending = _PENDING + name
+        for user, slot, _ref, port in plan:
+            editor.set_input(user, slot, TensorRef(pending, port), record=False)
+        editor.remove(doomed)
+        op = call.op
+        editor.add_node(name, op, inputs, [c for c in controls_in if c in graph], attrs)
+        for user, slot, ref, port in plan:
+            new = TensorRef(name, port)
+            editor.set_input(user, slot, new, record=False)
+            editor.recorder.record("rewire", user, slot=slot, old=str(ref), new=str(new))
+        for user in controls_out:
+            if user in graph:
+                editor.add_control(user, name)
+
+    def _check_ports(self, action: Any, call: ast.NodeCall, mapping: dict) -> None:
+        """Output ports mapped must exist on a catalog plugin."""
+        if self.catalog is None or call.op not in self.catalog:
+            return
+        schema = self.catalog.get(call.op)
+        _low, high = schema.output_count()
+        for ref, port in mapping.items():
+            if high is not None and port >= high:
+                raise self.rule_error(
+                    action.loc, f"{ref} -> {port}: plugin {schema.name} has {high} output(s) "
+                    f"({', '.join(t.name for t in schema.outputs)})",
+                )  # fmt: skip
+
+    def _add_dead_interior(
+        self, doomed: dict[str, None], inputs: list[TensorRef], mapping: dict[TensorRef, int]
+    ) -> None:
+        """Interior nodes of the match that nothing outside the removed set reads any more."""
+        graph = self.graph
+        keep = {t.node for t in inputs} | {t.node for t in mapping if t.node not in doomed}
+        changed = True
+        while changed:
+            changed = False
+            for name in self.match.interior:
+                if name in doomed or name in keep or name not in graph:
+                    continue
+                users = [u.name for p in graph.used_ports(name)
+                         for u, _ in graph.consumers(TensorRef(name, p))]  # fmt: skip
+                if all(u in doomed for u in users):
+                    doomed[name] = None
+                    changed = True
+
+    def _prune_library(self, action: Any) -> None:
+        """Drop library functions no node (and no kept function) refers to any more."""
+        library = self.graph.library
+        if not len(library.function):
+            return
+        defined = {f.signature.name: i for i, f in enumerate(library.function)}
+        used: set[str] = set()
+        work: list[Any] = [n.proto for n in self.graph]
+        while work:
+            proto = work.pop()
+            refs = _func_refs(proto, defined)
+            for fname in refs - used:
+                used.add(fname)
+                work.extend(library.function[defined[fname]].node_def)
+        for fname in sorted(set(defined) - used, key=lambda f: -defined[f]):
+            self.editor.remove_function(defined[fname])
+
+    def _remove(self, action: ast.Remove) -> None:
+        ref = self.bound_tensor(action.var, action.loc)
+        graph = self.graph
+        for port in graph.used_ports(ref.node):
+            users = graph.consumers(TensorRef(ref.node, port))
+            if users:
+                user, slot = users[0]
+                raise self.refuse(
+                    action.loc, f"cannot remove {ref.node!r}: {TensorRef(ref.node, port)} is "
+                    f"still read by {user.name!r} (input {slot})",
+                )  # fmt: skip
+        self.editor.remove([ref.node])
+
+    def _forward(self, action: ast.Forward) -> None:
+        ref = self.bound_tensor(action.var, action.loc)
+        graph = self.graph
+        node = graph.node(ref.node)
+        if not 0 <= action.slot < len(node.inputs):
+            raise self.rule_error(
+                action.loc, f"forward {action.var} input {action.slot}: {node.name} has "
+                f"{len(node.inputs)} inputs",
+            )  # fmt: skip
+        source = node.inputs[action.slot]
+        for user, slot in graph.consumers(ref):
+            self.editor.set_input(user.name, slot, source)
+        if not any(graph.consumers(TensorRef(node.name, p)) for p in graph.used_ports(node.name)):
+            for user in graph.control_consumers(node.name):
+                self.editor.add_control(user.name, source.node)
+            self.editor.remove([node.name])
+
+    def _connect(self, action: ast.Connect) -> None:
+        target = self.bound_tensor(action.target, action.loc).node
+        source = self.tensor(action.source, target)
+        node = self.graph.node(target)
+        if action.slot == "^":
+            self.editor.add_control(target, source.node)
+            return
+        inputs = list(node.inputs)
+        if action.slot == "+" or action.slot == len(inputs):
+            self.editor.set_inputs(target, [*inputs, source], list(node.controls))
+        elif isinstance(action.slot, int) and 0 <= action.slot < len(inputs):
+            self.editor.set_input(target, action.slot, source)
+        else:
+            raise self.rule_error(
+                action.loc, f"{target} has {len(inputs)} inputs; slot {action.slot} is out of range"
+            )
+
+    def _disconnect(self, action: ast.Disconnect) -> None:
+        target = self.bound_tensor(action.target, action.loc).node
+        node = self.graph.node(target)
+        slot = action.slot
+        if isinstance(slot, int):
+            inputs = list(node.inputs)
+            if not 0 <= slot < len(inputs):
+                raise self.rule_error(
+                    action.loc, f"{target} has {len(inputs)} inputs; slot {slot} is out of range"
+                )
+            del inputs[slot]
+            self.editor.set_inputs(target, inputs, list(node.controls))
+            return
+        if slot == "^":
+            for src in list(node.controls):
+                self.editor.remove_control(target, src)
+            return
+        src = slot[1:]
+        value = self.bindings.get(src)
+        if isinstance(value, TensorRef):
+            src = value.node
+        if src not in node.controls:
+            raise self.rule_error(action.loc, f"{target} has no control input ^{src}")
+        self.editor.remove_control(target, src)
+
+    def _insert(self, action: ast.Insert) -> None:
+        anchor = self.match.anchor
+        name = self.unique_name(f"{anchor}/{action.var}")
+        inputs, attrs = self.build(action.call, name)
+        self.editor.add_node(name, action.call.op, inputs, (), attrs)
+        self.bindings[action.var] = TensorRef(name, 0)
+
+    def _setattr(self, action: ast.SetAttr) -> None:
+        ref = self.bound_tensor(action.var, action.loc)
+        node = self.graph.node(ref.node)
+        value = self.evaluate(action.value)
+        try:
+            if action.kind is not None:
+                from surgery.attrs import make_attr
+
+                attr = make_attr(value, action.kind, field=action.attr)
+            elif self.catalog is not None and node.op in self.catalog:
+                from surgery.plugin_schema import field_attr
+
+                attr = field_attr(self.catalog.get(node.op), action.attr, value)
+            else:
+                raise self.rule_error(
+                    action.loc, f"set {action.var}.{action.attr}: {node.op} is not a catalog "
+                    f"plugin, so give the kind: `set {action.var}.{action.attr}: int = ...`",
+                )  # fmt: skip
+        except RuleError as exc:
+            if str(exc).startswith(str(action.loc)):
+                raise
+            raise self.rule_error(action.loc, str(exc)) from None
+        except SurgeryError as exc:
+            raise self.rule_error(action.loc, str(exc)) from None
+        self.editor.set_attr(node.name, action.attr, attr)
+
+
+def _func_refs(proto: Any, defined: dict[str, int]) -> set[str]:
+    """Library functions a NodeDef refers to: as its op or through func attributes."""
+    out = {proto.op} if proto.op in defined else set()
+    for value in proto.attr.values():
+        which = value.WhichOneof("value")
+        if which == "func":
+            out.add(value.func.name)
+        elif which == "list":
+            out.update(f.name for f in value.list.func)
+    return out & set(defined)

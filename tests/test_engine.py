@@ -1,0 +1,230 @@
+"""Engine: golden rewrites on the model fixtures, fixpoints, refusals, rollback, determinism.
+
+Golden expectations live in tests/rules_golden/*.json; run with SURGERY_REGEN_GOLDEN=1 to rewrite
+them after an intended change (then review the diff).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_matcher import make_graph
+
+from surgery import model_io
+from surgery.attrs import attr_value
+from surgery.engine import apply_rules
+from surgery.errors import RewriteRefused, RuleError
+from surgery.graph import Graph
+from surgery.provenance import jsonable
+from surgery.rule_parser import load_rules, parse_rules
+
+GOLDEN = Path(__file__).parent / "rules_golden"
+
+
+def node_summary(graph: Graph, names: list[str]) -> dict:
+    """name -> op, inputs, attrs (as JSON), consumers: what goldens compare."""
+    out = {}
+    for name in names:
+        node = graph.node(name)
+        consumers = sorted(
+            f"{c.name}[{slot}]<-{name if p == 0 else f'{name}:{p}'}"
+            for p in graph.used_ports(name) for c, slot in graph.consumers((name, p))
+        )  # fmt: skip
+        out[name] = {
+            "op": node.op,
+            "inputs": [str(t) for t in node.inputs] + [f"^{c}" for c in node.controls],
+            "attrs": {k: jsonable(attr_value(node.attr[k])) for k in sorted(node.attr)},
+            "consumers": consumers,
+        }
+    return out
+
+
+def check_golden(name: str, actual: dict) -> None:
+    path = GOLDEN / f"{name}.json"
+    if os.environ.get("SURGERY_REGEN_GOLDEN"):
+        path.write_text(json.dumps(actual, indent=1, sort_keys=True) + "\n")
+    expected = json.loads(path.read_text())
+    assert json.loads(json.dumps(actual)) == expected
+
+
+def apply(graph: Graph, *rule_names: str):
+    return apply_rules(graph, [load_rules(GOLDEN / f"{n}.rules") for n in rule_names])
+
+
+# ------------------------------------------------------------------ goldens on fixtures
+def test_golden_leaky_relu_box3d(box3d_pb: Path) -> None:
+    graph = model_io.load(box3d_pb)
+    alphas = {n.name: n.attr["alpha"].f for n in graph.nodes_by_op("LeakyRelu")}
+    inputs = {n.name: list(n.inputs) for n in graph.nodes_by_op("LeakyRelu")}
+    result = apply(graph, "leaky_relu")
+    assert result.per_rule_counts == {"leaky_relu": 5}
+    plugins = graph.nodes_by_op("LReLU_TRT")
+    assert not graph.nodes_by_op("LeakyRelu") and len(plugins) == 5
+    for node in plugins:  # each node's own alpha, and its own input
+        assert node.attr["negSlope"].f == pytest.approx(alphas[node.name])
+        assert list(node.inputs) == inputs[node.name]
+    graph.check()
+    check_golden("leaky_relu.box3d", node_summary(graph, sorted(n.name for n in plugins)))
+
+
+def test_golden_deconv_by_role_detector(detector_pb: Path) -> None:
+    graph = model_io.load(detector_pb)
+    (old,) = graph.nodes_by_op("Conv2DBackpropInput")
+    sizes, filt, backprop = old.inputs
+    result = apply(graph, "deconv_dense")
+    assert result.per_rule_counts["deconv"] == 1
+    new = graph.node(old.name)
+    assert new.op == "TRTDeconvolution" and list(new.inputs) == [backprop, filt]
+    graph.check()
+    check_golden("deconv.detector", node_summary(graph, [old.name]))
+
+
+def test_golden_dense_by_role_box3d(box3d_pb: Path) -> None:
+    graph = model_io.load(box3d_pb)
+    before = {
+        n.name: n for n in graph.nodes_by_op("BiasAdd") if graph.node(n.inputs[0].node).op == "MatMul"
+    }
+    expected = {}
+    for name, node in before.items():
+        matmul = graph.node(node.inputs[0].node)
+        expected[name] = [*matmul.inputs, node.inputs[1]]
+    result = apply(graph, "deconv_dense")
+    assert result.per_rule_counts["dense"] == len(before) == 6
+    assert any("deconv" in w and "matched nothing" in w for w in result.warnings)
+    for name, want in expected.items():
+        assert list(graph.node(name).inputs) == want  # (input, kernel, bias)
+    assert not graph.nodes_by_op("MatMul")  # the interior MatMuls died and were removed
+    graph.check()
+    check_golden("dense.box3d", node_summary(graph, sorted(expected)))
+
+
+def postproc_graph() -> Graph:
+    """A namespace read from outside at split:1 and split:2, with control edges and functions."""
+    graph = make_graph([
+        ("loc", "Placeholder", []),
+        ("conf", "Placeholder", []),
+        ("priors", "Placeholder", []),
+        ("init", "NoOp", []),
+        ("postproc/axis", "Const", [], {"value": (np.asarray(1, "int32"), "tensor")}),
+        ("postproc/concat", "ConcatV2", ["loc", "conf", "priors", "postproc/axis", "^init"],
+         {"N": (3, "int")}),
+        ("postproc/dim", "Const", [], {"value": (np.asarray(1, "int32"), "tensor")}),
+        ("postproc/split", "Split", ["postproc/dim", "postproc/concat"], {"num_split": (3, "int")}),
+        ("postproc/call", "PartitionedCall", ["postproc/split"]),
+        ("out_boxes", "Identity", ["postproc/split:2"]),
+        ("out_count", "Identity", ["postproc/split:1"]),
+        ("after", "NoOp", ["^postproc/split"]),
+        ("keep_call", "PartitionedCall", ["loc"]),
+    ])  # fmt: skip
+    graph.node("postproc/call").attr["f"].func.name = "f_in"
+    graph.node("keep_call").attr["f"].func.name = "f_keep"
+    lib = graph.library
+    for fname in ("f_in", "f_inner", "f_keep"):
+        lib.function.add().signature.name = fname
+    lib.function[0].node_def.add(name="inner", op="f_inner")
+    return graph
+
+
+def test_golden_collapse_maps_ports(tmp_path: Path) -> None:
+    graph = postproc_graph()
+    result = apply(graph, "nms_collapse")
+    assert result.per_rule_counts == {"postprocess": 1}
+    node = graph.node("postproc")
+    assert node.op == "NMS_TRT"
+    assert list(node.inputs) == [("loc", 0), ("conf", 0), ("priors", 0)]  # schema order
+    assert node.controls == ("init",)
+    assert graph.node("out_boxes").inputs == (("postproc", 0),)  # split:2 -> port 0
+    assert graph.node("out_count").inputs == (("postproc", 1),)  # split:1 -> port 1
+    assert graph.node("after").controls == ("postproc",)
+    assert [f.signature.name for f in graph.library.function] == ["f_keep"]
+    assert not [n for n in graph.names if n.startswith("postproc/")]
+    graph.check()
+    check_golden("nms_collapse", node_summary(graph, ["postproc"]))
+    kinds = [c.kind for c in result.changes]
+    assert kinds.count("remove_function") == 2 and kinds.count("remove_node") == 5
+
+
+def test_refused_unmapped_leaving_tensor_rolls_nothing_in() -> None:
+    graph = postproc_graph()
+    before = graph.serialize()
+    with pytest.raises(RewriteRefused) as err:
+        apply(graph, "nms_unsafe")
+    text = str(err.value)
+    assert "nms_unsafe.rules:6:5" in text and "'postprocess'" in text
+    assert "postproc/split:1" in text and "'out_count'" in text
+    assert graph.serialize() == before  # refused before any edit
+
+
+# ------------------------------------------------------------------ engine semantics
+def chain() -> Graph:
+    return make_graph([
+        ("a", "Placeholder", []),
+        ("b", "Relu", ["a"]),
+        ("c", "Relu", ["b"]),
+        ("d", "Relu", ["c"]),
+        ("e", "Identity", ["d"]),
+    ])  # fmt: skip
+
+
+def run_text(graph: Graph, text: str):
+    return apply_rules(graph, [parse_rules(text, "e.rules")])
+
+
+def test_cycle_is_refused_and_rolled_back() -> None:
+    graph = chain()
+    before = graph.serialize()
+    with pytest.raises(RewriteRefused) as err:
+        run_text(graph, "rule loop:\n match y = Relu(x = Relu(_))\n connect y -> x[0]")
+    assert str(err.value).startswith("e.rules:1:1: rule 'loop' refused at 'c'")
+    assert "cycle through 'c' and 'b'" in str(err.value)
+    assert "'loop'" in str(err.value)
+    assert graph.serialize() == before
+    graph.check()
+
+
+def test_fixpoint_bound_is_an_error() -> None:
+    graph = chain()
+    text = 'rule again max_iterations 3:\n match y = Relu(_)\n set y.tag: int = 1'
+    with pytest.raises(RuleError) as err:
+        run_text(graph, text)
+    assert "'again'" in str(err.value) and "max_iterations=3" in str(err.value)
+
+
+def test_fixpoint_with_guard_and_non_overlap() -> None:
+    graph = chain()
+    # Relu(Relu(x)) -> Relu(x): b,c overlap with c,d, so it takes two iterations
+    result = run_text(graph, "rule fold:\n match y = Relu(Relu(x))\n forward y")
+    assert result.per_rule_counts == {"fold": 2}
+    assert [n.name for n in graph.nodes_by_op("Relu")] == ["b"]
+    assert graph.node("e").inputs == (("b", 0),)
+    ids = sorted({c.match for c in result.changes})
+    assert ids == ["fold#1", "fold#2"]
+
+
+def test_unmatched_rule_is_a_warning() -> None:
+    result = run_text(chain(), "rule none:\n match y = Conv2D(_, _)\n remove y")
+    assert result.per_rule_counts == {"none": 0}
+    assert result.warnings == ["e.rules:1:1: rule 'none' matched nothing"]
+
+
+def test_determinism_same_bytes(box3d_pb: Path) -> None:
+    outs = []
+    for _ in range(2):
+        graph = model_io.load(box3d_pb)
+        apply(graph, "leaky_relu", "deconv_dense")
+        outs.append(graph.serialize())
+    assert outs[0] == outs[1]
+
+
+def test_provenance_records_rule_loc_and_match(box3d_pb: Path) -> None:
+    graph = model_io.load(box3d_pb)
+    result = apply(graph, "leaky_relu")
+    adds = [c for c in result.changes if c.kind == "add_node"]
+    assert len(adds) == 5 and all(c.rule == "leaky_relu" for c in adds)
+    assert adds[0].loc.endswith("leaky_relu.rules:4:1") and adds[0].match == "leaky_relu#1"
+    assert adds[0].detail["op"] == "LReLU_TRT"
+    assert {c.kind for c in result.changes} == {"add_node", "remove_node", "rewire"}
