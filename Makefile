@@ -7,9 +7,17 @@ export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONHASHSEED := 0
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup sysdeps demo test lint bench clean
 
-setup: $(STAMP)
+setup: $(STAMP) sysdeps
+
+# Debian packages: graphviz (`dot`, the visualizer's layout engine) and chromium (the browser the
+# HTML-report tests drive through Playwright). Installed only when missing.
+sysdeps:
+	@if ! command -v dot >/dev/null || ! command -v chromium >/dev/null; then \
+		echo "installing Debian packages: graphviz chromium"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq graphviz chromium >/dev/null; \
+	fi
 
 $(STAMP): pyproject.toml Makefile
 	$(PY) -m venv $(VENV)

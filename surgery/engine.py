@@ -205,8 +205,6 @@ class Engine:
             busy.update(self.editor.created)
             busy.update(self.editor.touched)
             done += 1
-            if matcher.is_scope:
-                matcher._instances = None  # regions may have changed
         return done
 
     def _rewrite(self, found: Match, catalog: Any, match_id: str) -> None:

@@ -83,14 +83,17 @@ def _spec_of(tensor: Any) -> TensorSpecInfo:
     return TensorSpecInfo(tensor.name.split(":")[0], dims, tensor.dtype.name)
 
 
-def _convert(concrete: Any, where: str) -> Any:
-    """convert_variables_to_constants_v2 with TF's errors turned into ours."""
+def _convert(concrete: Any, where: str, lower_control_flow: bool = True) -> Any:
+    """convert_variables_to_constants_v2 with TF's errors turned into ours; with
+    `lower_control_flow=False` functional control flow stays (`StatelessWhile` + library)."""
     from tensorflow.python.framework.convert_to_constants import (
         convert_variables_to_constants_v2,
     )
 
     try:
-        return convert_variables_to_constants_v2(concrete)
+        return convert_variables_to_constants_v2(
+            concrete, lower_control_flow=lower_control_flow
+        )
     except Exception as exc:  # TF raises many kinds; the user needs one line
         why = f"{type(exc).__name__}: {exc}".splitlines()[0]
         raise SurgeryError(f"{where}: cannot freeze: {why}") from None
@@ -141,9 +144,11 @@ def canonical_order(graph_def: GraphDef) -> GraphDef:
     return out
 
 
-def _frozen_from_concrete(concrete: Any, where: str, output_keys: list[str]) -> FrozenModel:
+def _frozen_from_concrete(
+    concrete: Any, where: str, output_keys: list[str], lower_control_flow: bool = True
+) -> FrozenModel:
     """Freeze a concrete function; inputs are its non-resource placeholders."""
-    frozen = _convert(concrete, where)
+    frozen = _convert(concrete, where, lower_control_flow)
     tf_graph_def = frozen.graph.as_graph_def()
     graph_def = canonical_order(GraphDef.FromString(tf_graph_def.SerializeToString()))
     inputs = [_spec_of(t) for t in frozen.inputs if t.dtype.name != "resource"]
@@ -151,8 +156,11 @@ def _frozen_from_concrete(concrete: Any, where: str, output_keys: list[str]) -> 
     return FrozenModel(graph_def, inputs, outputs, output_keys)
 
 
-def freeze_keras_model(model: Any, where: str = "keras model") -> FrozenModel:
-    """Freeze a tf-keras model object called in inference mode (training=False)."""
+def freeze_keras_model(
+    model: Any, where: str = "keras model", *, lower_control_flow: bool = True
+) -> FrozenModel:
+    """Freeze a tf-keras model object called in inference mode (training=False); see `_convert`
+    for `lower_control_flow`."""
     tf = import_tensorflow()
     specs = [
         tf.TensorSpec(t.shape, t.dtype, name=t.name.split(":")[0].split("/")[0])
@@ -166,7 +174,8 @@ def freeze_keras_model(model: Any, where: str = "keras model") -> FrozenModel:
         return list(result) if isinstance(result, list | tuple) else [result]
 
     concrete = tf.function(call).get_concrete_function(*specs)
-    return _frozen_from_concrete(concrete, where, list(getattr(model, "output_names", [])))
+    keys = list(getattr(model, "output_names", []))
+    return _frozen_from_concrete(concrete, where, keys, lower_control_flow)
 
 
 def freeze_keras_file(path: str | os.PathLike) -> FrozenModel:

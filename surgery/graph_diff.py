@@ -54,8 +54,12 @@ class GraphDiff:
     @property
     def identical(self) -> bool:
         return not (
-            self.added or self.removed or self.changed or self.functions_added
-            or self.functions_removed or self.functions_changed
+            self.added
+            or self.removed
+            or self.changed
+            or self.functions_added
+            or self.functions_removed
+            or self.functions_changed
         )
 
     @property
@@ -84,8 +88,11 @@ class GraphDiff:
             return "graphs are identical"
         c = self.counts()
         parts = [
-            f"{c['added']} added", f"{c['removed']} removed", f"{c['rewired']} rewired",
-            f"{c['op_changed']} op changed", f"{c['attrs_changed']} attrs changed",
+            f"{c['added']} added",
+            f"{c['removed']} removed",
+            f"{c['rewired']} rewired",
+            f"{c['op_changed']} op changed",
+            f"{c['attrs_changed']} attrs changed",
             f"{c['controls_changed']} control edges changed",
         ]
         if self.functions_added or self.functions_removed or self.functions_changed:
@@ -129,19 +136,27 @@ def compare_nodes(a: Node, b: Node) -> NodeChange | None:
             vb = pb.attr[key] if key in pb.attr else None
             if va != vb:
                 change.attrs.append(
-                    (key, None if va is None else _attr_text(va), None if vb is None else _attr_text(vb))
+                    (
+                        key,
+                        None if va is None else _attr_text(va),
+                        None if vb is None else _attr_text(vb),
+                    )
                 )
     if pa.device != pb.device:
         change.device = (pa.device, pb.device)
     empty = not (
-        change.op_changed or change.rewired or change.attrs or change.controls_added
-        or change.controls_removed or change.device
+        change.op_changed
+        or change.rewired
+        or change.attrs
+        or change.controls_added
+        or change.controls_removed
+        or change.device
     )
     return None if empty else change
 
 
 def diff_graphs(before: Graph, after: Graph) -> GraphDiff:
-    """Compare two graphs by node name (plus their function libraries and versions)."""
+    """Compare two graphs by node name (plus their function libraries)."""
     out = GraphDiff()
     for node in before:
         other = after.get(node.name)

@@ -491,7 +491,7 @@ class RuleMatcher:
 
     def _match_scope(self, namespace: str) -> Match | None:
         stmt: ast.ScopeStmt = self.rule.body
-        nodes = self._scope_instances().get(namespace)
+        nodes = [n for n in self._scope_instances().get(namespace, ()) if n in self.graph]
         if not nodes:
             self._fail(f"no node lies in namespace {namespace!r}", stmt.loc, namespace)
             return None

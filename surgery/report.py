@@ -108,7 +108,9 @@ def change_lines(change: NodeChange) -> list[str]:
     for s in change.rewired:
         lines.append(f"input {s.slot}: {s.before or '(none)'} -> {s.after or '(none)'}")
     for key, a, b in change.attrs:
-        lines.append(f"attr {key}: {a if a is not None else '(unset)'} -> {b if b is not None else '(unset)'}")
+        lines.append(
+            f"attr {key}: {'(unset)' if a is None else a} -> {'(unset)' if b is None else b}"
+        )
     lines += [f"control ^{c} added" for c in change.controls_added]
     lines += [f"control ^{c} removed" for c in change.controls_removed]
     if change.device:
@@ -122,11 +124,17 @@ def records_from_diff(diff: GraphDiff, before: Graph, after: Graph) -> list[Chan
     rows += [ChangeRecord("remove", n, detail=f"removed {before.node(n).op}") for n in diff.removed]
     for name, change in diff.changed.items():
         if change.op_changed:
-            rows.append(ChangeRecord("op", name, detail=f"op {change.op_before} -> {change.op_after}"))
+            rows.append(
+                ChangeRecord("op", name, detail=f"op {change.op_before} -> {change.op_after}")
+            )
         for s in change.rewired:
-            rows.append(ChangeRecord(
-                "rewire", name, detail=f"input {s.slot}: {s.before or '(none)'} -> {s.after or '(none)'}"
-            ))
+            rows.append(
+                ChangeRecord(
+                    "rewire",
+                    name,
+                    detail=f"input {s.slot}: {s.before or '(none)'} -> {s.after or '(none)'}",
+                )
+            )
         for key, a, b in change.attrs:
             rows.append(ChangeRecord("set_attr", name, detail=f"{key}: {a} -> {b}"))
         for c in change.controls_added:
@@ -224,10 +232,17 @@ def context(graph_pair: tuple[Graph, Graph], names: Iterable[str], limit: int) -
     return list(chosen)
 
 
-def _picture(graph: Graph, names: list[str], status: dict[str, str], prefix: str, title: str):
+def _picture(
+    graph: Graph, names: list[str], status: dict[str, str], prefix: str, title: str
+) -> tuple[str, dict[str, Any]]:
+    """DOT text and front-end data for one side of a section (namespaces collapsed if big)."""
     present = [n for n in names if n in graph]
     view = viz.to_networkx(graph, present)
-    view, _ = viz.auto_collapse(view, MAX_PICTURE_NODES) if len(present) > MAX_PICTURE_NODES else (view, None)
+    view, _ = (
+        viz.auto_collapse(view, MAX_PICTURE_NODES)
+        if len(present) > MAX_PICTURE_NODES
+        else (view, None)
+    )
     return viz.to_dot(view, title=title, prefix=prefix, status=status)
 
 
@@ -261,7 +276,9 @@ def plugin_section(name: str, before: Graph, after: Graph) -> str:
     node = after.node(name)
     parts = [f"<h4>plugin <code>{_e(node.op)}</code> <code>{_e(name)}</code></h4>"]
     fields = viz.plugin_fields(node)
-    parts.append(_rows(fields, ["field", "type", "value"]) if fields else "<p class=muted>no fields</p>")
+    parts.append(
+        _rows(fields, ["field", "type", "value"]) if fields else "<p class=muted>no fields</p>"
+    )
     schema = viz.plugin_catalog().get(node.op)
     in_roles = _roles(getattr(schema, "inputs", ()))
     out_roles = _roles(getattr(schema, "outputs", ()))
@@ -280,8 +297,11 @@ def plugin_section(name: str, before: Graph, after: Graph) -> str:
             mapping.append([f"{name}:{port}", role, f"{user.name}[{slot}]", was])
     parts.append(
         "<b>output ports</b>"
-        + (_rows(mapping, ["plugin output", "role", "consumer[slot]", "consumer read before"])
-           if mapping else "<p class=muted>no consumers</p>")
+        + (
+            _rows(mapping, ["plugin output", "role", "consumer[slot]", "consumer read before"])
+            if mapping
+            else "<p class=muted>no consumers</p>"
+        )
     )
     return "".join(parts)
 
@@ -313,8 +333,16 @@ def render_report(
 ) -> str:
     """The report page as a string."""
     with_rules = changes is not None
-    records = normalize_changes(changes, diff) if changes is not None else records_from_diff(diff, before, after)
-    apps = [] if diff.identical and not records else group_applications(records, diff, before, after, with_rules)
+    records = (
+        normalize_changes(changes, diff)
+        if changes is not None
+        else records_from_diff(diff, before, after)
+    )
+    apps = (
+        []
+        if diff.identical and not records
+        else group_applications(records, diff, before, after, with_rules)
+    )
     title = title or "surgery report"
     counts = diff.counts()
     body: list[str] = []
@@ -350,20 +378,25 @@ def render_report(
     status_after = {n: "added" for n in diff.added} | {n: "changed" for n in diff.changed}
     for index, app in enumerate(apps, 1):
         sid = f"app-{index}"
-        head = _e(app.rule or "change") + (f' <span class="muted">{_e(app.where)}</span>' if app.where else "")
+        head = _e(app.rule or "change") + (
+            f' <span class="muted">{_e(app.where)}</span>' if app.where else ""
+        )
         kinds: dict[str, int] = {}
         for rec in app.records:
             kinds[rec.kind] = kinds.get(rec.kind, 0) + 1
         kind_text = ", ".join(f"{v} {k}" for k, v in kinds.items())
         parts = [
             f'<details class="app" id="{sid}" data-rule="{_e(app.rule)}">',
-            f"<summary>#{index} {head} <span class=\"muted\">{_e(app.match)} · {len(app.nodes)} nodes"
+            f'<summary>#{index} {head} <span class="muted">{_e(app.match)} · {len(app.nodes)} nodes'
             f"{' · ' + _e(kind_text) if kind_text else ''}</span></summary>",
             '<div class="app-body">',
         ]
         if index <= MAX_DRAWN_SECTIONS:
             names = context((before, after), app.nodes, MAX_PICTURE_NODES)
-            for side, graph, status in (("before", before, status_before), ("after", after, status_after)):
+            for side, graph, status in (
+                ("before", before, status_before),
+                ("after", after, status_after),
+            ):
                 key = f"a{index}{side[0]}"
                 dot, data = _picture(graph, names, status, key + "_", f"{sid} {side}")
                 views[key] = data
@@ -381,22 +414,26 @@ def render_report(
                 )
             parts.append("</div>")
         else:
-            parts.append(f'<p class="note">pictures are drawn for the first {MAX_DRAWN_SECTIONS} '
-                         "sections only; this one's changes are in the table below.</p>")
+            parts.append(
+                f'<p class="note">pictures are drawn for the first {MAX_DRAWN_SECTIONS} '
+                "sections only; this one's changes are in the table below.</p>"
+            )
         for name in app.nodes:
             node = after.get(name)
             if node is not None and viz.op_category(node.op) == "plugin":
                 parts.append(plugin_section(name, before, after))
-        parts.append(_rows(
-            [[r.kind, r.node, r.detail] for r in app.records], ["kind", "node", "detail"]
-        ))
+        parts.append(
+            _rows([[r.kind, r.node, r.detail] for r in app.records], ["kind", "node", "detail"])
+        )
         parts.append("</div></details>")
         sections.append("".join(parts))
     if apps:
         body.append(
-            '<section id="applications"><h2>Changes by ' + ("rule application" if with_rules else "region")
-            + '</h2><div class="toolbar"><button type="button" data-action="open-sections">expand all'
-            '</button><button type="button" data-action="close-sections">collapse all</button></div>'
+            '<section id="applications"><h2>Changes by '
+            + ("rule application" if with_rules else "region")
+            + '</h2><div class="toolbar"><button type="button" data-action="open-sections">'
+            'expand all</button><button type="button" data-action="close-sections">collapse all'
+            "</button></div>"
         )
         body += sections
         body.append("</section>")
@@ -404,9 +441,14 @@ def render_report(
 
     svgs = viz.render_dot(sources) if sources else []
     page_body = "".join(body)
-    for (key, marker), svg in zip(slots, svgs, strict=True):
+    for (_, marker), svg in zip(slots, svgs, strict=True):
         page_body = page_body.replace(marker, viz.inline_svg(svg), 1)
-    cats = {viz.op_category(n.op) for g in (before, after) for n in (g.get(x) for x in diff.touched()) if n}
+    cats = {
+        viz.op_category(n.op)
+        for g in (before, after)
+        for n in (g.get(x) for x in diff.touched())
+        if n
+    }
     legend = viz.legend_html(cats | {"other"}) + "".join(
         f'<span class="chip st-{s}">{s}</span>' for s in ("added", "removed", "changed")
     )
@@ -425,7 +467,9 @@ def render_report(
     )
 
 
-def _rules_table(apps: list[Application], records: list[ChangeRecord], meta: Mapping[str, Any] | None) -> str:
+def _rules_table(
+    apps: list[Application], records: list[ChangeRecord], meta: Mapping[str, Any] | None
+) -> str:
     per_rule: dict[str, dict[str, Any]] = {}
     for app in apps:
         row = per_rule.setdefault(app.rule, {"where": app.where, "apps": 0, "changes": 0})
@@ -444,12 +488,15 @@ def _rules_table(apps: list[Application], records: list[ChangeRecord], meta: Map
             if "info" not in extra_cols:
                 extra_cols.append("info")
     rows = [
-        [rule or "(none)", r.get("where", ""), r["apps"], r["changes"]] + [r.get(c, "") for c in extra_cols]
+        [rule or "(none)", r.get("where", ""), r["apps"], r["changes"]]
+        + [r.get(c, "") for c in extra_cols]
         for rule, r in per_rule.items()
     ]
-    return '<h2>Per rule</h2><div id="per-rule">' + _rows(
-        rows, ["rule", "defined at", "applications", "changes", *extra_cols]
-    ) + "</div>"
+    return (
+        '<h2>Per rule</h2><div id="per-rule">'
+        + _rows(rows, ["rule", "defined at", "applications", "changes", *extra_cols])
+        + "</div>"
+    )
 
 
 def _changes_table(records: list[ChangeRecord], apps: list[Application]) -> str:
@@ -462,12 +509,16 @@ def _changes_table(records: list[ChangeRecord], apps: list[Application]) -> str:
         index = where_app.get(id(rec))
         link = f'<a href="#app-{index}" data-app="app-{index}">#{index}</a>' if index else ""
         rows.append(
-            f"<tr><td data-sort=\"{number}\">{number}</td><td>{_e(rec.rule)}</td><td><code>{_e(rec.where)}"
-            f"</code></td><td>{_e(rec.match)}</td><td><span class=\"badge {_e(rec.kind)}\">{_e(rec.kind)}"
+            f'<tr><td data-sort="{number}">{number}</td><td>{_e(rec.rule)}</td>'
+            f"<td><code>{_e(rec.where)}</code></td><td>{_e(rec.match)}</td>"
+            f'<td><span class="badge {_e(rec.kind)}">{_e(rec.kind)}'
             f"</span></td><td><code>{_e(rec.node)}</code></td><td><code>{_e(rec.detail)}</code></td>"
-            f"<td data-sort=\"{index or 0}\">{link}</td></tr>"
+            f'<td data-sort="{index or 0}">{link}</td></tr>'
         )
-    head = "".join(f"<th>{h}</th>" for h in ("#", "rule", "defined at", "match", "kind", "node", "detail", "section"))
+    head = "".join(
+        f"<th>{h}</th>"
+        for h in ("#", "rule", "defined at", "match", "kind", "node", "detail", "section")
+    )
     return (
         '<section id="all-changes"><h2>Every change</h2><div class="toolbar">'
         '<input id="table-filter" type="search" placeholder="filter rows" autocomplete="off">'

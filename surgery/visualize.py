@@ -28,6 +28,7 @@ from surgery.graph import Graph, Node
 
 DEFAULT_MAX_NODES = 600  # above this a whole-graph view collapses namespaces
 DOT_TIMEOUT_S = 180
+HUB_CONTROLS = 8  # control edges above which a node's control edges are counted, not drawn
 
 
 class LayoutError(SurgeryError):
@@ -315,9 +316,20 @@ def collapse_namespaces(view: nx.MultiDiGraph, depth: int) -> nx.MultiDiGraph:
             members[key] = members.get(key, 0) + 1
     for key, count in members.items():
         label = f"{count} nodes"
-        out.add_node(key, op="namespace", cat="namespace", cut=0,
-                     info={"name": key, "op": f"namespace ({label})", "cat": "namespace",
-                           "attrs": {}, "inputs": [], "controls": []})
+        out.add_node(
+            key,
+            op="namespace",
+            cat="namespace",
+            cut=0,
+            info={
+                "name": key,
+                "op": f"namespace ({label})",
+                "cat": "namespace",
+                "attrs": {},
+                "inputs": [],
+                "controls": [],
+            },
+        )
     seen: set[tuple[str, str, int, bool]] = set()
     for src, dst, data in view.edges(data=True):
         a, b = group[src], group[dst]
@@ -386,7 +398,12 @@ def _short(text: str, width: int = 30) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-STATUS_COLOURS = {"added": "#1a9850", "removed": "#d73027", "changed": "#f46d43", "focus": "#2166ac"}
+STATUS_COLOURS = {
+    "added": "#1a9850",
+    "removed": "#d73027",
+    "changed": "#f46d43",
+    "focus": "#2166ac",
+}
 
 
 def to_dot(
@@ -408,7 +425,7 @@ def to_dot(
     lines = [
         f"digraph {_q(title)} {{",
         '  graph [rankdir=TB, nodesep=0.25, ranksep=0.35, fontname="DejaVu Sans", fontsize=10,'
-        ' compound=true, newrank=true, outputorder=edgesfirst];',
+        " compound=true, newrank=true, outputorder=edgesfirst];",
         '  node [shape=box, style="rounded,filled", fontname="DejaVu Sans", fontsize=10,'
         ' height=0.3, margin="0.08,0.03", penwidth=1];',
         '  edge [fontname="DejaVu Sans", fontsize=8, arrowsize=0.6, color="#555555"];',
@@ -431,6 +448,14 @@ def to_dot(
         return len(members.get(ns, ())) + sum(size(k) for k in children.get(ns, ()))
 
     counter = [0]
+    # Control fans (a NoOp ordering every weight read) would cross the whole picture and make
+    # Graphviz crawl: a node with more than HUB_CONTROLS control edges gets a count instead.
+    fan: dict[str, int] = {}
+    for src, dst, edge in view.edges(data=True):
+        if edge.get("control"):
+            fan[src] = fan.get(src, 0) + 1
+            fan[dst] = fan.get(dst, 0) + 1
+    hubs = {name for name, count in fan.items() if count > HUB_CONTROLS}
 
     def emit_node(name: str, indent: str, ns: str) -> None:
         attrs = view.nodes[name]
@@ -447,6 +472,8 @@ def to_dot(
         else:
             op = attrs.get("op", "")
             label = _short(op, 24) if local == op else f"{_short(op, 24)}\n{_short(local)}"
+        if name in hubs:
+            label += f"\n(+{fan[name]} control edges)"
         if cat == "plugin":
             extra += ', peripheries=2, penwidth=1.6, color="#8e0152", fontcolor="#40004b"'
         if cat == "const":
@@ -480,7 +507,8 @@ def to_dot(
             data["clusters"][cid] = {"name": ns, "count": size(ns), "parents": list(stack)}
             lines.append(f"{indent}subgraph cluster_{cid} {{")
             lines.append(
-                f"{indent}  id={_q(cid)}; class=\"ns\"; label={_q(_short(ns.rsplit('/', 1)[-1], 40))};"
+                f'{indent}  id={_q(cid)}; class="ns";'
+                f" label={_q(_short(ns.rsplit('/', 1)[-1], 40))};"
                 f' tooltip={_q(ns)}; style="rounded,filled"; fillcolor="#f7f7f7"; color="#bbbbbb";'
                 ' labeljust=l; fontcolor="#444444";'
             )
@@ -501,6 +529,8 @@ def to_dot(
 
     emit_ns("", "  ")
     for index, (src, dst, edge) in enumerate(view.edges(data=True)):
+        if edge.get("control") and (src in hubs or dst in hubs):
+            continue
         eid = f"{prefix}e{index}"
         data["edges"][eid] = [ids[src], ids[dst]]
         attrs = [f"id={_q(eid)}"]
@@ -508,9 +538,9 @@ def to_dot(
             attrs.append('style=dashed, color="#999999", arrowhead=odot')
         else:
             if edge.get("port", 0) > 0:
-                attrs.append(f"label={_q(':' + str(edge['port']))}, fontcolor=\"#b2182b\"")
+                attrs.append(f'label={_q(":" + str(edge["port"]))}, fontcolor="#b2182b"')
             if view.nodes[dst].get("cat") == "plugin" and edge.get("slot", -1) >= 0:
-                attrs.append(f"headlabel={_q(str(edge['slot']))}, fontcolor=\"#b2182b\"")
+                attrs.append(f'headlabel={_q(str(edge["slot"]))}, fontcolor="#b2182b"')
         text = f"{src}:{edge['port']}" if edge.get("port", 0) > 0 else src
         tip = f"^{src} -> {dst}" if edge.get("control") else f"{text} -> {dst}[{edge.get('slot')}]"
         attrs.append(f"tooltip={_q(tip)}")
@@ -548,7 +578,9 @@ def render_dot(sources: list[str], fmt: str = "svg", timeout: float = DOT_TIMEOU
             f"Graphviz took more than {timeout:.0f} s; draw less (--focus, --radius, --collapse)"
         ) from None
     if done.returncode != 0:
-        raise LayoutError(f"Graphviz failed: {done.stderr.decode('utf-8', 'replace').strip()[:400]}")
+        raise LayoutError(
+            f"Graphviz failed: {done.stderr.decode('utf-8', 'replace').strip()[:400]}"
+        )
     if fmt != "svg":
         return [done.stdout]
     parts = done.stdout.split(b"<?xml")[1:]
@@ -624,7 +656,7 @@ def write_view(
     max_nodes: int = DEFAULT_MAX_NODES,
     title: str | None = None,
 ) -> tuple[Path, str]:
-    """Write the picture `surgery view` makes; the format follows the suffix. Returns the caption."""
+    """Write the picture `surgery view` makes (format by suffix); returns (path, caption)."""
     from surgery.model_io import write_atomic
 
     out = Path(path)

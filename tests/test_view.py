@@ -100,7 +100,9 @@ def test_view_focus_svg_and_html(tmp_path: Path) -> None:
     src = tmp_path / "model.pb"
     model_io.save(samples.leaky_graph(6), src)
     svg = tmp_path / "focus.svg"
-    assert main(["view", str(src), "--focus", "conv3/LeakyRelu", "--radius", "1", "-o", str(svg)]) == 0
+    assert (
+        main(["view", str(src), "--focus", "conv3/LeakyRelu", "--radius", "1", "-o", str(svg)]) == 0
+    )
     text = svg.read_text()
     assert text.lstrip().startswith("<?xml") and "<svg" in text
     assert "LeakyRelu" in text and "conv4/Conv2D" in text.replace("&#47;", "/")

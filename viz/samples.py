@@ -54,14 +54,22 @@ def roi_graph() -> Graph:
     for name in ("rpn_class/concat", "rpn_bbox/concat"):
         gd.node.add(name=name, op="Placeholder").attr["dtype"].type = _F32
     _const(gd, "ROI/begin", [3], _I32)
-    gd.node.add(name="ROI/strided_slice", op="StridedSlice",
-                input=["rpn_class/concat", "ROI/begin", "ROI/begin", "ROI/begin"])
+    gd.node.add(
+        name="ROI/strided_slice",
+        op="StridedSlice",
+        input=["rpn_class/concat", "ROI/begin", "ROI/begin", "ROI/begin"],
+    )
     _const(gd, "ROI/k", [], _I32)
     gd.node.add(name="ROI/top", op="TopKV2", input=["ROI/strided_slice", "ROI/k"])
     _const(gd, "ROI/axis", [], _I32)
-    gd.node.add(name="ROI/gather", op="GatherV2", input=["rpn_bbox/concat", "ROI/top:1", "ROI/axis"])
-    gd.node.add(name="ROI/nms", op="NonMaxSuppressionV3",
-                input=["ROI/gather", "ROI/top", "ROI/k", "ROI/k", "ROI/k"])
+    gd.node.add(
+        name="ROI/gather", op="GatherV2", input=["rpn_bbox/concat", "ROI/top:1", "ROI/axis"]
+    )
+    gd.node.add(
+        name="ROI/nms",
+        op="NonMaxSuppressionV3",
+        input=["ROI/gather", "ROI/top", "ROI/k", "ROI/k", "ROI/k"],
+    )
     gd.node.add(name="ROI/packed_2", op="Pack", input=["ROI/gather", "ROI/nms"])
     gd.node.add(name="roi_align/boxes", op="Identity", input=["ROI/packed_2"])
     gd.node.add(name="roi_align/scores", op="Identity", input=["ROI/top:1"])
@@ -70,8 +78,13 @@ def roi_graph() -> Graph:
 
 
 def _change(rule: str, line: int, match: str, kind: str, node: str) -> dict[str, Any]:
-    return {"rule": rule, "where": f"rules/sample.rules:{line}", "match_id": match,
-            "kind": kind, "node": node}
+    return {
+        "rule": rule,
+        "where": f"rules/sample.rules:{line}",
+        "match_id": match,
+        "kind": kind,
+        "node": node,
+    }
 
 
 def leaky_rewrite(graph: Graph) -> tuple[Graph, list[dict[str, Any]]]:
@@ -81,7 +94,9 @@ def leaky_rewrite(graph: Graph) -> tuple[Graph, list[dict[str, Any]]]:
     for index, node in enumerate(out.nodes_by_op("LeakyRelu"), 1):
         name, match = node.name, f"leaky_relu#{index}"
         alpha = AttrValue(f=node.attr["alpha"].f)
-        plugin = out.add_node(f"{name}_trt", "LReLU_TRT", [node.inputs[0]], attrs={"negSlope": alpha})
+        plugin = out.add_node(
+            f"{name}_trt", "LReLU_TRT", [node.inputs[0]], attrs={"negSlope": alpha}
+        )
         changes.append(_change("leaky_relu", 3, match, "add", plugin.name))
         for user, _ in out.consumers(name):
             changes.append(_change("leaky_relu", 3, match, "rewire", user.name))
@@ -99,7 +114,7 @@ def collapse_scope(
     outputs: Mapping[str, int],
     fields: Mapping[str, AttrValue],
 ) -> tuple[Graph, list[dict[str, Any]]]:
-    """Collapse namespace `scope` into one plugin node named `scope`; `outputs` maps tensor -> port."""
+    """Collapse `scope` into one plugin node named `scope`; `outputs` maps tensor -> port."""
     out = graph.copy()
     members = [n for n in out.names if n.startswith(scope + "/")]
     match = f"{scope}#1"
@@ -125,6 +140,10 @@ def roi_collapse(graph: Graph) -> tuple[Graph, list[dict[str, Any]]]:
     fields["image_size"] = AttrValue()
     fields["image_size"].list.i.extend([3, 1024, 1024])
     return collapse_scope(
-        graph, "ROI", "ProposalLayer_TRT", ["rpn_class/concat", "rpn_bbox/concat"],
-        {"ROI/packed_2": 0, "ROI/top:1": 1}, fields,
+        graph,
+        "ROI",
+        "ProposalLayer_TRT",
+        ["rpn_class/concat", "rpn_bbox/concat"],
+        {"ROI/packed_2": 0, "ROI/top:1": 1},
+        fields,
     )

@@ -25,7 +25,9 @@ def run(args: argparse.Namespace) -> int:
     out = model_io.check_output_path(args.output, args.before, args.after) if args.output else None
     before, after = model_io.load(args.before), model_io.load(args.after)
     if out is not None:
-        diff = write_report(before, after, out, title=f"surgery diff: {args.before} -> {args.after}")
+        diff = write_report(
+            before, after, out, title=f"surgery diff: {args.before} -> {args.after}"
+        )
     else:
         diff = diff_graphs(before, after)
     if diff.identical:

@@ -112,8 +112,71 @@ FIXTURES: dict[str, FixtureSpec] = {
             "full-width ResNet50, 224x224 input, 1000 classes (benchmarks; ~100 MB)",
             {"width": 1.0, "input_size": 224, "classes": 1000},
         ),
+        FixtureSpec(
+            "keras3_upsample",
+            "surgery.models.keras3_upsample",
+            "Keras 3 (not tf-keras) encoder/decoder: UpSampling2D as ExpandDims/Tile/Reshape, "
+            "LeakyReLU",
+        ),
+        FixtureSpec(
+            "ssd_like",
+            "surgery.models.ssd_like",
+            "SSD-like detector with the Object Detection API namespaces (Preprocessor, "
+            "MultipleGridAnchorGenerator, BoxPredictor_i, concat, concat_1, Postprocessor)",
+            extra_sources=("graph_model.py",),
+        ),
+        FixtureSpec(
+            "faster_rcnn_like",
+            "surgery.models.faster_rcnn_like",
+            "Faster R-CNN-like head: RPN, `proposal` namespace (decode, top-k, NMS), "
+            "`roi_pooling_conv_1` crop_and_resize, dense heads",
+            extra_sources=("graph_model.py",),
+        ),
+        *(
+            FixtureSpec(
+                f"maskrcnn_{name}",
+                "surgery.models.maskrcnn",
+                f"Mask R-CNN (Matterport inference graph, ROI/roi_align_*/mrcnn_detection): {text}",
+                params,
+            )
+            for name, text, params in (
+                (
+                    "small_nchw",
+                    "ResNet50 at 1/8 width, 128x128, NCHW as TensorRT's guide; StatelessWhile",
+                    {"config": "small", "data_format": "channels_first"},
+                ),
+                (
+                    "small_nhwc",
+                    "small, NHWC (Matterport's original layout)",
+                    {"config": "small", "data_format": "channels_last"},
+                ),
+                (
+                    "small_tf1cf",
+                    "small NCHW, TF1 control flow (Enter/Exit/Merge/Switch) in mrcnn_detection",
+                    {"config": "small", "data_format": "channels_first", "control_flow": "v1"},
+                ),
+                (
+                    "small_renamed",
+                    "small NCHW, other inner node names and sub-scopes, same layer scopes",
+                    {"config": "small", "data_format": "channels_first", "naming": "renamed"},
+                ),
+                (
+                    "full_nchw",
+                    "ResNet101, 1024x1024, 81 classes, 1000 proposals, NCHW (benchmarks)",
+                    {"config": "full", "data_format": "channels_first"},
+                ),
+            )
+        ),
     )
 }
+
+# The Mask R-CNN fixtures the tests build (`maskrcnn_full_nchw` is for benchmarks only).
+MASKRCNN_TEST_FIXTURES = (
+    "maskrcnn_small_nchw",
+    "maskrcnn_small_nhwc",
+    "maskrcnn_small_tf1cf",
+    "maskrcnn_small_renamed",
+)
 
 # The fixtures the test-suite uses (small and quick to build); `resnet50_full` is for benchmarks.
 TEST_FIXTURES = ("box3d", "unet", "resnet50", "detector")
@@ -143,12 +206,21 @@ def _version(*dists: str) -> str:
     return "-"
 
 
+def _module_sources(module: str) -> list[Path]:
+    """The builder's source files: `x.py`, or every `.py` of package `x/` (sorted)."""
+    relative = module.split(".")[2:]  # "surgery.models.x[.y]" -> ["x", "y"]
+    base = PACKAGE_DIR.joinpath(*relative)
+    if base.is_dir():
+        return sorted(base.rglob("*.py"))
+    return [base.with_suffix(".py")]
+
+
 def cache_key(name: str) -> str:
     """Hash of what decides the bytes: builder, weights and freeze sources, params, versions."""
     spec = _spec(name)
     digest = hashlib.sha256()
-    module_file = PACKAGE_DIR / (spec.module.rsplit(".", 1)[-1] + ".py")
-    sources = [module_file, PACKAGE_DIR / "weights.py", PACKAGE_DIR.parent / "freeze.py"]
+    sources = _module_sources(spec.module)
+    sources += [PACKAGE_DIR / "weights.py", PACKAGE_DIR.parent / "freeze.py"]
     sources += [PACKAGE_DIR / extra for extra in spec.extra_sources]
     for source in sources:
         digest.update(source.read_bytes())
@@ -186,7 +258,10 @@ def build(name: str, cache_dir: str | os.PathLike | None = None) -> FixtureInfo:
     pb_path, json_path = _paths(name, directory)
     import_tf_keras()  # not part of the build time
     start = time.perf_counter()
-    frozen = freeze_keras_model(build_model(name), name)
+    spec = _spec(name)
+    custom = getattr(importlib.import_module(spec.module), "freeze_model", None)
+    # A builder module may freeze itself (e.g. in a TF1 graph); it gets the fixture's params.
+    frozen = custom(name, **spec.params) if custom else freeze_keras_model(build_model(name), name)
     data = serialize(frozen.graph_def, text=False)
     seconds = round(time.perf_counter() - start, 2)
     info = FixtureInfo(
@@ -238,6 +313,7 @@ __all__ = [
     "TEST_FIXTURES",
     "FixtureInfo",
     "FixtureSpec",
+    "MASKRCNN_TEST_FIXTURES",
     "build",
     "build_model",
     "cache_key",
