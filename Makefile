@@ -15,8 +15,8 @@ setup: $(STAMP) sysdeps
 # HTML-report tests drive through Playwright). Installed only when missing.
 sysdeps:
 	@if ! command -v dot >/dev/null || ! command -v chromium >/dev/null; then \
-		echo "installing Debian packages: graphviz chromium"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq graphviz chromium >/dev/null; \
+		echo "installing Debian packages: graphviz chromium fonts-dejavu-core"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq graphviz chromium fonts-dejavu-core >/dev/null; \
 	fi
 
 $(STAMP): pyproject.toml Makefile

@@ -59,6 +59,8 @@ def _get(obj: Any, *names: str) -> Any:
 def _text(value: Any) -> str:
     if value is None:
         return ""
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k}={v}" for k, v in value.items())
     return str(getattr(value, "name", value)) if not isinstance(value, str) else value
 
 
@@ -217,8 +219,9 @@ def group_applications(
 def context(graph_pair: tuple[Graph, Graph], names: Iterable[str], limit: int) -> list[str]:
     """`names` plus their one-hop neighbours in both graphs (data and control), up to `limit`."""
     chosen = dict.fromkeys(names)
+    seeds = list(chosen)
     for graph in graph_pair:
-        for name in list(chosen):
+        for name in seeds:
             if len(chosen) >= limit:
                 return list(chosen)
             if name in graph:
@@ -376,6 +379,13 @@ def render_report(
     sections: list[str] = []
     status_before = {n: "removed" for n in diff.removed} | {n: "changed" for n in diff.changed}
     status_after = {n: "added" for n in diff.added} | {n: "changed" for n in diff.changed}
+    # a node removed and added again under its own name (the engine's `replace y with ...`)
+    kinds_of: dict[str, set[str]] = {}
+    for rec in records:
+        kinds_of.setdefault(rec.node, set()).add(rec.kind)
+    for name, kinds in kinds_of.items():
+        if {"add_node", "remove_node"} <= kinds or {"add", "remove"} <= kinds:
+            status_before[name], status_after[name] = "removed", "added"
     for index, app in enumerate(apps, 1):
         sid = f"app-{index}"
         head = _e(app.rule or "change") + (
@@ -499,6 +509,13 @@ def _rules_table(
     )
 
 
+def _badge(kind: str) -> str:
+    """CSS class of a change kind (the engine says add_node, the diff says add)."""
+    if "control" in kind:
+        return "control"
+    return kind.removesuffix("_node") if kind.endswith("_node") else kind
+
+
 def _changes_table(records: list[ChangeRecord], apps: list[Application]) -> str:
     where_app: dict[int, int] = {}
     for index, app in enumerate(apps, 1):
@@ -511,7 +528,7 @@ def _changes_table(records: list[ChangeRecord], apps: list[Application]) -> str:
         rows.append(
             f'<tr><td data-sort="{number}">{number}</td><td>{_e(rec.rule)}</td>'
             f"<td><code>{_e(rec.where)}</code></td><td>{_e(rec.match)}</td>"
-            f'<td><span class="badge {_e(rec.kind)}">{_e(rec.kind)}'
+            f'<td><span class="badge {_e(_badge(rec.kind))}">{_e(rec.kind)}'
             f"</span></td><td><code>{_e(rec.node)}</code></td><td><code>{_e(rec.detail)}</code></td>"
             f'<td data-sort="{index or 0}">{link}</td></tr>'
         )

@@ -53,6 +53,8 @@ def plugin_fields(node: Node, schema: PluginSchema) -> dict[str, Any]:
     for spec in schema.fields:
         if spec.name in node.attr:
             raw = attr_value(node.attr[spec.name])
+            if not spec.is_scalar and not isinstance(raw, list):
+                raw = [raw]  # a one-element list stored as a scalar attr
         elif spec.default is not None:
             raw = spec.default
         elif spec.required:

@@ -1,4 +1,9 @@
-"""Build, randomise and freeze Mask R-CNN the way the fixture registry expects."""
+"""Build, randomise and freeze Mask R-CNN the way the fixture registry expects.
+
+Every variant of one config carries the same weights: they are drawn and calibrated on the
+reference build (NCHW, Matterport names) and copied into the variant, whose layers come in the
+same order. So the NHWC, renamed and TF1-control-flow graphs compute what the NCHW one does.
+"""
 
 from __future__ import annotations
 
@@ -8,34 +13,50 @@ from surgery.freeze import FrozenModel, TensorSpecInfo, canonical_order, freeze_
 from surgery.models.maskrcnn.config import MaskRCNNConfig, make_config
 
 
-def build(config: str | MaskRCNNConfig = "small", **changes: Any) -> Any:
-    """A randomised tf-keras Mask R-CNN (BN statistics calibrated on a seeded random image)."""
+def reference_config(config: MaskRCNNConfig) -> MaskRCNNConfig:
+    """The build whose weights every variant of `config` shares."""
+    return config.with_(naming="matterport", data_format="channels_first", control_flow="v2")
+
+
+def reference_weights(config: MaskRCNNConfig) -> list[Any]:
+    """Seeded random weights, BN statistics calibrated on a seeded random image."""
     import tf_keras as keras
 
     from surgery.models.maskrcnn.model import build_keras_model
     from surgery.models.maskrcnn.norm import calibration
     from surgery.models.weights import calibrate_batch_norm, randomise
 
-    cfg = make_config(config, **changes)
     keras.backend.clear_session()
-    model = build_keras_model(cfg)
-    randomise(model, cfg.seed)
+    model = build_keras_model(reference_config(config))
+    randomise(model, config.seed)
     with calibration():
-        calibrate_batch_norm(model, cfg.seed)
+        calibrate_batch_norm(model, config.seed)
+    weights = model.get_weights()
+    keras.backend.clear_session()
+    return weights
+
+
+def build(config: str | MaskRCNNConfig = "small", **changes: Any) -> Any:
+    """A randomised tf-keras Mask R-CNN (eager build; `control_flow` matters only to freezing)."""
+    from surgery.models.maskrcnn.model import build_keras_model
+
+    cfg = make_config(config, **changes)
+    weights = reference_weights(cfg)
+    model = build_keras_model(cfg)
+    model.set_weights(weights)
     return model
 
 
 def freeze_model(where: str, config: str | MaskRCNNConfig = "small", **changes: Any) -> FrozenModel:
-    """The frozen graph: through `surgery.freeze` (TF2 control flow) or a TF1 session (v1)."""
+    """The frozen graph, TF2 control flow kept (`StatelessWhile` + library) or TF1's (v1)."""
     cfg = make_config(config, **changes)
-    model = build(cfg)
-    if cfg.control_flow == "v2":
-        return freeze_keras_model(model, where, lower_control_flow=False)
-    return _freeze_v1(model, cfg, where)
+    if cfg.control_flow == "v1":
+        return _freeze_v1(reference_weights(cfg), cfg, where)
+    return freeze_keras_model(build(cfg), where, lower_control_flow=False)
 
 
-def _freeze_v1(trained: Any, cfg: MaskRCNNConfig, where: str) -> FrozenModel:
-    """Rebuild the model in a TF1 graph with control flow v1, load `trained`'s weights, freeze."""
+def _freeze_v1(weights: list[Any], cfg: MaskRCNNConfig, where: str) -> FrozenModel:
+    """Build the model in a TF1 graph with control flow v1, load `weights`, freeze a session."""
     import tensorflow as tf
     import tf_keras as keras
 
@@ -43,8 +64,6 @@ def _freeze_v1(trained: Any, cfg: MaskRCNNConfig, where: str) -> FrozenModel:
     from surgery.models.maskrcnn.model import build_keras_model
     from surgery.protos import GraphDef
 
-    weights = trained.get_weights()
-    output_keys = list(trained.output_names)
     keras.backend.clear_session()
     was_v2 = tf.compat.v1.control_flow_v2_enabled()
     graph = tf.Graph()
@@ -57,7 +76,7 @@ def _freeze_v1(trained: Any, cfg: MaskRCNNConfig, where: str) -> FrozenModel:
                 tf.identity(t, name="Identity" if i == 0 else f"Identity_{i}")
                 for i, t in enumerate(model.outputs)
             ]
-            session = keras.backend.get_session()
+            session = tf.compat.v1.keras.backend.get_session()
             frozen = tf.compat.v1.graph_util.convert_variables_to_constants(
                 session, graph.as_graph_def(), [t.op.name for t in outputs]
             )
@@ -66,6 +85,7 @@ def _freeze_v1(trained: Any, cfg: MaskRCNNConfig, where: str) -> FrozenModel:
                 for t in model.inputs
             ]
             names = [t.name for t in outputs]
+            keys = list(model.output_names)
     except Exception as exc:  # TF raises many kinds; the user needs one line
         why = f"{type(exc).__name__}: {exc}".splitlines()[0]
         raise SurgeryError(f"{where}: cannot freeze with TF1 control flow: {why}") from None
@@ -74,4 +94,4 @@ def _freeze_v1(trained: Any, cfg: MaskRCNNConfig, where: str) -> FrozenModel:
             tf.compat.v1.enable_control_flow_v2()
         keras.backend.clear_session()
     graph_def = canonical_order(GraphDef.FromString(frozen.SerializeToString()))
-    return FrozenModel(graph_def, inputs, names, output_keys)
+    return FrozenModel(graph_def, inputs, names, keys)

@@ -1,0 +1,59 @@
+"""`surgery validate ORIGINAL.pb REWRITTEN.pb`: compare a rewrite with its original numerically."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `validate` subcommand."""
+    parser = subparsers.add_parser(
+        "validate", help="run original and rewritten graphs on the same inputs and compare",
+        description="Run both graphs (TensorFlow for TF regions, NumPy references for plugin "
+        "nodes) on the same inputs and compare the original's outputs. Exit 0 pass, 1 fail.",
+    )  # fmt: skip
+    parser.add_argument("original", help="the original frozen graph (.pb/.pbtxt)")
+    parser.add_argument("rewritten", help="the rewritten graph (.pb/.pbtxt)")
+    parser.add_argument("--inputs", metavar="FILE.npz", help="input values by placeholder name")
+    parser.add_argument("--shape", action="append", default=[], metavar="NAME=D1,D2,...",
+                        help="shape for a placeholder with unknown dims (repeatable)")  # fmt: skip
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    parser.add_argument("--rtol", type=float, default=None, help="relative tolerance (1e-4)")
+    parser.add_argument("--atol", type=float, default=None, help="absolute tolerance (1e-5)")
+    parser.add_argument("--per-boundary", action="store_true",
+                        help="also compare every plugin's inputs and outputs; name the first "
+                        "that diverges")  # fmt: skip
+    parser.add_argument("--log", metavar="changes.json",
+                        help="`surgery apply --log` output: maps plugin outputs to the original "
+                        "tensors they replace")  # fmt: skip
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the report; 0 if every comparison passes, 1 otherwise."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from surgery import model_io
+    from surgery.validate import (
+        DEFAULT_ATOL,
+        DEFAULT_RTOL,
+        load_inputs,
+        parse_shape_flag,
+        provenance_map,
+        validate,
+    )  # fmt: skip
+
+    original = model_io.load(args.original)
+    rewritten = model_io.load(args.rewritten)
+    shapes = dict(parse_shape_flag(text) for text in args.shape)
+    feeds = load_inputs(args.inputs, original) if args.inputs else None
+    provenance = provenance_map(args.log) if args.log else None
+    report = validate(
+        original, rewritten, feeds,
+        rtol=DEFAULT_RTOL if args.rtol is None else args.rtol,
+        atol=DEFAULT_ATOL if args.atol is None else args.atol,
+        per_boundary=args.per_boundary or bool(args.log), provenance=provenance,
+        shapes=shapes, seed=args.seed,
+    )  # fmt: skip
+    print(report.format())
+    return 0 if report.passed else 1

@@ -1,0 +1,234 @@
+"""Rule regression cases: the TOML case files beside the rule library, read and checked strictly.
+
+`rules/cases/NAME.toml` holds the cases of `rules/NAME.rules`; each case's golden summary lies in
+`rules/cases/golden/NAME/CASE.json`. The format (every key, its type, its default) is described
+in rules/cases/README.md; an unknown key, a wrong type or a missing required key is a
+`CaseFileError` naming the file and the key.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from surgery.errors import SurgeryError
+
+CASES_DIR = "cases"
+GOLDEN_DIR = "golden"
+
+
+class CaseFileError(SurgeryError):
+    """A case file that cannot be read or does not follow the format; names file and key."""
+
+
+@dataclass(frozen=True)
+class PluginExpect:
+    """Nodes of `op` (optionally named by a glob, with these field values) and how many."""
+
+    op: str
+    name: str | None = None
+    count: int | None = None  # None: at least one
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Numeric:
+    """Run original and rewritten graph through `surgery validate`, or say why not."""
+
+    rtol: float = 1e-5
+    atol: float = 1e-5
+    seed: int = 0
+    skip: str | None = None  # a reason: the check is not run
+
+
+@dataclass(frozen=True)
+class Case:
+    """One fixture model, the rule files applied to it, and what must come out."""
+
+    name: str
+    case_file: Path
+    rules: tuple[Path, ...]
+    model: str  # a fixture registry name or a path
+    golden: Path
+    description: str = ""
+    add_shapes: bool = False
+    matches: dict[str, int] = field(default_factory=dict)
+    plugins: tuple[PluginExpect, ...] = ()
+    absent_ops: tuple[str, ...] = ()
+    present_ops: tuple[str, ...] = ()
+    nodes_min: int | None = None
+    nodes_max: int | None = None
+    well_formed: bool = True
+    outputs_kept: bool = True
+    no_warnings: bool = False
+    numeric: Numeric = field(default_factory=Numeric)
+
+    @property
+    def label(self) -> str:
+        """`leaky_relu::box3d`: the case file's stem and the case name."""
+        return f"{self.case_file.stem}::{self.name}"
+
+
+# ----------------------------------------------------------------------------- typed reading
+class _Reader:
+    """Reads one table of a case file, remembering the dotted key path for error messages."""
+
+    def __init__(self, path: Path, where: str, table: Any):
+        self.path = path
+        self.where = where
+        if not isinstance(table, dict):
+            raise self.error(where, f"expected a table, got {_kind(table)}")
+        self.table = dict(table)
+        self.used: set[str] = set()
+
+    def error(self, key: str, why: str) -> CaseFileError:
+        return CaseFileError(f"{self.path}: {key}: {why}")
+
+    def key(self, name: str) -> str:
+        return f"{self.where}.{name}" if self.where else name
+
+    def get(self, name: str, kinds: tuple[type, ...], default: Any = None, *,
+            required: bool = False) -> Any:  # fmt: skip
+        """The value of `name` if it has one of `kinds`; bools are never ints or floats."""
+        self.used.add(name)
+        if name not in self.table:
+            if required:
+                raise self.error(self.key(name), "required key is missing")
+            return default
+        value = self.table[name]
+        ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
+        if not ok:
+            want = " or ".join(k.__name__ for k in kinds)
+            raise self.error(self.key(name), f"expected {want}, got {_kind(value)} {value!r}")
+        return value
+
+    def strings(self, name: str) -> tuple[str, ...]:
+        """A list of strings (default empty)."""
+        items = self.get(name, (list,), [])
+        for i, item in enumerate(items):
+            if not isinstance(item, str):
+                raise self.error(f"{self.key(name)}[{i}]", f"expected str, got {_kind(item)}")
+        return tuple(items)
+
+    def done(self) -> None:
+        """Refuse keys nobody asked for (typos must not pass silently)."""
+        unknown = sorted(set(self.table) - self.used)
+        if unknown:
+            known = ", ".join(sorted(self.used))
+            raise self.error(self.key(unknown[0]), f"unknown key (known here: {known})")
+
+
+def _kind(value: Any) -> str:
+    return {dict: "table", list: "array"}.get(type(value), type(value).__name__)
+
+
+# ----------------------------------------------------------------------------- loading
+def rules_for_cases(case_file: Path) -> Path:
+    """The default rule file of `rules/cases/NAME.toml`: `rules/NAME.rules`."""
+    return case_file.resolve().parent.parent / f"{case_file.stem}.rules"
+
+
+def cases_for_rules(rules_file: Path) -> Path:
+    """Where the cases of `rules/NAME.rules` live: `rules/cases/NAME.toml`."""
+    return rules_file.resolve().parent / CASES_DIR / f"{rules_file.stem}.toml"
+
+
+def load_cases(path: str | Path) -> list[Case]:
+    """Every case of one case file, in file order."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CaseFileError(f"{path}: no such case file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise CaseFileError(f"{path}: not valid TOML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CaseFileError(f"{path}: cannot read: {exc}") from None
+    top = _Reader(path, "", data)
+    base = path.resolve().parent
+    rule_names = top.strings("rules")
+    rules = tuple(base / r for r in rule_names) or (rules_for_cases(path),)
+    for i, rule in enumerate(rules):
+        if not rule.is_file():
+            key = f"rules[{i}]" if rule_names else "rules"
+            raise top.error(key, f"rule file {rule} does not exist")
+    raw_cases = top.get("case", (list,), required=True)
+    top.done()
+    if not raw_cases:
+        raise top.error("case", "no cases ([[case]] tables)")
+    cases = [_case(path, base, rules, i, raw) for i, raw in enumerate(raw_cases)]
+    seen: set[str] = set()
+    for i, case in enumerate(cases):
+        if case.name in seen:
+            raise top.error(f"case[{i}].name", f"duplicate case name {case.name!r}")
+        seen.add(case.name)
+    return cases
+
+
+def _case(path: Path, base: Path, rules: tuple[Path, ...], index: int, raw: Any) -> Case:
+    r = _Reader(path, f"case[{index}]", raw)
+    name = r.get("name", (str,), required=True)
+    if not name or not name.replace("_", "").replace("-", "").isalnum():
+        raise r.error(r.key("name"), f"{name!r}: use letters, digits, '_' and '-' only")
+    model = r.get("model", (str,), required=True)
+    golden_text = r.get("golden", (str,))
+    golden = base / golden_text if golden_text else base / GOLDEN_DIR / path.stem / f"{name}.json"
+    description = r.get("description", (str,), "")
+    add_shapes = r.get("add_shapes", (bool,), False)
+    matches = _matches(path, r)
+    plugins = tuple(
+        _plugin(path, f"{r.key('plugins')}[{i}]", item)
+        for i, item in enumerate(r.get("plugins", (list,), []))
+    )
+    inv = _Reader(path, r.key("invariants"), r.get("invariants", (dict,), {}))
+    invariants = dict(
+        absent_ops=inv.strings("absent_ops"),
+        present_ops=inv.strings("present_ops"),
+        nodes_min=inv.get("nodes_min", (int,)),
+        nodes_max=inv.get("nodes_max", (int,)),
+        well_formed=inv.get("well_formed", (bool,), True),
+        outputs_kept=inv.get("outputs_kept", (bool,), True),
+        no_warnings=inv.get("no_warnings", (bool,), False),
+    )
+    inv.done()
+    if "numeric" not in r.table:
+        raise r.error(
+            r.key("numeric"), "required key is missing: give tolerances "
+            "(numeric = { rtol = 1e-5, atol = 1e-5 }) or a reason (numeric = { skip = \"...\" })",
+        )  # fmt: skip
+    num = _Reader(path, r.key("numeric"), r.get("numeric", (dict,)))
+    numeric = Numeric(
+        rtol=float(num.get("rtol", (float, int), 1e-5)),
+        atol=float(num.get("atol", (float, int), 1e-5)),
+        seed=num.get("seed", (int,), 0),
+        skip=num.get("skip", (str,)),
+    )
+    num.done()
+    r.done()
+    return Case(
+        name=name, case_file=path, rules=rules, model=model, golden=golden,
+        description=description, add_shapes=add_shapes, matches=matches, plugins=plugins,
+        numeric=numeric, **invariants,
+    )  # fmt: skip
+
+
+def _matches(path: Path, r: _Reader) -> dict[str, int]:
+    table = r.get("matches", (dict,), {})
+    for rule, count in table.items():
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            raise r.error(f"{r.key('matches')}.{rule}", f"expected a count >= 0, got {count!r}")
+    return dict(table)
+
+
+def _plugin(path: Path, where: str, raw: Any) -> PluginExpect:
+    p = _Reader(path, where, raw)
+    expect = PluginExpect(
+        op=p.get("op", (str,), required=True),
+        name=p.get("name", (str,)),
+        count=p.get("count", (int,)),
+        fields=dict(p.get("fields", (dict,), {})),
+    )
+    p.done()
+    return expect
