@@ -25,6 +25,7 @@ COMMANDS = [
     "apply",
     "match",
     "explain",
+    "test",
     "validate",
 ]
 

@@ -10,7 +10,6 @@ large (or on request).
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from surgery.export.plugin_nodes import PLUGIN_DOMAIN, find_plugin_nodes
 from surgery.export.standin import Shape, build_stand_ins
 from surgery.export.tf2onnx_run import ExportError, convert
 from surgery.graph import Graph
+from surgery.model_io import write_atomic
 from surgery.plugin_schema import Catalog, load_catalog
 
 DEFAULT_OPSET = 17
@@ -172,34 +172,23 @@ def _check_plugins(model: Any, stand_ins: Any) -> dict[str, str]:
     return found
 
 
-def _atomic_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` via a temporary file in the same directory."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _write(model: Any, storage: dict[str, bytes] | None, path: Path) -> Path | None:
+def _write(model: Any, storage: Any, path: Path) -> Path | None:
     """Save the model; with `storage`, tensors go to `<name>.data` (ONNX external data)."""
     if storage is None:
         try:
             data = model.SerializeToString()
         except ValueError as exc:  # protobuf refuses messages over 2 GiB
             raise ExportError(f"model too large for one file ({exc}); use --large-model") from None
-        _atomic_bytes(path, data)
+        write_atomic(path, data)
         return None
     data_path = path.with_name(path.name + ".data")
+    chunks: dict[str, bytes] = storage.name_to_tensor_data  # tf2onnx's ExternalTensorStorage
     blob = bytearray()
     for tensor in _all_tensors(model):
         if tensor.data_location != tensor.EXTERNAL:
             continue
         entries = {e.key: e.value for e in tensor.external_data}
-        chunk = storage.get(entries.get("location", ""))
+        chunk = chunks.get(entries.get("location", ""))
         if chunk is None:
             raise ExportError(f"external data for tensor {tensor.name!r} is missing")
         blob.extend(b"\0" * (-len(blob) % 64))  # 64-byte alignment for mmap-friendly readers
@@ -209,8 +198,8 @@ def _write(model: Any, storage: dict[str, bytes] | None, path: Path) -> Path | N
         for key, value in (("location", data_path.name), ("offset", str(offset)),
                            ("length", str(len(chunk)))):  # fmt: skip
             tensor.external_data.add(key=key, value=value)
-    _atomic_bytes(data_path, bytes(blob))
-    _atomic_bytes(path, model.SerializeToString())
+    write_atomic(data_path, bytes(blob))
+    write_atomic(path, model.SerializeToString())
     return data_path
 
 

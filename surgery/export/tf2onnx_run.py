@@ -105,15 +105,15 @@ def convert(
     *,
     opset: int,
     large_model: bool,
-) -> tuple[Any, dict[str, bytes] | None]:
-    """(ModelProto, external tensor storage or None) from tf2onnx; ExportError on any ERROR."""
+) -> tuple[Any, Any]:
+    """(ModelProto, tf2onnx's external tensor storage or None) from tf2onnx; ExportError on any ERROR."""
     import tensorflow as tf
     import tf2onnx
     from tf2onnx import utils as tf2onnx_utils
 
     tf_def = tf.compat.v1.GraphDef.FromString(stand_ins.graph_def.SerializeToString())
     shape_override = {
-        key: [-1 if d is None else d for d in shape]
+        key: list(shape)
         for key, shape in stand_ins.shapes.items()
         if shape is not None
     }
@@ -133,7 +133,7 @@ def convert(
             )
         except SurgeryError:
             raise
-        except ImportError as exc:  # tf2onnx raises bare ValueError/KeyError/... on bad graphs
+        except Exception as exc:  # tf2onnx raises bare ValueError/KeyError/... on bad graphs
             detail = "; ".join(collector.messages[:3])
             raise ExportError(
                 f"tf2onnx failed: {type(exc).__name__}: {exc}" + (f" ({detail})" if detail else "")

@@ -18,8 +18,9 @@ def reference_config(config: MaskRCNNConfig) -> MaskRCNNConfig:
     return config.with_(naming="matterport", data_format="channels_first", control_flow="v2")
 
 
-def reference_weights(config: MaskRCNNConfig) -> list[Any]:
-    """Seeded random weights, BN statistics calibrated on a seeded random image."""
+def reference_model(config: MaskRCNNConfig) -> Any:
+    """The reference build with seeded random weights, BN statistics calibrated on a seeded
+    random image."""
     import tf_keras as keras
 
     from surgery.models.maskrcnn.model import build_keras_model
@@ -31,7 +32,14 @@ def reference_weights(config: MaskRCNNConfig) -> list[Any]:
     randomise(model, config.seed)
     with calibration():
         calibrate_batch_norm(model, config.seed)
-    weights = model.get_weights()
+    return model
+
+
+def reference_weights(config: MaskRCNNConfig) -> list[Any]:
+    """The weights of `reference_model(config)`."""
+    import tf_keras as keras
+
+    weights = reference_model(config).get_weights()
     keras.backend.clear_session()
     return weights
 
@@ -41,6 +49,8 @@ def build(config: str | MaskRCNNConfig = "small", **changes: Any) -> Any:
     from surgery.models.maskrcnn.model import build_keras_model
 
     cfg = make_config(config, **changes)
+    if reference_config(cfg) == cfg.with_(control_flow="v2"):
+        return reference_model(cfg)
     weights = reference_weights(cfg)
     model = build_keras_model(cfg)
     model.set_weights(weights)
@@ -52,7 +62,24 @@ def freeze_model(where: str, config: str | MaskRCNNConfig = "small", **changes: 
     cfg = make_config(config, **changes)
     if cfg.control_flow == "v1":
         return _freeze_v1(reference_weights(cfg), cfg, where)
-    return freeze_keras_model(build(cfg), where, lower_control_flow=False)
+    return freeze_keras_model(Unscoped(build(cfg)), where, lower_control_flow=False)
+
+
+class Unscoped:
+    """A Keras model seen by `freeze_keras_model` without its own name scope, so that layer
+    scopes are top-level (`ROI/...`, not `mask_rcnn/ROI/...`), as in a TF1-frozen Matterport
+    graph."""
+
+    def __init__(self, model: Any) -> None:
+        """Wrap `model`, exposing what the freezer reads."""
+        self.model = model
+        self.name = model.name
+        self.inputs = model.inputs
+        self.output_names = model.output_names
+
+    def __call__(self, inputs: Any, training: bool = False) -> Any:
+        """Run the functional graph directly (`Model.call` opens no scope of its own)."""
+        return self.model.call(inputs, training=training)
 
 
 def _freeze_v1(weights: list[Any], cfg: MaskRCNNConfig, where: str) -> FrozenModel:

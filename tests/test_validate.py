@@ -1,0 +1,184 @@
+"""`surgery validate`: region-wise evaluation; correct rewrites pass, planted bugs are named."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from surgery import model_io
+from surgery.cli import main
+from surgery.graph import Graph
+from surgery.plugin_schema import field_attr, load_catalog
+from surgery.tensor_values import from_numpy
+from surgery.validate import ValidationError, load_inputs, random_inputs, validate
+
+pytest.importorskip("tensorflow")
+
+LRELU_1 = "box3d/leaky_re_lu_1/LeakyRelu"
+LRELU_2 = "box3d/leaky_re_lu_2/LeakyRelu"
+
+
+def to_plugins(graph: Graph, slopes: dict[str, float] | None = None) -> Graph:
+    """Every LeakyRelu becomes LReLU_TRT in place (same name); `slopes` overrides negSlope."""
+    schema = load_catalog().get("LReLU_TRT")
+    for node in graph.nodes_by_op("LeakyRelu"):
+        slope = (slopes or {}).get(node.name, node.attr["alpha"].f)
+        graph.set_op(node.name, "LReLU_TRT")
+        for key in list(node.attr):
+            del node.attr[key]
+        node.attr["negSlope"].CopyFrom(field_attr(schema, "negSlope", slope))
+    return graph
+
+
+def test_correct_rewrite_passes(box3d_pb: Path) -> None:
+    report = validate(
+        model_io.load(box3d_pb), to_plugins(model_io.load(box3d_pb)), per_boundary=True
+    )
+    assert report.passed, report.format()
+    assert len(report.plugins) == 5 and len(report.outputs) == 3
+    assert report.first_divergent is None
+    assert "PASS" in report.format()
+
+
+def test_engine_rewrite_passes_through_the_cli(box3d_pb: Path, tmp_path: Path, capsys) -> None:
+    out, log = tmp_path / "rewritten.pb", tmp_path / "changes.json"
+    rules = [
+        str(Path(__file__).parent.parent / "rules" / n)
+        for n in ("leaky_relu.rules", "l2_normalize.rules")
+    ]
+    assert main(["apply", *rules, str(box3d_pb), "-o", str(out), "--log", str(log)]) == 0
+    capsys.readouterr()
+    assert main(["validate", str(box3d_pb), str(out), "--log", str(log)]) == 0
+    text = capsys.readouterr().out
+    assert "plugins run by reference: 6" in text and "L2Norm_Surgery" in text and "PASS" in text
+
+
+def test_wrong_slope_is_caught_and_named(box3d_pb: Path, tmp_path: Path, capsys) -> None:
+    bad = to_plugins(model_io.load(box3d_pb), {LRELU_2: 0.3})
+    report = validate(model_io.load(box3d_pb), bad, per_boundary=True)
+    assert not report.passed
+    assert report.first_divergent is not None
+    assert report.first_divergent.label.startswith(f"output 0 of plugin {LRELU_2}")
+    assert any(not c.passed for c in report.outputs)
+    path = tmp_path / "bad.pb"
+    model_io.save(bad, path)
+    assert main(["validate", str(box3d_pb), str(path), "--per-boundary"]) == 1
+    assert f"first divergence: output 0 of plugin {LRELU_2}" in capsys.readouterr().out
+
+
+def test_layout_mixup_before_flatten_is_caught(box3d_pb: Path) -> None:
+    bad = to_plugins(model_io.load(box3d_pb))
+    perm = from_numpy(np.array([0, 3, 1, 2], dtype=np.int32))
+    attrs = {"dtype": field_attr_type("int32"), "value": tensor_attr(perm)}
+    bad.add_node("planted/perm", "Const", attrs=attrs)
+    pool = "box3d/block4_pool/MaxPool"
+    bad.add_node("planted/to_nchw", "Transpose", [pool, "planted/perm"],
+                 attrs={"T": field_attr_type(), "Tperm": field_attr_type("int32")})  # fmt: skip
+    bad.set_input("box3d/flatten/Reshape", 0, "planted/to_nchw")
+    report = validate(model_io.load(box3d_pb), bad, per_boundary=True)
+    assert not report.passed
+    first = report.first_divergent
+    assert first is not None and first.label.startswith("input 0 of plugin ")
+    assert "/BiasAdd" in first.label and "dense_" in first.label
+
+
+def test_renamed_plugin_is_paired_through_the_log(box3d_pb: Path, tmp_path: Path) -> None:
+    graph = model_io.load(box3d_pb)
+    schema = load_catalog().get("LReLU_TRT")
+    old = graph.node(LRELU_1)
+    graph.add_node("plugins/lrelu_1", "LReLU_TRT", list(old.inputs),
+                   attrs={"negSlope": field_attr(schema, "negSlope", 0.5)})  # fmt: skip
+    users = [(user.name, slot) for user, slot in graph.consumers(LRELU_1)]
+    for user, slot in users:
+        graph.set_input(user, slot, "plugins/lrelu_1")
+    graph.remove_nodes([LRELU_1])
+    changes = [
+        {"kind": "add_node", "node": "plugins/lrelu_1", "rule": "r", "loc": "", "match": "r#1",
+         "detail": {"op": "LReLU_TRT"}},
+        *({"kind": "rewire", "node": user, "rule": "r", "loc": "", "match": "r#1",
+           "detail": {"slot": slot, "old": LRELU_1, "new": "plugins/lrelu_1"}}
+          for user, slot in users),
+    ]  # fmt: skip
+    log = tmp_path / "changes.json"
+    log.write_text(json.dumps({"changes": changes}))
+    rewritten = tmp_path / "renamed.pb"
+    model_io.save(graph, rewritten)
+    from surgery.validate import provenance_map
+
+    assert provenance_map(log) == {"plugins/lrelu_1": LRELU_1}
+    report = validate(model_io.load(box3d_pb), graph, per_boundary=True,
+                      provenance=provenance_map(log))  # fmt: skip
+    assert report.first_divergent is not None
+    assert report.first_divergent.label.startswith("output 0 of plugin plugins/lrelu_1")
+    assert LRELU_1 in report.first_divergent.label
+
+
+def test_npz_inputs_checked_and_used(box3d_pb: Path, tmp_path: Path, capsys) -> None:
+    graph = model_io.load(box3d_pb)
+    feeds = random_inputs(graph, seed=3)
+    good = tmp_path / "good.npz"
+    np.savez(good, **{"input_1:0": feeds["input_1"]})
+    np.testing.assert_array_equal(load_inputs(good, graph)["input_1"], feeds["input_1"])
+    cases = {
+        "name.npz": ({"image": feeds["input_1"]}, "names no placeholder"),
+        "shape.npz": ({"input_1": np.zeros((1, 32, 32, 3), np.float32)}, "has shape"),
+        "empty.npz": ({}, "no array for placeholder"),
+    }
+    for file, (arrays, message) in cases.items():
+        np.savez(tmp_path / file, **arrays)
+        with pytest.raises(ValidationError, match=message):
+            load_inputs(tmp_path / file, graph)
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(ValidationError, match="cannot read"):
+        load_inputs(tmp_path / "junk.npz", graph)
+    rewritten = tmp_path / "ok.pb"
+    model_io.save(to_plugins(model_io.load(box3d_pb)), rewritten)
+    assert (
+        main(["validate", str(box3d_pb), str(rewritten), "--inputs", str(tmp_path / "shape.npz")])
+        == 1
+    )
+    assert "has shape (1, 32, 32, 3)" in capsys.readouterr().err
+    assert main(["validate", str(box3d_pb), str(rewritten), "--inputs", str(good)]) == 0
+
+
+def test_unknown_dims_need_a_shape(box3d_pb: Path) -> None:
+    graph = model_io.load(box3d_pb)
+    graph.node("input_1").attr["shape"].shape.dim[1].size = -1
+    with pytest.raises(ValidationError, match="input_1.*--shape input_1="):
+        random_inputs(graph)
+    assert random_inputs(graph, {"input_1": (2, 64, 64, 3)})["input_1"].shape == (2, 64, 64, 3)
+    with pytest.raises(ValidationError, match="does not fit"):
+        random_inputs(graph, {"input_1": (1, 64, 64)})
+    with pytest.raises(ValidationError, match="not a placeholder"):
+        random_inputs(graph, {"nope": (1,)})
+
+
+def test_unknown_op_and_missing_reference(box3d_pb: Path, monkeypatch) -> None:
+    graph = model_io.load(box3d_pb)
+    graph.set_op(LRELU_1, "Mystery_TRT")
+    with pytest.raises(ValidationError, match="Mystery_TRT.*neither a TensorFlow op"):
+        validate(model_io.load(box3d_pb), graph)
+    import plugins.registry as registry
+
+    monkeypatch.delitem(registry.REFERENCES, "LReLU_TRT")
+    with pytest.raises(ValidationError, match="LReLU_TRT has no reference"):
+        validate(model_io.load(box3d_pb), to_plugins(model_io.load(box3d_pb)))
+
+
+def field_attr_type(name: str = "float32"):
+    """A `type` AttrValue."""
+    from surgery.attrs import make_attr
+
+    return make_attr(name, "type")
+
+
+def tensor_attr(tensor):
+    """A `tensor` AttrValue."""
+    from surgery.protos import AttrValue
+
+    attr = AttrValue()
+    attr.tensor.CopyFrom(tensor)
+    return attr
