@@ -258,9 +258,7 @@ def check_plugins(expect: PluginExpect, graph: Graph) -> str | None:
     return None
 
 
-def check_expectations(
-    case: Case, graph: Graph, result: Any, outputs: list[str]
-) -> list[str]:
+def check_expectations(case: Case, graph: Graph, result: Any, outputs: list[str]) -> list[str]:
     """The case's hand-written expectations that do not hold, as messages."""
     from surgery.ports import parse_tensor
 
@@ -319,8 +317,11 @@ def check_numeric(case: Case, original: Graph, rewritten: Graph) -> tuple[list[s
     text = report.format()
     if report.passed:
         worst = max((c.max_abs for c in report.outputs), default=0.0)
-        return [], [f"numeric: {len(report.outputs)} output(s) within tolerance "
-                    f"(max abs {worst:.3g}; plugins by reference: {len(report.plugins)})"]  # fmt: skip
+        note = (
+            f"numeric: {len(report.outputs)} output(s) within tolerance "
+            f"(max abs {worst:.3g}; plugins by reference: {len(report.plugins)})"
+        )
+        return [], [note]
     return ["numeric check failed:\n" + _indent(text)], []
 
 

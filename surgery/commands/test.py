@@ -15,18 +15,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("path", nargs="?", default="rules",
                         help="a directory of rule files, one .rules file or one case file "
                         "(default: rules)")  # fmt: skip
-    parser.add_argument("--update", action="store_true",
-                        help="rewrite the golden files from the actual rewrites; print the diff")
-    parser.add_argument("-k", dest="select", metavar="TEXT",
-                        help="only cases whose label (FILE::CASE) contains TEXT")
-    parser.add_argument("--no-numeric", action="store_true",
-                        help="skip the numeric checks (structure and goldens only)")
+    parser.add_argument(
+        "--update",
+        action="store_true",
+        help="rewrite the golden files from the actual rewrites; print the diff",
+    )
+    parser.add_argument(
+        "-k",
+        dest="select",
+        metavar="TEXT",
+        help="only cases whose label (FILE::CASE) contains TEXT",
+    )
+    parser.add_argument(
+        "--no-numeric",
+        action="store_true",
+        help="skip the numeric checks (structure and goldens only)",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from surgery.regression import run_suite
 
-    return run_suite(
-        args.path, update=args.update, numeric=not args.no_numeric, select=args.select
-    )
+    return run_suite(args.path, update=args.update, numeric=not args.no_numeric, select=args.select)

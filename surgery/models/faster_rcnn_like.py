@@ -78,8 +78,9 @@ def build(
             rois = tf.reshape(tf.gather(top_boxes, keep) / float(input_size), [1, post_nms, 4])
         with tf.name_scope("roi_pooling_conv_1"):
             flat = tf.reshape(rois, [-1, 4])
+            box_ind = tf.zeros([post_nms], tf.int32)
             crops = tf.image.crop_and_resize(
-                feature, flat, tf.zeros([post_nms], tf.int32), [pool, pool], name="CropAndResize_new"
+                feature, flat, box_ind, [pool, pool], name="CropAndResize_new"
             )
             crops = tf.reshape(crops, [1, post_nms, pool, pool, width * 2])
         with tf.name_scope("time_distributed_flatten"):
