@@ -138,9 +138,20 @@ def test_tf1_control_flow_in_detection(maskrcnn: dict) -> None:
 def test_data_format_on_convolutions(maskrcnn: dict) -> None:
     for name, want in ((NCHW, b"NCHW"), (NHWC, b"NHWC"), (TF1, b"NCHW"), (RENAMED, b"NCHW")):
         _, graph_def = maskrcnn[name]
-        layout_ops = ("Conv2D", "FusedBatchNormV3", "BiasAdd", "MaxPool", "Conv2DBackpropInput")
+        nodes = {n.name: n for n in graph_def.node}
+        layout_ops = ("Conv2D", "FusedBatchNormV3", "MaxPool")
         formats = {n.attr["data_format"].s for n in graph_def.node if n.op in layout_ops}
-        assert formats == {want}, name
+        biases = {
+            n.attr["data_format"].s
+            for n in graph_def.node
+            if n.op == "BiasAdd" and nodes[n.input[0]].op == "Conv2D"
+        }
+        assert formats == biases == {want}, name
+        # tf-keras runs a channels-first Conv2DTranspose on CPU as NHWC between transposes,
+        # the pattern TensorRT's guide describes for CPU TensorFlow
+        (deconv,) = [n for n in graph_def.node if n.op == "Conv2DBackpropInput"]
+        assert deconv.attr["data_format"].s == b"NHWC"
+        assert (nodes[deconv.input[2]].op == "Transpose") == (want == b"NCHW"), name
 
 
 def test_nchw_form_of_the_seed(maskrcnn: dict) -> None:

@@ -1,0 +1,170 @@
+"""One generic IPluginV3 class and creator, specialised per plugin by its schema and shape rule.
+
+Classes are built per TensorRT module (`tensorrt` or `tensorrt_rtx_bindings`: same API family),
+so nothing here imports TensorRT at import time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from surgery.plugin_schema import PluginSchema
+
+
+def _same(inputs: Any, fields: dict[str, Any], builder: Any, trt: Any) -> list[Any]:
+    """Output 0 has the shape of input 0."""
+    return [inputs[0]]
+
+
+def _resize(inputs: Any, fields: dict[str, Any], builder: Any, trt: Any) -> list[Any]:
+    """[N, C, H, W] -> [N, C, H*scale, W*scale] (integer scale)."""
+    scale = float(fields["scale"])
+    if not scale.is_integer():
+        raise ValueError(f"ResizeNearest_TRT: scale {scale} is not a whole number")
+    factor = builder.constant(int(scale))
+    out = trt.DimsExprs(inputs[0])
+    for axis in (2, 3):
+        out[axis] = builder.operation(trt.DimensionOperation.PROD, inputs[0][axis], factor)
+    return [out]
+
+
+SHAPES: dict[str, Callable[..., list[Any]]] = {
+    "LReLU_TRT": _same,
+    "L2Norm_Surgery": _same,
+    "ResizeNearest_TRT": _resize,
+}
+_NP_TYPES = {"float32": np.float32, "int32": np.int32, "int8": np.int8, "int16": np.int16,
+             "float16": np.float16, "float64": np.float64}  # fmt: skip
+
+
+def _field_type(trt: Any, spec_type: str) -> Any:
+    """The PluginFieldType of a schema field type."""
+    names = {"float32": "FLOAT32", "int32": "INT32", "int8": "INT8", "int16": "INT16",
+             "float16": "FLOAT16", "float64": "FLOAT64", "string": "CHAR", "bool": "INT32"}
+    return getattr(trt.PluginFieldType, names[spec_type])
+
+
+def _read_fields(schema: PluginSchema, collection: Any) -> dict[str, Any]:
+    """Field values from a PluginFieldCollection (scalars unwrapped), defaults filled."""
+    values = {f.name: f.default for f in schema.fields}
+    for item in collection:
+        spec = next((f for f in schema.fields if f.name == item.name), None)
+        if spec is None:
+            continue
+        data = np.asarray(item.data)
+        if spec.type == "string":
+            values[spec.name] = bytes(data.astype(np.uint8)).decode("utf-8", "replace")
+        else:
+            values[spec.name] = data.item() if spec.is_scalar and data.size == 1 else data.tolist()
+    return values
+
+
+@lru_cache(maxsize=4)
+def _plugin_class(trt: Any) -> type:
+    """The generic Python plugin class for TensorRT module `trt`."""
+
+    class SchemaPlugin(
+        trt.IPluginV3, trt.IPluginV3OneCore, trt.IPluginV3OneBuild, trt.IPluginV3OneRuntime
+    ):
+        """A plugin layer described by a catalog schema (no GPU kernel)."""
+
+        def __init__(self, schema: PluginSchema, fields: dict[str, Any]) -> None:
+            trt.IPluginV3.__init__(self)
+            trt.IPluginV3OneCore.__init__(self)
+            trt.IPluginV3OneBuild.__init__(self)
+            trt.IPluginV3OneRuntime.__init__(self)
+            self.schema = schema
+            self.fields = dict(fields)
+            self.num_outputs = max(1, schema.output_count()[0])
+            self.plugin_namespace = schema.namespace
+            self.plugin_name = schema.name
+            self.plugin_version = schema.version
+
+        def get_capability_interface(self, kind: Any) -> Any:
+            """This object implements core, build and runtime."""
+            return self
+
+        def clone(self) -> Any:
+            """A copy with the same fields."""
+            return SchemaPlugin(self.schema, self.fields)
+
+        def get_output_data_types(self, input_types: Any) -> list[Any]:
+            """Every output has the dtype of input 0."""
+            return [input_types[0]] * self.num_outputs
+
+        def get_output_shapes(self, inputs: Any, shape_inputs: Any, builder: Any) -> list[Any]:
+            """By the plugin's shape rule."""
+            return SHAPES[self.schema.name](inputs, self.fields, builder, trt)
+
+        def supports_format_combination(self, pos: int, in_out: Any, num_inputs: int) -> bool:
+            """float32, linear layout, all tensors alike."""
+            desc = in_out[pos].desc
+            return desc.type == trt.DataType.FLOAT and desc.format == trt.TensorFormat.LINEAR
+
+        def configure_plugin(self, inputs: Any, outputs: Any) -> None:
+            """Nothing to precompute."""
+
+        def on_shape_change(self, inputs: Any, outputs: Any) -> None:
+            """Nothing depends on shapes."""
+
+        def get_fields_to_serialize(self) -> Any:
+            """The fields, typed by the schema."""
+            items = []
+            for spec in self.schema.fields:
+                value = self.fields.get(spec.name)
+                if value is None:
+                    continue
+                if spec.type == "string":
+                    data = np.frombuffer(str(value).encode(), dtype=np.int8)
+                else:
+                    data = np.atleast_1d(np.asarray(value, dtype=_NP_TYPES.get(spec.type, np.int32)))
+                items.append(trt.PluginField(spec.name, data, _field_type(trt, spec.type)))
+            return trt.PluginFieldCollection(items)
+
+        def get_workspace_size(self, inputs: Any, outputs: Any) -> int:
+            """No scratch memory."""
+            return 0
+
+        def attach_to_context(self, context: Any) -> Any:
+            """A fresh clone per execution context."""
+            return self.clone()
+
+        def set_tactic(self, tactic: int) -> None:
+            """One tactic only."""
+
+        def enqueue(self, *args: Any) -> None:
+            """No GPU kernel yet: refuse to run."""
+            raise RuntimeError(f"{self.schema.name}: surgery's Python plugin has no GPU kernel")
+
+    return SchemaPlugin
+
+
+def make_creator(trt: Any, schema: PluginSchema) -> Any:
+    """An IPluginCreatorV3One for `schema`."""
+    plugin_class = _plugin_class(trt)
+
+    class Creator(trt.IPluginCreatorV3One):
+        """Creates SchemaPlugin objects for one catalog plugin."""
+
+        def __init__(self) -> None:
+            trt.IPluginCreatorV3One.__init__(self)
+            self.name = schema.name
+            self.plugin_namespace = schema.namespace
+            self.plugin_version = schema.version
+            self.field_names = trt.PluginFieldCollection(
+                [trt.PluginField(f.name, np.array([]), _field_type(trt, f.type))
+                 for f in schema.fields]  # fmt: skip
+            )
+            self.made: list[Any] = []
+
+        def create_plugin(self, name: str, collection: Any, phase: Any) -> Any:
+            """A plugin object holding the given fields."""
+            plugin = plugin_class(schema, _read_fields(schema, collection))
+            self.made.append(plugin)  # TensorRT holds a raw pointer; keep the object alive
+            return plugin
+
+    return Creator()
