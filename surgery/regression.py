@@ -32,6 +32,7 @@ from surgery.regression_cases import (
     cases_for_rules,
     load_cases,
 )
+from surgery.shapes import annotate_shapes
 
 GOLDEN_FORMAT = 1
 _FLOAT_DIGITS = 7  # significant digits kept in goldens (float32 precision)
@@ -101,32 +102,8 @@ def load_model(case: Case) -> tuple[Graph, list[str]]:
         graph = model_io.load(path)
         outputs = [f"{n.name}:0" for n in graph.graph_outputs() if n.op not in ("NoOp", "Const")]
     if case.add_shapes:
-        add_output_shapes(graph)
+        annotate_shapes(graph)
     return graph, outputs
-
-
-def add_output_shapes(graph: Graph) -> None:
-    """Record TensorFlow's inferred shapes as `_output_shapes` attrs (like add_shapes=True)."""
-    from surgery.shapes import infer_shapes
-    from surgery.tensor_values import shape_proto
-
-    shapes = infer_shapes(graph)
-    for node in graph:
-        port_shapes = []
-        port = 0
-        while (node.name, port) in shapes:
-            port_shapes.append(shapes[(node.name, port)])
-            port += 1
-        if not port_shapes:
-            continue
-        attr = node.attr["_output_shapes"]
-        attr.list.Clear()
-        for dims in port_shapes:
-            target = attr.list.shape.add()
-            if dims is None:
-                target.unknown_rank = True
-            else:
-                target.CopyFrom(shape_proto([-1 if d is None else d for d in dims]))
 
 
 # ----------------------------------------------------------------------------- summary
@@ -447,7 +424,6 @@ def report(result: CaseResult, echo: Callable[[str], None]) -> None:
 __all__ = [
     "CASES_DIR",
     "CaseResult",
-    "add_output_shapes",
     "check_expectations",
     "discover",
     "golden_text",

@@ -16,7 +16,7 @@ from surgery.errors import GraphError, SurgeryError, TensorFlowMissing
 from surgery.graph import Graph
 from surgery.ports import TensorRef
 from surgery.protos import AttrValue
-from surgery.tensor_values import from_numpy, to_numpy
+from surgery.tensor_values import from_numpy, shape_proto, to_numpy
 
 Shape = tuple[int | None, ...] | None  # None: rank unknown; None inside: that dim unknown
 
@@ -78,6 +78,32 @@ def infer_shapes(
                 None if dims.rank is None else tuple(d for d in dims.as_list())
             )
     return shapes
+
+
+def annotate_shapes(
+    graph: Graph, input_shapes: Mapping[str, tuple[int, ...]] | None = None
+) -> int:
+    """Record inferred shapes as `_output_shapes` attrs (what `add_shapes=True` export gives),
+    so that rules can read `x.shape` on frozen TF2 graphs; returns the number of nodes annotated.
+    """
+    inferred = infer_shapes(graph, input_shapes)
+    annotated = 0
+    for node in graph:
+        port_shapes = []
+        while (node.name, len(port_shapes)) in inferred:
+            port_shapes.append(inferred[(node.name, len(port_shapes))])
+        if not port_shapes:
+            continue
+        attr = node.attr["_output_shapes"]
+        attr.list.Clear()
+        for dims in port_shapes:
+            target = attr.list.shape.add()
+            if dims is None:
+                target.unknown_rank = True
+            else:
+                target.CopyFrom(shape_proto([-1 if d is None else d for d in dims]))
+        annotated += 1
+    return annotated
 
 
 def format_shape(shape: Shape) -> str:

@@ -55,3 +55,13 @@ def test_print_shapes(box3d_pb: Path, capsys: pytest.CaptureFixture) -> None:
     assert "input_1 (Placeholder): [?, 64, 64, 3]" in capsys.readouterr().out
     with pytest.raises(shapes.ShapeError, match="no Placeholder"):
         shapes.infer_shapes(model_io.load(box3d_pb), {"nope": (1,)})
+
+
+def test_annotate_records_output_shapes(box3d_pb: Path, tmp_path: Path) -> None:
+    out = tmp_path / "annotated.pb"
+    assert main(["shapes", str(box3d_pb), "--annotate", "-o", str(out),
+                 "--input", "input_1=1,64,64,3"]) == 0
+    graph = model_io.load(out)
+    flatten = next(n for n in graph.nodes_by_op("Reshape") if "flatten" in n.name)
+    dims = [d.size for d in flatten.attr["_output_shapes"].list.shape[0].dim]
+    assert dims == [1, 1024]

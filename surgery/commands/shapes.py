@@ -14,25 +14,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="fix a placeholder's shape before inference (repeatable)")
     parser.add_argument("--static-reshape", action="store_true",
                         help="replace every Reshape's shape operand by a Const (needs -o)")
-    parser.add_argument("-o", "--output", help="where to write the graph with static reshapes")
+    parser.add_argument("--annotate", action="store_true",
+                        help="record shapes as _output_shapes attrs for rules (needs -o)")
+    parser.add_argument("-o", "--output", help="where to write the edited graph")
     parser.add_argument("--ops", nargs="*", help="print only nodes of these op types")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.static_reshape and not args.output:
-        raise shapes.ShapeError("--static-reshape writes a new graph: give -o OUT.pb")
+    if (args.static_reshape or args.annotate) and not args.output:
+        raise shapes.ShapeError("--static-reshape and --annotate write a new graph: give -o")
     if args.output:
         model_io.check_output_path(args.output, args.model)
     graph = model_io.load(args.model)
     fixed = dict(shapes.parse_input_shape(text) for text in args.input)
     inferred = shapes.infer_shapes(graph, fixed)
-    if args.static_reshape:
-        changed = shapes.static_reshapes(graph, inferred)
+    if args.static_reshape or args.annotate:
+        if args.static_reshape:
+            for name, dims in shapes.static_reshapes(graph, inferred):
+                print(f"static Reshape {name}: {list(dims)}")
+        if args.annotate:
+            count = shapes.annotate_shapes(graph, fixed)
+            print(f"recorded _output_shapes on {count} nodes")
         model_io.save(graph, args.output, inputs=(args.model,))
-        for name, dims in changed:
-            print(f"static Reshape {name}: {list(dims)}")
-        print(f"{len(changed)} Reshape(s) made static; wrote {args.output}")
+        print(f"wrote {args.output}")
         return 0
     wanted = set(args.ops or ())
     for node in graph:
