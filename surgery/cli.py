@@ -25,6 +25,9 @@ COMMANDS = [
     "apply",
     "match",
     "explain",
+    "export",
+    "support",
+    "build",
     "test",
     "validate",
 ]

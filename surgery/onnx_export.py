@@ -28,7 +28,7 @@ DEFAULT_OPSET = 17
 # Above this many bytes of constants the model is written with external data (protobuf's 2 GiB
 # limit applies to the whole ModelProto).
 LARGE_MODEL_BYTES = 1 << 30
-_NO_OUTPUT_OPS = {"NoOp", "Assert", "Print", "PrintV2", "SaveV2", "Save"}
+_NO_OUTPUT_OPS = {"NoOp", "Assert", "Print", "PrintV2", "SaveV2", "Save", "Const"}
 
 __all__ = ["DEFAULT_OPSET", "ExportError", "ExportResult", "export_onnx", "graph_io"]
 
@@ -68,7 +68,7 @@ class ExportResult:
 
 
 def graph_io(graph: Graph) -> tuple[list[str], list[str]]:
-    """Default (inputs, outputs): Placeholders, and port 0 of every sink that has outputs."""
+    """Default (inputs, outputs): Placeholders, and port 0 of every sink but Consts and NoOps."""
     inputs = [f"{n.name}:0" for n in graph if n.op == "Placeholder"]
     outputs = [f"{n.name}:0" for n in graph.graph_outputs() if n.op not in _NO_OUTPUT_OPS]
     return inputs, outputs
@@ -140,12 +140,16 @@ def _require_tools() -> None:
     try:
         import tensorflow  # noqa: F401
     except ImportError:
-        raise TensorFlowMissing("export runs tf2onnx on TensorFlow; install the 'tf' extra") from None
+        raise TensorFlowMissing("export runs tf2onnx on TensorFlow: install the 'tf' extra") from (
+            None
+        )
     try:
         import onnx  # noqa: F401
         import tf2onnx  # noqa: F401
     except ImportError as exc:
-        raise ExportError(f"export needs tf2onnx and onnx ({exc}); install the 'onnx' extra") from None
+        raise ExportError(f"export needs tf2onnx and onnx ({exc}); install the 'onnx' extra") from (
+            None
+        )
 
 
 def _check_plugins(model: Any, stand_ins: Any) -> dict[str, str]:

@@ -229,7 +229,8 @@ def _monitor(trt: Any, report: Callable[[str], None]) -> Any:
 
         def phase_start(self, phase_name: str, parent_phase: Any, num_steps: int) -> None:
             if parent_phase is None:
-                report(f"[{time.perf_counter() - self.start:6.1f} s] {phase_name} ({num_steps} steps)")
+                elapsed = time.perf_counter() - self.start
+                report(f"[{elapsed:6.1f} s] {phase_name} ({num_steps} steps)")
 
         def step_complete(self, phase_name: str, step: int) -> bool:
             return True
@@ -378,7 +379,6 @@ def _build_in_child(onnx_path: str, engine_path: str, kwargs: dict, lib_dir: Any
     if "error" in reply:
         raise BuildError(reply["error"])
     if proc.returncode != 0 or "result" not in reply:
-        Path(engine_path + ".partial").unlink(missing_ok=True)
         raise BuildError(f"the TensorRT build process died (exit status {proc.returncode})")
     result = BuildResult(**reply["result"])
     result.isolated = True

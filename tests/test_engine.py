@@ -86,7 +86,9 @@ def test_golden_deconv_by_role_detector(detector_pb: Path) -> None:
 def test_golden_dense_by_role_box3d(box3d_pb: Path) -> None:
     graph = model_io.load(box3d_pb)
     before = {
-        n.name: n for n in graph.nodes_by_op("BiasAdd") if graph.node(n.inputs[0].node).op == "MatMul"
+        n.name: n
+        for n in graph.nodes_by_op("BiasAdd")
+        if graph.node(n.inputs[0].node).op == "MatMul"
     }
     expected = {}
     for name, node in before.items():

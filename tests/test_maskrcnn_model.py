@@ -206,7 +206,10 @@ def test_anchors_and_config() -> None:
     assert (anchors[:, 2] > anchors[:, 0]).all() and (anchors[:, 3] > anchors[:, 1]).all()
     full = make_config("full")
     assert (full.backbone, full.image_size, full.num_classes, full.proposals) == (
-        "resnet101", 1024, 81, 1000
+        "resnet101",
+        1024,
+        81,
+        1000,
     )
     assert full.num_anchors == 261888
     with pytest.raises(SurgeryError, match="data_format"):
@@ -215,3 +218,15 @@ def test_anchors_and_config() -> None:
         make_config("huge")
     with pytest.raises(SurgeryError, match="no option"):
         make_config("small", colour="red")
+
+
+def test_anchors_as_an_input_compute_the_same(results: dict, image: np.ndarray) -> None:
+    """`anchors="input"` (Matterport's `input_anchors`) fed the generated anchors matches."""
+    from surgery.models.maskrcnn import build
+
+    config = make_config("small", anchors="input")
+    model = build(config)
+    assert [t.name.split(":")[0] for t in model.inputs] == ["input_image", "input_anchors"]
+    detections, masks = model([image, generate_anchors(config)[np.newaxis]], training=False)
+    np.testing.assert_allclose(detections.numpy(), results[NCHW][0], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(masks.numpy(), results[NCHW][1], atol=2e-3)  # eager vs grappler

@@ -27,7 +27,8 @@ def make_graph(spec: list[tuple]) -> Graph:
 
 
 def const(name: str, value, dtype: str = "float32") -> tuple:
-    return (name, "Const", [], {"value": (np.asarray(value, dtype), "tensor"), "dtype": (dtype, "type")})
+    attrs = {"value": (np.asarray(value, dtype), "tensor"), "dtype": (dtype, "type")}
+    return (name, "Const", [], attrs)
 
 
 def rule_of(text: str, name: str | None = None) -> tuple[ast.Rule, ast.RuleFile]:
@@ -50,7 +51,8 @@ def small() -> Graph:
         ("x", "Placeholder", [], {"dtype": ("float32", "type")}),
         const("w", np.ones((3, 3, 1, 4))),
         const("alpha", 0.2),
-        ("conv", "Conv2D", ["x", "w"], {"data_format": ("NHWC", "string"), "T": ("float32", "type")}),
+        ("conv", "Conv2D", ["x", "w"],
+         {"data_format": ("NHWC", "string"), "T": ("float32", "type")}),
         ("lrelu", "LeakyRelu", ["conv"], {"alpha": (0.1, "float")}),
         ("lrelu_big", "LeakyRelu", ["conv"], {"alpha": (1.5, "float")}),
         ("relu6", "Relu6", ["lrelu"]),
@@ -134,7 +136,8 @@ def test_variadic_operands(small: Graph) -> None:
     found = matches(small, "rule r:\n match c = ConcatV2(xs..., axis: a)")
     assert found[0].bindings["xs"] == (TensorRef("split"), TensorRef("a"), TensorRef("relu6"))
     assert found[0].bindings["a"] == TensorRef("axis")
-    found = matches(small, "rule r:\n match c = ConcatV2(values: xs..., axis: a) where len(xs) == 3")
+    text = "rule r:\n match c = ConcatV2(values: xs..., axis: a) where len(xs) == 3"
+    found = matches(small, text)
     assert len(found) == 1
     found = matches(small, "rule r:\n match c = ConcatV2(first, rest..., last)")
     assert found[0].bindings["rest"] == (TensorRef("a"), TensorRef("relu6"))
@@ -184,7 +187,10 @@ def test_where_failure_names_values(small: Graph) -> None:
 
 
 def test_properties_op_name_scope_consumers(small: Graph) -> None:
-    text = 'rule r:\n match y = LeakyRelu(x) where x.op == "Conv2D" and x.consumers == 5 and y.scope == ""'
+    text = (
+        'rule r:\n match y = LeakyRelu(x) where x.op == "Conv2D" and x.consumers == 5'
+        ' and y.scope == ""'
+    )
     assert len(matches(small, text)) == 2
     text = 'rule r:\n match y = LeakyRelu(_) where matches(y.name, "lrelu_*")'
     assert [m.anchor for m in matches(small, text)] == ["lrelu_big"]

@@ -121,7 +121,8 @@ def _plugin_class(trt: Any) -> type:
                 if spec.type == "string":
                     data = np.frombuffer(str(value).encode(), dtype=np.int8)
                 else:
-                    data = np.atleast_1d(np.asarray(value, dtype=_NP_TYPES.get(spec.type, np.int32)))
+                    dtype = _NP_TYPES.get(spec.type, np.int32)
+                    data = np.atleast_1d(np.asarray(value, dtype=dtype))
                 items.append(trt.PluginField(spec.name, data, _field_type(trt, spec.type)))
             return trt.PluginFieldCollection(items)
 

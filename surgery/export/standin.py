@@ -3,7 +3,8 @@
 Each plugin node becomes a `PyFunc` (TF imports it without knowing the function) whose `token`
 is the node's name; each output used downstream passes through an `EnsureShape` carrying the
 plugin's output shape, so TF's shape inference continues past the plugin. Output shapes come from
-the plugin's NumPy reference run on zeros (or from `shape_overrides`). A plugin whose schema says
+the plugin's NumPy reference run on zeros (or from `shape_overrides`); a plugin whose input
+shapes stay unknown is exported without output shapes. A plugin whose schema says
 NCHW and whose feature-map input is NHWC in the TF graph gets `Transpose` to NCHW in front and
 back to NHWC behind; tf2onnx's optimizer then cancels those against the transposes it puts around
 NHWC convolutions, so the plugin reads the convolution's NCHW output directly.
@@ -50,6 +51,7 @@ class StandIns:
     plugins: dict[str, PluginNode]  # stand-in node name -> plugin
     shapes: dict[str, Shape] = field(default_factory=dict)  # "node:port" -> shape
     transposed: list[str] = field(default_factory=list)  # plugins given NCHW inputs
+    unknown_shapes: list[str] = field(default_factory=list)  # plugins exported without shapes
 
 
 def _const_perm(graph: Graph, ref: TensorRef) -> tuple[int, ...] | None:
@@ -237,7 +239,23 @@ def _dims(tensor: Any) -> Shape:
 
 
 def _reference_shapes(plugin: PluginNode, in_shapes: list[Shape], count: int) -> list[Shape]:
-    """Output shapes from the plugin's NumPy reference on zeros (batch kept unknown)."""
+    """Output shapes from the plugin's reference on zeros; unknown input dims are probed twice
+    (as 1 and as 2) and output dims that differ between the probes are unknown."""
+    first = _probe(plugin, in_shapes, count, 1)
+    if not any(None in s for s in in_shapes if s is not None):
+        return first
+    second = _probe(plugin, in_shapes, count, 2)
+    merged: list[Shape] = []
+    for a, b in zip(first, second, strict=True):
+        if a is None or b is None or len(a) != len(b):
+            merged.append(None)
+        else:
+            merged.append(tuple(x if x == y else None for x, y in zip(a, b, strict=True)))
+    return merged
+
+
+def _probe(plugin: PluginNode, in_shapes: list[Shape], count: int, fill: int) -> list[Shape]:
+    """Output shapes of the reference run with unknown input dims set to `fill`."""
     from plugins import registry
 
     if not registry.has_reference(plugin.schema.name):
@@ -245,8 +263,7 @@ def _reference_shapes(plugin: PluginNode, in_shapes: list[Shape], count: int) ->
             f"node {plugin.name!r} ({plugin.schema.name}): no plugin reference to infer its "
             "output shapes; pass them (--shape NODE:PORT=D0,D1,...)"
         )
-    unknown_batch = any(s is not None and s and s[0] is None for s in in_shapes)
-    arrays = [np.zeros([1 if d is None else d for d in s], dtype=np.float32) for s in in_shapes]
+    arrays = [np.zeros([fill if d is None else d for d in s], dtype=np.float32) for s in in_shapes]
     try:
         outputs = registry.reference(plugin.schema.name)(arrays, dict(plugin.fields))
     except SurgeryError as exc:
@@ -256,10 +273,7 @@ def _reference_shapes(plugin: PluginNode, in_shapes: list[Shape], count: int) ->
         ) from None
     shapes: list[Shape] = []
     for out in list(outputs)[:count]:
-        dims: list[int | None] = list(np.shape(out))
-        if unknown_batch and dims:
-            dims[0] = None
-        shapes.append(tuple(dims))
+        shapes.append(tuple(np.shape(out)))
     return shapes + [None] * (count - len(shapes))
 
 
@@ -284,7 +298,7 @@ def _infer_plugin_shapes(
             keys = [f"{name}:{p}" for p in range(counts[name])]
             if all(k in overrides for k in keys):
                 shapes = [overrides[k] for k in keys]
-            elif any(s is None or None in s[1:] for s in in_shapes):
+            elif any(s is None for s in in_shapes):
                 continue
             else:
                 shapes = _reference_shapes(result.plugins[name], in_shapes, counts[name])
@@ -292,11 +306,10 @@ def _infer_plugin_shapes(
             result.shapes.update(zip(keys, shapes, strict=True))
             progress.append(name)
         if not progress:
-            names = ", ".join(repr(n) for n in pending)
-            raise StandInError(
-                f"cannot infer the input shapes of plugin node(s) {names}: give the graph input "
-                "shapes (--input NAME=D0,...) or the plugin outputs (--shape NODE:PORT=D0,...)"
-            )
+            # Inputs of unknown shape (e.g. behind a dynamic Reshape): the outputs stay unknown;
+            # tf2onnx converts most consumers without shapes and reports the ones it cannot.
+            result.unknown_shapes = list(pending)
+            break
         pending = [n for n in pending if n not in progress]
     result.graph_def = _with_shape_checks(graph_def, result)
 

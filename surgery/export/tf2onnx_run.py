@@ -106,7 +106,7 @@ def convert(
     opset: int,
     large_model: bool,
 ) -> tuple[Any, Any]:
-    """(ModelProto, tf2onnx's external tensor storage or None) from tf2onnx; ExportError on any ERROR."""
+    """(ModelProto, tf2onnx's external tensor storage or None); ExportError on any ERROR."""
     import tensorflow as tf
     import tf2onnx
     from tf2onnx import utils as tf2onnx_utils

@@ -25,7 +25,11 @@ def _conv(config: MaskRCNNConfig, filters: int, kernel: int, name: str | None, *
 
 
 def residual_block(
-    x: Any, config: MaskRCNNConfig, filters: tuple[int, int, int], stage: int, block: int,
+    x: Any,
+    config: MaskRCNNConfig,
+    filters: tuple[int, int, int],
+    stage: int,
+    block: int,
     stride: int,
 ) -> Any:
     """Bottleneck block; the first of a stage (block 0) has a projection shortcut."""

@@ -58,12 +58,17 @@ class MaskRCNNConfig:
         )
         for value, allowed, what in checks:
             if value not in allowed:
-                raise SurgeryError(f"Mask R-CNN config: {what}={value!r} (expected one of {allowed})")
+                raise SurgeryError(
+                    f"Mask R-CNN config: {what}={value!r} (expected one of {allowed})"
+                )
         if self.image_size % 64:
-            raise SurgeryError(f"Mask R-CNN config: image_size {self.image_size} is not a multiple of 64")
+            raise SurgeryError(
+                f"Mask R-CNN config: image_size {self.image_size} is not a multiple of 64"
+            )
         if self.pre_nms_limit > self.num_anchors:
             raise SurgeryError(
-                f"Mask R-CNN config: pre_nms_limit {self.pre_nms_limit} > {self.num_anchors} anchors"
+                f"Mask R-CNN config: pre_nms_limit {self.pre_nms_limit} > "
+                f"{self.num_anchors} anchors"
             )
 
     @property

@@ -1,7 +1,7 @@
 """Build, randomise and freeze Mask R-CNN the way the fixture registry expects.
 
 Every variant of one config carries the same weights: they are drawn and calibrated on the
-reference build (NCHW, Matterport names) and copied into the variant, whose layers come in the
+reference build (NCHW, Matterport names, constant anchors) and copied into the variant, whose layers come in the
 same order. So the NHWC, renamed and TF1-control-flow graphs compute what the NCHW one does.
 """
 
@@ -15,7 +15,9 @@ from surgery.models.maskrcnn.config import MaskRCNNConfig, make_config
 
 def reference_config(config: MaskRCNNConfig) -> MaskRCNNConfig:
     """The build whose weights every variant of `config` shares."""
-    return config.with_(naming="matterport", data_format="channels_first", control_flow="v2")
+    return config.with_(
+        naming="matterport", data_format="channels_first", control_flow="v2", anchors="constant"
+    )
 
 
 def reference_model(config: MaskRCNNConfig) -> Any:

@@ -21,7 +21,9 @@ def _td_conv(config: MaskRCNNConfig, filters: int, kernel: int, name: str, **kw:
 
 def _td_bn(config: MaskRCNNConfig, name: str) -> Any:
     """A TimeDistributed batch norm on the channel axis (1 after TimeDistributed's reshape)."""
-    return L.TimeDistributed(BatchNorm(axis=config.channel_axis, epsilon=config.bn_epsilon), name=name)
+    return L.TimeDistributed(
+        BatchNorm(axis=config.channel_axis, epsilon=config.bn_epsilon), name=name
+    )
 
 
 def classifier_head(rois: Any, pyramid: list[Any], config: MaskRCNNConfig) -> tuple[Any, Any, Any]:

@@ -27,7 +27,7 @@ def sub_scope(config: MaskRCNNConfig, name: str) -> Iterator[None]:
 
 
 def backbone_names(config: MaskRCNNConfig, stage: int, block: int) -> dict[str, Any]:
-    """Layer names of one residual block: Matterport's `res2a_branch2a` or Keras' `conv2_block1_1`."""
+    """Layer names of a residual block: Matterport's `res2a_branch2a` or Keras' `conv2_block1_1`."""
     if config.naming == "matterport":
         letter = chr(ord("a") + block)
         base = f"{stage}{letter}_branch"

@@ -61,7 +61,10 @@ class ProposalLayer(keras.layers.Layer):
         """NMS on one image's boxes, zero-padded to exactly `proposals` rows."""
         cfg = self.config
         keep = tf.image.non_max_suppression(
-            boxes, scores, cfg.proposals, cfg.rpn_nms_threshold,
+            boxes,
+            scores,
+            cfg.proposals,
+            cfg.rpn_nms_threshold,
             name=op_name(cfg, "rpn_non_max_suppression"),
         )
         kept = tf.gather(boxes, keep)

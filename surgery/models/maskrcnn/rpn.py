@@ -30,8 +30,13 @@ def build_rpn_model(config: MaskRCNNConfig) -> Any:
     fmt = config.data_format
     anchors = config.anchors_per_location
     shared = L.Conv2D(
-        config.rpn_conv_size, 3, padding="same", activation="relu",
-        strides=config.anchor_stride, data_format=fmt, name="rpn_conv_shared",
+        config.rpn_conv_size,
+        3,
+        padding="same",
+        activation="relu",
+        strides=config.anchor_stride,
+        data_format=fmt,
+        name="rpn_conv_shared",
     )(feature_map)
     x = L.Conv2D(2 * anchors, 1, data_format=fmt, name="rpn_class_raw")(shared)
     logits = _flatten_anchors(x, config, 2, "rpn_class_raw")

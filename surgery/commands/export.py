@@ -1,0 +1,47 @@
+"""`surgery export MODEL.pb -o model.onnx`: ONNX with plugin nodes as custom-domain ops."""
+
+from __future__ import annotations
+
+import argparse
+
+from surgery import onnx_export
+from surgery.shapes import ShapeError, parse_input_shape
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("export", help="export a (rewritten) graph to ONNX via tf2onnx")
+    parser.add_argument("model", help="frozen GraphDef (.pb or .pbtxt), plugin nodes allowed")
+    parser.add_argument("-o", "--output", required=True, help="the .onnx file to write")
+    parser.add_argument("--inputs", nargs="*", help="input tensors (default: the Placeholders)")
+    parser.add_argument("--outputs", nargs="*", help="output tensors (default: the sinks)")
+    parser.add_argument("--input", action="append", default=[], metavar="NAME=D0,D1,...",
+                        help="fix an input's shape (repeatable)")
+    parser.add_argument("--shape", action="append", default=[], metavar="NODE:PORT=D0,D1,...",
+                        help="a plugin output's shape when its reference cannot infer it")
+    parser.add_argument("--opset", type=int, default=onnx_export.DEFAULT_OPSET)
+    parser.add_argument("--large-model", action="store_true",
+                        help="weights as external data (<output>.data); automatic above 1 GiB")
+    parser.set_defaults(func=run)
+
+
+def _plugin_shape(text: str) -> tuple[str, tuple[int | None, ...]]:
+    """`node:0=-1,3,8,8` -> ("node:0", (None, 3, 8, 8))."""
+    name, dims = parse_input_shape(text)
+    if ":" not in name:
+        raise ShapeError(f"--shape {text!r}: expected NODE:PORT=D0,D1,...")
+    return name, tuple(None if d < 0 else d for d in dims)
+
+
+def run(args: argparse.Namespace) -> int:
+    result = onnx_export.export_onnx(
+        args.model,
+        args.output,
+        inputs=args.inputs,
+        outputs=args.outputs,
+        input_shapes=dict(parse_input_shape(t) for t in args.input),
+        shape_overrides=dict(_plugin_shape(t) for t in args.shape),
+        opset=args.opset,
+        large_model=True if args.large_model else None,
+    )
+    print(result.summary())
+    return 0

@@ -1,0 +1,27 @@
+"""`surgery support MODEL.pb|model.onnx [--target tensorrt|tensorrt-rtx]`."""
+
+from __future__ import annotations
+
+import argparse
+
+from surgery import support
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "support", help="which nodes a TensorRT target cannot take, and the rules that fix them"
+    )
+    parser.add_argument("model", help=".pb/.pbtxt (exported first) or .onnx")
+    parser.add_argument("--target", choices=sorted(support.TARGETS), default="tensorrt-rtx")
+    parser.add_argument("--rules", help="directory of rule files (default: rules/)")
+    parser.add_argument("--no-python-plugins", action="store_true",
+                        help="count only plugins the TensorRT library itself provides")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    report = support.check_support(
+        args.model, args.target, args.rules, python_plugins=not args.no_python_plugins
+    )
+    print(report.format())
+    return 0 if report.supported else 3

@@ -1,0 +1,197 @@
+"""`surgery support`: nodes a TensorRT target's ONNX parser cannot take, and rules that fix them.
+
+A `.pb` is exported to ONNX first (plugin nodes as custom ops). Standard ops are asked of the
+target's own parser (`supports_operator`) when its Python API is installed, else looked up in a
+short table of ONNX ops TensorRT has no importer for. Custom (plugin) ops are supported when the
+target can host a creator: TensorRT's plugin library (classic `trt-8.6` catalog plugins, `tensorrt`
+only) or surgery's Python creators (`plugins.trt`). Each unsupported op lists the rules in
+`rules/` whose patterns anchor on it (the op of a match root), found by parsing the rule files.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from surgery.errors import SurgeryError
+
+TARGETS = {"tensorrt": "tensorrt", "tensorrt-rtx": "tensorrt_rtx_bindings"}
+RULES_DIR = Path(__file__).resolve().parent.parent / "rules"
+# ONNX ops that TensorRT's ONNX parser has no importer for (sequences, strings, optional, ML).
+NO_IMPORTER = frozenset({
+    "ConcatFromSequence", "SequenceAt", "SequenceConstruct", "SequenceEmpty", "SequenceErase",
+    "SequenceInsert", "SequenceLength", "SplitToSequence", "Optional", "OptionalGetElement",
+    "OptionalHasElement", "StringNormalizer", "StringConcat", "StringSplit", "RegexFullMatch",
+    "TfIdfVectorizer", "Unique", "ImageDecoder", "Multinomial", "RandomNormalLike",
+})  # fmt: skip
+
+
+class SupportError(SurgeryError):
+    """A model or target `support` cannot work with."""
+
+
+@dataclass
+class Finding:
+    """One unsupported op: its nodes, why, and the rules that would rewrite it."""
+
+    op: str
+    reason: str
+    nodes: list[str] = field(default_factory=list)
+    source_ops: list[str] = field(default_factory=list)  # TF ops behind the ONNX nodes
+    rules: list[str] = field(default_factory=list)  # "file.rules:rule_name"
+
+
+@dataclass
+class SupportReport:
+    """The verdict for a model on a target."""
+
+    model: str
+    target: str
+    checked_by: str  # "parser <module> <version>" or "static table"
+    nodes: int
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def supported(self) -> bool:
+        """Whether every node can be taken."""
+        return not self.findings
+
+    def format(self) -> str:
+        """Text for the command line."""
+        head = f"{self.model}: {self.nodes} ONNX nodes, target {self.target} ({self.checked_by})"
+        if self.supported:
+            return head + "\nall nodes supported"
+        lines = [head, f"{sum(len(f.nodes) for f in self.findings)} node(s) unsupported:"]
+        for item in self.findings:
+            shown = ", ".join(item.nodes[:4]) + (" ..." if len(item.nodes) > 4 else "")
+            lines.append(f"  {item.op} x{len(item.nodes)}: {item.reason}")
+            lines.append(f"      nodes: {shown}")
+            if item.source_ops:
+                lines.append(f"      from TensorFlow ops: {', '.join(item.source_ops)}")
+            fix = ", ".join(item.rules) if item.rules else "none in rules/"
+            lines.append(f"      rules that rewrite it: {fix}")
+        return "\n".join(lines)
+
+
+def rule_index(rules_dir: str | os.PathLike | None = None) -> dict[str, list[str]]:
+    """op name -> ["file.rules:rule", ...] for every rule whose match roots name that op."""
+    from surgery import rule_ast as ast
+    from surgery.rule_parser import load_rules
+
+    index: dict[str, list[str]] = {}
+    for path in sorted(Path(rules_dir or RULES_DIR).glob("*.rules")):
+        for rule in load_rules(path).rules:
+            if not isinstance(rule.body, ast.MatchStmt):
+                continue
+            for root in rule.body.roots:
+                for op in root.ops:
+                    index.setdefault(op, []).append(f"{path.name}:{rule.name}")
+    return index
+
+
+def _hosted_plugins(target: str, trt: Any, python_plugins: bool) -> set[str]:
+    """Creator names the target can host (library registry, else what is known statically)."""
+    from plugins.trt import IMPLEMENTED
+    from surgery.plugin_schema import load_catalog
+
+    hosted = set(IMPLEMENTED) if python_plugins else set()
+    if trt is not None:
+        from surgery.trt_backend import register_plugins
+
+        register_plugins(trt, trt.Logger(trt.Logger.ERROR), None if python_plugins else [])
+        ours = set() if python_plugins else set(IMPLEMENTED)
+        hosted |= {c.name for c in trt.get_plugin_registry().all_creators} - ours
+    elif target == "tensorrt":
+        hosted |= {s.name for s in load_catalog() if "trt-8.6" in s.catalogs}
+    return hosted
+
+
+def _onnx_model(path: Path, workdir: str) -> tuple[Any, dict[str, str]]:
+    """(ModelProto, ONNX node name -> TF op) from an .onnx file or an exported .pb/.pbtxt."""
+    import onnx
+
+    if path.suffix == ".onnx":
+        from surgery.trt_backend import BuildError, read_onnx
+
+        try:
+            return read_onnx(path), {}
+        except BuildError as exc:
+            raise SupportError(str(exc)) from None
+    from surgery import model_io
+    from surgery.onnx_export import export_onnx
+
+    graph = model_io.load(path)
+    out = Path(workdir) / "model.onnx"
+    export_onnx(graph, out)
+    tf_ops = {node.name: node.op for node in graph}
+    return onnx.load(str(out), load_external_data=False), tf_ops
+
+
+def check_support(
+    model: str | os.PathLike,
+    target: str = "tensorrt-rtx",
+    rules_dir: str | os.PathLike | None = None,
+    *,
+    python_plugins: bool = True,
+) -> SupportReport:
+    """The support report of `model` (.pb/.pbtxt/.onnx) for `target`.
+
+    `python_plugins=False` counts only creators the TensorRT library itself provides.
+    """
+    if target not in TARGETS:
+        raise SupportError(f"unknown target {target!r} (targets: {', '.join(TARGETS)})")
+    from surgery.trt_backend import load_trt
+
+    trt = load_trt(TARGETS[target])
+    path = Path(model)
+    with tempfile.TemporaryDirectory(prefix="surgery-support-") as workdir:
+        onnx_model, tf_ops = _onnx_model(path, workdir)
+    parser = None
+    if trt is not None:
+        logger = trt.Logger(trt.Logger.ERROR)
+        parser = trt.OnnxParser(trt.Builder(logger).create_network(0), logger)
+    hosted = _hosted_plugins(target, trt, python_plugins)
+    index = rule_index(rules_dir)
+    groups: dict[str, Finding] = {}
+    for node in onnx_model.graph.node:
+        reason = _why_unsupported(node, parser, hosted, target)
+        if reason is None:
+            continue
+        item = groups.setdefault(node.op_type, Finding(node.op_type, reason))
+        item.nodes.append(node.name or node.op_type)
+        source = tf_ops.get(node.name)
+        if source and source not in item.source_ops:
+            item.source_ops.append(source)
+    for item in groups.values():
+        item.rules = _rules_for([item.op, *item.source_ops], index)
+    checked = f"parser {trt.__name__} {trt.__version__}" if trt is not None else "static table"
+    return SupportReport(
+        str(path), target, checked, len(onnx_model.graph.node), sorted(
+            groups.values(), key=lambda f: (-len(f.nodes), f.op)
+        ),
+    )  # fmt: skip
+
+
+def _why_unsupported(node: Any, parser: Any, hosted: set[str], target: str) -> str | None:
+    """Why `target` cannot take `node`, or None."""
+    if node.domain not in ("", "ai.onnx"):
+        if node.op_type in hosted:
+            return None
+        return f"custom op with no plugin creator available to {target}"
+    if parser is not None:
+        return None if parser.supports_operator(node.op_type) else "no importer in the ONNX parser"
+    return "no importer in TensorRT's ONNX parser" if node.op_type in NO_IMPORTER else None
+
+
+def _rules_for(ops: Iterable[str], index: dict[str, list[str]]) -> list[str]:
+    """Rules anchored on any of `ops`, in order, without repeats."""
+    found: list[str] = []
+    for op in ops:
+        for rule in index.get(op, ()):
+            if rule not in found:
+                found.append(rule)
+    return found
