@@ -22,8 +22,11 @@ class Summary:
     dangling: list[tuple[str, str]] = field(default_factory=list)
 
 
-def namespace_tree(graph: Graph, depth: int = 2) -> list[tuple[str, int, int]]:
-    """Namespaces down to `depth` levels with the number of nodes under each, largest first."""
+def namespace_tree(
+    graph: Graph, depth: int = 2, children: int = 6
+) -> list[tuple[str, int, int]]:
+    """Namespaces down to `depth` levels with node counts, largest first; the `children` largest
+    sub-namespaces of each top level are listed, the rest summed in one `…` row."""
     counts: Counter[str] = Counter()
     for node in graph:
         parts = node.name.split("/")[:-1]
@@ -33,8 +36,12 @@ def namespace_tree(graph: Graph, depth: int = 2) -> list[tuple[str, int, int]]:
     rows = []
     for ns in top:
         rows.append((ns, 1, counts[ns]))
-        children = [c for c in counts if c.startswith(ns + "/") and c.count("/") == 1]
-        rows.extend((c, 2, counts[c]) for c in sorted(children, key=lambda c: (-counts[c], c)))
+        subs = [c for c in counts if c.startswith(ns + "/") and c.count("/") == 1]
+        subs.sort(key=lambda c: (-counts[c], c))
+        rows.extend((c, 2, counts[c]) for c in subs[:children])
+        if len(subs) > children:
+            rest = sum(counts[c] for c in subs[children:])
+            rows.append((f"{ns}/… {len(subs) - children} more", 2, rest))
     return rows
 
 
@@ -89,7 +96,9 @@ def format_summary(summary: Summary, *, max_ops: int = 40) -> str:
     if len(summary.ops) > max_ops:
         lines.append(f"  ... {len(summary.ops) - max_ops} more op types")
     lines.append("namespaces:")
-    lines.extend(f"  {'  ' * (depth - 1)}{ns}/  {count}" for ns, depth, count in summary.namespaces)
+    for ns, depth, count in summary.namespaces:
+        slash = "" if "…" in ns else "/"
+        lines.append(f"  {'  ' * (depth - 1)}{ns}{slash}  {count}")
     if summary.functions:
         lines.append("function library: " + ", ".join(summary.functions))
     if summary.unknown_ops is None:

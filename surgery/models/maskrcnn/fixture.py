@@ -1,8 +1,9 @@
 """Build, randomise and freeze Mask R-CNN the way the fixture registry expects.
 
 Every variant of one config carries the same weights: they are drawn and calibrated on the
-reference build (NCHW, Matterport names, constant anchors) and copied into the variant, whose layers come in the
-same order. So the NHWC, renamed and TF1-control-flow graphs compute what the NCHW one does.
+reference build (NCHW, Matterport names, constant anchors) and copied into the variant, whose
+layers come in the same order. So the NHWC, renamed, TF1-control-flow and anchors-as-input
+graphs compute what the NCHW one does.
 """
 
 from __future__ import annotations
@@ -64,7 +65,43 @@ def freeze_model(where: str, config: str | MaskRCNNConfig = "small", **changes: 
     cfg = make_config(config, **changes)
     if cfg.control_flow == "v1":
         return _freeze_v1(reference_weights(cfg), cfg, where)
-    return freeze_keras_model(Unscoped(build(cfg)), where, lower_control_flow=False)
+    frozen = freeze_keras_model(Unscoped(build(cfg)), where, lower_control_flow=False)
+    renumber_functions(frozen.graph_def)
+    return frozen
+
+
+def renumber_functions(graph_def: Any) -> None:
+    """Rename library functions `f_<uid>` to `f_<rank>` in place (and every reference to them):
+    TF's uids count all functions the process traced before, so the bytes would depend on it."""
+    import re
+
+    library = graph_def.library
+    found = []
+    for function in library.function:
+        match = re.fullmatch(r"(.*)_(\d+)", function.signature.name)
+        if match:
+            found.append((int(match.group(2)), match.group(1), function.signature.name))
+    mapping = {old: f"{base}_{rank}" for rank, (_, base, old) in enumerate(sorted(found))}
+    if not mapping:
+        return
+
+    def fix_attrs(attrs: Any) -> None:
+        """Point `func` / `list(func)` attribute values at the new names."""
+        for value in attrs.values():
+            if value.HasField("func"):
+                value.func.name = mapping.get(value.func.name, value.func.name)
+            for func in value.list.func:
+                func.name = mapping.get(func.name, func.name)
+
+    for node in graph_def.node:
+        fix_attrs(node.attr)
+    for function in library.function:
+        function.signature.name = mapping.get(function.signature.name, function.signature.name)
+        for node in function.node_def:
+            fix_attrs(node.attr)
+    for gradient in library.gradient:
+        gradient.function_name = mapping.get(gradient.function_name, gradient.function_name)
+        gradient.gradient_func = mapping.get(gradient.gradient_func, gradient.gradient_func)
 
 
 class Unscoped:
