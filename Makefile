@@ -22,7 +22,7 @@ sysdeps:
 $(STAMP): pyproject.toml Makefile
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip==25.3
-	$(BIN)/pip install --quiet -e '.[tf,dev]'
+	$(BIN)/pip install --quiet -e '.[tf,onnx,trt,dev]'
 	# tensorboard (GraphDef protos without TensorFlow) and tf-keras (TF1-style Keras graphs)
 	# are installed without deps: their dependency lists would pull the full `tensorflow` wheel.
 	$(BIN)/pip install --quiet --no-deps tensorboard==2.21.0 tf-keras==2.21.0

@@ -148,13 +148,15 @@ def check_support(
 
     trt = load_trt(TARGETS[target])
     path = Path(model)
+    hosted = _hosted_plugins(target, trt, python_plugins)
+    parser = parse_errors = None
     with tempfile.TemporaryDirectory(prefix="surgery-support-") as workdir:
         onnx_model, tf_ops = _onnx_model(path, workdir)
-    parser = None
-    if trt is not None:
-        logger = trt.Logger(trt.Logger.ERROR)
-        parser = trt.OnnxParser(trt.Builder(logger).create_network(0), logger)
-    hosted = _hosted_plugins(target, trt, python_plugins)
+        if trt is not None:
+            parser = _Parser(trt)
+        if trt is not None and _can_parse_here(trt, onnx_model):
+            parse_errors = _parse_errors(trt, path if path.suffix == ".onnx" else
+                                         Path(workdir) / "model.onnx")  # fmt: skip
     index = rule_index(rules_dir)
     groups: dict[str, Finding] = {}
     for node in onnx_model.graph.node:
@@ -166,6 +168,11 @@ def check_support(
         source = tf_ops.get(node.name)
         if source and source not in item.source_ops:
             item.source_ops.append(source)
+    for node_name, (op, desc) in (parse_errors or {}).items():
+        if any(node_name in f.nodes for f in groups.values()):
+            continue
+        item = groups.setdefault(op, Finding(op, f"the ONNX parser rejects it: {desc}"))
+        item.nodes.append(node_name)
     for item in groups.values():
         item.rules = _rules_for([item.op, *item.source_ops], index)
     checked = f"parser {trt.__name__} {trt.__version__}" if trt is not None else "static table"
@@ -174,6 +181,46 @@ def check_support(
             groups.values(), key=lambda f: (-len(f.nodes), f.op)
         ),
     )  # fmt: skip
+
+
+class _Parser:
+    """An ONNX parser with its builder and network kept alive (TensorRT requires the builder to
+    outlive the network: a temporary builder makes the network's destructor crash)."""
+
+    def __init__(self, trt: Any) -> None:
+        self.logger = trt.Logger(trt.Logger.INTERNAL_ERROR)
+        self.builder = trt.Builder(self.logger)
+        self.network = self.builder.create_network(0)
+        self.parser = trt.OnnxParser(self.network, self.logger)
+
+    def supports_operator(self, op: str) -> bool:
+        """Whether the parser has an importer for `op`."""
+        return bool(self.parser.supports_operator(op))
+
+    def __del__(self) -> None:
+        for name in ("parser", "network", "builder"):
+            self.__dict__.pop(name, None)
+
+
+def _can_parse_here(trt: Any, model: Any) -> bool:
+    """False where parsing in this process would abort (TensorRT-RTX, plugin ops, no lib fix)."""
+    from surgery.trt_backend import is_rtx, plugin_nodes, rtx_library_fix
+
+    return not (is_rtx(trt) and plugin_nodes(model) and not rtx_library_fix()[0])
+
+
+def _parse_errors(trt: Any, onnx_path: Path) -> dict[str, tuple[str, str]]:
+    """node name -> (op, message) for the errors of a real parse (the parser stops early)."""
+    holder = _Parser(trt)
+    parser = holder.parser
+    if parser.parse_from_file(str(onnx_path)):
+        return {}
+    errors = {}
+    for i in range(parser.num_errors):
+        err = parser.get_error(i)
+        desc = err.desc().splitlines()[0] if err.desc() else "rejected"
+        errors[err.node_name() or f"#{err.node()}"] = (err.node_operator() or "?", desc)
+    return errors
 
 
 def _why_unsupported(node: Any, parser: Any, hosted: set[str], target: str) -> str | None:

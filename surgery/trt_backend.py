@@ -288,35 +288,40 @@ def _build_here(
     builder = trt.Builder(logger)
     network = builder.create_network(0)
     parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(onnx_path)):
-        raise BuildError(f"{onnx_path}: the ONNX parser failed:\n  {_parser_errors(parser)}")
-    config = builder.create_builder_config()
-    if fp16:
-        flag = getattr(trt.BuilderFlag, "FP16", None)
-        if flag is None:
-            raise BuildError(
-                f"--fp16: {trt.__name__} builds strongly typed networks and has no FP16 flag; "
-                "export the model in float16 instead"
-            )
-        config.set_flag(flag)
-    if network.num_inputs:
-        config.add_optimization_profile(_profile(trt, builder, network, shapes))
-    if progress and hasattr(config, "progress_monitor"):
-        config.progress_monitor = _monitor(trt, lambda line: print(line, file=sys.stderr))
-    serialized = builder.build_serialized_network(network, config)
-    if serialized is None:
-        detail = "\n  ".join(logger.errors[-5:]) or "no details from TensorRT"
-        raise BuildError(f"TensorRT could not build the engine:\n  {detail}")
-    data = bytes(serialized)
-    write_atomic(engine_path, data)
-    layers: dict[str, int] = {}
-    plugin_layers = []
-    for i in range(network.num_layers):
-        layer = network.get_layer(i)
-        kind = layer.type.name
-        layers[kind] = layers.get(kind, 0) + 1
-        if kind.startswith("PLUGIN"):
-            plugin_layers.append(layer.name)
+    try:
+        if not parser.parse_from_file(str(onnx_path)):
+            raise BuildError(f"{onnx_path}: the ONNX parser failed:\n  {_parser_errors(parser)}")
+        config = builder.create_builder_config()
+        if fp16:
+            flag = getattr(trt.BuilderFlag, "FP16", None)
+            if flag is None:
+                raise BuildError(
+                    f"--fp16: {trt.__name__} builds strongly typed networks and has no FP16 flag; "
+                    "export the model in float16 instead"
+                )
+            config.set_flag(flag)
+        if network.num_inputs:
+            config.add_optimization_profile(_profile(trt, builder, network, shapes))
+        if progress and hasattr(config, "progress_monitor"):
+            config.progress_monitor = _monitor(trt, lambda line: print(line, file=sys.stderr))
+        serialized = builder.build_serialized_network(network, config)
+        if serialized is None:
+            detail = "\n  ".join(logger.errors[-5:]) or "no details from TensorRT"
+            raise BuildError(f"TensorRT could not build the engine:\n  {detail}")
+        data = bytes(serialized)
+        write_atomic(engine_path, data)
+        layers: dict[str, int] = {}
+        plugin_layers = []
+        for i in range(network.num_layers):
+            layer = network.get_layer(i)
+            kind = layer.type.name
+            layers[kind] = layers.get(kind, 0) + 1
+            if kind.startswith("PLUGIN"):
+                plugin_layers.append(layer.name)
+        inputs = [network.get_input(i).name for i in range(network.num_inputs)]
+        outputs = [network.get_output(i).name for i in range(network.num_outputs)]
+    finally:
+        del parser, network  # TensorRT needs the builder to outlive the network
     return BuildResult(
         path=str(engine_path),
         backend=trt.__name__,
@@ -326,8 +331,8 @@ def _build_here(
         layers=layers,
         plugin_layers=plugin_layers,
         registered=registered,
-        inputs=[network.get_input(i).name for i in range(network.num_inputs)],
-        outputs=[network.get_output(i).name for i in range(network.num_outputs)],
+        inputs=inputs,
+        outputs=outputs,
     )
 
 

@@ -1,4 +1,4 @@
-"""`surgery export`: fixtures to ONNX (checked, run in onnxruntime against TF), plugin ops, errors."""
+"""`surgery export`: fixtures to ONNX (checked, run in onnxruntime vs TF), plugin ops, errors."""
 
 from __future__ import annotations
 

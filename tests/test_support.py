@@ -79,3 +79,12 @@ def test_static_table_for_tensorrt_without_library(tmp_path, monkeypatch):
     assert {f.op: f.nodes for f in report.findings} == {
         "Unique": ["uniq"], "Mystery_TRT": ["mystery"],
     }  # Normalize_TRT is in TensorRT's plugin library
+
+
+@pytest.mark.skipif(not HAS_RTX, reason="TensorRT-RTX is not installed")
+def test_resize_nearest_from_tensorflow_is_rejected_by_rtx(unet_pb):
+    """tf2onnx exports ResizeNearestNeighbor as Resize(tf_half_pixel_for_nn, round_prefer_ceil),
+    which TensorRT-RTX's parser refuses: the reason the ResizeNearest_TRT rewrite exists."""
+    report = check_support(unet_pb, "tensorrt-rtx", GOLDEN)
+    assert [f.op for f in report.findings] == ["Resize"]
+    assert "round_prefer_floor" in report.findings[0].reason

@@ -182,3 +182,19 @@ def tensor_attr(tensor):
     attr = AttrValue()
     attr.tensor.CopyFrom(tensor)
     return attr
+
+
+def test_engine_validation_says_plainly_why_it_cannot_run(tmp_path, capsys) -> None:
+    """This CI machine has no NVIDIA driver: `--engine` must say so, not fail obscurely."""
+    from surgery.cli import main as cli
+    from surgery.trt_runtime import cuda_devices, why_engine_cannot_run
+
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"not run")
+    reason = why_engine_cannot_run(engine)
+    if cuda_devices():
+        pytest.skip("a GPU is present here; this test covers machines without one")
+    assert reason is not None
+    assert cli(["validate", "a.pb", "b.pb", "--engine", str(engine)]) == 1
+    err = capsys.readouterr().err
+    assert "cannot run the engine here:" in err and reason in err

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from surgery.errors import SurgeryError
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `validate` subcommand."""
@@ -27,6 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--log", metavar="changes.json",
                         help="`surgery apply --log` output: maps plugin outputs to the original "
                         "tensors they replace")  # fmt: skip
+    parser.add_argument("--engine", metavar="model.engine",
+                        help="also run this TensorRT engine against TensorFlow where the local "
+                        "GPU and runtime can execute it; otherwise say why not")  # fmt: skip
     parser.set_defaults(func=run)
 
 
@@ -43,6 +48,14 @@ def run(args: argparse.Namespace) -> int:
         validate,
     )  # fmt: skip
 
+    if args.engine:
+        from surgery.trt_runtime import require_runnable
+
+        require_runnable(args.engine)
+        raise SurgeryError(
+            "engine execution is not implemented yet for this runtime; the engine can run here, "
+            "compare it with `polygraphy run --trt` meanwhile"
+        )
     original = model_io.load(args.original)
     rewritten = model_io.load(args.rewritten)
     shapes = dict(parse_shape_flag(text) for text in args.shape)

@@ -41,15 +41,18 @@ class _Collector(logging.Handler):
 def captured_errors(name: str = "tf2onnx") -> Iterator[_Collector]:
     """Collect ERROR records of logger `name` and quiet its INFO chatter meanwhile."""
     logger = logging.getLogger(name)
+    tf_logger = logging.getLogger("tensorflow")  # its v1-API deprecation notices
     collector = _Collector()
-    old_level = logger.level
+    old_levels = logger.level, tf_logger.level
     logger.addHandler(collector)
     logger.setLevel(logging.WARNING)
+    tf_logger.setLevel(logging.ERROR)
     try:
         yield collector
     finally:
         logger.removeHandler(collector)
-        logger.setLevel(old_level)
+        logger.setLevel(old_levels[0])
+        tf_logger.setLevel(old_levels[1])
 
 
 class _NumpyWithProduct(types.ModuleType):

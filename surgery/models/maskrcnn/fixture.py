@@ -71,9 +71,12 @@ def freeze_model(where: str, config: str | MaskRCNNConfig = "small", **changes: 
 
 
 def renumber_functions(graph_def: Any) -> None:
-    """Rename library functions `f_<uid>` to `f_<rank>` in place (and every reference to them):
-    TF's uids count all functions the process traced before, so the bytes would depend on it."""
+    """Rename library functions `f_<uid>` to `f_<rank>` in place, with every mention of them
+    (call attributes, argument names derived from them): TF's uids count every function the
+    process traced before, so the frozen bytes would depend on what else it built."""
     import re
+
+    from google.protobuf import text_format
 
     library = graph_def.library
     found = []
@@ -84,24 +87,17 @@ def renumber_functions(graph_def: Any) -> None:
     mapping = {old: f"{base}_{rank}" for rank, (_, base, old) in enumerate(sorted(found))}
     if not mapping:
         return
-
-    def fix_attrs(attrs: Any) -> None:
-        """Point `func` / `list(func)` attribute values at the new names."""
-        for value in attrs.values():
+    pattern = re.compile("|".join(re.escape(old) for old in mapping) + r"(?!\d)")
+    text = text_format.MessageToString(library)
+    text = pattern.sub(lambda m: mapping[m.group(0)], text)
+    library.Clear()
+    text_format.Parse(text, library)
+    for node in graph_def.node:
+        for value in node.attr.values():
             if value.HasField("func"):
                 value.func.name = mapping.get(value.func.name, value.func.name)
             for func in value.list.func:
                 func.name = mapping.get(func.name, func.name)
-
-    for node in graph_def.node:
-        fix_attrs(node.attr)
-    for function in library.function:
-        function.signature.name = mapping.get(function.signature.name, function.signature.name)
-        for node in function.node_def:
-            fix_attrs(node.attr)
-    for gradient in library.gradient:
-        gradient.function_name = mapping.get(gradient.function_name, gradient.function_name)
-        gradient.gradient_func = mapping.get(gradient.gradient_func, gradient.gradient_func)
 
 
 class Unscoped:
