@@ -7,7 +7,6 @@ The tree is plain data (frozen dataclasses); nothing here evaluates or executes 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Union
 
 
 @dataclass(frozen=True)
@@ -100,7 +99,7 @@ class Call:
     loc: Loc
 
 
-Expr = Union[Literal, Ref, Index, BinOp, Compare, BoolOp, Not, Call]
+Expr = Literal | Ref | Index | BinOp | Compare | BoolOp | Not | Call
 
 
 # --------------------------------------------------------------------------- patterns
@@ -145,7 +144,7 @@ class OpPattern:
     allow_extra: bool = False
 
 
-Pattern = Union[Capture, Wildcard, OpPattern]
+Pattern = Capture | Wildcard | OpPattern
 
 
 @dataclass(frozen=True)
@@ -201,7 +200,7 @@ class ScopeTensor:
 
 @dataclass(frozen=True)
 class TensorName:
-    """`tensor "input_image:0"`: a tensor by literal name (fragile across builders; use sparingly)."""
+    """`tensor "input_image:0"`: a tensor by literal name (fragile across builders; sparingly)."""
 
     name: str
     loc: Loc
@@ -216,7 +215,7 @@ class ConstArg:
     loc: Loc
 
 
-TensorSel = Union[Ref, ScopeTensor, TensorName, ConstArg]
+TensorSel = Ref | ScopeTensor | TensorName | ConstArg
 
 
 # --------------------------------------------------------------------------- actions
@@ -336,7 +335,7 @@ class SetAttr:
     kind: str | None = None
 
 
-Action = Union[Replace, Collapse, Remove, Forward, Connect, Disconnect, Insert, SetAttr]
+Action = Replace | Collapse | Remove | Forward | Connect | Disconnect | Insert | SetAttr
 
 
 # --------------------------------------------------------------------------- rules and files
