@@ -14,22 +14,22 @@ from surgery.errors import SurgeryError
 # Each module defines `register(subparsers)`, which adds its parser and sets `func(args) -> int`.
 COMMANDS = [
     "inspect",
-    "check",
-    "freeze",
-    "weights",
-    "shapes",
-    "layout",
-    "preprocess",
     "view",
     "diff",
-    "apply",
+    "freeze",
+    "preprocess",
+    "shapes",
+    "layout",
+    "weights",
+    "check",
     "match",
     "explain",
+    "apply",
+    "test",
+    "validate",
     "export",
     "support",
     "build",
-    "test",
-    "validate",
 ]
 
 
