@@ -12,6 +12,7 @@ BENCHMARKS = [
     "bench_rules",
     "bench_view",
     "bench_export",
+    "bench_gpu_kernels",
     "bench_maskrcnn_build",
 ]
 

@@ -1,10 +1,10 @@
 """Python `IPluginV3` creators for catalog plugins, registered with TensorRT's plugin registry.
 
 They give TensorRT's ONNX parser and builder what they need to place a plugin layer: output
-types and shapes, supported formats, fields to serialize. There is no GPU kernel here yet:
-`enqueue` reports an error, so engines containing these layers build (on CPU with TensorRT-RTX)
-but do not run. A creator TensorRT already has (libnvinfer_plugin's LReLU_TRT, ...) is not
-replaced.
+types and shapes, supported formats, fields to serialize. `enqueue` runs the plugin's CuPy
+kernel (`plugins.gpu`) on TensorRT's stream; where CuPy or a CUDA GPU is missing it raises
+`plugins.gpu.GpuUnavailable` saying which, so engines still build (on CPU with TensorRT-RTX).
+A creator TensorRT already has (libnvinfer_plugin's LReLU_TRT, ...) is not replaced.
 """
 
 from __future__ import annotations

@@ -63,6 +63,16 @@ def _read_fields(schema: PluginSchema, collection: Any) -> dict[str, Any]:
     return values
 
 
+def _dtype_name(trt: Any, plugin: str, data_type: Any) -> str:
+    """The kernels' dtype name of a TensorRT DataType; GpuKernelError for others."""
+    from plugins.gpu import GpuKernelError
+
+    for name, attr in (("float32", "FLOAT"), ("float16", "HALF")):
+        if data_type == getattr(trt.DataType, attr, None):
+            return name
+    raise GpuKernelError(f"{plugin}: no GPU kernel for TensorRT data type {data_type}")
+
+
 @lru_cache(maxsize=4)
 def _plugin_class(trt: Any) -> type:
     """The generic Python plugin class for TensorRT module `trt`."""
@@ -70,7 +80,7 @@ def _plugin_class(trt: Any) -> type:
     class SchemaPlugin(
         trt.IPluginV3, trt.IPluginV3OneCore, trt.IPluginV3OneBuild, trt.IPluginV3OneRuntime
     ):
-        """A plugin layer described by a catalog schema (no GPU kernel)."""
+        """A plugin layer described by a catalog schema, run by a CuPy kernel."""
 
         def __init__(self, schema: PluginSchema, fields: dict[str, Any]) -> None:
             trt.IPluginV3.__init__(self)
@@ -137,9 +147,28 @@ def _plugin_class(trt: Any) -> type:
         def set_tactic(self, tactic: int) -> None:
             """One tactic only."""
 
-        def enqueue(self, *args: Any) -> None:
-            """No GPU kernel yet: refuse to run."""
-            raise RuntimeError(f"{self.schema.name}: surgery's Python plugin has no GPU kernel")
+        def enqueue(
+            self,
+            input_desc: Any,
+            output_desc: Any,
+            inputs: Any,
+            outputs: Any,
+            workspace: Any,
+            stream: int,
+        ) -> None:
+            """Run the plugin's CuPy kernel on TensorRT's stream (plugins.gpu.launch)."""
+            from plugins.gpu import launch
+
+            launch(
+                self.schema.name,
+                self.fields,
+                tuple(input_desc[0].dims),
+                tuple(output_desc[0].dims),
+                _dtype_name(trt, self.schema.name, input_desc[0].type),
+                int(inputs[0]),
+                int(outputs[0]),
+                int(stream),
+            )
 
     return SchemaPlugin
 

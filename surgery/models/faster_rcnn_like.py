@@ -14,6 +14,7 @@ from surgery.models.graph_model import GraphModel
 ANCHOR_SIZES = (16.0, 32.0)
 ANCHOR_RATIOS = (0.5, 1.0, 2.0)
 STRIDE = 4
+ROI_MIN_SIZE = 1.0
 
 
 def build(
@@ -34,7 +35,8 @@ def build(
                     cy, cx = (gy + 0.5) * STRIDE, (gx + 0.5) * STRIDE
                     h, w = size * ratio**0.5, size / ratio**0.5
                     table.append((cy - h / 2, cx - w / 2, cy + h / 2, cx + w / 2))
-    anchor_table = np.asarray(table, np.float32)
+    anchor_w = np.asarray([s * r for s in ANCHOR_SIZES for r in ANCHOR_RATIOS], np.float32)
+    anchor_h = np.asarray([s / r for s in ANCHOR_SIZES for r in ANCHOR_RATIOS], np.float32)
 
     def weight(shape: tuple[int, ...]) -> Any:
         fan_in = int(np.prod(shape[:-1]))
@@ -57,25 +59,37 @@ def build(
         objectness = conv(rpn, per_cell, 1, 1, "rpn_out_class", tf.sigmoid)
         regress = conv(rpn, per_cell * 4, 1, 1, "rpn_out_regress", None)
         with tf.name_scope("proposal"):
-            scores = tf.reshape(objectness, [1, -1])
-            deltas = tf.reshape(regress, [1, -1, 4])
-            anchors = tf.constant(anchor_table, name="anchors")
-            ah, aw = anchors[:, 2] - anchors[:, 0], anchors[:, 3] - anchors[:, 1]
-            acy, acx = anchors[:, 0] + ah / 2, anchors[:, 1] + aw / 2
-            cy, cx = acy + deltas[0, :, 0] * ah, acx + deltas[0, :, 1] * aw
-            h = ah * tf.exp(tf.clip_by_value(deltas[0, :, 2], -4.0, 4.0))
-            w = aw * tf.exp(tf.clip_by_value(deltas[0, :, 3], -4.0, 4.0))
-            boxes = tf.clip_by_value(
-                tf.stack([cy - h / 2, cx - w / 2, cy + h / 2, cx + w / 2], axis=-1),
-                0.0, float(input_size),
-            )  # fmt: skip
-            top_scores, top = tf.math.top_k(scores[0], k=pre_nms)
+            # TensorRT's Proposal semantics (plugins/reference/proposal.py): anchors and scores in
+            # NCHW order (anchor, y, x), deltas (tx, ty, tw, th), anchor w = size * ratio and
+            # h = size / ratio, boxes clipped to [0, side - 1], boxes with a side <= roi_min_size
+            # dropped, NMS with the +1-pixel IoU, rois divided by (side - 1), padding rows zero.
+            last = float(input_size - 1)
+            scores = tf.reshape(tf.transpose(objectness, [0, 3, 1, 2]), [-1])
+            t = tf.reshape(tf.transpose(regress, [0, 3, 1, 2]), [per_cell, 4, grid, grid])
+            aw = tf.reshape(tf.constant(anchor_w, name="anchor_w"), [-1, 1, 1])
+            ah = tf.reshape(tf.constant(anchor_h, name="anchor_h"), [-1, 1, 1])
+            centres = (np.arange(grid, dtype=np.float32) + np.float32(0.5)) * np.float32(STRIDE)
+            acx = tf.reshape(tf.constant(centres, name="centre_x"), [1, 1, -1])
+            acy = tf.reshape(tf.constant(centres, name="centre_y"), [1, -1, 1])
+            cx, cy = acx + aw * t[:, 0], acy + ah * t[:, 1]
+            w, h = tf.exp(t[:, 2]) * aw, tf.exp(t[:, 3]) * ah
+            x1, y1 = cx - w / 2.0, cy - h / 2.0
+            x2, y2 = x1 + w, y1 + h
+            x1, x2 = tf.clip_by_value(x1, 0.0, last), tf.clip_by_value(x2, 0.0, last)
+            y1, y2 = tf.clip_by_value(y1, 0.0, last), tf.clip_by_value(y2, 0.0, last)
+            small = tf.logical_or(x2 - x1 <= ROI_MIN_SIZE, y2 - y1 <= ROI_MIN_SIZE)
+            scores = tf.where(tf.reshape(small, [-1]), tf.fill(tf.shape(scores), -np.inf), scores)
+            boxes = tf.reshape(tf.stack([y1, x1, y2, x2], axis=-1), [-1, 4])
+            top_scores, top = tf.math.top_k(scores, k=pre_nms)
             top_boxes = tf.gather(boxes, top)
-            keep, _ = tf.raw_ops.NonMaxSuppressionV4(
-                boxes=top_boxes, scores=top_scores, max_output_size=post_nms,
+            plus_one = top_boxes + tf.constant([0.0, 0.0, 1.0, 1.0])
+            keep, valid = tf.raw_ops.NonMaxSuppressionV4(
+                boxes=plus_one, scores=top_scores, max_output_size=post_nms,
                 iou_threshold=0.7, score_threshold=float("-inf"), pad_to_max_output_size=True,
             )  # fmt: skip
-            rois = tf.reshape(tf.gather(top_boxes, keep) / float(input_size), [1, post_nms, 4])
+            written = tf.cast(tf.range(post_nms) < valid, tf.float32)[:, None]
+            kept = tf.gather(top_boxes, keep) * written / last
+            rois = tf.reshape(kept, [1, post_nms, 4])
         with tf.name_scope("roi_pooling_conv_1"):
             flat = tf.reshape(rois, [-1, 4])
             box_ind = tf.zeros([post_nms], tf.int32)
