@@ -157,22 +157,6 @@ def test_nhwc_after_layout_validates(rewritten: dict[str, tuple[Graph, Any]]) ->
 
 
 @pytest.mark.slow
-def test_numeric_with_trt_anchors(tmp_path: Path) -> None:
-    """A SMALL build whose anchor scales are ProposalLayer_TRT's (32..512): both outputs match
-    TensorFlow with the plugin references."""
-    from surgery.models.maskrcnn import freeze_model
-    from surgery.protos import GraphDef
-    from surgery.validate import validate
-
-    frozen = freeze_model(str(tmp_path), "small", anchor_scales=(32, 64, 128, 256, 512))
-    data = frozen.graph_def.SerializeToString(deterministic=True)
-    original = Graph(GraphDef.FromString(data))
-    graph = Graph(GraphDef.FromString(data))
-    _rewrite(graph)
-    report = validate(original, graph, rtol=1e-4, atol=1e-5)
-    assert report.passed, report.format()
-
-
 def test_rules_lint_and_header() -> None:
     """`surgery check` is clean but for its known false positive: it counts a list variable
     (`feature_maps = maps`, maps bound by `IdentityN(rois, maps...)`) as one input."""

@@ -128,7 +128,9 @@ SMALL = MaskRCNNConfig(
     num_classes=4,
     top_down_size=32,
     rpn_conv_size=64,
-    anchor_scales=(8, 16, 32, 64, 128),
+    # TensorRT's ProposalLayer_TRT generates its own anchors with scales 32..512 and has no field
+    # to change them, so the small config keeps the full one's scales (image size aside).
+    anchor_scales=(32, 64, 128, 256, 512),
     pre_nms_limit=256,
     proposals=64,
     fc_size=64,
