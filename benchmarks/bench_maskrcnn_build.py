@@ -63,12 +63,17 @@ print("RESULT " + json.dumps(out))
 """
 
 
-def run_config(config: str, data_format: str = "channels_first") -> dict:
-    """Build + freeze one config in a child process; its phase timings and peak RSS."""
+def run_config(
+    config: str, data_format: str = "channels_first", keep: Path | None = None
+) -> dict:
+    """Build + freeze one config in a child process; its phase timings and peak RSS.
+
+    With `keep`, the frozen graph is written there instead of to a temporary directory.
+    """
     root = Path(__file__).resolve().parent.parent
     env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
     with tempfile.TemporaryDirectory() as tmp:
-        target = Path(tmp) / f"maskrcnn_{config}.pb"
+        target = keep or Path(tmp) / f"maskrcnn_{config}.pb"
         proc = subprocess.run(
             [
                 sys.executable,

@@ -14,6 +14,7 @@ BENCHMARKS = [
     "bench_export",
     "bench_gpu_kernels",
     "bench_maskrcnn_build",
+    "bench_maskrcnn_pipeline",
 ]
 
 
