@@ -12,12 +12,14 @@ NHWC convolutions, so the plugin reads the convolution's NCHW output directly.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from surgery import tensor_values
 from surgery.errors import SurgeryError
 from surgery.export.plugin_nodes import PluginNode
 from surgery.graph import Graph
@@ -164,8 +166,37 @@ def build_stand_ins(
         node.attr["Tin"].list.type.extend(tin)
         node.attr["Tout"].list.type.extend([types_pb2.DT_FLOAT] * counts[plugin.name])
     result = StandIns(graph_def, by_name, transposed=transposed)
-    _infer_plugin_shapes(result, counts, input_shapes, dict(shape_overrides or {}))
+    concrete = functools.cache(lambda: _concrete_input_shapes(work, plugins, input_shapes))
+    _infer_plugin_shapes(result, counts, input_shapes, dict(shape_overrides or {}), concrete)
     return result
+
+
+def _concrete_input_shapes(
+    work: Graph, plugins: list[PluginNode], input_shapes: Mapping[str, Shape]
+) -> dict[str, list[Shape]]:
+    """Each plugin's input shapes from one real run (TF regions + plugin references) on zero
+    inputs: static inference loses dims behind dynamic Reshapes, a run does not. Empty when a
+    graph input's shape is not fully known."""
+    from surgery.validate import RegionEvaluator
+
+    feeds = {}
+    for node in work.graph_inputs():
+        shape = input_shapes.get(node.name)
+        if shape is None and "shape" in node.attr and not node.attr["shape"].shape.unknown_rank:
+            shape = tuple(d.size for d in node.attr["shape"].shape.dim)
+        if shape is None or any(d is None or d < 0 for d in shape):
+            return {}
+        dtype = tensor_values.numpy_dtype(node.attr["dtype"].type)
+        feeds[node.name] = np.zeros(shape, dtype=dtype)
+    try:
+        values = RegionEvaluator(work, feeds).run()
+    except SurgeryError:
+        return {}
+    return {
+        p.name: [tuple(np.shape(values[ref])) if ref in values else None
+                 for ref in work.node(p.name).inputs]
+        for p in plugins
+    }
 
 
 def _split(text: str) -> tuple[str, int]:
@@ -278,7 +309,11 @@ def _probe(plugin: PluginNode, in_shapes: list[Shape], count: int, fill: int) ->
 
 
 def _infer_plugin_shapes(
-    result: StandIns, counts: dict[str, int], inputs: Mapping[str, Shape], overrides: dict
+    result: StandIns,
+    counts: dict[str, int],
+    inputs: Mapping[str, Shape],
+    overrides: dict,
+    concrete: Callable[[], dict[str, list[Shape]]],
 ) -> None:
     """Fill `result.shapes` plugin by plugin (imports repeat while plugins feed plugins)."""
     from surgery.attrs import make_attr
@@ -295,6 +330,10 @@ def _infer_plugin_shapes(
         for name in pending:
             op = tf_graph.get_operation_by_name(name)
             in_shapes = [_dims(t) for t in op.inputs]
+            if any(s is None or None in s for s in in_shapes):
+                known = concrete().get(name)
+                if known and all(s is not None for s in known):
+                    in_shapes = known
             keys = [f"{name}:{p}" for p in range(counts[name])]
             if all(k in overrides for k in keys):
                 shapes = [overrides[k] for k in keys]
