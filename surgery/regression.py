@@ -13,6 +13,7 @@ import difflib
 import fnmatch
 import json
 import math
+import re
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -181,8 +182,13 @@ def summarize(before: Graph, after: Graph, result: Any) -> dict[str, Any]:
         "created": [_node_json(n) for n in sorted(created, key=lambda n: n.name)],
         "changed": dict(sorted(changed.items())),
         "removed": removed,
-        "warnings": list(result.warnings),
+        "warnings": [_portable(w) for w in result.warnings],
     }  # fmt: skip
+
+
+def _portable(message: str) -> str:
+    """Rule-file paths reduced to file names, so goldens do not depend on the checkout's path."""
+    return re.sub(r"(?:[^\s:'\"]*/)?([\w.-]+\.rules)", r"\1", message)
 
 
 def golden_text(summary: dict[str, Any]) -> str:
@@ -280,23 +286,40 @@ def check_expectations(case: Case, graph: Graph, result: Any, outputs: list[str]
 
 
 # ----------------------------------------------------------------------------- numeric
-def check_numeric(case: Case, original: Graph, rewritten: Graph) -> tuple[list[str], list[str]]:
+def check_numeric(
+    case: Case, original: Graph, rewritten: Graph, changes: list[Any] | None = None
+) -> tuple[list[str], list[str]]:
     """(failures, notes) of the numeric check through `surgery.validate`."""
     if case.numeric.skip is not None:
         return [], [f"numeric check skipped: {case.numeric.skip}"]
-    from surgery.validate import validate
+    from surgery.validate import parse_input_map, sources_from_changes, validate
 
     num = case.numeric
     try:
-        report = validate(original, rewritten, rtol=num.rtol, atol=num.atol, seed=num.seed)
+        provenance = (
+            sources_from_changes([c.to_json() for c in changes])
+            if num.per_boundary and changes
+            else None
+        )
+        input_map = [parse_input_map(f"{new}={old}") for new, old in num.input_map.items()]
+        report = validate(
+            original, rewritten, rtol=num.rtol, atol=num.atol, seed=num.seed,
+            per_boundary=num.per_boundary, provenance=provenance, input_map=input_map,
+            exclude=num.exclude,
+        )  # fmt: skip
     except SurgeryError as exc:
         return [f"numeric check cannot run: {exc}"], []
     text = report.format()
     if report.passed:
-        worst = max((c.max_abs for c in report.outputs), default=0.0)
+        compared = report.compared
+        worst_abs = max((c.max_abs for c in compared), default=0.0)
+        worst_rel = max((c.max_rel for c in compared), default=0.0)
+        boundaries = f", {len(report.boundaries)} boundary(ies)" if report.boundaries else ""
+        skipped = f", {len(report.skipped)} not compared" if report.skipped else ""
         note = (
-            f"numeric: {len(report.outputs)} output(s) within tolerance "
-            f"(max abs {worst:.3g}; plugins by reference: {len(report.plugins)})"
+            f"numeric: {len(report.outputs)} output(s){boundaries} within tolerance "
+            f"(max abs {worst_abs:.3g}, max rel {worst_rel:.3g}; plugins by reference: "
+            f"{len(report.plugins)}{skipped})"
         )
         return [], [note]
     return ["numeric check failed:\n" + _indent(text)], []
@@ -349,7 +372,7 @@ def run_case(case: Case, update: bool = False, numeric: bool = True) -> CaseResu
         if expected != actual:
             out.diff = _unified(expected, actual, golden)
     if numeric:
-        failures, notes = check_numeric(case, original, rewritten)
+        failures, notes = check_numeric(case, original, rewritten, result.changes)
         out.failures.extend(failures)
         out.notes.extend(notes)
     out.seconds = time.perf_counter() - start
