@@ -7,7 +7,8 @@ Phase 1 wraps every NHWC layout op (convolutions, pools, bias, batch norm) as
 to-NHWC Transpose down through elementwise ops, concat, pad, split and keep-dims reductions (their
 axes and Const operands re-laid out) and removes Transposes that meet their inverse. Ops that only
 exist in NHWC (ResizeNearestNeighbor, CropAndResize) and shape-dependent ops (Reshape, Flatten)
-stop the push, so they keep reading NHWC inside a Transpose pair: correct by construction.
+stop the push, so they keep reading NHWC inside a Transpose pair: correct by construction. After
+an NHWC-only op a pinned identity pair is inserted whose second half is pushed on like the others.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ BINARY = {
     "Add", "AddV2", "Sub", "Mul", "RealDiv", "Maximum", "Minimum", "SquaredDifference", "Pow",
 }
 REDUCTIONS = {"Mean", "Sum", "Max", "Min", "Prod"}
+# ops TensorFlow only has in NHWC: they stay NHWC, inside a Transpose pair
+NHWC_ONLY = ("ResizeNearestNeighbor", "ResizeBilinear", "CropAndResize")
 
 
 class LayoutError(SurgeryError):
@@ -70,6 +73,7 @@ class _Pass:
         self.graph = graph
         self.report = LayoutReport()
         self._serial = 0
+        self.pinned: set[str] = set()
 
     # ------------------------------------------------------------ helpers
     def fresh(self, base: str) -> str:
@@ -165,9 +169,23 @@ class _Pass:
         graph.replace_uses(out, back, exclude=[back])
         self.report.converted.append(node.name)
 
+    def pin_after(self, node: Node) -> None:
+        """NHWC-only op: its NHWC output goes through Transpose(to NCHW) -> Transpose(to NHWC),
+        so the second half can be pushed on and the op ends up inside a Transpose pair."""
+        out = node.output()
+        dtype = self.dtype(node)
+        to_nchw = self.transpose(out, TO_NCHW, node.name, dtype)
+        back = self.transpose(TensorRef(to_nchw, 0), TO_NHWC, node.name, dtype)
+        self.graph.replace_uses(out, back, exclude=[to_nchw])
+        self.pinned.add(to_nchw)
+
     # ------------------------------------------------------------ phase 2
-    def cancel(self, node: Node) -> bool:
-        """Transpose(Transpose(x, p0), p1) with p0 then p1 = identity: readers take x."""
+    def cancel(self, node: Node, *, keep_pins: bool = True) -> bool:
+        """Transpose(Transpose(x, p0), p1) with p0 then p1 = identity: readers take x.
+
+        The pair placed after an NHWC-only op is pinned while pushing: its second half has to
+        travel down first, and only what is left behind is cancelled at the end.
+        """
         perm = self.perm_of(node)
         if perm is None or not self.graph.consumers(node.output()):
             return False  # a Transpose nothing reads is a graph output: leave it
@@ -182,6 +200,8 @@ class _Pass:
             return False
         composed = tuple(inner_perm[p] for p in perm)
         if composed != tuple(range(len(perm))):
+            return False
+        if keep_pins and inner.name in self.pinned:
             return False
         self.graph.replace_uses(node.output(), inner.inputs[0])
         self.drop_if_dead(node.name)
@@ -315,6 +335,9 @@ def to_nchw(graph: Graph, *, nchw_inputs: bool = False, max_rounds: int = 10_000
             images.append(node)
     for node in images:
         work.wrap(node)
+    for node in graph.nodes_by_op(*NHWC_ONLY):
+        if ranks(node.output()) == 4 and graph.consumers(node.output()):
+            work.pin_after(node)
     if nchw_inputs:
         for node in graph.graph_inputs():
             shape = node.attr["shape"].shape if "shape" in node.attr else None
@@ -336,6 +359,9 @@ def to_nchw(graph: Graph, *, nchw_inputs: bool = False, max_rounds: int = 10_000
             break
     else:
         raise LayoutError(f"transpose optimisation did not settle after {max_rounds} rounds")
+    for node in graph.nodes_by_op("Transpose"):  # pinned pairs whose second half stayed put
+        if node.name in graph:
+            work.cancel(node, keep_pins=False)
     work.report.transposes_after = len(graph.nodes_by_op("Transpose"))
     graph.check()
     return work.report
