@@ -89,3 +89,30 @@ def test_unknown_data_format_is_refused_naming_the_node(fixture_info, tmp_path) 
     conv.attr["data_format"].s = b"NWHC"
     with pytest.raises(layout.LayoutError, match=f"{conv.name}: data_format 'NWHC'"):
         layout.to_nchw(graph)
+
+
+def test_maskrcnn_nhwc_to_nchw_matches_tensorflow(tmp_path) -> None:
+    """The NHWC Mask R-CNN: crop_and_resize and the FPN resizes stay NHWC inside Transpose pairs."""
+    from surgery.models import fixture_info as build_info
+
+    info = build_info("maskrcnn_small_nhwc")
+    graph = model_io.load(info.path)
+    report = layout.to_nchw(graph)
+    out = tmp_path / "maskrcnn.nchw.pb"
+    model_io.save(graph, out)
+    for node in graph.nodes_by_op("CropAndResize", "ResizeNearestNeighbor"):
+        producer = graph.node(node.inputs[0].node)
+        assert producer.op == "Transpose", node.name  # reads NHWC made from the NCHW flow
+    assert report.converted and data_formats(out) == {"NCHW"}
+    feeds = random_feeds(info, seed=4)
+    # the RPN heads (rank 3 after their reshapes: same layout in both graphs) must agree closely;
+    # detections pass through top-k and NMS, where float re-association can swap near-ties, so
+    # the top-scoring rows must agree and the rest is only checked for shape
+    boundaries = ["rpn_class/concat:0", "rpn_bbox/concat:0"]
+    want = run_graph_def(info.path, feeds, [*info.outputs, *boundaries])
+    got = run_graph_def(out, feeds, [*info.outputs, *boundaries])
+    for name in boundaries:  # ~50 convolutions deep: NCHW kernels sum in another order
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-3, atol=1e-3)
+    detections = info.outputs[0]
+    assert got[detections].shape == want[detections].shape
+    np.testing.assert_allclose(got[detections][0, :8], want[detections][0, :8], atol=1e-3)
