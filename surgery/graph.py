@@ -2,7 +2,8 @@
 
 Every edit goes through `Graph`, which keeps the NodeDef protos, the name and op-type indexes and
 the consumer index in step, so that editing one end of an edge updates the other and lookups of a
-tensor's consumers stay O(1) without rebuilding anything.
+tensor's consumers stay O(1) without rebuilding anything. The consumer index is keyed by producer
+node: `(port, consumer, slot)` per data edge, so a node's used ports and consumers cost O(degree).
 """
 
 from __future__ import annotations
@@ -69,10 +70,12 @@ class Node:
 
     __slots__ = ("proto", "_ins", "_ctl")
 
-    def __init__(self, proto: NodeDef):
+    def __init__(
+        self, proto: NodeDef, ins: list[TensorRef] | None = None, ctl: list[str] | None = None
+    ):
         self.proto = proto
-        self._ins: list[TensorRef] | None = None
-        self._ctl: list[str] | None = None
+        self._ins: list[TensorRef] | None = ins
+        self._ctl: list[str] | None = ctl
 
     @property
     def _inputs(self) -> list[TensorRef]:
@@ -167,19 +170,20 @@ class Graph:
                     names[name] = None
         self._next_pos = len(nodes)
 
-    def _index(self) -> tuple[dict[TensorRef, list[tuple[str, int]]], dict[str, dict[str, None]]]:
-        """(consumers by tensor, control consumers by node), built once, then kept in step."""
+    def _index(self) -> tuple[dict[str, list[tuple[int, str, int]]], dict[str, dict[str, None]]]:
+        """(data edges by producer node as (port, consumer, slot), control consumers by node),
+        built once, then kept in step."""
         if self._edge_index is None:
-            consumers: dict[TensorRef, list[tuple[str, int]]] = {}
+            consumers: dict[str, list[tuple[int, str, int]]] = {}
             controls: dict[str, dict[str, None]] = {}
             with _gc_paused():
                 for name, node in self._nodes.items():
                     for slot, ref in enumerate(node._inputs):
-                        users = consumers.get(ref)
+                        users = consumers.get(ref[0])
                         if users is None:
-                            consumers[ref] = [(name, slot)]
+                            consumers[ref[0]] = [(ref[1], name, slot)]
                         else:
-                            users.append((name, slot))
+                            users.append((ref[1], name, slot))
                     for src in node._controls:
                         users_c = controls.get(src)
                         if users_c is None:
@@ -190,27 +194,34 @@ class Graph:
         return self._edge_index
 
     @property
-    def _consumers(self) -> dict[TensorRef, list[tuple[str, int]]]:
+    def _consumers(self) -> dict[str, list[tuple[int, str, int]]]:
         return self._index()[0]
 
     @property
     def _control_consumers(self) -> dict[str, dict[str, None]]:
         return self._index()[1]
 
-    def _attach(self, proto: NodeDef) -> Node:
+    def _attach(self, proto: NodeDef, node: Node | None = None, pos: int | None = None) -> Node:
         name = proto.name
         if name in self._nodes:
             raise GraphError(f"duplicate node name {name!r}")
-        node = Node(proto)
+        if node is None:
+            node = Node(proto)
         self._base_intact = False
         self._nodes[name] = node
-        self._pos[name] = self._next_pos
-        self._next_pos += 1
+        if pos is None:
+            pos = self._next_pos
+            self._next_pos += 1
+        self._pos[name] = pos
         self._by_op.setdefault(proto.op, {})[name] = None
         if self._edge_index is not None:
             consumers, controls = self._edge_index
             for slot, ref in enumerate(node._inputs):
-                consumers.setdefault(ref, []).append((name, slot))
+                users = consumers.get(ref[0])
+                if users is None:
+                    consumers[ref[0]] = [(ref[1], name, slot)]
+                else:
+                    users.append((ref[1], name, slot))
             for src in node._controls:
                 controls.setdefault(src, {})[name] = None
         return node
@@ -301,9 +312,27 @@ class Graph:
         return {op: len(names) for op, names in self._by_op.items() if names}
 
     def consumers(self, tensor: str | TensorRef) -> list[tuple[Node, int]]:
-        """(consumer, input slot) for every data edge reading `tensor`."""
-        users = sorted(self._consumers.get(as_tensor(tensor), ()), key=self._edge_key)
-        return [(self._nodes[n], slot) for n, slot in users]
+        """(consumer, input slot) for every data edge reading `tensor`, in graph order."""
+        node, port = tensor if isinstance(tensor, TensorRef) else as_tensor(tensor)
+        edges = self._index()[0].get(node)
+        if not edges:
+            return []
+        nodes = self._nodes
+        users = [(n, slot) for p, n, slot in edges if p == port]
+        if len(users) > 1:
+            users.sort(key=self._edge_key)
+        return [(nodes[n], slot) for n, slot in users]
+
+    def consumer_count(self, tensor: str | TensorRef) -> int:
+        """How many data edges read `tensor` (no sorting, no Node lookups)."""
+        node, port = tensor if isinstance(tensor, TensorRef) else as_tensor(tensor)
+        edges = self._index()[0].get(node)
+        return sum(1 for e in edges if e[0] == port) if edges else 0
+
+    def is_read(self, name: str) -> bool:
+        """Whether any node reads an output of `name` (data or control)."""
+        consumers, controls = self._index()
+        return bool(consumers.get(name)) or bool(controls.get(name))
 
     def position(self, name: str) -> int:
         """Graph-order key of node `name` (larger for nodes added later); orders matches."""
@@ -318,26 +347,35 @@ class Graph:
         return [self._nodes[n] for n in users]
 
     def used_ports(self, name: str, num_ports_hint: int = 8) -> list[int]:
-        """Output ports of `name` that some node reads (scans ports up to the highest used)."""
-        used = []
-        port, misses = 0, 0
-        while misses < num_ports_hint:
-            if self._consumers.get(TensorRef(name, port)):
-                used.append(port)
-                misses = 0
-            else:
-                misses += 1
-            port += 1
-        return used
+        """Output ports of `name` that some node reads, ascending (`num_ports_hint` is unused:
+        the index knows every port)."""
+        edges = self._index()[0].get(name)
+        if not edges:
+            return []
+        if len(edges) == 1:
+            return [edges[0][0]]
+        return sorted({e[0] for e in edges})
 
     def consumer_names(self, name: str) -> list[str]:
         """Every node reading any output of `name`, data or control, without duplicates."""
-        seen: dict[str, None] = {}
-        for port in self.used_ports(name):
-            for consumer, _ in self._consumers.get(TensorRef(name, port), ()):
+        consumers, controls = self._index()
+        edges = consumers.get(name)
+        if edges:
+            ports = sorted({e[0] for e in edges}) if len(edges) > 1 else [edges[0][0]]
+            seen: dict[str, None] = {}
+            pos = self._pos
+            for port in ports:
+                users = [(n, s) for p, n, s in edges if p == port]
+                if len(users) > 1:
+                    users.sort(key=lambda e: (pos[e[0]], e[1]))
+                for n, _ in users:
+                    seen[n] = None
+        else:
+            seen = {}
+        users_c = controls.get(name)
+        if users_c:
+            for consumer in users_c:
                 seen[consumer] = None
-        for consumer in self._control_consumers.get(name, ()):
-            seen[consumer] = None
         return list(seen)
 
     def producers(self, name: str) -> list[Node]:
@@ -356,7 +394,7 @@ class Graph:
     def graph_outputs(self) -> list[Node]:
         """Nodes nothing reads from (neither data nor control), in graph order."""
         consumers, controls = self._index()
-        read = {ref.node for ref, users in consumers.items() if users}
+        read = {src for src, users in consumers.items() if users}
         read.update(src for src, users in controls.items() if users)
         return [n for name, n in self._nodes.items() if name not in read]
 
@@ -371,12 +409,17 @@ class Graph:
         device: str = "",
     ) -> Node:
         """Create a node. `attrs` maps names to AttrValue protos (see `surgery.attrs`)."""
+        if name in self._nodes:
+            raise GraphError(f"a node named {name!r} already exists")
+        if not name:
+            raise GraphError(f"a {op or 'node'} without a name cannot be added")
+        refs = [as_tensor(t) for t in inputs]
+        ctl = list(dict.fromkeys(controls))
         proto = NodeDef(name=name, op=op, device=device)
-        proto.input.extend(str(as_tensor(t)) for t in inputs)
-        proto.input.extend(control_name(c) for c in controls)
+        proto.input.extend([str(t) for t in refs] + [control_name(c) for c in ctl])
         for key, value in (attrs or {}).items():
             proto.attr[key].CopyFrom(value)
-        return self.add_proto(proto)
+        return self._attach(proto, Node(proto, refs, ctl))
 
     def add_proto(self, proto: NodeDef) -> Node:
         """Insert a copy of a NodeDef (inputs parsed as ports and control edges)."""
@@ -394,12 +437,21 @@ class Graph:
         Control edges from removed nodes to survivors are dropped (they ordered work that no
         longer exists) unless `drop_controls` is False, in which case they are refused as well.
         """
+        self._take(names, drop_controls=drop_controls)
+
+    def _take(
+        self, names: Iterable[str], *, drop_controls: bool = True
+    ) -> tuple[list[tuple[int, Node]], list[tuple[str, str]]]:
+        """`remove_nodes`, returning what `_restore` needs: the removed (position, Node) pairs
+        and the dropped control edges (user, source)."""
         doomed = dict.fromkeys(names)
         for name in doomed:
             self.node(name)
+        consumers = self._consumers
         for name in doomed:
-            for port in self.used_ports(name):
-                for user, slot in self._consumers.get(TensorRef(name, port), ()):
+            edges = consumers.get(name)
+            if edges:
+                for port, user, slot in sorted(edges, key=lambda e: (e[0], self._pos[e[1]], e[2])):
                     if user not in doomed:
                         raise GraphError(
                             f"cannot remove {name!r}: {user!r} still reads "
@@ -411,14 +463,34 @@ class Graph:
                         raise GraphError(
                             f"cannot remove {name!r}: ^{name} is a control input of {user!r}"
                         )
+        dropped: list[tuple[str, str]] = []
         for name in doomed:
-            for user in list(self._control_consumers.get(name, ())):
-                if user not in doomed:
-                    self.remove_control(user, name)
-        for name in doomed:
-            self._detach(name)
+            users_c = self._control_consumers.get(name)
+            if users_c:
+                for user in sorted(users_c, key=self._pos.__getitem__):
+                    if user not in doomed:
+                        self.remove_control(user, name)
+                        dropped.append((user, name))
+        taken = [(self._pos[name], self._detach(name)) for name in doomed]
+        return taken, dropped
 
-    def _detach(self, name: str) -> None:
+    def _restore(self, taken: list[tuple[int, Node]], dropped: list[tuple[str, str]]) -> None:
+        """Undo `_take`: put the very nodes back at their old positions, then their controls."""
+        for pos, node in taken:
+            self._attach(node.proto, node, pos)
+        if taken:
+            self._reorder()
+        for user, src in dropped:
+            self.add_control(user, src)
+
+    def _reorder(self) -> None:
+        """Graph order (node dict, op index) by position again after nodes were put back."""
+        pos = self._pos
+        self._nodes = {n: self._nodes[n] for n in sorted(self._nodes, key=pos.__getitem__)}
+        for op, names in self._by_op.items():
+            self._by_op[op] = dict.fromkeys(sorted(names, key=pos.__getitem__))
+
+    def _detach(self, name: str) -> Node:
         self._base_intact = False
         node = self._nodes.pop(name)
         del self._pos[name]
@@ -431,17 +503,27 @@ class Graph:
                 users.pop(name, None)
                 if not users:
                     del self._control_consumers[src]
+        return node
 
     def _unlink(self, ref: TensorRef, name: str, slot: int) -> None:
-        users = self._consumers.get(ref)
+        consumers = self._consumers
+        users = consumers.get(ref[0])
         if users is None:
             return
         try:
-            users.remove((name, slot))
+            users.remove((ref[1], name, slot))
         except ValueError:
             return
         if not users:
-            del self._consumers[ref]
+            del consumers[ref[0]]
+
+    def _link(self, ref: TensorRef, name: str, slot: int) -> None:
+        consumers = self._consumers
+        users = consumers.get(ref[0])
+        if users is None:
+            consumers[ref[0]] = [(ref[1], name, slot)]
+        else:
+            users.append((ref[1], name, slot))
 
     def set_op(self, name: str, op: str) -> None:
         node = self.node(name)
@@ -460,7 +542,7 @@ class Graph:
             self._unlink(ref, name, slot)
         node._inputs = new_data
         for slot, ref in enumerate(new_data):
-            self._consumers.setdefault(ref, []).append((name, slot))
+            self._link(ref, name, slot)
         if controls is not None:
             for src in node._controls:
                 users = self._control_consumers.get(src)
@@ -483,7 +565,7 @@ class Graph:
         ref = as_tensor(tensor)
         self._unlink(node._inputs[slot], name, slot)
         node._inputs[slot] = ref
-        self._consumers.setdefault(ref, []).append((name, slot))
+        self._link(ref, name, slot)
         node.proto.input[slot] = str(ref)
 
     def insert_input(self, name: str, slot: int, tensor: str | TensorRef) -> None:
@@ -520,8 +602,9 @@ class Graph:
         old_ref, new_ref = as_tensor(old), as_tensor(new)
         skip = set(exclude)
         moved = 0
-        for user, slot in list(self._consumers.get(old_ref, ())):
-            if user in skip:
+        edges = self._consumers.get(old_ref.node, ())
+        for port, user, slot in sorted(edges, key=lambda e: (self._pos[e[1]], e[2])):
+            if port != old_ref.port or user in skip:
                 continue
             self.set_input(user, slot, new_ref)
             moved += 1

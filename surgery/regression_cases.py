@@ -41,6 +41,9 @@ class Numeric:
     atol: float = 1e-5
     seed: int = 0
     skip: str | None = None  # a reason: the check is not run
+    per_boundary: bool = False  # also compare every plugin's boundary tensors
+    input_map: dict[str, str] = field(default_factory=dict)  # NEW placeholder -> "OLD[:PERM]"
+    exclude: tuple[str, ...] = ()  # tensor globs not compared (say why in the case file)
 
 
 @dataclass(frozen=True)
@@ -204,6 +207,9 @@ def _case(path: Path, base: Path, rules: tuple[Path, ...], index: int, raw: Any)
         atol=float(num.get("atol", (float, int), 1e-5)),
         seed=num.get("seed", (int,), 0),
         skip=num.get("skip", (str,)),
+        per_boundary=num.get("per_boundary", (bool,), False),
+        input_map=_input_map(path, num),
+        exclude=num.strings("exclude"),
     )
     num.done()
     r.done()
@@ -212,6 +218,16 @@ def _case(path: Path, base: Path, rules: tuple[Path, ...], index: int, raw: Any)
         description=description, add_shapes=add_shapes, matches=matches, plugins=plugins,
         numeric=numeric, **invariants,
     )  # fmt: skip
+
+
+def _input_map(path: Path, num: _Reader) -> dict[str, str]:
+    """`input_map = { Input = "image_tensor:0,3,1,2" }`: placeholder -> "OLD[:PERM]"."""
+    table = num.get("input_map", (dict,), {})
+    for new, old in table.items():
+        if not isinstance(old, str):
+            raise num.error(f"{num.key('input_map')}.{new}",
+                            f"expected str \"OLD[:PERM]\", got {_kind(old)}")  # fmt: skip
+    return dict(table)
 
 
 def _matches(path: Path, r: _Reader) -> dict[str, int]:

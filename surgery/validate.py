@@ -5,13 +5,19 @@ region: plugin nodes are taken in waves (a plugin is ready once every plugin ups
 run); each wave fetches the inputs of its plugins with one TF run of the graph pruned to what those
 inputs need, with every plugin already run standing in as Placeholders fed its reference outputs;
 then the NumPy references run. A last TF run fetches the requested outputs the same way.
+
+Where the rewrite changed the graph's interface, `input_map` feeds a new placeholder from an
+original tensor (optionally transposed), `exclude` names tensors not to compare (with the reason
+in the caller's hands), and outputs whose plugin port replaced several original tensors (an NMS
+output standing for boxes, scores and classes) are compared at the plugin boundaries instead.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -152,6 +158,76 @@ def load_inputs(path: str | os.PathLike, graph: Graph) -> dict[str, np.ndarray]:
     return feeds
 
 
+@dataclass(frozen=True)
+class InputMapping:
+    """A placeholder of the rewritten graph fed from an original tensor, transposed by `perm`."""
+
+    new: str
+    source: TensorRef
+    perm: tuple[int, ...] | None = None
+
+    def __str__(self) -> str:
+        perm = "" if self.perm is None else ":" + ",".join(str(p) for p in self.perm)
+        return f"{self.new}={self.source}{perm}"
+
+
+def parse_input_map(text: str) -> InputMapping:
+    """`Input=image_tensor:0,3,1,2` -> Input fed image_tensor transposed by (0, 3, 1, 2).
+
+    OLD is any tensor of the original graph (`node`, `node:1`); a last `:`-part holding a comma
+    is the permutation (so `x:1:0,3,1,2` is port 1 of `x`, transposed).
+    """
+    new, sep, rest = text.partition("=")
+    new, rest = new.strip(), rest.strip()
+    perm: tuple[int, ...] | None = None
+    head, colon, tail = rest.rpartition(":")
+    if colon and "," in tail:
+        try:
+            perm = tuple(int(p) for p in tail.split(","))
+        except ValueError:
+            perm = ()
+        rest = head
+        if not perm or sorted(perm) != list(range(len(perm))):
+            raise ValidationError(
+                f"--input-map {text!r}: {tail!r} is not a permutation of 0..{len(perm) - 1}"
+            )
+    try:
+        source = parse_tensor(rest) if rest else None
+    except SurgeryError:
+        source = None
+    if not sep or not new or source is None or ":" in new:
+        raise ValidationError(
+            f"--input-map {text!r}: expected NEW=OLD[:PERM], e.g. Input=image_tensor:0,3,1,2 "
+            "(NEW a placeholder of the rewritten graph, OLD a tensor of the original)"
+        )
+    return InputMapping(new, source, perm)
+
+
+def _mapped_input(
+    mapping: InputMapping, value: np.ndarray, spec: InputSpec | None
+) -> np.ndarray:
+    """`value` transposed by the mapping's perm, checked against the new placeholder."""
+    if spec is None:
+        raise ValidationError(f"--input-map {mapping}: the rewritten graph has no placeholder "
+                              f"{mapping.new!r}")  # fmt: skip
+    if mapping.perm is not None:
+        if len(mapping.perm) != value.ndim:
+            raise ValidationError(
+                f"--input-map {mapping}: permutation of rank {len(mapping.perm)} for "
+                f"{mapping.source} of shape {tuple(value.shape)}"
+            )
+        value = np.ascontiguousarray(np.transpose(value, mapping.perm))
+    if spec.shape is not None and (
+        value.ndim != len(spec.shape)
+        or any(d is not None and d != v for d, v in zip(spec.shape, value.shape, strict=True))
+    ):
+        raise ValidationError(
+            f"--input-map {mapping}: gives shape {tuple(value.shape)}; placeholder "
+            f"{spec.name!r} is {_show(spec.shape)}"
+        )
+    return value.astype(np.dtype(spec.dtype))
+
+
 # --------------------------------------------------------------------------- evaluation
 def _is_tf_op(op: str) -> bool:
     """Whether TensorFlow's op registry knows `op`."""
@@ -270,8 +346,9 @@ class RegionEvaluator:
         except SurgeryError:
             raise
         except Exception as exc:  # TF runtime errors (bad shapes after a wrong rewrite, ...)
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ValidationError(f"TensorFlow failed on the rewritten graph: {first}") from None
+            raise ValidationError(
+                f"TensorFlow failed on the rewritten graph: {_tf_error_summary(exc)}"
+            ) from None
         return {r: result[str(r)] for r in todo}
 
     def _pruned(self, roots: set[str]) -> GraphDef:
@@ -318,6 +395,17 @@ class RegionEvaluator:
         return out
 
 
+def _tf_error_summary(exc: Exception) -> str:
+    """The node and message of a TF runtime error (its first line alone often says nothing)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    node = next((i for i, line in enumerate(lines) if line.startswith("Node: ")), None)
+    if node is not None and node + 1 < len(lines):
+        return f"{lines[node]}: {lines[node + 1]}"
+    return lines[0]
+
+
 def evaluate(
     graph: Graph, feeds: Mapping[str, np.ndarray], fetches: Iterable[str | TensorRef]
 ) -> dict[str, np.ndarray]:
@@ -353,10 +441,20 @@ class Comparison:
 
 
 def compare(
-    label: str, original: str, rewritten: str, want: Any, got: Any, rtol: float, atol: float
-) -> Comparison:
-    """Compare `got` (rewritten) with `want` (original): |got - want| <= atol + rtol * |want|."""
+    label: str, original: str, rewritten: str, want: Any, got: Any, rtol: float, atol: float,
+    *, flat_ok: bool = False,
+) -> Comparison:  # fmt: skip
+    """Compare `got` (rewritten) with `want` (original): |got - want| <= atol + rtol * |want|.
+
+    With `flat_ok`, tensors of different shapes but equal size are compared element by element
+    in memory order (a plugin's [N, K, 1, 1] against TF's [N, K/4, 1, 4]); the note says so.
+    """
     want, got = np.asarray(want), np.asarray(got)
+    if want.shape != got.shape and flat_ok and want.size == got.size:
+        flat = compare(label, original, rewritten, want.reshape(-1), got.reshape(-1), rtol, atol)
+        flat.shape = tuple(want.shape)
+        flat.note = f"compared flat: {tuple(got.shape)} in the rewritten graph"
+        return flat
     if want.shape != got.shape:
         note = (
             f"shape {tuple(got.shape)} in the rewritten graph, {tuple(want.shape)} in the original"
@@ -387,20 +485,50 @@ def compare(
 
 
 # --------------------------------------------------------------------------- boundaries
+def output_ports(node: Any) -> list[int]:
+    """Every output port of `node` by its op's definition (port 0 where the count is unknown)."""
+    from surgery.opdefs import output_roles
+
+    try:
+        roles = output_roles(node.op, node.attr)
+    except SurgeryError:
+        return [0]
+    if any(role.endswith("[*]") for role in roles):
+        return [0]
+    return list(range(len(roles)))
+
+
 def graph_output_tensors(graph: Graph) -> list[str]:
-    """Tensors (port 0) of the nodes nothing reads, less NoOps, Consts and Placeholders."""
-    return [f"{n.name}:0" for n in graph.graph_outputs() if n.op not in _NOT_OUTPUTS]
+    """Every output port of the nodes nothing reads, less NoOps, Consts and Placeholders."""
+    return [
+        f"{n.name}:{port}"
+        for n in graph.graph_outputs()
+        if n.op not in _NOT_OUTPUTS
+        for port in output_ports(n)
+    ]
 
 
 def provenance_map(log_path: str | os.PathLike) -> dict[str, str]:
     """From `surgery apply --log` JSON: rewritten tensor (`plugin:k`) -> original tensor."""
+    return {new: olds[0] for new, olds in provenance_sources(log_path).items()}
+
+
+def provenance_sources(log_path: str | os.PathLike) -> dict[str, tuple[str, ...]]:
+    """From `surgery apply --log` JSON: rewritten tensor -> every original tensor it replaced."""
     try:
         doc = json.loads(open(log_path, encoding="utf-8").read())
         changes = list(doc["changes"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ValidationError(f"{log_path}: not a `surgery apply --log` file: {exc}") from None
+    return sources_from_changes(changes)
+
+
+def sources_from_changes(changes: Sequence[Mapping[str, Any]]) -> dict[str, tuple[str, ...]]:
+    """Rewritten tensor (`plugin:k`) -> the original tensors rewired to it, in change order."""
+    if not all(isinstance(c, Mapping) for c in changes):
+        raise ValidationError("provenance: every change must be a JSON object")
     added = {c.get("node") for c in changes if c.get("kind") == "add_node"}
-    mapping: dict[str, str] = {}
+    mapping: dict[str, dict[str, None]] = {}
     for change in changes:
         if change.get("kind") != "rewire":
             continue
@@ -416,8 +544,8 @@ def provenance_map(log_path: str | os.PathLike) -> dict[str, str]:
                 continue
             after_ref = parse_tensor(after)
             if after_ref.node in added and before != after:
-                mapping.setdefault(str(after_ref), str(parse_tensor(before)))
-    return mapping
+                mapping.setdefault(str(after_ref), {})[str(parse_tensor(before))] = None
+    return {new: tuple(olds) for new, olds in mapping.items()}
 
 
 @dataclass(frozen=True)
@@ -430,10 +558,34 @@ class Boundary:
     order: tuple[int, int]
 
 
+Provenance = Mapping[str, "str | Sequence[str]"]
+
+
+def _sources(provenance: Provenance | None) -> dict[str, tuple[str, ...]]:
+    """Provenance with every value a tuple of original tensor names."""
+    out: dict[str, tuple[str, ...]] = {}
+    for new, old in (provenance or {}).items():
+        olds = (old,) if isinstance(old, str) else tuple(old)
+        out[str(parse_tensor(new))] = tuple(str(parse_tensor(o)) for o in olds)
+    return out
+
+
+def merged_ports(provenance: Provenance | None) -> dict[TensorRef, tuple[str, ...]]:
+    """Plugin ports that took over several original tensors (one NMS output for boxes, scores
+    and classes): no single original tensor equals them."""
+    return {
+        parse_tensor(new): olds for new, olds in _sources(provenance).items() if len(olds) > 1
+    }
+
+
 def plugin_boundaries(
-    original: Graph, rewritten: Graph, plugins: list[str], provenance: Mapping[str, str]
+    original: Graph, rewritten: Graph, plugins: list[str], provenance: Provenance | None
 ) -> list[Boundary]:
-    """Inputs and outputs of every plugin node paired with original tensors, upstream first."""
+    """Inputs and outputs of every plugin node paired with original tensors, upstream first.
+
+    A plugin port that replaced several original tensors (see `merged_ports`) is no boundary.
+    """
+    sources = _sources(provenance)
     position = {name: i for i, name in enumerate(rewritten.topological_order())}
     found: dict[TensorRef, Boundary] = {}
     for name in plugins:
@@ -445,9 +597,11 @@ def plugin_boundaries(
         ports = set(rewritten.used_ports(name)) | {0}
         for port in sorted(ports):
             ref = TensorRef(name, port)
-            source = provenance.get(str(ref))
-            if source is not None:
-                before = parse_tensor(source)
+            olds = sources.get(str(ref))
+            if olds is not None and len(olds) > 1:
+                continue
+            if olds is not None:
+                before = parse_tensor(olds[0])
             elif name in original:
                 before = ref
             else:
@@ -457,6 +611,31 @@ def plugin_boundaries(
             label = f"output {port} of plugin {name} ({node.op}) vs original {before}"
             found[ref] = Boundary(label, before, ref, (position[name], 2))
     return sorted(found.values(), key=lambda b: b.order)
+
+
+def _upstream(rewritten: Graph, ref: TensorRef, plugins: set[str]) -> list[TensorRef]:
+    """`ref` and the tensors it is computed from, up to (and including) plugin outputs."""
+    stack, seen = [ref], {ref}
+    while stack:
+        current = stack.pop()
+        if current.node not in rewritten or current.node in plugins:
+            continue
+        for source in rewritten.node(current.node).inputs:
+            if source not in seen:
+                seen.add(source)
+                stack.append(source)
+    return sorted(seen)
+
+
+def _excluded(patterns: Sequence[str], *tensors: str | TensorRef) -> str | None:
+    """The first glob of `patterns` that names one of `tensors` (as `node`, `node:k`)."""
+    for pattern in patterns:
+        for tensor in tensors:
+            ref = parse_tensor(tensor) if isinstance(tensor, str) else tensor
+            if any(fnmatch.fnmatchcase(name, pattern)
+                   for name in (ref.node, f"{ref.node}:{ref.port}")):  # fmt: skip
+                return pattern
+    return None
 
 
 # --------------------------------------------------------------------------- validate
@@ -469,22 +648,31 @@ class ValidationReport:
     plugins: list[str] = field(default_factory=list)
     rtol: float = DEFAULT_RTOL
     atol: float = DEFAULT_ATOL
+    skipped: list[str] = field(default_factory=list)  # what was not compared, and why
+    input_map: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
-        """Whether every output (and every boundary) is within tolerance."""
-        return all(c.passed for c in self.outputs) and all(c.passed for c in self.boundaries)
+        """Whether every comparison made is within tolerance, and at least one was made."""
+        compared = [*self.outputs, *self.boundaries]
+        return bool(compared) and all(c.passed for c in compared)
 
     @property
     def first_divergent(self) -> Comparison | None:
         """The most upstream boundary that fails, if any."""
         return next((c for c in self.boundaries if not c.passed), None)
 
+    @property
+    def compared(self) -> list[Comparison]:
+        """Every comparison made: outputs, then boundaries."""
+        return [*self.outputs, *self.boundaries]
+
     def format(self) -> str:
         """The human-readable report."""
         lines = [
             f"plugins run by reference: {len(self.plugins)}; rtol {self.rtol:g}, atol {self.atol:g}"
         ]
+        lines.extend(f"input map: {m}" for m in self.input_map)
         lines.append("outputs:")
         lines.extend("  " + c.line() for c in self.outputs)
         if self.boundaries:
@@ -493,6 +681,11 @@ class ValidationReport:
             first = self.first_divergent
             if first is not None:
                 lines.append(f"first divergence: {first.label}")
+        if self.skipped:
+            lines.append("not compared:")
+            lines.extend("  " + why for why in self.skipped)
+        if not self.compared:
+            lines.append("nothing was compared")
         lines.append("PASS" if self.passed else "FAIL")
         return "\n".join(lines)
 
@@ -505,55 +698,128 @@ def validate(
     rtol: float = DEFAULT_RTOL,
     atol: float = DEFAULT_ATOL,
     per_boundary: bool = False,
-    provenance: Mapping[str, str] | None = None,
+    provenance: Provenance | None = None,
     shapes: Mapping[str, tuple[int, ...]] | None = None,
     seed: int = 0,
+    input_map: Sequence[InputMapping] = (),
+    exclude: Sequence[str] = (),
 ) -> ValidationReport:
-    """Run both graphs on the same inputs and compare the original's outputs (and boundaries)."""
+    """Run both graphs on the same inputs and compare the original's outputs (and boundaries).
+
+    `input_map` feeds placeholders the original lacks from original tensors; `exclude` globs
+    (`node` or `node:k`, original or rewritten names) are reported as not compared, and so are
+    the outputs computed from an excluded tensor (up to the nearest plugins). With
+    `per_boundary` and a `provenance` that shows a plugin port replacing several original
+    tensors, the outputs computed from that port are not compared (no original tensor is
+    equal to them); the plugin's boundaries are.
+    """
+    from surgery.tf_reference import run_graph_def
+
     if feeds is None:
         feeds = random_inputs(original, shapes, seed)
     feeds = {parse_tensor(k).node: v for k, v in feeds.items()}
-    rewritten_inputs = {s.name for s in input_specs(rewritten)}
-    extra = sorted(rewritten_inputs - set(feeds))
+    rewritten_specs = {s.name: s for s in input_specs(rewritten)}
+    mapped = {m.new: m for m in input_map}
+    if len(mapped) != len(input_map):
+        raise ValidationError("--input-map: a placeholder is mapped twice")
+    for mapping in input_map:
+        if mapping.new not in rewritten_specs:
+            raise ValidationError(
+                f"--input-map {mapping}: the rewritten graph has no placeholder {mapping.new!r} "
+                f"(placeholders: {', '.join(rewritten_specs) or 'none'})"
+            )
+        if mapping.source.node not in original:
+            raise ValidationError(
+                f"--input-map {mapping}: the original graph has no node {mapping.source.node!r}"
+            )
+    extra = sorted(set(rewritten_specs) - set(feeds) - set(mapped))
     if extra:
         raise ValidationError(
-            f"the rewritten graph has placeholder(s) {', '.join(extra)} that the original lacks"
+            f"the rewritten graph has placeholder(s) {', '.join(extra)} that the original "
+            f"lacks; feed them from original tensors with --input-map NEW=OLD[:PERM]"
         )
     outputs = graph_output_tensors(original)
     if not outputs:
         raise ValidationError("the original graph has no outputs to compare")
-    evaluator = RegionEvaluator(
-        rewritten, {k: v for k, v in feeds.items() if k in rewritten_inputs}
-    )
+    plugins = plugin_nodes(rewritten)
     boundaries = (
-        plugin_boundaries(original, rewritten, evaluator.plugins, provenance or {})
-        if per_boundary
-        else []
+        plugin_boundaries(original, rewritten, plugins, provenance) if per_boundary else []
     )
-    present = [o for o in outputs if parse_tensor(o).node in rewritten]
-    values = evaluator.run([parse_tensor(o) for o in present] + [b.rewritten for b in boundaries])
-    original_fetch = sorted({*outputs, *(str(b.original) for b in boundaries)})
-    from surgery.tf_reference import run_graph_def
-
-    original_inputs = {s.name for s in input_specs(original)}
-    reference = run_graph_def(
-        original, {f"{k}:0": v for k, v in feeds.items() if k in original_inputs}, original_fetch
-    )
-    report = ValidationReport([], plugins=list(evaluator.plugins), rtol=rtol, atol=atol)
+    merged = merged_ports(provenance) if per_boundary else {}
+    report = ValidationReport([], plugins=list(plugins), rtol=rtol, atol=atol,
+                              input_map=[str(m) for m in input_map])  # fmt: skip
+    to_compare: list[TensorRef] = []
     for name in outputs:
         ref = parse_tensor(name)
-        if ref.node not in rewritten:
+        if _excluded(exclude, ref) is None and ref.node not in rewritten:
             report.outputs.append(
                 Comparison(str(ref), name, "", None, np.inf, np.inf, False,
                            "missing from the rewritten graph")
             )  # fmt: skip
             continue
-        report.outputs.append(
-            compare(str(ref), name, name, reference[name], values[ref], rtol, atol)
+        upstream = _upstream(rewritten, ref, set(plugins))
+        hit = next(
+            ((t, p) for t in upstream if (p := _excluded(exclude, t)) is not None), None
         )
+        if hit is not None:
+            source, pattern = hit
+            how = "" if source == ref else f"computed from {source}, "
+            report.skipped.append(f"output {ref}: {how}excluded ({pattern})")
+            continue
+        via = next((t for t in upstream if t in merged), None)
+        if via is not None:
+            report.skipped.append(
+                f"output {ref}: computed from {via}, which replaced "
+                f"{', '.join(merged[via])}; compared at the plugin boundaries instead"
+            )
+            continue
+        to_compare.append(ref)
+    kept_boundaries = []
     for boundary in boundaries:
+        pattern = _excluded(exclude, boundary.original, boundary.rewritten)
+        if pattern is None:
+            kept_boundaries.append(boundary)
+        else:
+            report.skipped.append(f"{boundary.label}: excluded ({pattern})")
+
+    original_inputs = {s.name for s in input_specs(original)}
+    mapped_sources = {
+        m.source for m in input_map
+        if not (m.source.node in original_inputs and m.source.port == 0)
+    }  # fmt: skip
+    original_fetch = sorted(
+        {*(str(r) for r in to_compare), *(str(b.original) for b in kept_boundaries),
+         *(str(r) for r in mapped_sources)}
+    )  # fmt: skip
+    reference = (
+        run_graph_def(
+            original, {f"{k}:0": v for k, v in feeds.items() if k in original_inputs},
+            original_fetch,
+        )  # fmt: skip
+        if original_fetch
+        else {}
+    )
+    rewritten_feeds = {k: v for k, v in feeds.items() if k in rewritten_specs}
+    for mapping in input_map:
+        source = mapping.source
+        value = (
+            feeds[source.node]
+            if source.node in original_inputs and source.port == 0
+            else reference[str(source)]
+        )
+        rewritten_feeds[mapping.new] = _mapped_input(
+            mapping, np.asarray(value), rewritten_specs[mapping.new]
+        )
+    evaluator = RegionEvaluator(rewritten, rewritten_feeds)
+    values = evaluator.run([*to_compare, *(b.rewritten for b in kept_boundaries)])
+    for ref in to_compare:
+        report.outputs.append(
+            compare(str(ref), str(ref), str(ref), reference[str(ref)], values[ref], rtol, atol)
+        )
+    for boundary in kept_boundaries:
         report.boundaries.append(
             compare(boundary.label, str(boundary.original), str(boundary.rewritten),
-                    reference[str(boundary.original)], values[boundary.rewritten], rtol, atol)
+                    reference[str(boundary.original)], values[boundary.rewritten], rtol, atol,
+                    flat_ok=True)
         )  # fmt: skip
     return report

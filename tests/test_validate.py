@@ -198,3 +198,181 @@ def test_engine_validation_says_plainly_why_it_cannot_run(tmp_path, capsys) -> N
     assert cli(["validate", "a.pb", "b.pb", "--engine", str(engine)]) == 1
     err = capsys.readouterr().err
     assert "cannot run the engine here:" in err and reason in err
+
+
+# --------------------------------------------------------------------------- small graphs
+def _tf_graph(build) -> Graph:
+    """A Graph from a TF1-style graph built by `build(tf)` (placeholders and ops by name)."""
+    import tensorflow as tf
+
+    from surgery.protos import GraphDef
+
+    with tf.Graph().as_default() as g:
+        build(tf)
+    return Graph(GraphDef.FromString(g.as_graph_def().SerializeToString()))
+
+
+def test_every_port_of_a_multi_output_graph_output_is_compared() -> None:
+    from surgery.validate import graph_output_tensors
+
+    def original(tf) -> None:
+        x = tf.compat.v1.placeholder(tf.float32, [4], name="x")
+        tf.split(x, 2, name="parts")
+
+    def wrong_second_half(tf) -> None:
+        x = tf.compat.v1.placeholder(tf.float32, [4], name="x")
+        tf.split(x * tf.constant([1.0, 1.0, 1.0, 2.0]), 2, name="parts")
+
+    before = _tf_graph(original)
+    assert graph_output_tensors(before) == ["parts:0", "parts:1"]
+    good = validate(before, _tf_graph(original))
+    assert good.passed and [c.label for c in good.outputs] == ["parts", "parts:1"]
+    bad = validate(before, _tf_graph(wrong_second_half))
+    assert not bad.passed
+    assert [c.passed for c in bad.outputs] == [True, False]
+
+
+def test_input_map_parses_and_rejects() -> None:
+    from surgery.ports import TensorRef
+    from surgery.validate import InputMapping, parse_input_map
+
+    assert parse_input_map("Input=image_tensor:0,3,1,2") == InputMapping(
+        "Input", TensorRef("image_tensor", 0), (0, 3, 1, 2)
+    )
+    assert parse_input_map("Input=pre/sub") == InputMapping("Input", TensorRef("pre/sub", 0))
+    assert parse_input_map("In=a/b:1:1,0").source == TensorRef("a/b", 1)
+    assert str(parse_input_map("In=a/b:1:1,0")) == "In=a/b:1:1,0"
+    for text, message in (
+        ("Input", "expected NEW=OLD"), ("=x", "expected NEW=OLD"),
+        ("Input=x:0,2,2", "not a permutation"), ("Input=x:0,a", "not a permutation"),
+    ):  # fmt: skip
+        with pytest.raises(ValidationError, match=message):
+            parse_input_map(text)
+
+
+def _nchw_input_rewrite(perm_of_new: tuple[int, ...] = (0, 2, 3, 1)) -> tuple[Graph, Graph]:
+    """Original: image NHWC -> *2 -> sum over H; rewritten: an NCHW `Input` transposed back."""
+
+    def original(tf) -> None:
+        image = tf.compat.v1.placeholder(tf.float32, [1, 4, 5, 3], name="image")
+        pre = tf.multiply(image, 2.0, name="pre")
+        tf.reduce_sum(pre * pre, axis=1, name="out")
+
+    def rewritten(tf) -> None:
+        new = tf.compat.v1.placeholder(tf.float32, [1, 3, 4, 5], name="Input")
+        pre = tf.transpose(new, list(perm_of_new), name="pre")
+        tf.reduce_sum(pre * pre, axis=1, name="out")
+
+    return _tf_graph(original), _tf_graph(rewritten)
+
+
+def test_input_map_feeds_a_new_placeholder_from_an_original_tensor() -> None:
+    from surgery.validate import parse_input_map
+
+    before, after = _nchw_input_rewrite()
+    with pytest.raises(ValidationError, match="Input that the original lacks.*--input-map"):
+        validate(before, after)
+    report = validate(before, after, input_map=[parse_input_map("Input=pre:0,3,1,2")])
+    assert report.passed, report.format()
+    assert "input map: Input=pre:0,3,1,2" in report.format()
+    with pytest.raises(ValidationError, match="gives shape \\(1, 3, 5, 4\\)"):
+        validate(before, after, input_map=[parse_input_map("Input=pre:0,3,2,1")])
+
+
+def test_input_map_errors_name_the_problem() -> None:
+    from surgery.validate import parse_input_map
+
+    before, after = _nchw_input_rewrite()
+    cases = {
+        "Input=pre:0,2,1,3": "gives shape \\(1, 5, 4, 3\\); placeholder 'Input' is",
+        "Input=pre:0,1": "permutation of rank 2",
+        "Other=pre": "no placeholder 'Other'",
+        "Input=nowhere": "original graph has no node 'nowhere'",
+    }
+    for text, message in cases.items():
+        with pytest.raises(ValidationError, match=message):
+            validate(before, after, input_map=[parse_input_map(text)])
+
+
+def test_input_map_wrong_order_same_shape_fails() -> None:
+    from surgery.validate import parse_input_map
+
+    # Input is [1, 3, 4, 4]: NCHW from NHWC is (0, 3, 1, 2); (0, 3, 2, 1) fits but swaps H, W.
+    def original(tf) -> None:
+        image = tf.compat.v1.placeholder(tf.float32, [1, 4, 4, 3], name="image")
+        tf.reduce_sum(image * tf.reshape(tf.range(4.0), [1, 4, 1, 1]), axis=3, name="out")
+
+    def rewritten(tf) -> None:
+        new = tf.compat.v1.placeholder(tf.float32, [1, 3, 4, 4], name="Input")
+        nhwc = tf.transpose(new, [0, 2, 3, 1])
+        tf.reduce_sum(nhwc * tf.reshape(tf.range(4.0), [1, 4, 1, 1]), axis=3, name="out")
+
+    before, after = _tf_graph(original), _tf_graph(rewritten)
+    assert validate(before, after, input_map=[parse_input_map("Input=image:0,3,1,2")]).passed
+    assert not validate(before, after, input_map=[parse_input_map("Input=image:0,3,2,1")]).passed
+
+
+def test_merged_outputs_are_compared_at_the_boundary_and_exclude_is_reported() -> None:
+    from surgery.validate import sources_from_changes
+
+    # Original: two outputs of separate ops; rewritten: one LReLU_TRT port stands for both
+    # (a stand-in for NMS_TRT's detections replacing boxes, scores and classes).
+    def original(tf) -> None:
+        x = tf.compat.v1.placeholder(tf.float32, [2, 3], name="x")
+        y = tf.identity(x, name="feature")
+        tf.nn.leaky_relu(y, 0.1, name="a")
+        tf.abs(y, name="b")
+
+    before = _tf_graph(original)
+    after = _tf_graph(original)
+    after.set_op("a", "LReLU_TRT")
+    node = after.node("a")
+    del node.attr["alpha"], node.attr["T"]
+    node.attr["negSlope"].CopyFrom(field_attr(load_catalog().get("LReLU_TRT"), "negSlope", 0.1))
+    after.set_op("b", "Identity")
+    after.set_input("b", 0, "a")
+    changes = [
+        {"kind": "add_node", "node": "a", "detail": {}},
+        {"kind": "rewire", "node": "b", "detail": {"old": "feature", "new": "a"}},
+        {"kind": "rewire", "node": "c", "detail": {"old": "a_old", "new": "a"}},
+    ]
+    provenance = sources_from_changes(changes)
+    assert provenance == {"a": ("feature", "a_old")}
+    plain = validate(before, after)
+    assert not plain.passed  # b = |x| differs from leaky_relu(x)
+    report = validate(before, after, per_boundary=True, provenance=provenance)
+    assert report.passed, report.format()
+    assert [c.label for c in report.outputs] == []
+    assert any(c.label.startswith("input 0 of plugin a") for c in report.boundaries)
+    assert sum("compared at the plugin boundaries instead" in s for s in report.skipped) == 2
+    excluded = validate(before, after, exclude=["b"])
+    assert [c.label for c in excluded.outputs] == ["a"] and excluded.passed
+    assert excluded.skipped == ["output b: excluded (b)"]
+    nothing = validate(before, after, exclude=["a"])  # b is computed from a: excluded too
+    assert not nothing.passed and "nothing was compared" in nothing.format()
+
+
+def test_boundaries_of_different_shape_compare_flat() -> None:
+    from surgery.validate import compare
+
+    want = np.arange(8, dtype=np.float32).reshape(1, 2, 1, 4)
+    same = compare("c", "c", "c", want, want.reshape(1, 8, 1, 1), 1e-5, 1e-5, flat_ok=True)
+    assert same.passed and "compared flat" in same.note
+    mixed = want.reshape(1, 2, 4).transpose(0, 2, 1).reshape(1, 8, 1, 1)
+    assert not compare("c", "c", "c", want, mixed, 1e-5, 1e-5, flat_ok=True).passed
+    assert not compare("c", "c", "c", want, want.reshape(1, 8, 1, 1), 1e-5, 1e-5).passed
+
+
+def test_cli_input_map_and_exclude(tmp_path: Path, capsys) -> None:
+    before, after = _nchw_input_rewrite()
+    a, b = tmp_path / "a.pb", tmp_path / "b.pb"
+    model_io.save(before, a)
+    model_io.save(after, b)
+    assert main(["validate", str(a), str(b)]) == 1
+    assert "--input-map" in capsys.readouterr().err
+    assert main(["validate", str(a), str(b), "--input-map", "Input=pre:0,3,1,2"]) == 0
+    assert "PASS" in capsys.readouterr().out
+    assert main(["validate", str(a), str(b), "--input-map", "Input=pre:0,3,1,2",
+                 "--exclude", "out"]) == 1  # fmt: skip
+    text = capsys.readouterr().out
+    assert "output out: excluded (out)" in text and "nothing was compared" in text

@@ -28,7 +28,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "that diverges")  # fmt: skip
     parser.add_argument("--log", metavar="changes.json",
                         help="`surgery apply --log` output: maps plugin outputs to the original "
-                        "tensors they replace")  # fmt: skip
+                        "tensors they replace; outputs read from a plugin port that "
+                        "replaced several tensors are compared at the plugin boundaries "
+                        "instead")  # fmt: skip
+    parser.add_argument("--input-map", action="append", default=[], metavar="NEW=OLD[:PERM]",
+                        help="feed the rewritten graph's placeholder NEW from the original's "
+                        "tensor OLD (a placeholder or any tensor), transposed by PERM, e.g. "
+                        "Input=image_tensor:0,3,1,2 (repeatable)")  # fmt: skip
+    parser.add_argument("--exclude", action="append", default=[], metavar="GLOB",
+                        help="do not compare tensors whose node (or node:port), in either "
+                        "graph, matches GLOB; they are listed as not compared "
+                        "(repeatable)")  # fmt: skip
     parser.add_argument("--engine", metavar="model.engine",
                         help="also run this TensorRT engine against TensorFlow where the local "
                         "GPU and runtime can execute it; otherwise say why not")  # fmt: skip
@@ -43,8 +53,9 @@ def run(args: argparse.Namespace) -> int:
         DEFAULT_ATOL,
         DEFAULT_RTOL,
         load_inputs,
+        parse_input_map,
         parse_shape_flag,
-        provenance_map,
+        provenance_sources,
         validate,
     )  # fmt: skip
 
@@ -60,13 +71,14 @@ def run(args: argparse.Namespace) -> int:
     rewritten = model_io.load(args.rewritten)
     shapes = dict(parse_shape_flag(text) for text in args.shape)
     feeds = load_inputs(args.inputs, original) if args.inputs else None
-    provenance = provenance_map(args.log) if args.log else None
+    provenance = provenance_sources(args.log) if args.log else None
+    input_map = [parse_input_map(text) for text in args.input_map]
     report = validate(
         original, rewritten, feeds,
         rtol=DEFAULT_RTOL if args.rtol is None else args.rtol,
         atol=DEFAULT_ATOL if args.atol is None else args.atol,
         per_boundary=args.per_boundary or bool(args.log), provenance=provenance,
-        shapes=shapes, seed=args.seed,
+        shapes=shapes, seed=args.seed, input_map=input_map, exclude=args.exclude,
     )  # fmt: skip
     print(report.format())
     return 0 if report.passed else 1

@@ -1,7 +1,8 @@
 """A Faster R-CNN-like head with TLT's namespaces: backbone, `rpn_conv1`, `rpn_out_class`
 (sigmoid objectness), `rpn_out_regress`, a `proposal` namespace (anchors, box decoding, top-k,
-NMS, normalised rois), `roi_pooling_conv_1` (tf.image.crop_and_resize) and time-distributed
-dense classifier/regressor heads."""
+NMS, normalised rois; written in TF ops with the semantics of TensorRT's Proposal plugin, the
+decoding a model exported for that plugin is trained with), `roi_pooling_conv_1`
+(tf.image.crop_and_resize) and time-distributed dense classifier/regressor heads."""
 
 from __future__ import annotations
 
@@ -27,14 +28,6 @@ def build(
     rng = np.random.default_rng(seed)
     per_cell = len(ANCHOR_SIZES) * len(ANCHOR_RATIOS)
     grid = input_size // STRIDE
-    table = []
-    for gy in range(grid):
-        for gx in range(grid):
-            for size in ANCHOR_SIZES:
-                for ratio in ANCHOR_RATIOS:
-                    cy, cx = (gy + 0.5) * STRIDE, (gx + 0.5) * STRIDE
-                    h, w = size * ratio**0.5, size / ratio**0.5
-                    table.append((cy - h / 2, cx - w / 2, cy + h / 2, cx + w / 2))
     anchor_w = np.asarray([s * r for s in ANCHOR_SIZES for r in ANCHOR_RATIOS], np.float32)
     anchor_h = np.asarray([s / r for s in ANCHOR_SIZES for r in ANCHOR_RATIOS], np.float32)
 

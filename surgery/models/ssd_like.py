@@ -13,6 +13,19 @@ from surgery.models.graph_model import GraphModel
 
 NUM_CLASSES = 3  # without background
 ASPECTS = (1.0, 2.0, 0.5)
+LAYERS = 2
+MIN_SCALE, MAX_SCALE = 0.2, 0.5
+
+
+def layer_boxes(index: int) -> list[tuple[float, float]]:
+    """(aspect ratio, scale) of each box of layer `index`, as the OD API's SSD anchor generator
+    (and TensorRT's GridAnchor_TRT) make them: the lowest layer has three boxes (scale 0.1 at
+    ratio 1, then 2 and 0.5), the others every ratio plus ratio 1 at the interpolated scale."""
+    scale = MIN_SCALE + (MAX_SCALE - MIN_SCALE) * index / (LAYERS - 1)
+    if index == 0:
+        return [(1.0, 0.1), (2.0, scale), (0.5, scale)]
+    following = 1.0 if index == LAYERS - 1 else scale + (MAX_SCALE - MIN_SCALE) / (LAYERS - 1)
+    return [(a, scale) for a in ASPECTS] + [(1.0, (scale * following) ** 0.5)]
 
 
 def build(input_size: int = 64, width: int = 16, seed: int = 11) -> Any:
@@ -20,7 +33,6 @@ def build(input_size: int = 64, width: int = 16, seed: int = 11) -> Any:
     import tensorflow as tf
 
     rng = np.random.default_rng(seed)
-    per_cell = len(ASPECTS)
     classes = NUM_CLASSES + 1
 
     def weight(shape: tuple[int, ...]) -> Any:
@@ -43,10 +55,10 @@ def build(input_size: int = 64, width: int = 16, seed: int = 11) -> Any:
             ys = (tf.range(h) + 0.5) / h
             xs = (tf.range(w) + 0.5) / w
             cy, cx = tf.meshgrid(ys, xs, indexing="ij")
-            scale = 0.2 + 0.3 * index
-            sizes = tf.constant([[scale * a**0.5, scale / a**0.5] for a in ASPECTS], tf.float32)
+            boxes = layer_boxes(index)
+            sizes = tf.constant([[s / a**0.5, s * a**0.5] for a, s in boxes], tf.float32)
             centres = tf.reshape(tf.stack([cy, cx], axis=-1), [-1, 1, 2])
-            centres = tf.tile(centres, [1, per_cell, 1])
+            centres = tf.tile(centres, [1, len(boxes), 1])
             hw = tf.tile(sizes[None], [tf.shape(centres)[0], 1, 1])
             return tf.reshape(tf.concat([centres, hw], axis=-1), [-1, 4])
 
@@ -61,6 +73,7 @@ def build(input_size: int = 64, width: int = 16, seed: int = 11) -> Any:
         locs, confs = [], []
         for i, feature in enumerate((f1, f2)):
             with tf.name_scope(f"BoxPredictor_{i}"):
+                per_cell = len(layer_boxes(i))
                 box = conv(feature, per_cell * 4, 1, "BoxEncodingPredictor", relu=False)
                 cls = conv(feature, per_cell * classes, 1, "ClassPredictor", relu=False)
                 locs.append(tf.reshape(box, [1, -1, 1, 4], name="Reshape"))
