@@ -77,26 +77,28 @@ class Node:
         self._ins: list[TensorRef] | None = ins
         self._ctl: list[str] | None = ctl
 
-    @property
-    def _inputs(self) -> list[TensorRef]:
+    def _parse(self) -> None:
         if self._ins is None:
             self._ins, self._ctl = _split_inputs(self.proto.input)
-        return self._ins
+
+    @property
+    def _inputs(self) -> list[TensorRef]:
+        self._parse()
+        return self._ins  # type: ignore[return-value]
 
     @_inputs.setter
     def _inputs(self, value: list[TensorRef]) -> None:
-        self._controls  # noqa: B018  (parse before the data half is replaced)
+        self._parse()  # parse before one half is replaced
         self._ins = value
 
     @property
     def _controls(self) -> list[str]:
-        if self._ctl is None:
-            self._ins, self._ctl = _split_inputs(self.proto.input)
-        return self._ctl
+        self._parse()
+        return self._ctl  # type: ignore[return-value]
 
     @_controls.setter
     def _controls(self, value: list[str]) -> None:
-        self._inputs  # noqa: B018
+        self._parse()
         self._ctl = value
 
     @property

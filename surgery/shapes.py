@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from surgery.errors import GraphError, SurgeryError, TensorFlowMissing
+from surgery.errors import GraphError, SurgeryError
 from surgery.graph import Graph
 from surgery.ports import TensorRef
 from surgery.protos import AttrValue
@@ -57,19 +57,10 @@ def infer_shapes(
     graph: Graph, input_shapes: Mapping[str, tuple[int, ...]] | None = None
 ) -> dict[TensorRef, Shape]:
     """Shape of every tensor as TensorFlow infers it on import (placeholders overridable)."""
-    try:
-        import tensorflow as tf
-    except ImportError:
-        raise TensorFlowMissing(
-            "shape inference uses TensorFlow's shape functions; install the 'tf' extra"
-        ) from None
+    from surgery.tf_reference import import_graph
+
     graph_def = _with_input_shapes(graph, input_shapes or {})
-    tf_graph_def = tf.compat.v1.GraphDef.FromString(graph_def.SerializeToString())
-    with tf.Graph().as_default() as tf_graph:
-        try:
-            tf.compat.v1.import_graph_def(tf_graph_def, name="")
-        except (ValueError, tf.errors.InvalidArgumentError) as exc:
-            raise ShapeError(f"TensorFlow cannot import the graph: {exc}") from None
+    tf_graph = import_graph(graph_def, "infer shapes with TensorFlow's shape functions")
     shapes: dict[TensorRef, Shape] = {}
     for op in tf_graph.get_operations():
         for port, out in enumerate(op.outputs):

@@ -44,6 +44,19 @@ def tensor_name(name: str) -> str:
     return f"{ref.node}:{ref.port}"
 
 
+def import_graph(graph_def: GraphDef, purpose: str = "run the numeric reference") -> Any:
+    """A tf.Graph holding `graph_def`; GraphError with TF's first line if TF refuses it."""
+    tf = import_tensorflow(purpose)
+    tf_graph_def = tf.compat.v1.GraphDef.FromString(graph_def.SerializeToString())
+    graph = tf.Graph()
+    with graph.as_default():
+        try:
+            tf.compat.v1.import_graph_def(tf_graph_def, name="")
+        except Exception as exc:  # unknown ops, bad attrs: one line for the user
+            raise GraphError(f"TensorFlow cannot import the graph: {exc}".splitlines()[0]) from None
+    return graph
+
+
 def run_graph_def(
     graph_def_or_bytes: GraphLike,
     feeds: Mapping[str, np.ndarray],
@@ -57,13 +70,7 @@ def run_graph_def(
     for name in [*feeds, *fetch_list]:
         if parse_tensor(name).node not in names:
             raise GraphError(f"tensor {name!r}: no node {parse_tensor(name).node!r} in the graph")
-    tf_graph_def = tf.compat.v1.GraphDef.FromString(graph_def.SerializeToString())
-    graph = tf.Graph()
-    with graph.as_default():
-        try:
-            tf.compat.v1.import_graph_def(tf_graph_def, name="")
-        except Exception as exc:  # unknown ops, bad attrs: one line for the user
-            raise GraphError(f"TensorFlow cannot import the graph: {exc}".splitlines()[0]) from None
+    graph = import_graph(graph_def)
     config = tf.compat.v1.ConfigProto(
         intra_op_parallelism_threads=0, inter_op_parallelism_threads=0
     )

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from surgery import tensor_values
-from surgery.errors import SurgeryError
+from surgery.errors import GraphError, SurgeryError
 from surgery.export.plugin_nodes import PluginNode
 from surgery.graph import Graph
 from surgery.ports import TensorRef
@@ -252,15 +252,12 @@ def _transpose_attrs(make_attr: Any) -> dict[str, Any]:
 
 def _import(graph_def: GraphDef) -> Any:
     """A tf.Graph with `graph_def` imported (StandInError if TF refuses it)."""
-    import tensorflow as tf
+    from surgery.tf_reference import import_graph
 
-    tf_def = tf.compat.v1.GraphDef.FromString(graph_def.SerializeToString())
-    with tf.Graph().as_default() as tf_graph:
-        try:
-            tf.compat.v1.import_graph_def(tf_def, name="")
-        except (ValueError, tf.errors.OpError) as exc:
-            raise StandInError(f"TensorFlow cannot import the graph: {exc}") from None
-    return tf_graph
+    try:
+        return import_graph(graph_def, "export to ONNX")
+    except GraphError as exc:
+        raise StandInError(str(exc)) from None
 
 
 def _dims(tensor: Any) -> Shape:
