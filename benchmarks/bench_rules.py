@@ -139,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     have_gs = importlib.util.find_spec("surgery.compat.graphsurgeon") is not None
     rows = []
     for size in args.sizes:
+        print(f"{size:>9} nodes: building the graph and running (time, then peak memory, then "
+              "LeakyRelu by rule and by graphsurgeon)...", file=sys.stderr, flush=True)
         proto = conv_graph(size)
         nodes = len(proto.node)
         seconds, result = timed(lambda p=proto: run_rules(_copy(p), RULES, catalog))

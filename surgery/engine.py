@@ -9,14 +9,14 @@ topological rank per node and repair it locally (Pearce-Kelly), so they cost lit
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from surgery import rule_ast as ast
 from surgery.errors import GraphError, RewriteRefused, RuleError
 from surgery.matcher import Match, RuleMatcher
-from surgery.provenance import Change, MatchContext, Recorder
+from surgery.provenance import Change, ChangeLog, MatchContext, Recorder
 from surgery.rewriter import Editor, Rewriter
 
 
@@ -25,7 +25,7 @@ class ApplyResult:
     """The rewritten graph, every change in order, matches applied per rule, warnings."""
 
     graph: Any
-    changes: list[Change]
+    changes: Sequence[Change]  # a ChangeLog: Change objects made on first read
     per_rule_counts: dict[str, int]
     warnings: list[str] = field(default_factory=list)
 
@@ -42,13 +42,12 @@ class Ranks:
         if node.op == "Merge":  # while-loop back edges (NextIteration -> Merge) do not order
             nodes = self.graph
             names = [
-                r.node for r in node.inputs
+                r.node for r in node._inputs
                 if r.node in nodes and nodes.get(r.node).op != "NextIteration"
             ]  # fmt: skip
-        else:
-            names = [r.node for r in node.inputs]
-        names.extend(node.controls)
-        return names
+            names.extend(node._controls)
+            return names
+        return [r[0] for r in node._inputs] + node._controls
 
     def build(self) -> None:
         """Ranks from graph order when it is topological, else from Kahn's algorithm."""
@@ -144,8 +143,15 @@ class Engine:
         self.counts: dict[str, int] = {}
         self.warnings: list[str] = []
 
+    def snapshot_outputs(self) -> None:
+        """Remember the graph outputs as they are now: `prune` never removes them."""
+        if self.editor.outputs_before is None:
+            self.editor.outputs_before = frozenset(n.name for n in self.graph.graph_outputs())
+
     def apply_file(self, rule_file: ast.RuleFile) -> None:
         """Every rule of the file, in order."""
+        if uses_prune([rule_file]):
+            self.snapshot_outputs()
         catalog = self.catalog
         if catalog is None:
             from surgery.plugin_schema import load_catalog
@@ -237,10 +243,10 @@ class Engine:
             node = graph.get(name)
             if node is None:
                 continue
-            for ref in node.inputs:
-                if ref.node not in graph:
+            for ref in node._inputs:
+                if ref[0] not in graph:
                     raise GraphError(f"{name!r} would read {ref}, which does not exist")
-            for src in node.controls:
+            for src in node._controls:
                 if src not in graph:
                     raise GraphError(f"{name!r} would depend on ^{src}, which does not exist")
         for name in editor.created:
@@ -250,14 +256,24 @@ class Engine:
             ranks.check_edges_into(name)
 
 
+def uses_prune(rule_files: Iterable[ast.RuleFile]) -> bool:
+    """Whether any rule has a `prune` action."""
+    return any(
+        isinstance(a, ast.Prune) for f in rule_files for r in f.rules for a in r.actions
+    )
+
+
 def apply_rules(
     graph: Any, rule_files: Iterable[ast.RuleFile], catalog: Any = None
 ) -> ApplyResult:
     """Apply rule files in order to `graph` (edited in place); see the module docstring."""
     engine = Engine(graph, catalog)
+    rule_files = list(rule_files)
+    if uses_prune(rule_files):
+        engine.snapshot_outputs()  # before any rule runs
     for rule_file in rule_files:
         engine.apply_file(rule_file)
-    return ApplyResult(graph, engine.recorder.changes, engine.counts, engine.warnings)
+    return ApplyResult(graph, ChangeLog(engine.recorder), engine.counts, engine.warnings)
 
 
 def find_matches(

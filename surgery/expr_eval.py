@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,12 +27,26 @@ FUNCTIONS = ("len", "abs", "min", "max", "int", "float", "prod", "matches")
 
 
 class EvalFailure(Exception):
-    """A predicate that cannot hold (false or unknowable); carries the reason and the Loc."""
+    """A predicate that cannot hold (false or unknowable); carries the reason and the Loc.
 
-    def __init__(self, reason: str, loc: ast.Loc):
-        super().__init__(f"{loc}: {reason}")
-        self.reason = reason
+    The reason may be given as a function: it is then worked out only when read (the engine
+    tries many predicates that fail and reads none of the reasons).
+    """
+
+    def __init__(self, reason: str | Callable[[], str], loc: ast.Loc):
+        super().__init__()
+        self._reason = reason
         self.loc = loc
+
+    @property
+    def reason(self) -> str:
+        """Why the predicate does not hold."""
+        if callable(self._reason):
+            self._reason = self._reason()
+        return self._reason
+
+    def __str__(self) -> str:
+        return f"{self.loc}: {self.reason}"
 
 
 @dataclass(frozen=True)
@@ -112,6 +126,43 @@ def glob_match(pattern: str, name: str) -> bool:
     return glob_regex(pattern).fullmatch(name) is not None
 
 
+def select_scope_tensors(inst: ScopeInstance, sel: ast.ScopeTensor) -> list[TensorRef]:
+    """The tensors `r.in[i]`, `r.in[*]`, `r.out("glob:1")` name; RuleError (no loc) if none."""
+    pool = inst.enters if sel.direction == "in" else inst.leaves
+    if sel.every:
+        return list(pool)
+    what = "entering" if sel.direction == "in" else "leaving"
+    shown = ", ".join(map(str, pool)) or "none"
+    if sel.index is not None:
+        if not 0 <= sel.index < len(pool):
+            raise RuleError(
+                f"scope {inst.namespace!r} has {len(pool)} {what} tensors ({shown}); "
+                f"{sel.scope}.{sel.direction}[{sel.index}] does not exist"
+            )
+        return [pool[sel.index]]
+    glob = sel.glob or ""
+    name_glob, port = glob, None
+    head, sep, tail = glob.rpartition(":")
+    if sep and tail.isdigit():
+        name_glob, port = head, int(tail)
+    # among a scope's few interface tensors, `*` may cross '/' (`*split:1`, `rpn_class*`)
+    name_glob = name_glob.replace("**", "*").replace("*", "**")
+    hits = [t for t in pool if glob_match(name_glob, t.node) and (port is None or t.port == port)]
+    if len(hits) != 1:
+        raise RuleError(
+            f"{sel.scope}.{sel.direction}(\"{glob}\") selects {len(hits)} of the {what} tensors "
+            f"of scope {inst.namespace!r} ({shown}); it must select one"
+        )
+    return hits
+
+
+def scope_tensor_text(sel: ast.ScopeTensor) -> str:
+    """`r.in[0]`, `r.in[*]`, `r.out("g*")`, with any `.prop` / `.attr.name`."""
+    inner = "[*]" if sel.every else f"[{sel.index}]" if sel.index is not None else f'("{sel.glob}")'
+    tail = f".attr.{sel.attr}" if sel.attr else f".{sel.prop}" if sel.prop else ""
+    return f"{sel.scope}.{sel.direction}{inner}{tail}"
+
+
 # --------------------------------------------------------------------------- tensor properties
 def namespace_of(name: str) -> str:
     """`a/b/c` -> `a/b`; top-level names have the empty namespace."""
@@ -189,6 +240,8 @@ def expr_text(expr: Any) -> str:
         return f"not {expr_text(expr.operand)}"
     if isinstance(expr, ast.Call):
         return f"{expr.func}({', '.join(expr_text(a) for a in expr.args)})"
+    if isinstance(expr, ast.ScopeTensor):
+        return scope_tensor_text(expr)
     return str(expr)
 
 
@@ -256,10 +309,12 @@ class Evaluator:
                 except EvalFailure as exc:
                     first = first or exc
             if first is not None:
-                raise EvalFailure(f"none of `{expr_text(expr)}` holds ({first.reason})", expr.loc)
+                raise EvalFailure(
+                    lambda: f"none of `{expr_text(expr)}` holds ({first.reason})", expr.loc
+                )
             return
         if not self._truth(self.value(expr), expr.loc):
-            raise EvalFailure(f"`{expr_text(expr)}` is false{self._why(expr)}", expr.loc)
+            raise EvalFailure(lambda: f"`{expr_text(expr)}` is false{self._why(expr)}", expr.loc)
 
     def _why(self, expr: Any) -> str:
         """The values of the refs in a false comparison, e.g. ` (y.alpha = 1.5)`."""
@@ -308,6 +363,23 @@ class Evaluator:
                 return len(bound)
             raise RuleError(f"{expr.loc}: {expr.var} is a list of tensors; use {expr.var}[i]")
         return self.tensor_prop(bound, expr.prop, expr)
+
+    def _scopetensor(self, expr: ast.ScopeTensor) -> Any:
+        """`r.in[0]` (a tensor), `r.in[*]` (a list), with an optional property of each."""
+        scope = self._bound(expr.scope, expr.loc)
+        if not isinstance(scope, ScopeInstance):
+            raise RuleError(f"{expr.loc}: {expr.scope!r} is not a scope variable")
+        try:
+            refs = select_scope_tensors(scope, expr)
+        except RuleError as exc:
+            raise EvalFailure(str(exc), expr.loc) from None
+        if expr.attr is not None:
+            values = [self._attribute(t, expr.attr, expr) for t in refs]
+        elif expr.prop is not None:
+            values = [self.tensor_prop(t, expr.prop, expr) for t in refs]
+        else:
+            values = refs
+        return tuple(values) if expr.every else values[0]
 
     def _scope_prop(self, scope: ScopeInstance, expr: ast.Ref) -> Any:
         prop = expr.prop
@@ -505,7 +577,7 @@ def _equal(left: Any, right: Any) -> bool:
 
 def _refs(expr: Any) -> list[Any]:
     """Ref sub-expressions of a comparison, for explaining why it is false."""
-    if isinstance(expr, ast.Ref) and (expr.prop or expr.attr):
+    if isinstance(expr, ast.Ref | ast.ScopeTensor) and (expr.prop or expr.attr):
         return [expr]
     if isinstance(expr, ast.Compare | ast.BinOp):
         return _refs(expr.left) + _refs(expr.right)

@@ -83,8 +83,11 @@ class Node:
 
     @property
     def _inputs(self) -> list[TensorRef]:
-        self._parse()
-        return self._ins  # type: ignore[return-value]
+        ins = self._ins
+        if ins is None:
+            self._parse()
+            ins = self._ins
+        return ins  # type: ignore[return-value]
 
     @_inputs.setter
     def _inputs(self, value: list[TensorRef]) -> None:
@@ -93,8 +96,11 @@ class Node:
 
     @property
     def _controls(self) -> list[str]:
-        self._parse()
-        return self._ctl  # type: ignore[return-value]
+        ctl = self._ctl
+        if ctl is None:
+            self._parse()
+            ctl = self._ctl
+        return ctl  # type: ignore[return-value]
 
     @_controls.setter
     def _controls(self, value: list[str]) -> None:
@@ -452,7 +458,7 @@ class Graph:
         consumers = self._consumers
         for name in doomed:
             edges = consumers.get(name)
-            if edges:
+            if edges and any(e[1] not in doomed for e in edges):
                 for port, user, slot in sorted(edges, key=lambda e: (e[0], self._pos[e[1]], e[2])):
                     if user not in doomed:
                         raise GraphError(

@@ -130,7 +130,7 @@ class RuleMatcher:
         self.graph = graph
         self.rule = rule
         self.commutative = BUILTIN_COMMUTATIVE | frozenset(commutative)
-        self.first_failure: Failure | None = None
+        self._first: tuple[Any, ast.Loc, str | None] | None = None
         self._roles_cache: dict[tuple[str, int], list[str] | None] = {}
         self._instances: dict[str, list[str]] | None = None
         body = rule.body
@@ -144,9 +144,23 @@ class RuleMatcher:
                 known |= _vars_of(root)
 
     # ---------------------------------------------------------------- failures
-    def _fail(self, reason: str, loc: ast.Loc, node: str | None = None) -> None:
-        if self.first_failure is None:
-            self.first_failure = Failure(reason, loc, node)
+    @property
+    def first_failure(self) -> Failure | None:
+        """The first predicate that failed in the last `match_at` (its reason made on read)."""
+        first = self._first
+        if first is None or isinstance(first, Failure):
+            return first
+        reason, loc, node = first
+        self._first = Failure(reason() if callable(reason) else reason, loc, node)
+        return self._first
+
+    @first_failure.setter
+    def first_failure(self, value: Failure | None) -> None:
+        self._first = value
+
+    def _fail(self, reason: Any, loc: ast.Loc, node: str | None = None) -> None:
+        if self._first is None:
+            self._first = (reason, loc, node)
 
     # ---------------------------------------------------------------- candidates
     @property
@@ -199,7 +213,7 @@ class RuleMatcher:
                 try:
                     Evaluator(self.graph, b).check(body.where)
                 except EvalFailure as exc:
-                    self._fail(f"where: {exc.reason}", exc.loc, b[_INTERIOR][0])
+                    self._fail(lambda e=exc: f"where: {e.reason}", exc.loc, b[_INTERIOR][0])
                     return
             yield b
             return
@@ -266,7 +280,7 @@ class RuleMatcher:
         if pat.var:
             b[pat.var] = t
         b[_INTERIOR] = (*b[_INTERIOR], node.name)
-        inputs = list(node.inputs)
+        inputs = node._inputs  # read only
         orders = [inputs]
         if node.op in self.commutative and len(inputs) == 2 and inputs[0] != inputs[1]:
             orders.append([inputs[1], inputs[0]])
@@ -327,6 +341,13 @@ class RuleMatcher:
                 if roles is None:
                     self._fail(f"operand roles of op {node.op} are unknown; use positions",
                                operand.loc, node.name)  # fmt: skip
+                    return None
+                if len(roles) != n:  # e.g. a plugin node named like a TF op, fewer inputs
+                    self._fail(
+                        f"{node.name} ({node.op}) has {n} inputs, the op's definition has "
+                        f"{len(roles)} ({', '.join(roles) or 'none'}): roles do not apply",
+                        operand.loc, node.name,
+                    )  # fmt: skip
                     return None
             if operand.variadic:
                 picked = [i for i, r in enumerate(roles) if r.startswith(operand.role + "[")]
@@ -501,7 +522,7 @@ class RuleMatcher:
             try:
                 Evaluator(self.graph, bindings).check(stmt.where)
             except EvalFailure as exc:
-                self._fail(f"where: {exc.reason}", exc.loc, namespace)
+                self._fail(lambda e=exc: f"where: {e.reason}", exc.loc, namespace)
                 return None
         self._check_contract(stmt, instance)
         return Match(self.rule, bindings, (), namespace, scope=instance)

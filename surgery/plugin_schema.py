@@ -3,6 +3,9 @@
 Schemas live as JSON files in `plugins/catalog/` (one per plugin). A plugin node in a graph has
 `op` = the creator name and one attr per field: scalars as `i`/`f`/`s`/`b`, arrays as `list`.
 Values are coerced explicitly by the schema's declared type, never inferred from a literal.
+Each output declares its dtype and its shape as expressions over input dims and fields
+(`surgery.plugin_shapes`); `PluginSchema.output_shapes` evaluates them on concrete shapes, and
+`PluginSchema.output_dims` on symbolic ones (TensorRT's IExprBuilder, in `plugins.trt`).
 """
 
 from __future__ import annotations
@@ -10,7 +13,8 @@ from __future__ import annotations
 import difflib
 import json
 import math
-from collections.abc import Iterable, Iterator
+import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -19,11 +23,22 @@ from typing import Any
 import numpy as np
 
 from surgery.errors import RuleError
+from surgery.plugin_shapes import (
+    Context,
+    Node,
+    ShapeExprError,
+    SymOps,
+    dim_value,
+    inputs_in,
+    names_in,
+)
+from surgery.plugin_shapes import parse as parse_shape_expr
 from surgery.protos import AttrValue
 
 CATALOG_DIR = Path(__file__).resolve().parent.parent / "plugins" / "catalog"
 FIELD_TYPES = ("int8", "int16", "int32", "float16", "float32", "float64", "string", "bool")
 LAYOUTS = ("NCHW", "NHWC", "any")
+TENSOR_DTYPES = ("float32", "int32")
 _INT_RANGE = {"int8": 2**7, "int16": 2**15, "int32": 2**31}
 _FLOAT_MAX = {"float16": 65504.0, "float32": 3.4028234663852886e38, "float64": math.inf}
 # `use plugins "tensorrt-8.6"` is the same catalog as "trt-8.6".
@@ -55,12 +70,16 @@ class FieldSpec:
 
 @dataclass(frozen=True)
 class TensorSpec:
-    """A plugin input or output: its role name and, when variadic, how many tensors it takes."""
+    """A plugin input or output: role name, how many tensors (variadic), dtype, output shape."""
 
     name: str
     min: int = 1
     max: int | None = 1  # None: unbounded
     doc: str = ""
+    dtype: str = "float32"
+    shape: tuple[Node, ...] | int | None = None  # outputs: dim expressions, or K: same as inK
+    count: Node | None = None  # variadic outputs: how many tensors, as an expression
+    shape_text: tuple[str, ...] | str = ()  # the shape as written in the catalog
 
 
 @dataclass(frozen=True)
@@ -104,6 +123,99 @@ class PluginSchema:
         """Role names of the inputs, in slot order."""
         return [t.name for t in self.inputs]
 
+    # ----------------------------------------------------------------------- output shapes
+    def field_values(self, fields: dict[str, Any]) -> dict[str, Any]:
+        """`fields` typed by the schema (float fields float, int fields int), defaults filled."""
+        values: dict[str, Any] = {}
+        for spec in self.fields:
+            value = fields.get(spec.name, spec.default)
+            values[spec.name] = None if value is None else coerce_field(self, spec, value)
+        return values
+
+    def input_dtype(self, index: int) -> str:
+        """The dtype of input tensor `index` (variadic roles counted out)."""
+        slot = 0
+        for spec in self.inputs:
+            most = spec.max if spec.max is not None else 1 << 30
+            if index < slot + most:
+                return spec.dtype
+            slot += most
+        return self.inputs[-1].dtype if self.inputs else "float32"
+
+    def _output_slots(
+        self, fields: dict[str, Any], num_inputs: int
+    ) -> list[tuple[TensorSpec, int]]:
+        """(output spec, index within it) for every output tensor, counts evaluated."""
+        values = self.field_values(fields)
+        slots = []
+        for spec in self.outputs:
+            count = spec.min
+            if spec.count is not None:
+                ctx = Context(lambda k: (), num_inputs, values, text=str(spec.count))
+                count = dim_value(spec.count, ctx)
+                if not isinstance(count, int) or count < spec.min:
+                    raise ShapeExprError(
+                        f"plugin {self.name} output '{spec.name}': count {spec.count} gave "
+                        f"{count}; expected at least {spec.min}"
+                    )
+            slots.extend((spec, i) for i in range(count))
+        return slots
+
+    def num_outputs(self, fields: dict[str, Any], num_inputs: int = 0) -> int:
+        """How many output tensors the plugin makes with these fields."""
+        return len(self._output_slots(fields, num_inputs))
+
+    def output_dtypes(self, fields: dict[str, Any], num_inputs: int = 0) -> list[str]:
+        """The dtype of every output tensor."""
+        return [spec.dtype for spec, _ in self._output_slots(fields, num_inputs)]
+
+    def output_dims(
+        self,
+        dims: Callable[[int], Sequence[Any]],
+        num_inputs: int,
+        fields: dict[str, Any],
+        ops: SymOps | None = None,
+    ) -> list[list[Any]]:
+        """Output dims from input dims (`dims(k)`: ints or symbolic), by the schema's shapes."""
+        values = self.field_values(fields)
+        result = []
+        for spec, index in self._output_slots(fields, num_inputs):
+            if spec.shape is None:
+                raise ShapeExprError(f"plugin {self.name} output '{spec.name}' declares no shape")
+            if isinstance(spec.shape, int):
+                if spec.shape >= num_inputs:
+                    raise ShapeExprError(
+                        f"plugin {self.name} output '{spec.name}' has the shape of input "
+                        f"{spec.shape}, but the plugin got {num_inputs} input(s)"
+                    )
+                result.append(list(dims(spec.shape)))
+                continue
+            out = []
+            for node, text in zip(spec.shape, spec.shape_text, strict=True):
+                ctx = Context(dims, num_inputs, values, ops, index, str(text))
+                try:
+                    out.append(dim_value(node, ctx))
+                except ShapeExprError as exc:
+                    raise ShapeExprError(
+                        f"plugin {self.name} output '{spec.name}': {exc}"
+                    ) from None
+            result.append(out)
+        return result
+
+    def output_shapes(
+        self, input_shapes: Sequence[Sequence[int]], fields: dict[str, Any]
+    ) -> list[tuple[int, ...]]:
+        """Concrete output shapes for concrete input shapes and field values."""
+        shapes = [tuple(int(d) for d in s) for s in input_shapes]
+        low, high = self.input_count()
+        if len(shapes) < low or (high is not None and len(shapes) > high):
+            raise ShapeExprError(
+                f"plugin {self.name} takes {low}{'+' if high is None else ''} input(s)"
+                f"{'' if high in (None, low) else f' to {high}'}, got {len(shapes)}"
+            )
+        out = self.output_dims(lambda k: shapes[k], len(shapes), fields)
+        return [tuple(int(d) for d in dims) for dims in out]
+
 
 class Catalog:
     """A set of plugin schemas by creator name."""
@@ -142,10 +254,69 @@ def _did_you_mean(word: str, candidates: list[str]) -> str:
 
 # --------------------------------------------------------------------------- loading
 def _tensor_spec(raw: dict[str, Any], path: Path) -> TensorSpec:
-    """A TensorSpec from its JSON object."""
+    """A TensorSpec from its JSON object (shape expressions parsed, not yet name-checked)."""
     if "name" not in raw:
         raise RuleError(f"{path}: an input/output has no 'name'")
-    return TensorSpec(raw["name"], int(raw.get("min", 1)), raw.get("max", 1), raw.get("doc", ""))
+    name = raw["name"]
+    dtype = raw.get("dtype", "float32")
+    if dtype not in TENSOR_DTYPES:
+        raise RuleError(
+            f"{path}: tensor {name!r} has dtype {dtype!r}; expected one of {TENSOR_DTYPES}"
+        )
+    shape: tuple[Node, ...] | int | None = None
+    text: tuple[str, ...] | str = ()
+    count = None
+    try:
+        raw_shape = raw.get("shape")
+        if isinstance(raw_shape, str):
+            match = re.fullmatch(r"in(\d+)", raw_shape)
+            if match is None:
+                raise ShapeExprError(
+                    f"shape {raw_shape!r}: a string shape must name an input (in0)"
+                )
+            shape, text = int(match.group(1)), raw_shape
+        elif isinstance(raw_shape, list):
+            shape = tuple(parse_shape_expr(d) for d in raw_shape)
+            text = tuple(str(d) for d in raw_shape)
+        elif raw_shape is not None:
+            raise ShapeExprError(f"shape {raw_shape!r}: expected a list of dims or 'inK'")
+        if "count" in raw:
+            count = parse_shape_expr(raw["count"])
+    except ShapeExprError as exc:
+        raise RuleError(f"{path}: tensor {name!r}: {exc}") from None
+    return TensorSpec(
+        name, int(raw.get("min", 1)), raw.get("max", 1), raw.get("doc", ""), dtype, shape,
+        count, text,
+    )  # fmt: skip
+
+
+def _check_shapes(schema: PluginSchema, path: Path) -> None:
+    """Shape expressions may read only the schema's fields, `i` (variadic outputs), real inputs."""
+    fields = {f.name for f in schema.fields}
+    _, most = schema.input_count()
+    for spec in schema.outputs:
+        if (spec.max is None or spec.max != spec.min) and spec.count is None:
+            raise RuleError(f"{path}: variadic output {spec.name!r} needs a 'count' expression")
+        nodes = list(spec.shape) if isinstance(spec.shape, tuple) else []
+        allowed = fields | ({"i"} if spec.count is not None else set())
+        wanted_inputs = {spec.shape} if isinstance(spec.shape, int) else set()
+        for node in [*nodes, *([spec.count] if spec.count is not None else [])]:
+            unknown = names_in(node) - allowed
+            if unknown:
+                bad = sorted(unknown)[0]
+                raise RuleError(
+                    f"{path}: output {spec.name!r} shape {node} reads {bad!r}, which is not a "
+                    f"field{_did_you_mean(bad, sorted(allowed))}"
+                )
+            wanted_inputs |= inputs_in(node)
+        if spec.count is not None and "i" in names_in(spec.count):
+            raise RuleError(f"{path}: output {spec.name!r}: its count cannot read 'i'")
+        too_far = sorted(k for k in wanted_inputs if most is not None and k >= most)
+        if too_far:
+            raise RuleError(
+                f"{path}: output {spec.name!r} shape reads input {too_far[0]}, but the plugin "
+                f"has at most {most} input(s)"
+            )
 
 
 def _field_spec(raw: dict[str, Any], path: Path) -> FieldSpec:
@@ -178,7 +349,7 @@ def load_schema(path: str | Path) -> PluginSchema:
     layout = raw.get("layout", "any")
     if layout not in LAYOUTS:
         raise RuleError(f"{path}: layout {layout!r} is not one of {LAYOUTS}")
-    return PluginSchema(
+    schema = PluginSchema(
         name=raw["name"],
         version=str(raw["version"]),
         fields=tuple(_field_spec(f, path) for f in raw.get("fields", [])),
@@ -190,6 +361,8 @@ def load_schema(path: str | Path) -> PluginSchema:
         catalogs=tuple(raw.get("catalogs", ())),
         path=str(path),
     )
+    _check_shapes(schema, path)
+    return schema
 
 
 def canonical_catalog_name(name: str) -> str:

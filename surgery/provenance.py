@@ -7,9 +7,11 @@ Every graph edit the rewriter makes is recorded as a `Change`; `changes_json` wr
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from surgery.ports import TensorRef
 from surgery.rule_ast import Loc
 
 KINDS = (
@@ -44,25 +46,89 @@ class MatchContext:
 
 
 class Recorder:
-    """Collects changes for the match currently being rewritten."""
+    """Collects changes for the match currently being rewritten.
+
+    Recording is cheap: an entry is kept raw (kind, node, match context, detail or a function
+    making it) and turned into a `Change` only when `changes` is read, so that a million-node
+    rewrite pays for provenance text only if someone reads it.
+    """
 
     def __init__(self) -> None:
-        self.changes: list[Change] = []
+        self._items: list[Any] = []  # Change, or a raw tuple not yet made into one
+        self._made = 0  # items before this index are Changes
         self.context: MatchContext | None = None
 
     def record(self, kind: str, node: str, **detail: Any) -> None:
-        """Append a change attributed to the current match."""
-        ctx = self.context
-        rule, loc, match = (ctx.rule, str(ctx.loc), ctx.match_id) if ctx else ("", "", "")
-        self.changes.append(Change(kind, node, rule, loc, match, detail))
+        """Append a change attributed to the current match (TensorRef details become text)."""
+        self._items.append((kind, node, self.context, detail))
+
+    def record_lazy(self, kind: str, node: str, detail: Callable[[], dict[str, Any]]) -> None:
+        """Like `record`, with the detail computed only when the change is read."""
+        self._items.append((kind, node, self.context, detail))
+
+    @property
+    def changes(self) -> list[Change]:
+        """Every change so far, in order."""
+        items = self._items
+        if self._made < len(items):
+            for i in range(self._made, len(items)):
+                items[i] = _make_change(*items[i])
+            self._made = len(items)
+        return items
+
+    def __len__(self) -> int:
+        return len(self._items)
 
     def mark(self) -> int:
         """A position to roll back to."""
-        return len(self.changes)
+        return len(self._items)
 
     def rollback(self, mark: int) -> None:
         """Forget changes recorded after `mark`."""
-        del self.changes[mark:]
+        del self._items[mark:]
+        self._made = min(self._made, mark)
+
+
+class ChangeLog(Sequence):
+    """The changes of an apply, made into `Change` objects on first read (`len` is free)."""
+
+    def __init__(self, recorder: Recorder):
+        self._recorder = recorder
+
+    def __len__(self) -> int:
+        return len(self._recorder)
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._recorder.changes[index]
+
+    def __iter__(self) -> Iterator[Change]:
+        return iter(self._recorder.changes)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, ChangeLog | list):
+            return list(self) == list(other)
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return f"ChangeLog({len(self)} changes)"
+
+
+def _text(value: Any) -> Any:
+    if isinstance(value, TensorRef):
+        return str(value)
+    if isinstance(value, list) and value and isinstance(value[0], TensorRef):
+        return [str(v) for v in value]
+    return value
+
+
+def _make_change(kind: str, node: str, ctx: MatchContext | None, detail: Any) -> Change:
+    if callable(detail):
+        detail = detail()
+    else:
+        detail = {k: _text(v) for k, v in detail.items()}
+    if ctx is None:
+        return Change(kind, node, "", "", "", detail)
+    return Change(kind, node, ctx.rule, str(ctx.loc), ctx.match_id, detail)
 
 
 def jsonable(value: Any) -> Any:

@@ -15,10 +15,16 @@ import numpy as np
 
 from surgery import rule_ast as ast
 from surgery.errors import GraphError, RewriteRefused, RuleError, SurgeryError
-from surgery.expr_eval import Binding, EvalFailure, Evaluator, ScopeInstance, glob_match
+from surgery.expr_eval import (
+    Binding,
+    EvalFailure,
+    Evaluator,
+    ScopeInstance,
+    select_scope_tensors,
+)
 from surgery.matcher import Match
 from surgery.ports import TensorRef, parse_tensor
-from surgery.protos import AttrValue, NodeDef
+from surgery.protos import AttrValue
 from surgery.provenance import Recorder, jsonable
 
 _PENDING = "\x00pending/"  # transient consumer target while a node is replaced under its name
@@ -34,6 +40,7 @@ class Editor:
         self.created: dict[str, None] = {}
         self.touched: dict[str, None] = {}  # nodes whose inputs (data or control) changed
         self.removed: dict[str, None] = {}
+        self.outputs_before: frozenset[str] | None = None  # graph outputs `prune` never removes
 
     def begin(self) -> None:
         """Start a fresh journal (one per match)."""
@@ -48,34 +55,25 @@ class Editor:
         attrs: dict[str, AttrValue] | None = None,
     ) -> None:  # fmt: skip
         """Create a node (recorded as add_node with its op and inputs)."""
-        self.graph.add_node(name, op, inputs, list(controls), attrs or {})
+        controls = list(controls)
+        self.graph.add_node(name, op, inputs, controls, attrs)
         self.journal.append(("add", name))
         self.created[name] = None
         self.touched[name] = None
         self.recorder.record("add_node", name, op=op, inputs=[str(t) for t in inputs],
-                             controls=list(controls))  # fmt: skip
+                             controls=controls)  # fmt: skip
 
     def remove(self, names: Iterable[str]) -> None:
         """Remove nodes (refused by the graph if a survivor still reads one of their tensors)."""
-        names = list(dict.fromkeys(names))
-        graph = self.graph
-        saved = []
-        dropped = []
-        for name in names:
-            node = graph.node(name)
-            proto = NodeDef()
-            proto.CopyFrom(node.proto)
-            saved.append(proto)
-            dropped.extend(
-                (u.name, name) for u in graph.control_consumers(name) if u.name not in names
-            )
-        graph.remove_nodes(names)
-        self.journal.append(("remove", saved, dropped))
-        for proto in saved:
-            self.removed[proto.name] = None
-            self.created.pop(proto.name, None)
-            self.touched.pop(proto.name, None)
-            self.recorder.record("remove_node", proto.name, op=proto.op)
+        taken, dropped = self.graph._take(names)  # the very Nodes: restored as they were
+        self.journal.append(("remove", taken, dropped))
+        record = self.recorder.record
+        for _pos, node in taken:
+            name = node.name
+            self.removed[name] = None
+            self.created.pop(name, None)
+            self.touched.pop(name, None)
+            record("remove_node", name, op=node.op)
         for user, src in dropped:
             self.touched[user] = None
             self.recorder.record("remove_control", user, source=src)
@@ -83,17 +81,22 @@ class Editor:
     # ---------------------------------------------------------------- edges
     def set_input(self, name: str, slot: int, tensor: TensorRef, *, record: bool = True) -> None:
         """Point input `slot` of `name` at `tensor`."""
-        old = self.graph.node(name).inputs[slot]
+        node = self.graph.node(name)
+        old = node._inputs[slot] if 0 <= slot < len(node._inputs) else None
+        if old == tensor:
+            return  # same tensor: no edit, no provenance
         self.graph.set_input(name, slot, tensor)
         self.journal.append(("set_input", name, slot, old))
         self.touched[name] = None
         if record:
-            self.recorder.record("rewire", name, slot=slot, old=str(old), new=str(tensor))
+            self.recorder.record("rewire", name, slot=slot, old=old, new=tensor)
 
     def set_inputs(self, name: str, inputs: list[TensorRef], controls: list[str]) -> None:
         """Replace all inputs of `name` (recorded as one rewire)."""
         node = self.graph.node(name)
         old_in, old_ctl = list(node.inputs), list(node.controls)
+        if old_in == list(inputs) and old_ctl == list(dict.fromkeys(controls)):
+            return  # nothing changes: no edit, no provenance
         self.graph.set_inputs(name, inputs, controls)
         self.journal.append(("set_inputs", name, old_in, old_ctl))
         self.touched[name] = None
@@ -127,12 +130,7 @@ class Editor:
             old.CopyFrom(attrs[key])
         attrs[key].CopyFrom(value)
         self.journal.append(("set_attr", name, key, old))
-        from surgery.attrs import attr_value
-
-        self.recorder.record(
-            "set_attr", name, attr=key, old=None if old is None else jsonable(attr_value(old)),
-            new=jsonable(attr_value(value)),
-        )  # fmt: skip
+        self.recorder.record_lazy("set_attr", name, lambda: _attr_detail(key, old, value))
 
     def remove_function(self, index: int) -> None:
         """Drop function `index` of the graph's library."""
@@ -155,10 +153,7 @@ class Editor:
                         graph.remove_control(user.name, entry[1])
                     graph.remove_nodes([entry[1]])
             elif kind == "remove":
-                for proto in entry[1]:
-                    graph.add_proto(proto)
-                for user, src in entry[2]:
-                    graph.add_control(user, src)
+                graph._restore(entry[1], entry[2])
             elif kind == "set_input":
                 graph.set_input(entry[1], entry[2], entry[3])
             elif kind == "set_inputs":
@@ -256,7 +251,7 @@ class Rewriter:
                 value = TensorRef(value.node, sel.port)
             return [value]
         if isinstance(sel, ast.ScopeTensor):
-            return [self.scope_tensor(sel)]
+            return self.scope_tensors(sel)
         if isinstance(sel, ast.TensorName):
             ref = parse_tensor(sel.name)
             if ref.node not in self.graph:
@@ -274,35 +269,19 @@ class Rewriter:
         return found[0]
 
     def scope_tensor(self, sel: ast.ScopeTensor) -> TensorRef:
-        """`r.in[0]`, `r.out("glob:1")`: entering/leaving tensors of a scope instance."""
+        """`r.in[0]`, `r.out("glob:1")`: one entering/leaving tensor of a scope instance."""
+        found = self.scope_tensors(sel)
+        if len(found) != 1:
+            raise self.rule_error(sel.loc, f"expected one tensor, got {len(found)}")
+        return found[0]
+
+    def scope_tensors(self, sel: ast.ScopeTensor) -> list[TensorRef]:
+        """`r.in[0]`, `r.in[*]`, `r.out("glob:1")`: entering/leaving tensors of a scope."""
         inst = self.scope(sel.scope, sel.loc)
-        pool = inst.enters if sel.direction == "in" else inst.leaves
-        what = "entering" if sel.direction == "in" else "leaving"
-        shown = ", ".join(map(str, pool)) or "none"
-        if sel.index is not None:
-            if not 0 <= sel.index < len(pool):
-                raise self.rule_error(
-                    sel.loc, f"scope {inst.namespace!r} has {len(pool)} {what} tensors "
-                    f"({shown}); {sel.var if hasattr(sel, 'var') else sel.scope}."
-                    f"{sel.direction}[{sel.index}] does not exist",
-                )  # fmt: skip
-            return pool[sel.index]
-        glob = sel.glob or ""
-        name_glob, port = glob, None
-        head, sep, tail = glob.rpartition(":")
-        if sep and tail.isdigit():
-            name_glob, port = head, int(tail)
-        # among a scope's few interface tensors, `*` may cross '/' (`*split:1`, `rpn_class*`)
-        name_glob = name_glob.replace("**", "*").replace("*", "**")
-        hits = [
-            t for t in pool if glob_match(name_glob, t.node) and (port is None or t.port == port)
-        ]
-        if len(hits) != 1:
-            raise self.rule_error(
-                sel.loc, f"{sel.scope}.{sel.direction}(\"{glob}\") selects {len(hits)} of the "
-                f"{what} tensors of scope {inst.namespace!r} ({shown}); it must select one",
-            )  # fmt: skip
-        return hits[0]
+        try:
+            return select_scope_tensors(inst, sel)
+        except RuleError as exc:
+            raise self.rule_error(sel.loc, str(exc)) from None
 
     def make_const(self, arg: ast.ConstArg, base: str) -> TensorRef:
         """Create the Const node a `const(dtype, value)` argument stands for."""
@@ -478,7 +457,19 @@ class Rewriter:
         inst = self.scope(action.scope, action.loc)
         name = str(self.evaluate(action.name)) if action.name is not None else inst.namespace
         doomed = dict.fromkeys(inst.nodes)
-        self._create_in_place(action, action.call, name, doomed, [], extend_interior=False)
+        if not action.outputs and self.catalog is not None and action.call.op in self.catalog:
+            _low, high = self.catalog.get(action.call.op).output_count()
+            if high is not None and len(inst.leaves) > high:
+                shown = ", ".join(map(str, inst.leaves))
+                raise self.refuse(
+                    action.loc, f"collapse without `outputs {{ ... }}` maps the "
+                    f"{len(inst.leaves)} tensors leaving scope {inst.namespace!r} ({shown}) to "
+                    f"ports 0..{len(inst.leaves) - 1}, but plugin {action.call.op} has only "
+                    f"{high} output(s); map them explicitly",
+                )  # fmt: skip
+        # default map: r.out[i] -> i (leaving tensors in their documented order)
+        self._create_in_place(action, action.call, name, doomed, list(inst.leaves),
+                              extend_interior=False)  # fmt: skip
         self._prune_library(action)
 
     def _create_in_place(
@@ -493,7 +484,9 @@ class Rewriter:
         if action.outputs:
             mapping: dict[TensorRef, int] = {}
             for om in action.outputs:
-                mapping[self.tensor(om.tensor, name)] = om.port
+                # `r.out[*] -> k` maps the whole list to ports k, k+1, ...
+                for offset, ref in enumerate(self.tensors(om.tensor, name)):
+                    mapping[ref] = om.port + offset
         else:
             mapping = {t: i for i, t in enumerate(targets)}
         self._check_ports(action, call, mapping)
@@ -544,10 +537,12 @@ class Rewriter:
         editor.remove(doomed)
         op = call.op
         editor.add_node(name, op, inputs, [c for c in controls_in if c in graph], attrs)
+        record = editor.recorder.record
         for user, slot, ref, port in plan:
             new = TensorRef(name, port)
             editor.set_input(user, slot, new, record=False)
-            editor.recorder.record("rewire", user, slot=slot, old=str(ref), new=str(new))
+            if new != ref:  # a same-name replace leaves the consumer's input as it was
+                record("rewire", user, slot=slot, old=ref, new=new)
         for user in controls_out:
             if user in graph:
                 editor.add_control(user, name)
@@ -672,6 +667,40 @@ class Rewriter:
             raise self.rule_error(action.loc, f"{target} has no control input ^{src}")
         self.editor.remove_control(target, src)
 
+    def _prune(self, action: ast.Prune) -> None:
+        """Remove the match's producer cone that nothing reads any more (dead code)."""
+        graph, editor = self.graph, self.editor
+        protected = editor.outputs_before
+        if protected is None:
+            raise self.rule_error(action.loc, "prune needs the graph outputs from before the "
+                                  "rules ran (run it through the engine)")  # fmt: skip
+        seeds: dict[str, None] = dict.fromkeys(self.match.interior)
+        for value in self.bindings.values():
+            if isinstance(value, ScopeInstance):
+                seeds.update(dict.fromkeys(value.nodes))
+                seeds.update(dict.fromkeys(t.node for t in value.enters))
+            elif isinstance(value, TensorRef):
+                seeds[value.node] = None
+            else:
+                seeds.update(dict.fromkeys(t.node for t in value))
+        for entry in editor.journal:  # producers of what this match removed
+            if entry[0] == "remove":
+                for _pos, node in entry[1]:
+                    seeds.update(dict.fromkeys(r.node for r in node._inputs))
+                    seeds.update(dict.fromkeys(node._controls))
+        work = list(reversed(seeds))
+        while work:
+            name = work.pop()
+            node = graph.get(name)
+            if (
+                node is None or name in editor.created or name in protected
+                or node.op in ("Placeholder", "PlaceholderWithDefault") or graph.is_read(name)
+            ):  # fmt: skip
+                continue
+            producers = [r.node for r in node._inputs] + list(node._controls)
+            editor.remove([name])
+            work.extend(reversed(producers))
+
     def _insert(self, action: ast.Insert) -> None:
         anchor = self.match.anchor
         name = self.unique_name(f"{anchor}/{action.var}")
@@ -704,6 +733,16 @@ class Rewriter:
         except SurgeryError as exc:
             raise self.rule_error(action.loc, str(exc)) from None
         self.editor.set_attr(node.name, action.attr, attr)
+
+
+def _attr_detail(key: str, old: AttrValue | None, new: AttrValue) -> dict[str, Any]:
+    """Provenance detail of a set_attr (made only when the change is read)."""
+    from surgery.attrs import attr_value
+
+    return {
+        "attr": key, "old": None if old is None else jsonable(attr_value(old)),
+        "new": jsonable(attr_value(new)),
+    }  # fmt: skip
 
 
 def _func_refs(proto: Any, defined: dict[str, int]) -> set[str]:

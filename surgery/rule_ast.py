@@ -99,7 +99,7 @@ class Call:
     loc: Loc
 
 
-Expr = Literal | Ref | Index | BinOp | Compare | BoolOp | Not | Call
+Expr = Literal | Ref | Index | BinOp | Compare | BoolOp | Not | Call  # | ScopeTensor, see below
 
 
 # --------------------------------------------------------------------------- patterns
@@ -189,6 +189,8 @@ class ScopeTensor:
 
     Entering/leaving tensors are ordered by their producer's position in the graph, then port;
     a glob selects by producer name (optionally with `:port`) and must select exactly one.
+    `r.in[*]` / `r.out[*]` (`every`) is the whole list, in that order. In expressions a property
+    may follow: `r.in[0].shape`, `r.out[1].dtype`, `r.in[0].attr.T` (on `[*]`: one per tensor).
     """
 
     scope: str
@@ -196,6 +198,9 @@ class ScopeTensor:
     loc: Loc
     index: int | None = None
     glob: str | None = None
+    every: bool = False
+    prop: str | None = None
+    attr: str | None = None
 
 
 @dataclass(frozen=True)
@@ -216,6 +221,7 @@ class ConstArg:
 
 
 TensorSel = Ref | ScopeTensor | TensorName | ConstArg
+Expr = Expr | ScopeTensor  # `r.in[0].shape` in expressions
 
 
 # --------------------------------------------------------------------------- actions
@@ -335,7 +341,18 @@ class SetAttr:
     kind: str | None = None
 
 
-Action = Replace | Collapse | Remove | Forward | Connect | Disconnect | Insert | SetAttr
+@dataclass(frozen=True)
+class Prune:
+    """`prune`: remove the producer cone of the match/region that nothing reads any more.
+
+    Never removes Placeholders, nodes that were graph outputs before rules were applied, or nodes
+    this match created.
+    """
+
+    loc: Loc
+
+
+Action = Replace | Collapse | Remove | Forward | Connect | Disconnect | Insert | SetAttr | Prune
 
 
 # --------------------------------------------------------------------------- rules and files

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from surgery import rule_ast as ast
 from surgery.errors import RuleError, RuleSyntaxError
+from surgery.expr_eval import scope_tensor_text
 from surgery.plugin_schema import Catalog, PluginSchema, coerce_field, load_catalog
 from surgery.rule_parser import FUNCTIONS, load_rules
 
@@ -195,6 +196,8 @@ class _RuleChecker:
                     self.expr(item)
         elif isinstance(expr, ast.Ref):
             self.var(expr.var, expr.loc)
+        elif isinstance(expr, ast.ScopeTensor):
+            self.tensor(expr)
         elif isinstance(expr, ast.Index):
             self.expr(expr.base)
             self.expr(expr.index)
@@ -232,7 +235,7 @@ class _RuleChecker:
     def scope_index(self, sel: ast.ScopeTensor) -> None:
         """`r.in[i]` must fit the scope's declared interface when one is given."""
         body = self.rule.body
-        if not isinstance(body, ast.ScopeStmt) or sel.index is None:
+        if not isinstance(body, ast.ScopeStmt) or sel.index is None or sel.every:
             return
         bound = body.enters if sel.direction == "in" else body.leaves
         if bound is not None and sel.index >= bound:
@@ -265,6 +268,9 @@ class _RuleChecker:
             self.var(action.var, action.loc, want="node")
         elif isinstance(action, ast.Connect):
             self.tensor(action.source)
+            if self.is_list(action.source):
+                self.error(action.loc, f"connect takes one tensor; {_sel_key(action.source)} is "
+                           "a list")  # fmt: skip
             self.var(action.target, action.loc, want="node")
         elif isinstance(action, ast.Disconnect):
             self.var(action.target, action.loc, want="node")
@@ -277,6 +283,12 @@ class _RuleChecker:
             self.node_call(action.call)
             self.kinds[action.var] = "tensor"
 
+    def is_list(self, sel: object) -> bool:
+        """Whether a selector stands for a list of tensors (`r.in[*]`, a variadic capture)."""
+        if isinstance(sel, ast.ScopeTensor):
+            return sel.every
+        return isinstance(sel, ast.Ref) and sel.port is None and self.kinds.get(sel.var) == "list"
+
     def outputs(self, maps: tuple[ast.OutputMap, ...], schema: PluginSchema | None) -> None:
         """Output maps: valid tensors, each mapped once, ports within the plugin's outputs."""
         seen: set[str] = set()
@@ -288,8 +300,15 @@ class _RuleChecker:
             seen.add(key)
             if schema is not None:
                 _, most = schema.output_count()
-                if most is not None and item.port >= most:
-                    self.error(item.loc, f"{schema.name} has {most} output(s); port {item.port} "
+                last = item.port
+                body = self.rule.body
+                if isinstance(item.tensor, ast.ScopeTensor) and item.tensor.every:
+                    if isinstance(body, ast.ScopeStmt) and body.leaves is not None:
+                        last = item.port + max(body.leaves - 1, 0)
+                if most is not None and last >= most:
+                    ports = f"port {item.port}" if last == item.port else (
+                        f"{key} needs ports {item.port}..{last}, port {most}")
+                    self.error(item.loc, f"{schema.name} has {most} output(s); {ports} "
                                "does not exist")  # fmt: skip
 
     def node_call(self, call: ast.NodeCall) -> PluginSchema | None:
@@ -361,6 +380,10 @@ class _RuleChecker:
                            f"({spec.describe()})")  # fmt: skip
         low, high = schema.input_count()
         count = len(call.args)
+        lists = sum(1 for a in call.args if self.is_list(a.value))
+        if lists:  # lists give any number of tensors: only the single ones can be too many
+            count -= lists
+            low = 0
         if count < low or (high is not None and count > high):
             expect = str(low) if low == high else f"{low}..{'' if high is None else high}"
             self.error(
@@ -401,8 +424,7 @@ def _sel_key(sel: object) -> str:
     if isinstance(sel, ast.Ref):
         return sel.var if sel.port is None else f"{sel.var}:{sel.port}"
     if isinstance(sel, ast.ScopeTensor):
-        inner = f"[{sel.index}]" if sel.index is not None else f'("{sel.glob}")'
-        return f"{sel.scope}.{sel.direction}{inner}"
+        return scope_tensor_text(sel)
     if isinstance(sel, ast.TensorName):
         return f'tensor "{sel.name}"'
     return "const(...)"

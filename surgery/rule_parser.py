@@ -24,7 +24,7 @@ from surgery.errors import RuleError, RuleSyntaxError
 TOP_LEVEL = ("rule", "use", "commutative")
 STATEMENTS = (
     "match", "where", "scope", "replace", "collapse", "remove", "forward",
-    "connect", "disconnect", "set", "insert",
+    "connect", "disconnect", "set", "insert", "prune",
 )  # fmt: skip
 RESERVED = frozenset(
     TOP_LEVEL + STATEMENTS
@@ -624,7 +624,13 @@ def _grammar() -> pp.ParserElement:
         + pp.Optional(_tag("dot", dot))
     ).set_parse_action(_action(_make_ref))  # fmt: skip
     paren = _Bracketed("(", _Expect(expr, "expected an expression after '('"), ")", "an operator")
-    atom = number | str_lit | bool_lit | list_lit | call | ref | paren
+    scope_expr = (
+        var + sym(".") + (pp.Keyword("in") | pp.Keyword("out")) + pp.FollowedBy(pp.Char("[("))
+        + (_tag("index", _Bracketed("[", integer | pp.Literal("*"), "]", "an index or '*'"))
+           | _tag("glob", _Bracketed("(", string, ")", "a name glob")))
+        + pp.Optional(_tag("dot", dot)) + pp.Optional(_tag("dot", dot))
+    ).set_parse_action(_action(_make_scope_tensor))  # fmt: skip
+    atom = number | str_lit | bool_lit | list_lit | call | scope_expr | ref | paren
     index = _Bracketed("[", _Expect(expr, "expected an index after '['"), "]", "an operator")
     postfix = (atom + pp.ZeroOrMore(_tag("index", index))).set_parse_action(_action(_fold_index))
     unary = pp.Forward()
@@ -706,7 +712,7 @@ def _grammar() -> pp.ParserElement:
     scope_tensor = (
         var + sym(".") + direction
         + _Expect(
-            _tag("index", _Bracketed("[", integer, "]", "an index"))
+            _tag("index", _Bracketed("[", integer | pp.Literal("*"), "]", "an index or '*'"))
             | _tag("glob", _Bracketed("(", string, ")", "a name glob")),
             "expected '[index]' or '(\"glob\")' after the scope accessor",
         )
@@ -817,6 +823,7 @@ def _grammar() -> pp.ParserElement:
         + _Expect("=", "expected '=' after the attribute")
         + _Expect(expr, "expected a value after '='")
     ).set_parse_action(_action(_make_set))  # fmt: skip
+    prune_stmt = kw("prune").set_parse_action(_action(lambda s, o, t: ast.Prune(_loc(o))))
     insert_stmt = (
         kw("insert")
         + _Expect(var, "expected a variable after 'insert'")
@@ -827,7 +834,8 @@ def _grammar() -> pp.ParserElement:
     unknown = (~top_word + ident).set_parse_action(_unknown_statement("rule"))
     statement = (
         match_stmt | where_stmt | scope_stmt | replace_stmt | collapse_stmt | remove_stmt
-        | forward_stmt | connect_stmt | disconnect_stmt | set_stmt | insert_stmt | unknown
+        | forward_stmt | connect_stmt | disconnect_stmt | set_stmt | insert_stmt | prune_stmt
+        | unknown
     )  # fmt: skip
 
     # ---------------------------------------------------------------- top level
@@ -867,11 +875,23 @@ def _fold_index(text: str, offset: int, toks: list) -> object:
 
 
 def _make_scope_tensor(text: str, offset: int, toks: list) -> ast.ScopeTensor:
-    """`r.in[0]` / `r.out("glob")` -> ScopeTensor."""
-    var, direction, sel = toks
+    """`r.in[0]` / `r.in[*]` / `r.out("glob")` (with `.prop` in expressions) -> ScopeTensor."""
+    var, direction, sel, *dots = toks
+    prop = attr = None
+    if len(dots) == 1:
+        prop = dots[0].value
+    elif len(dots) == 2:
+        if dots[0].value != "attr":
+            raise pp.ParseFatalException(
+                text, dots[1].offset, "only 'r.in[i].attr.NAME' may have a second '.'"
+            )
+        attr = dots[1].value
+    loc = _loc(offset)
+    if sel.tag == "index" and sel.value == "*":
+        return ast.ScopeTensor(var, direction, loc, every=True, prop=prop, attr=attr)
     if sel.tag == "index":
-        return ast.ScopeTensor(var, direction, _loc(offset), index=sel.value)
-    return ast.ScopeTensor(var, direction, _loc(offset), glob=sel.value)
+        return ast.ScopeTensor(var, direction, loc, index=sel.value, prop=prop, attr=attr)
+    return ast.ScopeTensor(var, direction, loc, glob=sel.value, prop=prop, attr=attr)
 
 
 def _make_match(text: str, offset: int, toks: list) -> ast.MatchStmt:

@@ -29,7 +29,7 @@ def test_apply_writes_output_counts_and_log(box3d_pb: Path, tmp_path: Path, caps
     assert change["kind"] == "add_node" and change["detail"]["op"] == "LReLU_TRT"
     assert change["rule"] == "leaky_relu" and change["loc"].endswith("leaky_relu.rules:4:1")
     assert change["match"] == "leaky_relu#1"
-    assert {c["kind"] for c in doc["changes"]} == {"add_node", "remove_node", "rewire"}
+    assert {c["kind"] for c in doc["changes"]} == {"add_node", "remove_node"}  # same names
 
 
 def test_apply_is_deterministic(box3d_pb: Path, tmp_path: Path) -> None:
@@ -104,3 +104,26 @@ def test_explain_prints_first_failed_predicate(box3d_pb: Path, capsys) -> None:
     assert "x = box3d/dense_1/BiasAdd" in text
     assert main(["explain", LEAKY, str(box3d_pb), "--rule", "nope", "--node", "x"]) == 1
     assert "no rule named 'nope'" in capsys.readouterr().err
+
+
+def test_apply_report_html(box3d_pb: Path, tmp_path: Path, capsys) -> None:
+    out, report = tmp_path / "out.pb", tmp_path / "report.html"
+    assert main(["apply", LEAKY, str(box3d_pb), "-o", str(out), "--report", str(report)]) == 0
+    assert f"report: {report}" in capsys.readouterr().out
+    page = report.read_text()
+    assert "leaky_relu" in page and "LReLU_TRT" in page
+    assert main(["apply", LEAKY, str(box3d_pb), "-o", str(out), "--report", str(out)]) == 1
+    assert "--report and -o name the same file" in capsys.readouterr().err
+
+
+def test_apply_infer_shapes_lets_rules_read_shapes(box3d_pb: Path, tmp_path: Path) -> None:
+    pytest.importorskip("tensorflow")
+    rules = tmp_path / "shape.rules"
+    rules.write_text('use plugins "trt-8.6"\nrule leaky:\n match y = LeakyRelu(x) where x.rank == 2'
+                     '\n replace y with LReLU_TRT(x) { negSlope = y.alpha }\n')  # fmt: skip
+    out = tmp_path / "out.pb"
+    assert main(["apply", str(rules), str(box3d_pb), "-o", str(out)]) == 0
+    assert not model_io.load(out).nodes_by_op("LReLU_TRT")  # shapes unknown: no match
+    assert main(["apply", str(rules), str(box3d_pb), "-o", str(out), "--infer-shapes"]) == 0
+    assert len(model_io.load(out).nodes_by_op("LReLU_TRT")) == 5
+    assert main(["apply", str(rules), str(box3d_pb), "-o", str(out), "--input", "x=1,2"]) == 2

@@ -229,4 +229,19 @@ def test_provenance_records_rule_loc_and_match(box3d_pb: Path) -> None:
     assert len(adds) == 5 and all(c.rule == "leaky_relu" for c in adds)
     assert adds[0].loc.endswith("leaky_relu.rules:4:1") and adds[0].match == "leaky_relu#1"
     assert adds[0].detail["op"] == "LReLU_TRT"
-    assert {c.kind for c in result.changes} == {"add_node", "remove_node", "rewire"}
+    # same-name replace: consumers still read the same tensor name, so no rewire is logged
+    assert {c.kind for c in result.changes} == {"add_node", "remove_node"}
+
+
+def test_provenance_no_rewire_when_input_name_unchanged() -> None:
+    graph = make_graph([("a", "Placeholder", []), ("y", "LeakyRelu", ["a"]),
+                        ("u", "Identity", ["y"]), ("v", "Relu", ["y"])])  # fmt: skip
+    text = ('use plugins "trt-8.6"\nrule r:\n match y = LeakyRelu(x)\n'
+            ' replace y with LReLU_TRT(x) { negSlope = 0.5 }')
+    result = run_text(graph, text)
+    assert [c.kind for c in result.changes] == ["remove_node", "add_node"]
+    renamed = make_graph([("a", "Placeholder", []), ("y", "LeakyRelu", ["a"]),
+                          ("u", "Identity", ["y"])])  # fmt: skip
+    text2 = text.replace("0.5 }", '0.5 } as "p"')
+    rewires = [c for c in run_text(renamed, text2).changes if c.kind == "rewire"]
+    assert [(c.node, c.detail["old"], c.detail["new"]) for c in rewires] == [("u", "y", "p")]

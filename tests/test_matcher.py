@@ -298,3 +298,14 @@ def test_explain_scope(scoped: Graph) -> None:
     assert "excluded" in ex.failure.reason
     ex = RuleMatcher(scoped, rule).explain("out1")
     assert "no namespace" in ex.failure.reason
+
+
+def test_role_pattern_on_node_with_fewer_inputs_does_not_match() -> None:
+    # e.g. a CropAndResize plugin node a rule just created, with 2 inputs instead of TF's 4
+    g = make_graph([("i", "Placeholder", []), ("b", "Placeholder", []),
+                    ("cr", "CropAndResize", ["i", "b"])])  # fmt: skip
+    text = "rule r:\n match y = CropAndResize(image: i, boxes: b, box_ind: n, crop_size: c)\n"
+    assert matches(g, text) == []
+    rule, rf = rule_of(text)
+    failure = RuleMatcher(g, rule, rf.commutative).explain("cr").failure
+    assert failure is not None and "has 2 inputs" in failure.reason

@@ -86,31 +86,17 @@ def _names(page: Any, selector: str) -> set[str]:
 RULES = Path(__file__).resolve().parent.parent / "rules"
 
 
-def leaky_after(before: Any) -> tuple[Any, list[Any], str]:
-    """The rule engine's rewrite with rules/leaky_relu.rules (plugin keeps the node's name);
-    the hand-made stand-in (plugin named `<node>_trt`) where the engine is not installed."""
-    try:
-        from surgery.engine import apply_rules
-        from surgery.rule_parser import load_rules
-    except ImportError:
-        after, changes = samples.leaky_rewrite(before)
-        return after, changes, "_trt"
-    result = apply_rules(before.copy(), [load_rules(RULES / "leaky_relu.rules")])
-    return result.graph, result.changes, ""
-
-
 def test_leaky_relu_report(browser: Any, tmp_path: Path) -> None:
+    """The report as users get it: `surgery apply rules/leaky_relu.rules ... --report`."""
+    from surgery import model_io
+    from surgery.cli import main
+
     before = samples.leaky_graph(3)
-    after, changes, suffix = leaky_after(before)
-    path = tmp_path / "leaky.html"
-    write_report(
-        before,
-        after,
-        path,
-        changes=changes,
-        rules_meta={"leaky_relu": {"matches": 3}},
-        title="LeakyRelu -> LReLU_TRT",
-    )
+    model, out, path = tmp_path / "leaky.pb", tmp_path / "out.pb", tmp_path / "leaky.html"
+    model_io.save(before, model)
+    rules = str(RULES / "leaky_relu.rules")
+    assert main(["apply", rules, str(model), "-o", str(out), "--report", str(path)]) == 0
+    suffix = ""  # the plugin keeps the replaced node's name
     p = Page(browser, path)
     page = p.page
     sections = page.locator("details.app")

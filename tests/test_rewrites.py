@@ -133,3 +133,84 @@ def test_set_attr_typed_and_plugin_field(g: Graph) -> None:
     run(g, "rule r:\n match y = LeakyRelu(x)\n replace y with LReLU_TRT(x) { negSlope = 0.5 }\n")
     run(g, "rule r:\n match y = LReLU_TRT(x) where y.negSlope > 0.4\n set y.negSlope = 0.1")
     assert g.node("act").attr["negSlope"].f == pytest.approx(0.1)
+
+
+# ------------------------------------------------------------------ rules-library author reports
+def scope_graph() -> Graph:
+    """ns/ reads a and b, two tensors leave it (ns/cat, ns/s:1); `dead` feeds only ns/."""
+    return make_graph([
+        ("a", "Placeholder", [], {"dtype": ("float32", "type"),
+                                  "_output_shapes": ([[1, 4]], "list(shape)")}),
+        ("b", "Placeholder", []),
+        ("k", "Const", [], {"dtype": ("int32", "type")}),
+        ("dead", "Identity", ["k"]),
+        ("ns/cat", "ConcatV2", ["a", "b", "dead"]),
+        ("ns/s", "Split", ["k", "ns/cat"]),
+        ("u0", "Identity", ["ns/cat"]),
+        ("u1", "Identity", ["ns/s:1"]),
+    ])  # fmt: skip
+
+
+def test_collapse_default_outputs_map_leaving_tensors_in_order() -> None:
+    g = scope_graph()
+    run(g, 'rule r:\n scope s = "ns" leaves 2\n collapse s into Foo(s.in[0]) { T: type = float32 }')
+    assert g.node("ns").op == "Foo"
+    assert g.node("u0").inputs == (TensorRef("ns", 0),)  # s.out[0] = ns/cat -> 0
+    assert g.node("u1").inputs == (TensorRef("ns", 1),)  # s.out[1] = ns/s:1 -> 1
+    g.check()
+
+
+def test_collapse_default_outputs_refused_when_plugin_has_fewer_outputs() -> None:
+    g = scope_graph()
+    before = g.serialize()
+    with pytest.raises(RewriteRefused) as err:
+        run(g, 'rule r:\n scope s = "ns"\n collapse s into LReLU_TRT(s.in[0]) { negSlope = 0.1 }')
+    text = str(err.value)
+    assert "2 tensors leaving scope 'ns'" in text and "only 1 output" in text
+    assert g.serialize() == before
+
+
+def test_collapse_list_inputs_and_outputs_star() -> None:
+    g = scope_graph()
+    g.remove_nodes(["u1"])
+    run(g, 'rule r:\n scope s = "ns"\n'
+           ' collapse s into FlattenConcat_TRT(s.in[*]) { axis = 1, ignoreBatch = 0 }')  # fmt: skip
+    # entering tensors in documented order (producer position, then port)
+    entering = tuple(TensorRef(n) for n in ("a", "b", "k", "dead"))
+    assert g.node("ns").inputs == entering
+    assert g.node("ns").op == "FlattenConcat_TRT" and g.node("u0").inputs == (TensorRef("ns"),)
+    g2 = scope_graph()  # a list in `outputs` maps to consecutive ports
+    run(g2, 'rule r:\n scope s = "ns"\n collapse s into Foo(s.in[*]) { T: type = float32 }\n'
+            '  outputs { s.out[*] -> 1 }')  # fmt: skip
+    assert g2.node("ns").inputs == entering
+    assert g2.node("u0").inputs == (TensorRef("ns", 1),)
+    assert g2.node("u1").inputs == (TensorRef("ns", 2),)
+
+
+def test_scope_boundary_tensor_properties_in_expressions() -> None:
+    g = scope_graph()
+    text = ('rule r:\n scope s = "ns" where s.in[0].shape == [1, 4] and s.in[0].dtype == "float32"'
+            ' and len(s.in[*]) == 4 and s.in("a").attr.dtype == "float32"\n'
+            ' collapse s into Foo(s.in[0]) { T: type = float32, n: int = s.in[0].shape[1] }')
+    run(g, text)
+    assert g.node("ns").attr["n"].i == 4
+    g2 = scope_graph()
+    result = run(g2, 'rule r:\n scope s = "ns" where s.in[0].shape[0] == 2\n'
+                     ' collapse s into Foo(s.in[0]) { T: type = float32 }')  # fmt: skip
+    assert result.per_rule_counts == {"r": 0}
+
+
+def test_prune_removes_dead_producer_cone_only() -> None:
+    g = scope_graph()
+    g.add_node("lonely", "Const")  # a graph output before the rules ran: kept
+    run(g, 'rule r:\n scope s = "ns"\n collapse s into Foo(s.in[0]) { T: type = float32 }\n prune')
+    assert "dead" not in g and "k" not in g  # only ns/ read them
+    assert "b" in g and "a" in g and "lonely" in g  # placeholders and old outputs stay
+    g.check()
+    g2 = make_graph([("x", "Placeholder", []), ("w", "Const", []), ("r", "Identity", ["w"]),
+                     ("y", "Mul", ["x", "r"]), ("o", "Identity", ["y"])])  # fmt: skip
+    result = run(g2, "rule r:\n match y = Mul(x, _)\n replace y with Relu(x) { T: type = float32 }"
+                     "\n prune")  # fmt: skip
+    assert sorted(g2.names) == ["o", "x", "y"]
+    removed = [c.node for c in result.changes if c.kind == "remove_node"]
+    assert removed == ["y", "r", "w"]

@@ -126,3 +126,20 @@ def test_cli_exit_codes(tmp_path: Path, capsys) -> None:
     assert any(
         line.startswith(f"{bad}:4:17: error: unknown plugin or op 'Nope_TRT'") for line in out
     )
+
+
+def test_list_selectors_scope_expressions_and_prune() -> None:
+    ok = diags(
+        'use plugins "trt-8.6"\nrule r:\n scope s = "ns" leaves 1 where s.in[0].shape[0] == 1\n'
+        ' collapse s into FlattenConcat_TRT(s.in[*]) { axis = 1, ignoreBatch = 0 }\n'
+        '  outputs { s.out[*] -> 0 }\n prune\n'
+    )
+    assert ok == []
+    bad = diags(
+        'use plugins "trt-8.6"\nrule r:\n scope s = "ns" leaves 2 where s.in[0].shape[0] == 1\n'
+        ' collapse s into FlattenConcat_TRT(s.in[*]) { axis = 1, ignoreBatch = 0 }\n'
+        '  outputs { s.out[*] -> 0 }\nrule q:\n match y = Relu(x)\n connect q.in[*] -> y[0]\n'
+    )
+    assert "5:13: error: FlattenConcat_TRT has 1 output(s); s.out[*] needs ports 0..1, port 1 " \
+        "does not exist" in bad
+    assert any("connect takes one tensor; q.in[*] is a list" in d for d in bad)

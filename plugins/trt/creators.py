@@ -1,42 +1,71 @@
-"""One generic IPluginV3 class and creator, specialised per plugin by its schema and shape rule.
+"""One generic IPluginV3 class and creator, specialised per plugin by its catalog schema.
 
+Output shapes come from the schema's shape expressions, evaluated on TensorRT's IExprBuilder
+(dims may be symbolic); output dtypes and the accepted formats (linear; float32, or int32 where
+the schema says) from the schema too. `enqueue` runs the plugin's CuPy kernel where it has one
+(`plugins.gpu.GPU_KERNELS`); a build-only plugin raises there, never computing a wrong result.
 Classes are built per TensorRT module (`tensorrt` or `tensorrt_rtx_bindings`: same API family),
 so nothing here imports TensorRT at import time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
 from surgery.plugin_schema import PluginSchema
+from surgery.plugin_shapes import Sym
 
 
-def _same(inputs: Any, fields: dict[str, Any], builder: Any, trt: Any) -> list[Any]:
-    """Output 0 has the shape of input 0."""
-    return [inputs[0]]
+class _TrtOps:
+    """plugin_shapes.SymOps on TensorRT's IExprBuilder."""
+
+    def __init__(self, trt: Any, builder: Any) -> None:
+        self.trt = trt
+        self.builder = builder
+
+    def constant(self, value: int) -> Any:
+        """builder.constant(value)."""
+        return self.builder.constant(int(value))
+
+    def op(self, name: str, a: Any, b: Any) -> Any:
+        """builder.operation(DimensionOperation.<name>, a, b)."""
+        return self.builder.operation(getattr(self.trt.DimensionOperation, name), a, b)
 
 
-def _resize(inputs: Any, fields: dict[str, Any], builder: Any, trt: Any) -> list[Any]:
-    """[N, C, H, W] -> [N, C, H*scale, W*scale] (integer scale)."""
-    scale = float(fields["scale"])
-    if not scale.is_integer():
-        raise ValueError(f"ResizeNearest_TRT: scale {scale} is not a whole number")
-    factor = builder.constant(int(scale))
-    out = trt.DimsExprs(inputs[0])
-    for axis in (2, 3):
-        out[axis] = builder.operation(trt.DimensionOperation.PROD, inputs[0][axis], factor)
-    return [out]
+def output_dims_exprs(
+    trt: Any, schema: PluginSchema, fields: dict[str, Any], inputs: Any, builder: Any
+) -> list[Any]:
+    """The outputs' DimsExprs by the schema's shape expressions (known dims fold to ints)."""
+    dims = []
+    for exprs in inputs:
+        row: list[Any] = []
+        for i in range(len(exprs)):
+            expr = exprs[i]
+            row.append(int(expr.get_constant_value()) if expr.is_constant() else Sym(expr))
+        dims.append(row)
+    ops = _TrtOps(trt, builder)
+    out = schema.output_dims(lambda k: dims[k], len(dims), fields, ops)
+    return [
+        trt.DimsExprs([d.expr if isinstance(d, Sym) else ops.constant(d) for d in shape])
+        for shape in out
+    ]
 
 
-SHAPES: dict[str, Callable[..., list[Any]]] = {
-    "LReLU_TRT": _same,
-    "L2Norm_Surgery": _same,
-    "ResizeNearest_TRT": _resize,
-}
+def has_gpu_kernel(name: str) -> bool:
+    """Whether plugin `name` has a GPU kernel (else its engine builds but cannot run)."""
+    from plugins.gpu import GPU_KERNELS
+
+    return name in GPU_KERNELS
+
+
+def _trt_dtype(trt: Any, name: str) -> Any:
+    """The TensorRT DataType of a schema tensor dtype."""
+    return {"float32": trt.DataType.FLOAT, "int32": trt.DataType.INT32}[name]
+
+
 _NP_TYPES = {"float32": np.float32, "int32": np.int32, "int8": np.int8, "int16": np.int16,
              "float16": np.float16, "float64": np.float64}  # fmt: skip
 
@@ -89,7 +118,8 @@ def _plugin_class(trt: Any) -> type:
             trt.IPluginV3OneRuntime.__init__(self)
             self.schema = schema
             self.fields = dict(fields)
-            self.num_outputs = max(1, schema.output_count()[0])
+            self.num_outputs = schema.num_outputs(self.fields)
+            self.out_dtypes = schema.output_dtypes(self.fields)
             self.plugin_namespace = schema.namespace
             self.plugin_name = schema.name
             self.plugin_version = schema.version
@@ -103,17 +133,21 @@ def _plugin_class(trt: Any) -> type:
             return SchemaPlugin(self.schema, self.fields)
 
         def get_output_data_types(self, input_types: Any) -> list[Any]:
-            """Every output has the dtype of input 0."""
-            return [input_types[0]] * self.num_outputs
+            """The schema's output dtypes."""
+            return [_trt_dtype(trt, d) for d in self.out_dtypes]
 
         def get_output_shapes(self, inputs: Any, shape_inputs: Any, builder: Any) -> list[Any]:
-            """By the plugin's shape rule."""
-            return SHAPES[self.schema.name](inputs, self.fields, builder, trt)
+            """By the schema's shape expressions, on TensorRT's expression builder."""
+            return output_dims_exprs(trt, self.schema, self.fields, inputs, builder)
 
         def supports_format_combination(self, pos: int, in_out: Any, num_inputs: int) -> bool:
-            """float32, linear layout, all tensors alike."""
+            """Linear layout; float32, or int32 where the schema says."""
+            if pos < num_inputs:
+                want = self.schema.input_dtype(pos)
+            else:
+                want = self.out_dtypes[pos - num_inputs]
             desc = in_out[pos].desc
-            return desc.type == trt.DataType.FLOAT and desc.format == trt.TensorFormat.LINEAR
+            return desc.type == _trt_dtype(trt, want) and desc.format == trt.TensorFormat.LINEAR
 
         def configure_plugin(self, inputs: Any, outputs: Any) -> None:
             """Nothing to precompute."""
@@ -157,8 +191,14 @@ def _plugin_class(trt: Any) -> type:
             stream: int,
         ) -> None:
             """Run the plugin's CuPy kernel on TensorRT's stream (plugins.gpu.launch)."""
-            from plugins.gpu import launch
+            from plugins.gpu import GpuKernelError, launch
 
+            if not has_gpu_kernel(self.schema.name):
+                raise GpuKernelError(
+                    f"no GPU kernel for {self.schema.name} yet: surgery's Python plugin only "
+                    "lets the engine build; run it where TensorRT's own plugin library has "
+                    f"{self.schema.name}, or validate with the NumPy reference"
+                )
             launch(
                 self.schema.name,
                 self.fields,

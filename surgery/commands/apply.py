@@ -1,4 +1,5 @@
-"""`surgery apply RULES... MODEL.pb -o OUT.pb [--log changes.json]`: rewrite a graph by rules."""
+"""`surgery apply RULES... MODEL.pb -o OUT.pb [--log changes.json] [--report report.html]
+[--infer-shapes [--input NAME=DIMS]]`: rewrite a graph by rules."""
 
 from __future__ import annotations
 
@@ -18,6 +19,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="rule files, then the frozen GraphDef (.pb or .pbtxt)")  # fmt: skip
     parser.add_argument("-o", "--output", required=True, help="where to write the result")
     parser.add_argument("--log", help="write every change (with its rule) as JSON here")
+    parser.add_argument("--report", metavar="REPORT.html",
+                        help="write an HTML report of the changes (before/after, per rule)")
+    parser.add_argument("--infer-shapes", action="store_true",
+                        help="record inferred shapes (_output_shapes) first, so rules can read "
+                        "x.shape on frozen TF2 graphs (needs TensorFlow)")
+    parser.add_argument("--input", action="append", default=[], metavar="NAME=D0,D1,...",
+                        help="with --infer-shapes: fix a placeholder's shape (repeatable)")
     parser.set_defaults(func=run)
 
 
@@ -31,13 +39,27 @@ def run(args: argparse.Namespace) -> int:
         return 2
     *rule_paths, model = args.files
     model_io.check_output_path(args.output, model, *rule_paths)
-    if args.log:
-        model_io.check_output_path(args.log, model, *rule_paths)
-        if args.log == args.output:
-            raise OutputPathError(f"{args.log}: --log and -o name the same file")
+    if args.input and not args.infer_shapes:
+        print("surgery apply: error: --input needs --infer-shapes", file=sys.stderr)
+        return 2
+    written = {args.output: "-o"}
+    for flag, path in (("--log", args.log), ("--report", args.report)):
+        if not path:
+            continue
+        model_io.check_output_path(path, model, *rule_paths)
+        if path in written:
+            raise OutputPathError(f"{path}: {flag} and {written[path]} name the same file")
+        written[path] = flag
     rule_files = [load_rules(p) for p in rule_paths]
     graph = model_io.load(model)
+    if args.infer_shapes:
+        from surgery import shapes
+
+        fixed = dict(shapes.parse_input_shape(text) for text in args.input)
+        count = shapes.annotate_shapes(graph, fixed)
+        print(f"recorded _output_shapes on {count} nodes")
     before = len(graph)
+    original = graph.copy() if args.report else None  # apply_rules edits `graph` in place
     result = apply_rules(graph, rule_files)
     for name, count in result.per_rule_counts.items():
         print(f"{name}: {count} match{'es' if count != 1 else ''} applied")
@@ -53,4 +75,11 @@ def run(args: argparse.Namespace) -> int:
         )  # fmt: skip
         model_io.write_atomic(args.log, text.encode("utf-8"))
         print(f"log: {len(result.changes)} changes in {args.log}")
+    if args.report and original is not None:
+        from surgery.report import write_report
+
+        meta = {rule: {"matches": n} for rule, n in result.per_rule_counts.items()}
+        write_report(original, result.graph, args.report, changes=result.changes,
+                     rules_meta=meta)  # fmt: skip
+        print(f"report: {args.report}")
     return 0
