@@ -54,6 +54,7 @@ class SupportReport:
     checked_by: str  # "parser <module> <version>" or "static table"
     nodes: int
     findings: list[Finding] = field(default_factory=list)
+    build_only: dict[str, int] = field(default_factory=dict)  # plugin op -> nodes, no GPU kernel
 
     @property
     def supported(self) -> bool:
@@ -63,6 +64,10 @@ class SupportReport:
     def format(self) -> str:
         """Text for the command line."""
         head = f"{self.model}: {self.nodes} ONNX nodes, target {self.target} ({self.checked_by})"
+        if self.build_only:
+            shown = ", ".join(f"{op} x{n}" for op, n in sorted(self.build_only.items()))
+            head += (f"\nparsed and built by surgery's Python plugins, but no GPU kernel yet "
+                     f"(the engine cannot execute them): {shown}")
         if self.supported:
             return head + "\nall nodes supported"
         lines = [head, f"{sum(len(f.nodes) for f in self.findings)} node(s) unsupported:"]
@@ -176,10 +181,18 @@ def check_support(
     for item in groups.values():
         item.rules = _rules_for([item.op, *item.source_ops], index)
     checked = f"parser {trt.__name__} {trt.__version__}" if trt is not None else "static table"
+    build_only: dict[str, int] = {}
+    if python_plugins:
+        from plugins.trt import plugin_status
+
+        status = plugin_status()
+        for node in onnx_model.graph.node:
+            if status.get(node.op_type) == "build only" and node.op_type in hosted:
+                build_only[node.op_type] = build_only.get(node.op_type, 0) + 1
     return SupportReport(
         str(path), target, checked, len(onnx_model.graph.node), sorted(
             groups.values(), key=lambda f: (-len(f.nodes), f.op)
-        ),
+        ), build_only,
     )  # fmt: skip
 
 
