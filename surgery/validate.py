@@ -440,9 +440,40 @@ class Comparison:
         )
 
 
+# A plugin that works channels-first reads and writes NCHW (or [N, B, C, h, w]) where the TF
+# graph it replaced had NHWC: these permutations take the rewritten tensor to the original's
+# layout, tried only when the shapes say the tensor was laid out the other way.
+_LAYOUT_PERMS = {4: (0, 2, 3, 1), 5: (0, 1, 3, 4, 2)}
+
+
+def _layout_perm(
+    got: tuple[int, ...], want: tuple[int, ...], *, force: bool = False
+) -> tuple[int, ...] | None:
+    """The channels-first -> channels-last permutation that turns shape `got` into `want`;
+    with `force` (the original is known channels-last) also when both shapes read the same."""
+    perm = _LAYOUT_PERMS.get(len(got))
+    if perm is None or len(got) != len(want) or (got == want and not force):
+        return None
+    return perm if tuple(got[p] for p in perm) == tuple(want) else None
+
+
+# TF ops that only exist channels-last: a tensor they produce is NHWC
+_NHWC_ONLY = {"ResizeNearestNeighbor", "ResizeBilinear", "CropAndResize"}
+
+
+def _channels_last(graph: Graph, ref: TensorRef) -> bool:
+    """Whether the original graph's tensor `ref` is known to be NHWC (by its producer)."""
+    node = graph.get(ref.node)
+    if node is None:
+        return False
+    if node.op in _NHWC_ONLY:
+        return True
+    return "data_format" in node.attr and node.attr["data_format"].s == b"NHWC"
+
+
 def compare(
     label: str, original: str, rewritten: str, want: Any, got: Any, rtol: float, atol: float,
-    *, flat_ok: bool = False,
+    *, flat_ok: bool = False, channels_last: bool = False,
 ) -> Comparison:  # fmt: skip
     """Compare `got` (rewritten) with `want` (original): |got - want| <= atol + rtol * |want|.
 
@@ -450,6 +481,11 @@ def compare(
     in memory order (a plugin's [N, K, 1, 1] against TF's [N, K/4, 1, 4]); the note says so.
     """
     want, got = np.asarray(want), np.asarray(got)
+    perm = _layout_perm(got.shape, want.shape, force=channels_last)
+    if perm is not None:
+        moved = compare(label, original, rewritten, want, got.transpose(perm), rtol, atol)
+        moved.note = f"channels-first in the rewritten graph, compared after transpose {perm}"
+        return moved
     if want.shape != got.shape and flat_ok and want.size == got.size:
         flat = compare(label, original, rewritten, want.reshape(-1), got.reshape(-1), rtol, atol)
         flat.shape = tuple(want.shape)
@@ -820,6 +856,6 @@ def validate(
         report.boundaries.append(
             compare(boundary.label, str(boundary.original), str(boundary.rewritten),
                     reference[str(boundary.original)], values[boundary.rewritten], rtol, atol,
-                    flat_ok=True)
+                    flat_ok=True, channels_last=_channels_last(original, boundary.original))
         )  # fmt: skip
     return report
