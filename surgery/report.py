@@ -217,21 +217,28 @@ def group_applications(
 
 # --------------------------------------------------------------------------- pictures
 def context(graph_pair: tuple[Graph, Graph], names: Iterable[str], limit: int) -> list[str]:
-    """`names` plus their one-hop neighbours in both graphs (data and control), up to `limit`."""
+    """`names` plus up to `limit` of their one-hop neighbours in both graphs (data and control).
+
+    The after graph goes first: a collapse leaves few nodes there, and its inputs and readers are
+    what the picture must show, however many nodes the before side removed.
+    """
     chosen = dict.fromkeys(names)
     seeds = list(chosen)
-    for graph in graph_pair:
+    budget = limit
+    for graph in reversed(graph_pair):
         for name in seeds:
-            if len(chosen) >= limit:
+            if budget <= 0:
                 return list(chosen)
             if name in graph:
                 around = viz.neighbours(graph, name)
                 if len(around) > 24:  # a hub: its own edges only, not its whole fan
                     around = [n for n in around if n in chosen]
                 for other in around:
-                    if len(chosen) >= limit:
+                    if budget <= 0:
                         break
-                    chosen.setdefault(other, None)
+                    if other not in chosen:
+                        chosen[other] = None
+                        budget -= 1
     return list(chosen)
 
 

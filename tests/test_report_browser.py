@@ -181,6 +181,40 @@ def test_namespace_collapse_report(browser: Any, tmp_path: Path) -> None:
     p.close()
 
 
+def test_maskrcnn_collapse_report_from_apply(browser: Any, tmp_path: Path) -> None:
+    """`surgery apply rules/maskrcnn.rules --report` on the real Mask R-CNN graph: the ROI
+    namespace collapse into ProposalLayer_TRT is a section with before/after pictures."""
+    from surgery.cli import main
+    from surgery.models import fixture_path
+
+    model = fixture_path("maskrcnn_small_nchw")
+    out, path = tmp_path / "m.trt.pb", tmp_path / "maskrcnn.html"
+    rules = str(RULES / "maskrcnn.rules")
+    assert main(["apply", rules, str(model), "-o", str(out), "--report", str(path)]) == 0
+    p = Page(browser, path)
+    page = p.page
+    titles = page.eval_on_selector_all(
+        "details.app > summary", "els => els.map(e => e.textContent)"
+    )
+    index = next(i for i, t in enumerate(titles, start=1) if " proposals " in f" {t} ")
+    page.click(f"#app-{index} > summary")
+    after_names = _names(page, f"#app-{index} .pic[data-side=after] g.node")
+    page.locator(f"#app-{index}").scroll_into_view_if_needed()
+    p.shot("report_maskrcnn.png", full=False)
+    assert "ROI" in after_names and not any(n.startswith("ROI/") for n in after_names)
+    assert {"rpn_class/concat", "rpn_bbox/concat"} <= after_names
+    before = page.inner_text(f"#app-{index} .pic[data-side=before]")
+    assert "ROI" in before
+    text = page.inner_text(f"#app-{index}")
+    assert "ProposalLayer_TRT" in text and "prenms_topk" in text
+    page.fill("#search", "roi_align_classifier")
+    page.press("#search", "Enter")
+    assert "found" in page.inner_text("#search-result")
+    p.shot("report_maskrcnn.png", full=False)
+    assert p.errors == []
+    p.close()
+
+
 def test_view_page_panel_and_collapsible_namespaces(browser: Any, tmp_path: Path) -> None:
     path, _ = write_view(samples.roi_graph(), tmp_path / "roi_view.html")
     p = Page(browser, path)
