@@ -1,0 +1,29 @@
+"""`make demo`'s pipeline end to end on the small Mask R-CNN: every artifact is written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx
+import pytest
+
+from surgery import model_io
+from surgery.demo import main
+
+
+def test_demo_pipeline_writes_every_output(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "demo"
+    assert main(["--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    for name in ("maskrcnn_small.pb", "maskrcnn_small.trt.pb", "changes.json", "report.html",
+                 "maskrcnn_small.onnx", "maskrcnn_small.engine"):
+        assert (out / name).stat().st_size > 0, name
+        assert name in printed
+    assert "PASS" in printed  # validate against TensorFlow
+    rewritten = model_io.load(out / "maskrcnn_small.trt.pb")
+    plugins = sorted(n.op for n in rewritten if n.op.endswith("_TRT"))
+    assert plugins == sorted(["ResizeNearest_TRT"] * 3 + ["ProposalLayer_TRT",
+                              "PyramidROIAlign_TRT", "PyramidROIAlign_TRT",
+                              "DetectionLayer_TRT", "SpecialSlice_TRT"])
+    model = onnx.load(str(out / "maskrcnn_small.onnx"), load_external_data=False)
+    assert sum(n.domain == "trt.plugins" for n in model.graph.node) == 8
