@@ -32,4 +32,6 @@ def run(args: argparse.Namespace) -> int:
             warnings += 1
     if errors or warnings:
         print(f"{errors} error(s), {warnings} warning(s)", file=sys.stderr)
+    else:
+        print(f"ok: {len(args.rules)} rule file(s), no problems found")
     return 1 if errors else 0
