@@ -15,9 +15,12 @@ from typing import Any
 
 from surgery import rule_ast as ast
 from surgery.errors import GraphError, RewriteRefused, RuleError
+from surgery.graph import _gc_paused
 from surgery.matcher import Match, RuleMatcher
 from surgery.provenance import Change, ChangeLog, MatchContext, Recorder
 from surgery.rewriter import Editor, Rewriter
+
+_INF = float("inf")
 
 
 @dataclass
@@ -54,16 +57,22 @@ class Ranks:
         if self._built:
             return
         graph = self.graph
+        nodes = graph._nodes
         rank: dict[str, float] = {}
         ordered = True
-        for index, node in enumerate(graph):
-            for src in self._producers(node):
-                if src not in rank and src in graph:
+        for index, (name, node) in enumerate(nodes.items()):
+            if node.proto.op == "Merge":
+                srcs = self._producers(node)
+            else:
+                srcs = [r[0] for r in node._inputs]
+                srcs.extend(node._controls)
+            for src in srcs:
+                if src not in rank and src in nodes:
                     ordered = False
                     break
             if not ordered:
                 break
-            rank[node.name] = float(index)
+            rank[name] = float(index)
         if not ordered:
             try:
                 order = graph.topological_order()
@@ -91,11 +100,13 @@ class Ranks:
 
     def check_edges_into(self, name: str) -> None:
         """Repair ranks for every edge into `name`; raise GraphError on a cycle."""
-        node = self.graph.get(name)
+        node = self.graph._nodes.get(name)
         if node is None:
             return
+        rank = self.rank
         for src in self._producers(node):
-            if src in self.rank and self.rank[src] >= self.rank.get(name, float("inf")):
+            at = rank.get(src)
+            if at is not None and at >= rank.get(name, _INF):  # read again: repairs move it
                 self._repair(src, name)
 
     def _repair(self, u: str, v: str) -> None:
@@ -196,8 +207,10 @@ class Engine:
         """One pass over the candidates; returns how many matches were rewritten."""
         busy: set[str] = set()
         done = 0
+        graph = self.graph
+        check_exists = not matcher.is_scope
         for anchor in matcher.candidates():
-            if anchor in busy or (not matcher.is_scope and anchor not in self.graph):
+            if anchor in busy or (check_exists and anchor not in graph._nodes):
                 continue
             found = matcher.match_at(anchor)
             if found is None:
@@ -239,15 +252,16 @@ class Engine:
         """No dangling input among the changed nodes; no cycle through the changed edges."""
         graph, editor, ranks = self.graph, self.editor, self.ranks
         ranks.forget(editor.removed)
+        nodes = graph._nodes
         for name in editor.touched:
-            node = graph.get(name)
+            node = nodes.get(name)
             if node is None:
                 continue
             for ref in node._inputs:
-                if ref[0] not in graph:
+                if ref[0] not in nodes:
                     raise GraphError(f"{name!r} would read {ref}, which does not exist")
             for src in node._controls:
-                if src not in graph:
+                if src not in nodes:
                     raise GraphError(f"{name!r} would depend on ^{src}, which does not exist")
         for name in editor.created:
             if name in graph:
@@ -269,10 +283,13 @@ def apply_rules(
     """Apply rule files in order to `graph` (edited in place); see the module docstring."""
     engine = Engine(graph, catalog)
     rule_files = list(rule_files)
-    if uses_prune(rule_files):
-        engine.snapshot_outputs()  # before any rule runs
-    for rule_file in rule_files:
-        engine.apply_file(rule_file)
+    # Rewrites allocate millions of long-lived objects and no reference cycles: the cyclic GC
+    # would only rescan the whole graph again and again.
+    with _gc_paused():
+        if uses_prune(rule_files):
+            engine.snapshot_outputs()  # before any rule runs
+        for rule_file in rule_files:
+            engine.apply_file(rule_file)
     return ApplyResult(graph, ChangeLog(engine.recorder), engine.counts, engine.warnings)
 
 

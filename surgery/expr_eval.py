@@ -279,6 +279,9 @@ def _is_seq(value: Any) -> bool:
     return isinstance(value, tuple | np.ndarray) and not isinstance(value, TensorRef)
 
 
+_DISPATCH: dict[type, Callable[..., Any]] = {}  # expression type -> Evaluator method
+
+
 class Evaluator:
     """Evaluate expressions against a graph and the current bindings (var -> tensor/list/scope)."""
 
@@ -289,10 +292,16 @@ class Evaluator:
     # ---------------------------------------------------------------- entry points
     def value(self, expr: Any) -> Any:
         """The value of `expr` (raises EvalFailure when it cannot be known)."""
-        method = getattr(self, "_" + type(expr).__name__.lower(), None)
+        kind = type(expr)
+        cls = type(self)
+        method = _DISPATCH.get(kind) if cls is Evaluator else None  # subclasses may override
         if method is None:
-            raise RuleError(f"cannot evaluate {type(expr).__name__} here")
-        return method(expr)
+            method = getattr(cls, "_" + kind.__name__.lower(), None)
+            if method is None:
+                raise RuleError(f"cannot evaluate {kind.__name__} here")
+            if cls is Evaluator:
+                _DISPATCH[kind] = method
+        return method(self, expr)
 
     def check(self, expr: Any) -> None:
         """Raise EvalFailure naming the first sub-condition that does not hold."""
@@ -394,7 +403,7 @@ class Evaluator:
     def tensor_prop(self, ref: TensorRef, prop: str, expr: Any) -> Any:
         """One property of a tensor (or, failing the known names, its node's attribute)."""
         loc = expr.loc
-        node = self.graph.get(ref.node)
+        node = self.graph.get(ref[0])
         if node is None:
             raise EvalFailure(f"node {ref.node!r} no longer exists", loc)
         if prop == "op":
@@ -406,7 +415,7 @@ class Evaluator:
         if prop == "scope":
             return namespace_of(node.name)
         if prop == "consumers":
-            return len(self.graph.consumers(ref))
+            return self.graph.consumer_count(ref)
         if prop == "value":
             value = const_value(self.graph, ref)
             if value is None:
@@ -430,11 +439,10 @@ class Evaluator:
         node = self.graph.get(ref.node)
         if node is None:
             raise EvalFailure(f"node {ref.node!r} no longer exists", expr.loc)
-        if name not in node.attr:
+        attrs = node.attr
+        if name not in attrs:
             raise EvalFailure(f"{node.name} ({node.op}) has no attribute {name!r}", expr.loc)
-        from surgery.attrs import attr_value
-
-        return _norm(attr_value(node.attr[name]))
+        return _norm(_attr_value()(attrs[name]))
 
     def _index(self, expr: ast.Index) -> Any:
         base = self.value(expr.base)
@@ -553,6 +561,14 @@ class Evaluator:
         except (TypeError, ValueError) as exc:
             raise RuleError(f"{expr.loc}: {func}(): {exc}") from None
         raise RuleError(f"{expr.loc}: unknown function {func!r} (known: {', '.join(FUNCTIONS)})")
+
+
+@functools.cache
+def _attr_value() -> Callable[[Any], Any]:
+    """`surgery.attrs.attr_value`, imported on first use."""
+    from surgery.attrs import attr_value
+
+    return attr_value
 
 
 def _flat(items: Any) -> list[Any]:

@@ -50,6 +50,9 @@ def _split_inputs(texts: Iterable[str]) -> tuple[list[TensorRef], list[str]]:
     data: list[TensorRef] = []
     controls: list[str] = []
     for text in texts:
+        if ":" not in text and text[:1] != "^":  # the common case: port 0 by name
+            data.append(_new_ref(TensorRef, (text, 0)))
+            continue
         if text[:1] == "^":
             controls.append(text[1:])
             continue
@@ -448,17 +451,18 @@ class Graph:
         self._take(names, drop_controls=drop_controls)
 
     def _take(
-        self, names: Iterable[str], *, drop_controls: bool = True
+        self, names: Iterable[str], *, drop_controls: bool = True, readers_ok: Any = ()
     ) -> tuple[list[tuple[int, Node]], list[tuple[str, str]]]:
         """`remove_nodes`, returning what `_restore` needs: the removed (position, Node) pairs
-        and the dropped control edges (user, source)."""
+        and the dropped control edges (user, source). Survivors may keep reading the nodes named
+        in `readers_ok` (a node of the same name replaces it at once: their edges stay)."""
         doomed = dict.fromkeys(names)
         for name in doomed:
             self.node(name)
         consumers = self._consumers
         for name in doomed:
             edges = consumers.get(name)
-            if edges and any(e[1] not in doomed for e in edges):
+            if edges and name not in readers_ok and any(e[1] not in doomed for e in edges):
                 for port, user, slot in sorted(edges, key=lambda e: (e[0], self._pos[e[1]], e[2])):
                     if user not in doomed:
                         raise GraphError(

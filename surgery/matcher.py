@@ -27,12 +27,24 @@ from surgery.expr_eval import (
 )
 from surgery.ports import TensorRef
 
+_new_ref = tuple.__new__
+
 BUILTIN_COMMUTATIVE = frozenset(
     {"Add", "AddV2", "Mul", "Maximum", "Minimum", "LogicalAnd", "LogicalOr", "Equal",
      "NotEqual", "SquaredDifference"}
 )  # fmt: skip
 
 _INTERIOR = "\x00interior"  # bindings key: nodes matched by op patterns, in match order
+_NO_PLAN = object()
+
+
+class _Slot:
+    """A stand-in input while an operand plan is made: remembers which slot it is."""
+
+    __slots__ = ("index",)
+
+    def __init__(self, index: int):
+        self.index = index
 
 
 @dataclass(frozen=True)
@@ -133,6 +145,8 @@ class RuleMatcher:
         self._first: tuple[Any, ast.Loc, str | None] | None = None
         self._roles_cache: dict[tuple[str, int], list[str] | None] = {}
         self._instances: dict[str, list[str]] | None = None
+        self._plans: dict[tuple[int, str, int], Any] = {}
+        self._evaluator = Evaluator(graph, {})  # `where` checks: bindings swapped per match
         body = rule.body
         self._anchor_paths: list[list[Any] | None] = []
         if isinstance(body, ast.MatchStmt):
@@ -199,31 +213,45 @@ class RuleMatcher:
         if node is None:
             self._fail(f"no node named {anchor!r}", root.loc)
             return None
-        for bindings in self._search(0, TensorRef(anchor, root.port), {_INTERIOR: ()}):
-            interior = bindings.pop(_INTERIOR)
-            return Match(self.rule, bindings, tuple(dict.fromkeys(interior)), anchor)
-        return None
+        bindings = self._search(0, TensorRef(anchor, root.port), {_INTERIOR: ()})
+        if bindings is None:
+            return None
+        interior = bindings.pop(_INTERIOR)
+        return Match(self.rule, bindings, tuple(dict.fromkeys(interior)), anchor)
 
     # ---------------------------------------------------------------- op patterns
-    def _search(self, k: int, tensor: TensorRef | None, b: dict) -> Iterator[dict]:
+    # The search is written in continuation-passing style: each step calls `cont` with every
+    # binding it can make, in order, and returns the first full match a continuation returns
+    # (None when none does). That is the order a chain of generators would try, without one.
+    def _search(self, k: int, tensor: TensorRef | None, b: dict) -> dict | None:
         body: ast.MatchStmt = self.rule.body
         roots = body.roots
         if k == len(roots):
             if body.where is not None:
+                evaluator = self._evaluator
+                evaluator.bindings = b
                 try:
-                    Evaluator(self.graph, b).check(body.where)
+                    evaluator.check(body.where)
                 except EvalFailure as exc:
+                    # the reason is worked out on read from this evaluator's bindings: keep it
+                    self._evaluator = Evaluator(self.graph, {})
                     self._fail(lambda e=exc: f"where: {e.reason}", exc.loc, b[_INTERIOR][0])
-                    return
-            yield b
-            return
+                    return None
+            return b
         tensors = [tensor] if tensor is not None else self._root_candidates(k, b)
         taken = {b[_INTERIOR][i] for i in range(len(b[_INTERIOR]))} if k else set()
+        nxt = k + 1
+
+        def cont(b2: dict) -> dict | None:
+            return self._search(nxt, None, b2)
+
         for t in tensors:
             if k and t.node in taken:
                 continue
-            for b2 in self._match(roots[k], t, b):
-                yield from self._search(k + 1, None, b2)
+            found = self._match(roots[k], t, b, cont)
+            if found is not None:
+                return found
+        return None
 
     def _root_candidates(self, k: int, b: dict) -> list[TensorRef]:
         """Tensors root `k` may bind: walked up from a bound tensor, else by op index."""
@@ -251,67 +279,72 @@ class RuleMatcher:
             level = set(up)
         return sorted(level, key=lambda t: (graph.position(t.node), t.port))
 
-    def _match(self, pat: Any, t: TensorRef, b: dict) -> Iterator[dict]:
-        if isinstance(pat, ast.Wildcard):
-            yield b
-            return
-        if isinstance(pat, ast.Capture):
-            yield from self._capture(pat, t, b)
-            return
-        graph = self.graph
-        node = graph.get(t.node)
+    def _match(self, pat: Any, t: TensorRef, b: dict, cont: Any) -> dict | None:
+        kind = type(pat)
+        if kind is ast.Wildcard:
+            return cont(b)
+        if kind is ast.Capture:
+            return self._capture(pat, t, b, cont)
+        node = self.graph._nodes.get(t[0])
         if node is None:
-            self._fail(f"{t} reads a node that does not exist", pat.loc, t.node)
-            return
-        if pat.ops and node.op not in pat.ops:
-            want = "|".join(pat.ops)
-            self._fail(f"{node.name} is {node.op}, pattern wants {want}", pat.loc, node.name)
-            return
-        if t.port != pat.port:
-            self._fail(f"{t} is output {t.port} of {node.name}, pattern wants output {pat.port}",
-                       pat.loc, node.name)  # fmt: skip
-            return
-        if pat.var:
-            bound = b.get(pat.var)
+            self._fail(lambda: f"{t} reads a node that does not exist", pat.loc, t[0])
+            return None
+        op = node.proto.op
+        if pat.ops and op not in pat.ops:
+            self._fail(lambda: f"{t[0]} is {op}, pattern wants {'|'.join(pat.ops)}",
+                       pat.loc, t[0])  # fmt: skip
+            return None
+        if t[1] != pat.port:
+            self._fail(lambda: f"{t} is output {t[1]} of {t[0]}, pattern wants output "
+                       f"{pat.port}", pat.loc, t[0])  # fmt: skip
+            return None
+        var = pat.var
+        if var:
+            bound = b.get(var)
             if bound is not None and bound != t:
-                self._fail(f"{pat.var} is already {bound}, not {t}", pat.loc, node.name)
-                return
+                self._fail(lambda: f"{var} is already {bound}, not {t}", pat.loc, t[0])
+                return None
         b = dict(b)
-        if pat.var:
-            b[pat.var] = t
-        b[_INTERIOR] = (*b[_INTERIOR], node.name)
+        if var:
+            b[var] = t
+        b[_INTERIOR] = (*b[_INTERIOR], t[0])
         inputs = node._inputs  # read only
-        orders = [inputs]
-        if node.op in self.commutative and len(inputs) == 2 and inputs[0] != inputs[1]:
-            orders.append([inputs[1], inputs[0]])
-        for order in orders:
-            pairs = self._assign(pat, node, order)
-            if pairs is None:
-                continue
-            yield from self._match_seq(pairs, 0, b)
+        pairs = self._pairs(pat, node, inputs)
+        if pairs is not None:
+            found = self._match_seq(pairs, 0, b, cont)
+            if found is not None:
+                return found
+        if op in self.commutative and len(inputs) == 2 and inputs[0] != inputs[1]:
+            pairs = self._pairs(pat, node, [inputs[1], inputs[0]])
+            if pairs is not None:
+                return self._match_seq(pairs, 0, b, cont)
+        return None
 
-    def _capture(self, pat: ast.Capture, t: TensorRef, b: dict) -> Iterator[dict]:
-        bound = b.get(pat.var)
+    def _capture(self, pat: ast.Capture, t: TensorRef, b: dict, cont: Any) -> dict | None:
+        var = pat.var
+        bound = b.get(var)
         if pat.port is None:
             if bound is None:
-                yield {**b, pat.var: t}
-            elif bound == t:
-                yield b
-            else:
-                self._fail(f"{pat.var} is already {value_text(bound)}, here it would be {t}",
-                           pat.loc, t.node)  # fmt: skip
-            return
+                b = dict(b)
+                b[var] = t
+                return cont(b)
+            if bound == t:
+                return cont(b)
+            self._fail(lambda: f"{var} is already {value_text(bound)}, here it would be {t}",
+                       pat.loc, t[0])  # fmt: skip
+            return None
         if bound is None:
-            if t.port != pat.port:
-                self._fail(f"{t} is not output {pat.port} of its node", pat.loc, t.node)
-                return
-            yield {**b, pat.var: TensorRef(t.node, 0)}
-            return
+            if t[1] != pat.port:
+                self._fail(lambda: f"{t} is not output {pat.port} of its node", pat.loc, t[0])
+                return None
+            b = dict(b)
+            b[var] = _new_ref(TensorRef, (t[0], 0))
+            return cont(b)
         want = TensorRef(bound.node, pat.port) if isinstance(bound, TensorRef) else None
         if want == t:
-            yield b
-        else:
-            self._fail(f"{pat.var}:{pat.port} is {want}, here it would be {t}", pat.loc, t.node)
+            return cont(b)
+        self._fail(lambda: f"{var}:{pat.port} is {want}, here it would be {t}", pat.loc, t[0])
+        return None
 
     def _roles(self, node: Any) -> list[str] | None:
         key = (node.op, len(node.inputs))
@@ -326,6 +359,32 @@ class RuleMatcher:
                 roles = None
             self._roles_cache[key] = roles
         return self._roles_cache[key]
+
+    def _pairs(self, pat: ast.OpPattern, node: Any, inputs: list[TensorRef]) -> list | None:
+        """`_assign` through a plan cached per (pattern, op, input count): which input slot (or
+        slots, for a variadic operand) each operand takes, or None where `_assign` fails."""
+        key = (id(pat), node.proto.op, len(inputs))
+        plan = self._plans.get(key, _NO_PLAN)
+        if plan is _NO_PLAN:
+            n = len(inputs)
+            probe = [_Slot(i) for i in range(n)]
+            first = self._first
+            found = self._assign(pat, node, probe)  # type: ignore[arg-type]
+            self._first = first  # a plan is only a plan: failures are recorded on use
+            plan = None
+            if found is not None:
+                plan = tuple(
+                    (o, [t.index for t in x] if isinstance(x, list) else x.index)
+                    for o, x in found
+                )  # fmt: skip
+            self._plans[key] = (pat, plan)  # keep `pat` alive: its id is the key
+        else:
+            plan = plan[1]
+        if plan is None:
+            return self._assign(pat, node, inputs)  # records why it fails
+        return [
+            (o, [inputs[i] for i in x] if type(x) is list else inputs[x]) for o, x in plan
+        ]  # fmt: skip
 
     def _assign(self, pat: ast.OpPattern, node: Any, inputs: list[TensorRef]) -> list | None:
         """(operand pattern, tensor or list of tensors, variadic) in operand order, or None."""
@@ -409,32 +468,33 @@ class RuleMatcher:
         self._fail(f"{node.name} ({node.op}) has {n} inputs, fewer than the pattern lists",
                    pat.loc, node.name)  # fmt: skip
 
-    def _match_seq(self, pairs: list, i: int, b: dict) -> Iterator[dict]:
+    def _match_seq(self, pairs: list, i: int, b: dict, cont: Any) -> dict | None:
         if i == len(pairs):
-            yield b
-            return
+            return cont(b)
         operand, target = pairs[i]
-        if isinstance(target, list):
-            for b2 in self._match_list(operand, tuple(target), b):
-                yield from self._match_seq(pairs, i + 1, b2)
-            return
-        for b2 in self._match(operand.pattern, target, b):
-            yield from self._match_seq(pairs, i + 1, b2)
+        nxt = i + 1
 
-    def _match_list(self, operand: ast.Operand, tensors: tuple, b: dict) -> Iterator[dict]:
+        def step(b2: dict) -> dict | None:
+            return self._match_seq(pairs, nxt, b2, cont)
+
+        if type(target) is list:
+            return self._match_list(operand, tuple(target), b, step)
+        return self._match(operand.pattern, target, b, step)
+
+    def _match_list(self, operand: ast.Operand, tensors: tuple, b: dict, cont: Any) -> Any:
         pat = operand.pattern
         if isinstance(pat, ast.Wildcard):
-            yield b
-        elif isinstance(pat, ast.Capture):
+            return cont(b)
+        if isinstance(pat, ast.Capture):
             bound = b.get(pat.var)
             if bound is None:
-                yield {**b, pat.var: tensors}
-            elif bound == tensors:
-                yield b
-            else:
-                self._fail(f"{pat.var} is already bound to other tensors", operand.loc)
-        else:
-            self._fail("a variadic operand must be a variable or '_'", operand.loc)
+                return cont({**b, pat.var: tensors})
+            if bound == tensors:
+                return cont(b)
+            self._fail(f"{pat.var} is already bound to other tensors", operand.loc)
+            return None
+        self._fail("a variadic operand must be a variable or '_'", operand.loc)
+        return None
 
     # ---------------------------------------------------------------- scopes
     def _selector(self, patterns: tuple[ast.NamePattern, ...]) -> Any:

@@ -41,6 +41,7 @@ class Editor:
         self.touched: dict[str, None] = {}  # nodes whose inputs (data or control) changed
         self.removed: dict[str, None] = {}
         self.outputs_before: frozenset[str] | None = None  # graph outputs `prune` never removes
+        self.const_attrs: dict[int, tuple[Any, dict[str, AttrValue]]] = {}  # literal const() args
 
     def begin(self) -> None:
         """Start a fresh journal (one per match)."""
@@ -52,20 +53,23 @@ class Editor:
     # ---------------------------------------------------------------- nodes
     def add_node(
         self, name: str, op: str, inputs: list[TensorRef], controls: Iterable[str] = (),
-        attrs: dict[str, AttrValue] | None = None,
+        attrs: dict[str, AttrValue] | None = None, *, readers_ok: bool = False,
     ) -> None:  # fmt: skip
-        """Create a node (recorded as add_node with its op and inputs)."""
+        """Create a node (recorded as add_node with its op and inputs); `readers_ok`: nodes
+        already read it (it replaces a node of its name), so undoing it leaves their edges."""
         controls = list(controls)
         self.graph.add_node(name, op, inputs, controls, attrs)
-        self.journal.append(("add", name))
+        self.journal.append(("add", name, readers_ok))
         self.created[name] = None
         self.touched[name] = None
         self.recorder.record("add_node", name, op=op, inputs=[str(t) for t in inputs],
                              controls=controls)  # fmt: skip
 
-    def remove(self, names: Iterable[str]) -> None:
-        """Remove nodes (refused by the graph if a survivor still reads one of their tensors)."""
-        taken, dropped = self.graph._take(names)  # the very Nodes: restored as they were
+    def remove(self, names: Iterable[str], readers_ok: Iterable[str] = ()) -> None:
+        """Remove nodes (refused by the graph if a survivor still reads one of their tensors,
+        but for those in `readers_ok`, which a node of the same name replaces at once)."""
+        # the very Nodes are taken: rollback restores them as they were
+        taken, dropped = self.graph._take(names, readers_ok=frozenset(readers_ok))
         self.journal.append(("remove", taken, dropped))
         record = self.recorder.record
         for _pos, node in taken:
@@ -151,7 +155,7 @@ class Editor:
                 if entry[1] in graph:
                     for user in graph.control_consumers(entry[1]):
                         graph.remove_control(user.name, entry[1])
-                    graph.remove_nodes([entry[1]])
+                    graph._take([entry[1]], readers_ok=(entry[1],) if entry[2] else ())
             elif kind == "remove":
                 graph._restore(entry[1], entry[2])
             elif kind == "set_input":
@@ -287,15 +291,22 @@ class Rewriter:
         """Create the Const node a `const(dtype, value)` argument stands for."""
         from surgery.tensor_values import from_numpy, numpy_dtype
 
-        value = self.evaluate(arg.value)
-        try:
-            array = np.asarray(value, dtype=numpy_dtype(arg.dtype))
-            proto = from_numpy(array, arg.dtype)
-        except (TypeError, ValueError, SurgeryError) as exc:
-            raise self.rule_error(arg.loc, f"const({arg.dtype}, ...): {exc}") from None
-        attrs = {"dtype": AttrValue(type=proto.dtype), "value": AttrValue(tensor=proto)}
+        cache = self.editor.const_attrs
+        entry = cache.get(id(arg)) if _is_literal(arg.value) else None
+        if entry is None or entry[0] is not arg:
+            value = self.evaluate(arg.value)
+            try:
+                array = np.asarray(value, dtype=numpy_dtype(arg.dtype))
+                proto = from_numpy(array, arg.dtype)
+            except (TypeError, ValueError, SurgeryError) as exc:
+                raise self.rule_error(arg.loc, f"const({arg.dtype}, ...): {exc}") from None
+            made = {"dtype": AttrValue(type=proto.dtype), "value": AttrValue(tensor=proto)}
+            if _is_literal(arg.value):  # same value every match: build it once (nodes copy it)
+                cache[id(arg)] = (arg, made)
+        else:
+            made = entry[1]
         name = self.unique_name(f"{base}/const")
-        self.editor.add_node(name, "Const", [], (), attrs)
+        self.editor.add_node(name, "Const", [], (), made)
         return TensorRef(name, 0)
 
     # ---------------------------------------------------------------- building a node
@@ -531,17 +542,29 @@ class Rewriter:
             for user in graph.control_consumers(node_name)
             if user.name not in doomed
         }
+        # A consumer of a tensor that the new node gives again under the same name and port keeps
+        # its edge (it is marked touched, so the checks and the busy set see it as rewired); the
+        # others go through a transient name while the old nodes are removed.
         pending = _PENDING + name
-        for user, slot, _ref, port in plan:
-            editor.set_input(user, slot, TensorRef(pending, port), record=False)
-        editor.remove(doomed)
+        touched = editor.touched
+        moved = []
+        for entry in plan:
+            user, slot, ref, port = entry
+            if ref[0] == name and ref[1] == port:
+                touched[user] = None
+            else:
+                editor.set_input(user, slot, TensorRef(pending, port), record=False)
+                moved.append(entry)
+        same = len(moved) < len(plan)
+        editor.remove(doomed, (name,) if same else ())
         op = call.op
-        editor.add_node(name, op, inputs, [c for c in controls_in if c in graph], attrs)
+        editor.add_node(name, op, inputs, [c for c in controls_in if c in graph], attrs,
+                        readers_ok=same)  # fmt: skip
         record = editor.recorder.record
-        for user, slot, ref, port in plan:
+        for user, slot, ref, port in moved:
             new = TensorRef(name, port)
             editor.set_input(user, slot, new, record=False)
-            if new != ref:  # a same-name replace leaves the consumer's input as it was
+            if new != ref:
                 record("rewire", user, slot=slot, old=ref, new=new)
         for user in controls_out:
             if user in graph:
@@ -733,6 +756,13 @@ class Rewriter:
         except SurgeryError as exc:
             raise self.rule_error(action.loc, str(exc)) from None
         self.editor.set_attr(node.name, action.attr, attr)
+
+
+def _is_literal(expr: Any) -> bool:
+    """Whether `expr` is a literal (nested lists of literals included): the same in every match."""
+    if not isinstance(expr, ast.Literal):
+        return False
+    return not isinstance(expr.value, tuple) or all(_is_literal(v) for v in expr.value)
 
 
 def _attr_detail(key: str, old: AttrValue | None, new: AttrValue) -> dict[str, Any]:
