@@ -153,6 +153,17 @@ class _RuleChecker:
             self.warn(loc, f"op '{op}' is not in the built-in op table{hint} "
                       "(TensorFlow's registry was not consulted)")  # fmt: skip
 
+    def known_role(
+        self, loc: ast.Loc, op: str, role: str | None, names: list[str], noun: str
+    ) -> None:
+        """An error unless `role` is None or one of `op`'s role `names` (with a did-you-mean)."""
+        if role is not None and role not in names:
+            self.error(
+                loc,
+                f"{op} has no {noun} '{role}'{_suggest(role, names)} "
+                f"(its {noun}s: {', '.join(names) or 'none'})",
+            )
+
     def operand_roles(self, op: str, pattern: ast.OpPattern) -> None:
         """Roles used in `pattern` must exist in `op`; positional operands must fit."""
         roles = self.ops.roles(op)
@@ -160,12 +171,7 @@ class _RuleChecker:
             return
         names = [r for r, _ in roles]
         for operand in pattern.operands:
-            if operand.role is not None and operand.role not in names:
-                self.error(
-                    operand.loc,
-                    f"{op} has no operand '{operand.role}'{_suggest(operand.role, names)} "
-                    f"(its operands: {', '.join(names) or 'none'})",
-                )
+            self.known_role(operand.loc, op, operand.role, names, "operand")
         positional = [o for o in pattern.operands if o.role is None and not o.variadic]
         if not any(v for _, v in roles) and not any(o.variadic for o in pattern.operands):
             if len(positional) > len(roles):
@@ -347,12 +353,7 @@ class _RuleChecker:
         if roles is not None:
             names = [r for r, _ in roles]
             for arg in call.args:
-                if arg.role is not None and arg.role not in names:
-                    self.error(
-                        arg.loc,
-                        f"{call.op} has no input '{arg.role}'"
-                        f"{_suggest(arg.role, names)} (its inputs: {', '.join(names)})",
-                    )
+                self.known_role(arg.loc, call.op, arg.role, names, "input")
         return None
 
     def plugin_call(self, call: ast.NodeCall, schema: PluginSchema) -> None:

@@ -105,14 +105,11 @@ def _measure_baseline() -> int:
 _BASELINE = _measure_baseline()
 
 
-class _NodeMap(Mapping):
-    """`graph.node_map`: name -> NodeDef, live, unknown names raise NodeNotFound."""
+class _ByNodeName(Mapping):
+    """A live mapping keyed by the graph's node names; subclasses say what a name maps to."""
 
     def __init__(self, owner: StaticGraph):
         self._owner = owner
-
-    def __getitem__(self, name: str) -> NodeDef:
-        return self._owner._lookup(name)
 
     def __contains__(self, name: object) -> bool:
         self._owner._sync()
@@ -126,11 +123,15 @@ class _NodeMap(Mapping):
         return len(self._owner._graph)
 
 
-class _NodeOutputs(Mapping):
-    """`graph.node_outputs`: name -> nodes reading it (data or control), in graph order."""
+class _NodeMap(_ByNodeName):
+    """`graph.node_map`: name -> NodeDef, live, unknown names raise NodeNotFound."""
 
-    def __init__(self, owner: StaticGraph):
-        self._owner = owner
+    def __getitem__(self, name: str) -> NodeDef:
+        return self._owner._lookup(name)
+
+
+class _NodeOutputs(_ByNodeName):
+    """`graph.node_outputs`: name -> nodes reading it (data or control), in graph order."""
 
     def __getitem__(self, name: str) -> list[NodeDef]:
         owner = self._owner
@@ -138,17 +139,6 @@ class _NodeOutputs(Mapping):
         graph = owner._graph
         users = sorted(graph.consumer_names(node.name), key=lambda n: _position(graph, n))
         return [owner._hand(graph.node(u).proto) for u in users]
-
-    def __contains__(self, name: object) -> bool:
-        self._owner._sync()
-        return isinstance(name, str) and name in self._owner._graph
-
-    def __iter__(self) -> Iterator[str]:
-        self._owner._sync()
-        return iter(self._owner._graph.names)
-
-    def __len__(self) -> int:
-        return len(self._owner._graph)
 
 
 class StaticGraph:
