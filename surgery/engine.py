@@ -53,34 +53,45 @@ class Ranks:
         return [r[0] for r in node._inputs] + node._controls
 
     def build(self) -> None:
-        """Ranks from graph order when it is topological, else from Kahn's algorithm."""
+        """Ranks are graph positions when graph order is topological (the usual case: one
+        pass over the edges checks it), else from Kahn's algorithm."""
         if self._built:
             return
         graph = self.graph
-        nodes = graph._nodes
-        rank: dict[str, float] = {}
+        pos = graph._pos
+        get = pos.get
         ordered = True
-        for index, (name, node) in enumerate(nodes.items()):
-            if node.proto.op == "Merge":
-                srcs = self._producers(node)
-            else:
-                srcs = [r[0] for r in node._inputs]
-                srcs.extend(node._controls)
-            for src in srcs:
-                if src not in rank and src in nodes:
+        for name, node in graph._nodes.items():
+            at = pos[name]
+            for ref in node._inputs:
+                src = get(ref[0])
+                if src is not None and src >= at and not self._back_edge(node, ref[0]):
                     ordered = False
                     break
+            else:
+                for ctl in node._controls:
+                    src = get(ctl)
+                    if src is not None and src >= at:
+                        ordered = False
+                        break
             if not ordered:
                 break
-            rank[name] = float(index)
-        if not ordered:
+        if ordered:
+            self.rank = dict(pos)  # type: ignore[arg-type]  # ints and floats compare alike
+        else:
             try:
                 order = graph.topological_order()
             except GraphError:
                 order = [n.name for n in graph]  # already cyclic: check only what changes
-            rank = {name: float(i) for i, name in enumerate(order)}
-        self.rank = rank
+            self.rank = {name: float(i) for i, name in enumerate(order)}
         self._built = True
+
+    def _back_edge(self, node: Any, src: str) -> bool:
+        """A while loop's NextIteration -> Merge edge, which does not order the two."""
+        if node.proto.op != "Merge":
+            return False
+        producer = self.graph._nodes.get(src)
+        return producer is not None and producer.proto.op == "NextIteration"
 
     def forget(self, names: Iterable[str]) -> None:
         """Drop removed nodes."""
@@ -89,13 +100,25 @@ class Ranks:
 
     def place(self, name: str) -> None:
         """Give a new node a rank just after its producers (before its consumers if possible)."""
-        node = self.graph.node(name)
+        graph = self.graph
+        node = graph._nodes[name]
         rank = self.rank
-        below = max((rank[p] for p in self._producers(node) if p in rank), default=-1.0)
-        above = min(
-            (rank[c] for c in self.graph.consumer_names(name) if c in rank and rank[c] > below),
-            default=below + 1.0,
-        )
+        get = rank.get
+        below = -1.0
+        for src in self._producers(node):
+            at = get(src)
+            if at is not None and at > below:
+                below = at
+        above = None
+        consumers, controls = graph._index()
+        users = [e[1] for e in consumers.get(name, ())]
+        users.extend(controls.get(name, ()))
+        for user in users:
+            at = get(user)
+            if at is not None and at > below and (above is None or at < above):
+                above = at
+        if above is None:
+            above = below + 1.0
         rank[name] = below + (above - below) / 2 if above - below > 1e-9 else below + 0.5
 
     def check_edges_into(self, name: str) -> None:
@@ -104,9 +127,14 @@ class Ranks:
         if node is None:
             return
         rank = self.rank
-        for src in self._producers(node):
-            at = rank.get(src)
-            if at is not None and at >= rank.get(name, _INF):  # read again: repairs move it
+        get = rank.get
+        for ref in node._inputs:
+            at = get(ref[0])
+            if at is not None and at >= get(name, _INF) and not self._back_edge(node, ref[0]):
+                self._repair(ref[0], name)  # ranks read again each time: repairs move them
+        for src in node._controls:
+            at = get(src)
+            if at is not None and at >= get(name, _INF):
                 self._repair(src, name)
 
     def _repair(self, u: str, v: str) -> None:
@@ -264,7 +292,7 @@ class Engine:
                 if src not in nodes:
                     raise GraphError(f"{name!r} would depend on ^{src}, which does not exist")
         for name in editor.created:
-            if name in graph:
+            if name in nodes:
                 ranks.place(name)
         for name in editor.touched:
             ranks.check_edges_into(name)
@@ -272,14 +300,10 @@ class Engine:
 
 def uses_prune(rule_files: Iterable[ast.RuleFile]) -> bool:
     """Whether any rule has a `prune` action."""
-    return any(
-        isinstance(a, ast.Prune) for f in rule_files for r in f.rules for a in r.actions
-    )
+    return any(isinstance(a, ast.Prune) for f in rule_files for r in f.rules for a in r.actions)
 
 
-def apply_rules(
-    graph: Any, rule_files: Iterable[ast.RuleFile], catalog: Any = None
-) -> ApplyResult:
+def apply_rules(graph: Any, rule_files: Iterable[ast.RuleFile], catalog: Any = None) -> ApplyResult:
     """Apply rule files in order to `graph` (edited in place); see the module docstring."""
     engine = Engine(graph, catalog)
     rule_files = list(rule_files)

@@ -35,13 +35,20 @@ def _varint(value: int) -> bytes:
 
 @contextlib.contextmanager
 def _gc_paused() -> Iterator[None]:
-    """Bulk construction of millions of objects: pause the cyclic GC (it would rescan them all)."""
+    """Bulk construction of millions of objects: pause the cyclic GC (it would rescan them all).
+
+    On the way out the objects made meanwhile go straight to the oldest generation (freeze,
+    then unfreeze, moves them there unscanned); otherwise the first collection after `enable`
+    would walk every one of them through the young generations.
+    """
     was_enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
         if was_enabled:
+            gc.freeze()
+            gc.unfreeze()
             gc.enable()
 
 

@@ -135,6 +135,32 @@ def _path_to(pattern: Any, known: set[str]) -> list[Any] | None:
     return None
 
 
+class _Selector:
+    """Namespace patterns compiled: `hits(prefix)` (memoised) and the most path segments any of
+    them can match (None: unbounded), so deeper prefixes are never tried."""
+
+    __slots__ = ("regexes", "depth", "_memo")
+
+    def __init__(self, regexes: list[re.Pattern[str]], depth: int | None):
+        self.regexes = regexes
+        self.depth = depth
+        self._memo: dict[str, bool] = {}
+
+    def hits(self, prefix: str) -> bool:
+        found = self._memo.get(prefix)
+        if found is None:
+            found = self._memo[prefix] = any(r.fullmatch(prefix) for r in self.regexes)
+        return found
+
+
+def _glob_depth(pattern: str) -> int | None:
+    """Most path segments a glob can match: its slashes plus one (None with `**` or `[...]`,
+    which may span segments)."""
+    if "**" in pattern or "[" in pattern:
+        return None
+    return pattern.count("/") + 1
+
+
 class RuleMatcher:
     """Find matches of one rule in one graph state (make a new one after the graph changes)."""
 
@@ -497,37 +523,39 @@ class RuleMatcher:
         return None
 
     # ---------------------------------------------------------------- scopes
-    def _selector(self, patterns: tuple[ast.NamePattern, ...]) -> Any:
+    def _selector(self, patterns: tuple[ast.NamePattern, ...]) -> _Selector:
         regexes = []
+        depths: list[int | None] = []
         for p in patterns:
             if p.kind == "regex":
                 try:
                     regexes.append(re.compile(p.text))
                 except re.error as exc:
                     raise RuleError(f"{p.loc}: bad regex {p.text!r}: {exc}") from None
+                depths.append(None)
             else:
                 try:
                     regexes.append(glob_regex(p.text))
                 except RuleError as exc:
                     raise RuleError(f"{p.loc}: {exc}") from None
-        memo: dict[str, bool] = {}
-
-        def hits(prefix: str) -> bool:
-            found = memo.get(prefix)
-            if found is None:
-                found = memo[prefix] = any(r.fullmatch(prefix) for r in regexes)
-            return found
-
-        return hits
+                depths.append(_glob_depth(p.text))
+        return _Selector(regexes, None if None in depths else max(depths, default=0))
 
     @staticmethod
-    def _first_prefix(name: str, hits: Any) -> str | None:
+    def _first_prefix(name: str, sel: _Selector) -> str | None:
         """The shortest namespace prefix of `name` (or `name` itself) that a selector hits."""
+        hits, limit = sel.hits, sel.depth
         cut = name.find("/")
+        depth = 1  # path segments in the prefix being tried
         while cut >= 0:
+            if limit is not None and depth > limit:
+                return None
             if hits(name[:cut]):
                 return name[:cut]
             cut = name.find("/", cut + 1)
+            depth += 1
+        if limit is not None and depth > limit:
+            return None
         return name if hits(name) else None
 
     def _scope_instances(self) -> dict[str, list[str]]:

@@ -475,7 +475,11 @@ def coerce_field(schema: PluginSchema, spec: FieldSpec, value: Any) -> Any:
 
 def field_attr(schema: PluginSchema, field_name: str, value: Any) -> AttrValue:
     """The AttrValue that stores `value` in plugin field `field_name` (coerced by the schema)."""
-    spec = schema.field(field_name)
+    return spec_attr(schema, schema.field(field_name), value)
+
+
+def spec_attr(schema: PluginSchema, spec: FieldSpec, value: Any) -> AttrValue:
+    """The AttrValue that stores `value` in the field `spec` of `schema` (coerced)."""
     coerced = coerce_field(schema, spec, value)
     attr = AttrValue()
     slot = {"bool": "b", "string": "s"}.get(

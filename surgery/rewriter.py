@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from surgery import rule_ast as ast
+from surgery.call_plans import CallPlan, build_call, is_literal, plan_call
 from surgery.errors import GraphError, RewriteRefused, RuleError, SurgeryError
 from surgery.expr_eval import (
     Binding,
@@ -42,6 +43,7 @@ class Editor:
         self.removed: dict[str, None] = {}
         self.outputs_before: frozenset[str] | None = None  # graph outputs `prune` never removes
         self.const_attrs: dict[int, tuple[Any, dict[str, AttrValue]]] = {}  # literal const() args
+        self.call_plans: dict[int, CallPlan] = {}  # node calls of the rules, by id
 
     def begin(self) -> None:
         """Start a fresh journal (one per match)."""
@@ -197,6 +199,7 @@ class Rewriter:
         self.catalog = catalog
         self.editor = editor
         self.bindings: dict[str, Binding] = dict(match.bindings)
+        self.evaluator = Evaluator(graph, self.bindings)  # sees `insert`'s new bindings too
 
     # ---------------------------------------------------------------- helpers
     def refuse(self, loc: ast.Loc, why: str) -> RewriteRefused:
@@ -211,8 +214,10 @@ class Rewriter:
 
     def evaluate(self, expr: Any) -> Any:
         """Evaluate an expression against the current bindings."""
+        if type(expr) is ast.Literal and not isinstance(expr.value, tuple):
+            return expr.value
         try:
-            return Evaluator(self.graph, self.bindings).value(expr)
+            return self.evaluator.value(expr)
         except EvalFailure as exc:
             raise self.rule_error(exc.loc, exc.reason) from None
 
@@ -292,7 +297,7 @@ class Rewriter:
         from surgery.tensor_values import from_numpy, numpy_dtype
 
         cache = self.editor.const_attrs
-        entry = cache.get(id(arg)) if _is_literal(arg.value) else None
+        entry = cache.get(id(arg)) if is_literal(arg.value) else None
         if entry is None or entry[0] is not arg:
             value = self.evaluate(arg.value)
             try:
@@ -301,7 +306,7 @@ class Rewriter:
             except (TypeError, ValueError, SurgeryError) as exc:
                 raise self.rule_error(arg.loc, f"const({arg.dtype}, ...): {exc}") from None
             made = {"dtype": AttrValue(type=proto.dtype), "value": AttrValue(tensor=proto)}
-            if _is_literal(arg.value):  # same value every match: build it once (nodes copy it)
+            if is_literal(arg.value):  # same value every match: build it once (nodes copy it)
                 cache[id(arg)] = (arg, made)
         else:
             made = entry[1]
@@ -310,141 +315,19 @@ class Rewriter:
         return TensorRef(name, 0)
 
     # ---------------------------------------------------------------- building a node
+    def plan(self, call: ast.NodeCall) -> CallPlan:
+        """The call's plan, made on its first use (see `surgery.call_plans`)."""
+        cache = self.editor.call_plans
+        entry = cache.get(id(call))
+        if entry is None or entry.call is not call:
+            entry = cache[id(call)] = plan_call(call, self.catalog, self.rule_error)
+        return entry
+
     def build(self, call: ast.NodeCall, name: str) -> tuple[list[TensorRef], dict[str, AttrValue]]:
         """Inputs in the order the op expects and typed attributes for `call`."""
-        if self.catalog is not None and call.op in self.catalog:
-            return self._build_plugin(call, name)
-        return self._build_tf(call, name)
-
-    def _build_plugin(self, call: ast.NodeCall, name: str) -> tuple[list, dict]:
-        from surgery.plugin_schema import field_attr
-
-        schema = self.catalog.get(call.op)
-        specs = list(schema.inputs)
-        filled: dict[int, list[TensorRef]] = {}
-        roles = [s.name for s in specs]
-        pending = []
-        for arg in call.args:
-            if arg.role is None:
-                pending.append(arg)
-                continue
-            if arg.role not in roles:
-                raise self.rule_error(
-                    arg.loc, f"plugin {schema.name} has no input {arg.role!r} "
-                    f"(inputs: {', '.join(roles) or 'none'})",
-                )  # fmt: skip
-            index = roles.index(arg.role)
-            if index in filled:
-                raise self.rule_error(arg.loc, f"input {arg.role!r} given twice")
-            filled[index] = self.tensors(arg.value, name)
-        free = [i for i in range(len(specs)) if i not in filled]
-        if len(pending) > len(free):
-            raise self.rule_error(
-                call.loc, f"plugin {schema.name} takes {len(specs)} inputs "
-                f"({', '.join(roles)}), {len(call.args)} given",
-            )  # fmt: skip
-        for index, arg in zip(free, pending, strict=False):
-            filled[index] = self.tensors(arg.value, name)
-        inputs: list[TensorRef] = []
-        for index, spec in enumerate(specs):
-            got = filled.get(index, [])
-            high = spec.max
-            if len(got) < spec.min or (high is not None and len(got) > high):
-                want = f"{spec.min}" if spec.min == high else f"{spec.min}..{high or 'n'}"
-                raise self.rule_error(
-                    call.loc, f"plugin {schema.name} input {spec.name!r} takes {want} "
-                    f"tensor(s), got {len(got)}",
-                )  # fmt: skip
-            inputs.extend(got)
-        attrs: dict[str, AttrValue] = {}
-        for fa in call.fields:
-            spec = schema.field(fa.name) if self._has_field(schema, fa.name) else None
-            if spec is None:
-                raise self.rule_error(fa.loc, self._field_error(schema, fa.name))
-            if fa.kind is not None:
-                self._check_kind(schema, spec, fa)
-            value = self.evaluate(fa.value)
-            try:
-                attrs[fa.name] = field_attr(schema, fa.name, value)
-            except RuleError as exc:
-                raise self.rule_error(fa.loc, str(exc)) from None
-        for spec in schema.fields:
-            if spec.name in attrs:
-                continue
-            if spec.required and spec.default is None:
-                raise self.rule_error(
-                    call.loc, f"plugin {schema.name} needs field {spec.name!r} "
-                    f"({spec.describe()})",
-                )  # fmt: skip
-            if spec.default is not None:
-                attrs[spec.name] = field_attr(schema, spec.name, spec.default)
-        return inputs, attrs
-
-    @staticmethod
-    def _has_field(schema: Any, name: str) -> bool:
-        return any(f.name == name for f in schema.fields)
-
-    @staticmethod
-    def _field_error(schema: Any, name: str) -> str:
-        try:
-            schema.field(name)
-        except RuleError as exc:
-            return str(exc)
-        return f"plugin {schema.name} has no field {name!r}"
-
-    def _check_kind(self, schema: Any, spec: Any, fa: ast.FieldAssign) -> None:
-        kind = fa.kind or ""
-        is_list = kind.startswith("list(")
-        base = kind[5:-1] if is_list else kind
-        family = spec.type.rstrip("0123456789")
-        ok = {"float": "float", "int": "int", "string": "string", "bool": "bool"}.get(base)
-        if ok != family or is_list == spec.is_scalar:
-            raise self.rule_error(
-                fa.loc, f"field {fa.name!r} of plugin {schema.name} is {spec.describe()}, "
-                f"not {kind}",
-            )  # fmt: skip
-
-    def _build_tf(self, call: ast.NodeCall, name: str) -> tuple[list, dict]:
-        from surgery.attrs import make_attr
-
-        roles: list[str] | None = None
-        slots: dict[int, list[TensorRef]] = {}
-        pending = []
-        for arg in call.args:
-            if arg.role is None:
-                pending.append(arg)
-                continue
-            if roles is None:
-                from surgery.opdefs import input_roles
-
-                try:
-                    roles = input_roles(call.op, None, len(call.args))
-                except GraphError as exc:
-                    raise self.rule_error(call.loc, str(exc)) from None
-            if arg.role not in roles:
-                raise self.rule_error(
-                    arg.loc, f"op {call.op} has no input role {arg.role!r} "
-                    f"(its roles: {', '.join(roles) or 'none'})",
-                )  # fmt: skip
-            slots[roles.index(arg.role)] = self.tensors(arg.value, name)
-        total = len(call.args) if roles is None else max(len(roles), len(call.args))
-        free = [i for i in range(total) if i not in slots]
-        for index, arg in zip(free, pending, strict=False):
-            slots[index] = self.tensors(arg.value, name)
-        inputs = [t for i in sorted(slots) for t in slots[i]]
-        attrs: dict[str, AttrValue] = {}
-        for fa in call.fields:
-            if fa.kind is None:
-                raise self.rule_error(
-                    fa.loc, f"attribute {fa.name!r} of TensorFlow op {call.op} needs an explicit "
-                    f"kind, e.g. `{fa.name}: int = ...` ({call.op} is not a catalog plugin)",
-                )  # fmt: skip
-            value = self.evaluate(fa.value)
-            try:
-                attrs[fa.name] = make_attr(value, fa.kind, field=fa.name)
-            except SurgeryError as exc:
-                raise self.rule_error(fa.loc, str(exc)) from None
-        return inputs, attrs
+        return build_call(
+            self.plan(call), lambda sel: self.tensors(sel, name), self.evaluate, self.rule_error
+        )
 
     # ---------------------------------------------------------------- actions
     def run(self) -> None:
@@ -572,12 +455,12 @@ class Rewriter:
 
     def _check_ports(self, action: Any, call: ast.NodeCall, mapping: dict) -> None:
         """Output ports mapped must exist on a catalog plugin."""
-        if self.catalog is None or call.op not in self.catalog:
+        high = self.plan(call).outputs
+        if high is None:
             return
-        schema = self.catalog.get(call.op)
-        _low, high = schema.output_count()
         for ref, port in mapping.items():
-            if high is not None and port >= high:
+            if port >= high:
+                schema = self.catalog.get(call.op)
                 raise self.rule_error(
                     action.loc, f"{ref} -> {port}: plugin {schema.name} has {high} output(s) "
                     f"({', '.join(t.name for t in schema.outputs)})",
@@ -756,13 +639,6 @@ class Rewriter:
         except SurgeryError as exc:
             raise self.rule_error(action.loc, str(exc)) from None
         self.editor.set_attr(node.name, action.attr, attr)
-
-
-def _is_literal(expr: Any) -> bool:
-    """Whether `expr` is a literal (nested lists of literals included): the same in every match."""
-    if not isinstance(expr, ast.Literal):
-        return False
-    return not isinstance(expr.value, tuple) or all(_is_literal(v) for v in expr.value)
 
 
 def _attr_detail(key: str, old: AttrValue | None, new: AttrValue) -> dict[str, Any]:
