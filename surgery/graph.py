@@ -431,10 +431,11 @@ class Graph:
             raise GraphError(f"a node named {name!r} already exists")
         if not name:
             raise GraphError(f"a {op or 'node'} without a name cannot be added")
-        refs = [as_tensor(t) for t in inputs]
+        refs = [t if type(t) is TensorRef else as_tensor(t) for t in inputs]
         ctl = list(dict.fromkeys(controls))
-        proto = NodeDef(name=name, op=op, device=device)
-        proto.input.extend([str(t) for t in refs] + [control_name(c) for c in ctl])
+        texts = [t[0] if t[1] == 0 else f"{t[0]}:{t[1]}" for t in refs]
+        texts.extend("^" + c for c in ctl)
+        proto = NodeDef(name=name, op=op, device=device, input=texts)
         for key, value in (attrs or {}).items():
             proto.attr[key].CopyFrom(value)
         return self._attach(proto, Node(proto, refs, ctl))

@@ -28,6 +28,7 @@ from surgery.ports import TensorRef, parse_tensor
 from surgery.protos import AttrValue
 from surgery.provenance import Recorder, jsonable
 
+_new_ref = tuple.__new__
 _PENDING = "\x00pending/"  # transient consumer target while a node is replaced under its name
 
 
@@ -64,8 +65,7 @@ class Editor:
         self.journal.append(("add", name, readers_ok))
         self.created[name] = None
         self.touched[name] = None
-        self.recorder.record("add_node", name, op=op, inputs=[str(t) for t in inputs],
-                             controls=controls)  # fmt: skip
+        self.recorder.record("add_node", name, op=op, inputs=list(inputs), controls=controls)
 
     def remove(self, names: Iterable[str], readers_ok: Iterable[str] = ()) -> None:
         """Remove nodes (refused by the graph if a survivor still reads one of their tensors,
@@ -394,37 +394,41 @@ class Rewriter:
                 "rewrite removes",
             )  # fmt: skip
         # every tensor of a removed node read by a survivor must be mapped
+        consumers, control_users = graph._index()
+        pos = graph._pos
         plan: list[tuple[str, int, TensorRef, int]] = []
         for node_name in doomed:
-            for port in graph.used_ports(node_name):
-                ref = TensorRef(node_name, port)
-                for user, slot in graph.consumers(ref):
-                    if user.name in doomed:
-                        continue
-                    if ref not in mapping:
-                        raise self.refuse(
-                            action.loc, f"{ref} is still read by {user.name!r} (input {slot}) "
-                            "outside the match and is not mapped to an output of the new "
-                            f"node; map it in `outputs {{ ... -> port }}`",
-                        )  # fmt: skip
-                    plan.append((user.name, slot, ref, mapping[ref]))
+            outside = [e for e in consumers.get(node_name, ()) if e[1] not in doomed]
+            if len(outside) > 1:
+                outside.sort(key=lambda e: (e[0], pos[e[1]], e[2]))
+            for port, user, slot in outside:
+                ref = _new_ref(TensorRef, (node_name, port))
+                if ref not in mapping:
+                    raise self.refuse(
+                        action.loc, f"{ref} is still read by {user!r} (input {slot}) "
+                        "outside the match and is not mapped to an output of the new "
+                        f"node; map it in `outputs {{ ... -> port }}`",
+                    )  # fmt: skip
+                plan.append((user, slot, ref, mapping[ref]))
         for ref, port in mapping.items():
             if ref.node in doomed:
                 continue
             for user, slot in graph.consumers(ref):
                 if user.name not in doomed:
                     plan.append((user.name, slot, ref, port))
+        nodes = graph._nodes
         controls_in: dict[str, None] = {}
         for node_name in doomed:
-            for src in graph.node(node_name).controls:
+            for src in nodes[node_name]._controls:
                 if src not in doomed:
                     controls_in[src] = None
-        controls_out = {
-            user.name: None
-            for node_name in doomed
-            for user in graph.control_consumers(node_name)
-            if user.name not in doomed
-        }
+        controls_out: dict[str, None] = {}
+        for node_name in doomed:
+            users = control_users.get(node_name)
+            if users:
+                for user in sorted(users, key=pos.__getitem__):
+                    if user not in doomed:
+                        controls_out[user] = None
         # A consumer of a tensor that the new node gives again under the same name and port keeps
         # its edge (it is marked touched, so the checks and the busy set see it as rewired); the
         # others go through a transient name while the old nodes are removed.
@@ -470,17 +474,17 @@ class Rewriter:
         self, doomed: dict[str, None], inputs: list[TensorRef], mapping: dict[TensorRef, int]
     ) -> None:
         """Interior nodes of the match that nothing outside the removed set reads any more."""
-        graph = self.graph
+        interior = self.match.interior
         keep = {t.node for t in inputs} | {t.node for t in mapping if t.node not in doomed}
+        consumers = self.graph._index()[0]
+        nodes = self.graph._nodes
         changed = True
         while changed:
             changed = False
-            for name in self.match.interior:
-                if name in doomed or name in keep or name not in graph:
+            for name in interior:
+                if name in doomed or name in keep or name not in nodes:
                     continue
-                users = [u.name for p in graph.used_ports(name)
-                         for u, _ in graph.consumers(TensorRef(name, p))]  # fmt: skip
-                if all(u in doomed for u in users):
+                if all(e[1] in doomed for e in consumers.get(name, ())):
                     doomed[name] = None
                     changed = True
 
