@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -491,33 +492,40 @@ class Evaluator:
         return _norm(out)
 
     def _compare(self, expr: ast.Compare) -> bool:
-        left, right = self.value(expr.left), self.value(expr.right)
-        op = expr.op
-        if op in ("in", "not in"):
-            if not _is_seq(right) and not isinstance(right, str):
-                raise RuleError(f"{expr.loc}: the right side of `{op}` must be a list or string")
-            if isinstance(right, str):
-                found = isinstance(left, str) and left in right
-            else:
-                found = any(_equal(left, item) for item in right)
-            return found if op == "in" else not found
-        if op == "==":
-            return _equal(left, right)
-        if op == "!=":
-            return not _equal(left, right)
-        try:
-            if _is_seq(left) or _is_seq(right):
-                a, b = np.asarray(left), np.asarray(right)
-                if a.shape != b.shape and a.ndim and b.ndim:
-                    return False
-                result = {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]
-                return bool(np.all(result))
-            return bool({"<": left < right, "<=": left <= right, ">": left > right,
-                         ">=": left >= right}[op])  # fmt: skip
-        except TypeError:
-            raise RuleError(
-                f"{expr.loc}: cannot compare {value_text(left)} {op} {value_text(right)}"
-            ) from None
+        return compare_values(expr, self.value(expr.left), self.value(expr.right))
+
+    def compiled(self, expr: Any) -> Callable[[Evaluator], None]:
+        """`check` of `expr` as a function of an evaluator, made once per expression: the
+        and-chains and the comparisons of a property with a literal skip the generic walk."""
+        if isinstance(expr, ast.BoolOp) and expr.op == "and":
+            parts = [self.compiled(o) for o in expr.operands]
+
+            def check_all(ev: Evaluator) -> None:
+                for part in parts:
+                    part(ev)
+
+            return check_all
+        if (
+            isinstance(expr, ast.Compare) and isinstance(expr.left, ast.Ref)
+            and isinstance(expr.right, ast.Literal) and not isinstance(expr.right.value, tuple)
+        ):  # fmt: skip
+            left_expr, right, op = expr.left, expr.right.value, expr.op
+            fast = _fast_compare(op, right)
+
+            def check_compare(ev: Evaluator) -> None:
+                left = ev._ref(left_expr)
+                compare = fast.get(type(left))
+                if compare is not None:
+                    ok = compare(left, right)
+                else:
+                    ok = compare_values(expr, left, right)
+                if not ok:
+                    raise EvalFailure(lambda: f"`{expr_text(expr)}` is false{ev._why(expr)}",
+                                      expr.loc)  # fmt: skip
+
+            return check_compare
+        return lambda ev: ev.check(expr)
+
 
     def _boolop(self, expr: ast.BoolOp) -> bool:
         try:
@@ -561,6 +569,51 @@ class Evaluator:
         except (TypeError, ValueError) as exc:
             raise RuleError(f"{expr.loc}: {func}(): {exc}") from None
         raise RuleError(f"{expr.loc}: unknown function {func!r} (known: {', '.join(FUNCTIONS)})")
+
+
+def compare_values(expr: ast.Compare, left: Any, right: Any) -> bool:
+    """`left op right` in the rule language: close floats are equal, lists compare elementwise."""
+    op = expr.op
+    if op in ("in", "not in"):
+        if not _is_seq(right) and not isinstance(right, str):
+            raise RuleError(f"{expr.loc}: the right side of `{op}` must be a list or string")
+        if isinstance(right, str):
+            found = isinstance(left, str) and left in right
+        else:
+            found = any(_equal(left, item) for item in right)
+        return found if op == "in" else not found
+    if op == "==":
+        return _equal(left, right)
+    if op == "!=":
+        return not _equal(left, right)
+    try:
+        if _is_seq(left) or _is_seq(right):
+            a, b = np.asarray(left), np.asarray(right)
+            if a.shape != b.shape and a.ndim and b.ndim:
+                return False
+            result = {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]
+            return bool(np.all(result))
+        return bool({"<": left < right, "<=": left <= right, ">": left > right,
+                     ">=": left >= right}[op])  # fmt: skip
+    except TypeError:
+        raise RuleError(
+            f"{expr.loc}: cannot compare {value_text(left)} {op} {value_text(right)}"
+        ) from None
+
+
+_ORDER = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+
+
+def _fast_compare(op: str, right: Any) -> dict[type, Callable[[Any, Any], bool]]:
+    """Types of the left side for which `left op right` needs no conversion -> the comparison
+    (floats are never compared for equality here: the language calls close floats equal)."""
+    if op in _ORDER and type(right) in (int, float):
+        return {int: _ORDER[op], float: _ORDER[op]}
+    if op in _ORDER and type(right) is str:
+        return {str: _ORDER[op]}
+    if op in ("==", "!=") and type(right) in (int, str):
+        return {type(right): operator.eq if op == "==" else operator.ne}
+    return {}
 
 
 @functools.cache

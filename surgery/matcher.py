@@ -173,6 +173,8 @@ class RuleMatcher:
         self._instances: dict[str, list[str]] | None = None
         self._plans: dict[tuple[int, str, int], Any] = {}
         self._evaluator = Evaluator(graph, {})  # `where` checks: bindings swapped per match
+        where = getattr(rule.body, "where", None)
+        self._where = self._evaluator.compiled(where) if where is not None else None
         body = rule.body
         self._anchor_paths: list[list[Any] | None] = []
         if isinstance(body, ast.MatchStmt):
@@ -257,7 +259,7 @@ class RuleMatcher:
                 evaluator = self._evaluator
                 evaluator.bindings = b
                 try:
-                    evaluator.check(body.where)
+                    self._where(evaluator)
                 except EvalFailure as exc:
                     # the reason is worked out on read from this evaluator's bindings: keep it
                     self._evaluator = Evaluator(self.graph, {})
