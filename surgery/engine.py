@@ -236,18 +236,19 @@ class Engine:
         busy: set[str] = set()
         done = 0
         graph = self.graph
-        check_exists = not matcher.is_scope
+        is_scope = matcher.is_scope
         for anchor in matcher.candidates():
-            if anchor in busy or (check_exists and anchor not in graph._nodes):
+            if anchor in busy or (not is_scope and anchor not in graph._nodes):
                 continue
             found = matcher.match_at(anchor)
             if found is None:
                 continue
             nodes = found.nodes()
-            if nodes & busy or (matcher.is_scope and nodes <= made):
+            if nodes & busy or (is_scope and nodes <= made):
                 continue
             self._rewrite(found, catalog, f"{rule.name}#{base + done + 1}")
-            made.update(self.editor.created)
+            if is_scope:
+                made.update(self.editor.created)
             busy |= nodes
             busy.update(self.editor.created)
             busy.update(self.editor.touched)

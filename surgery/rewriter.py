@@ -332,10 +332,14 @@ class Rewriter:
     # ---------------------------------------------------------------- actions
     def run(self) -> None:
         """Run every action of the rule, in order."""
+        methods = _METHODS
         for action in self.rule.actions:
-            method = getattr(self, "_" + type(action).__name__.lower())
+            kind = type(action)
+            method = methods.get(kind)
+            if method is None:
+                method = methods[kind] = getattr(Rewriter, "_" + kind.__name__.lower())
             try:
-                method(action)
+                method(self, action)
             except GraphError as exc:
                 raise self.refuse(action.loc, str(exc)) from None
 
@@ -643,6 +647,9 @@ class Rewriter:
         except SurgeryError as exc:
             raise self.rule_error(action.loc, str(exc)) from None
         self.editor.set_attr(node.name, action.attr, attr)
+
+
+_METHODS: dict[type, Any] = {}  # action class -> the Rewriter method that runs it
 
 
 def _attr_detail(key: str, old: AttrValue | None, new: AttrValue) -> dict[str, Any]:
