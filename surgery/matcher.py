@@ -172,11 +172,13 @@ class RuleMatcher:
         self._roles_cache: dict[tuple[str, int], list[str] | None] = {}
         self._instances: dict[str, list[str]] | None = None
         self._plans: dict[tuple[int, str, int], Any] = {}
+        self.is_scope = isinstance(rule.body, ast.ScopeStmt)  # namespaces, not op patterns
         self._evaluator = Evaluator(graph, {})  # `where` checks: bindings swapped per match
         where = getattr(rule.body, "where", None)
         self._where = self._evaluator.compiled(where) if where is not None else None
         body = rule.body
         self._anchor_paths: list[list[Any] | None] = []
+        self._conts = [self._next_root(k + 1) for k in range(len(getattr(body, "roots", ())))]
         if isinstance(body, ast.MatchStmt):
             if not body.roots:
                 raise RuleError(f"{body.loc}: rule {rule.name!r} has no pattern to match")
@@ -205,11 +207,6 @@ class RuleMatcher:
             self._first = (reason, loc, node)
 
     # ---------------------------------------------------------------- candidates
-    @property
-    def is_scope(self) -> bool:
-        """Whether the rule selects namespaces rather than op patterns."""
-        return isinstance(self.rule.body, ast.ScopeStmt)
-
     def candidates(self) -> list[str]:
         """Anchor nodes (or namespace instances) in graph order."""
         if self.is_scope:
@@ -232,7 +229,7 @@ class RuleMatcher:
 
     def match_at(self, anchor: str) -> Match | None:
         """The first match whose first root (or scope instance) is `anchor`; None if none."""
-        self.first_failure = None
+        self._first = None
         if self.is_scope:
             return self._match_scope(anchor)
         node = self.graph.get(anchor)
@@ -241,7 +238,7 @@ class RuleMatcher:
         if node is None:
             self._fail(f"no node named {anchor!r}", root.loc)
             return None
-        bindings = self._search(0, TensorRef(anchor, root.port), {_INTERIOR: ()})
+        bindings = self._search(0, _new_ref(TensorRef, (anchor, root.port)), {_INTERIOR: ()})
         if bindings is None:
             return None
         interior = bindings.pop(_INTERIOR)
@@ -266,20 +263,25 @@ class RuleMatcher:
                     self._fail(lambda e=exc: f"where: {e.reason}", exc.loc, b[_INTERIOR][0])
                     return None
             return b
-        tensors = [tensor] if tensor is not None else self._root_candidates(k, b)
-        taken = {b[_INTERIOR][i] for i in range(len(b[_INTERIOR]))} if k else set()
-        nxt = k + 1
-
-        def cont(b2: dict) -> dict | None:
-            return self._search(nxt, None, b2)
-
-        for t in tensors:
-            if k and t.node in taken:
+        cont = self._conts[k]
+        if tensor is not None:
+            return self._match(roots[k], tensor, b, cont)
+        taken = set(b[_INTERIOR]) if k else ()
+        for t in self._root_candidates(k, b):
+            if t.node in taken:
                 continue
             found = self._match(roots[k], t, b, cont)
             if found is not None:
                 return found
         return None
+
+    def _next_root(self, k: int) -> Any:
+        """The continuation after root `k - 1`: search root `k` (or check `where`)."""
+
+        def cont(b: dict) -> dict | None:
+            return self._search(k, None, b)
+
+        return cont
 
     def _root_candidates(self, k: int, b: dict) -> list[TensorRef]:
         """Tensors root `k` may bind: walked up from a bound tensor, else by op index."""
@@ -497,7 +499,28 @@ class RuleMatcher:
                    pat.loc, node.name)  # fmt: skip
 
     def _match_seq(self, pairs: list, i: int, b: dict, cont: Any) -> dict | None:
-        if i == len(pairs):
+        # wildcards and plain captures are taken in a loop; only op patterns and lists recurse
+        n = len(pairs)
+        own = False  # whether `b` is this call's copy (the caller's may be tried again)
+        while i < n:
+            operand, target = pairs[i]
+            pat = operand.pattern
+            kind = type(pat)
+            if kind is ast.Wildcard and type(target) is not list:
+                i += 1
+                continue
+            if kind is not ast.Capture or pat.port is not None or type(target) is list:
+                break
+            bound = b.get(pat.var)
+            if bound is None:
+                if not own:
+                    b = dict(b)
+                    own = True
+                b[pat.var] = target
+            elif bound != target:
+                return self._capture(pat, target, b, cont)  # records why it fails
+            i += 1
+        if i == n:
             return cont(b)
         operand, target = pairs[i]
         nxt = i + 1
