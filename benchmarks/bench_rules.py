@@ -89,30 +89,37 @@ rule leaky:
 """
 
 
-def measure(fn: Callable[[], Any]) -> tuple[float, float, Any]:
-    """(seconds, peak MiB under tracemalloc, result)."""
+def measure(fn: Callable[[Any], Any], proto: Any) -> tuple[float, float, Any]:
+    """(seconds, peak MiB under tracemalloc, result) of `fn` on a fresh copy of `proto`."""
+    copy = _copy(proto)
     gc.collect()
     tracemalloc.start()
     start = time.perf_counter()
-    result = fn()
+    result = fn(copy)
     seconds = time.perf_counter() - start
     peak = tracemalloc.get_traced_memory()[1] / 2**20
     tracemalloc.stop()
     return seconds, peak, result
 
 
-def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
-    """(seconds, result) without tracemalloc's overhead."""
+def timed(fn: Callable[[Any], Any], proto: Any) -> tuple[float, Any]:
+    """(seconds, result) of `fn` on a fresh copy of `proto` (the copy is not timed), without
+    tracemalloc's overhead."""
+    copy = _copy(proto)
     gc.collect()
     start = time.perf_counter()
-    result = fn()
+    result = fn(copy)
     return time.perf_counter() - start, result
 
 
-def run_rules(graph_def: Any, text: str, catalog: Any) -> Any:
-    graph = Graph(graph_def)
+def run_rules(graph_def: Any, text: str, catalog: Any) -> tuple[Any, float]:
+    """Parse the rules, build the IR from `graph_def` (taken over) and apply them: (the result,
+    seconds spent building the IR, which `surgery apply` pays before any rule runs)."""
     rules = parse_rules(text, "bench.rules")
-    return apply_rules(graph, [rules], catalog)
+    start = time.perf_counter()
+    graph = Graph(graph_def)
+    load_s = time.perf_counter() - start
+    return apply_rules(graph, [rules], catalog), load_s
 
 
 def run_graphsurgeon(graph_def: Any) -> int:
@@ -143,26 +150,31 @@ def main(argv: list[str] | None = None) -> int:
               "LeakyRelu by rule and by graphsurgeon)...", file=sys.stderr, flush=True)
         proto = conv_graph(size)
         nodes = len(proto.node)
-        seconds, result = timed(lambda p=proto: run_rules(_copy(p), RULES, catalog))
+        seconds, (result, load_s) = timed(lambda g: run_rules(g, RULES, catalog), proto)
         peak = None
         if not args.no_memory:
-            _, peak, _ = measure(lambda p=proto: run_rules(_copy(p), RULES, catalog))
-        leaky_s, leaky = timed(lambda p=proto: run_rules(_copy(p), LEAKY_ONLY, catalog))
+            _, peak, _ = measure(lambda g: run_rules(g, RULES, catalog), proto)
+        leaky_s, (leaky, _) = timed(lambda g: run_rules(g, LEAKY_ONLY, catalog), proto)
+        rewrites = sum(result.per_rule_counts.values())
+        rules_s = seconds - load_s
         row = {
-            "nodes": nodes, "seconds": round(seconds, 3),
+            "nodes": nodes, "seconds": round(seconds, 3), "load_s": round(load_s, 3),
+            "rules_s": round(rules_s, 3), "rewrites": rewrites,
+            "us_per_rewrite": round(rules_s / max(rewrites, 1) * 1e6, 1),
             "peak_mib": None if peak is None else round(peak, 1),
             "nodes_after": len(result.graph), "per_rule_counts": result.per_rule_counts,
             "warnings": len(result.warnings), "changes": len(result.changes),
             "leaky_rule_s": round(leaky_s, 3), "leaky_matches": leaky.per_rule_counts["leaky"],
         }  # fmt: skip
         if have_gs:
-            gs_s, count = timed(lambda p=proto: run_graphsurgeon(_copy(p)))
+            gs_s, count = timed(run_graphsurgeon, proto)
             row["leaky_graphsurgeon_s"] = round(gs_s, 3)
             row["leaky_graphsurgeon_matches"] = count
         rows.append(row)
         peak_text = "-" if peak is None else f"{peak:8.1f} MiB"
         gs_text = f", graphsurgeon {row['leaky_graphsurgeon_s']:.2f} s" if have_gs else ""
-        print(f"{nodes:>9} nodes: 10 rules {seconds:7.2f} s, peak {peak_text}; "
+        print(f"{nodes:>9} nodes: 10 rules {seconds:7.2f} s (load {load_s:.2f} s, "
+              f"{rewrites} rewrites, {row['us_per_rewrite']} us each), peak {peak_text}; "
               f"LeakyRelu only: rule {leaky_s:.2f} s{gs_text}", flush=True)  # fmt: skip
     by_size = {r["nodes"]: r["seconds"] for r in rows}
     sizes = sorted(by_size)

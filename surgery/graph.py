@@ -37,9 +37,9 @@ def _varint(value: int) -> bytes:
 def _gc_paused() -> Iterator[None]:
     """Bulk construction of millions of objects: pause the cyclic GC (it would rescan them all).
 
-    On the way out the objects made meanwhile go straight to the oldest generation (freeze,
-    then unfreeze, moves them there unscanned); otherwise the first collection after `enable`
-    would walk every one of them through the young generations.
+    (Handing the new objects to the oldest generation with `gc.freeze(); gc.unfreeze()` would
+    save the one collection after `enable`, but it crashes TensorRT's plugin registration later
+    in the same process.)
     """
     was_enabled = gc.isenabled()
     gc.disable()
@@ -47,8 +47,6 @@ def _gc_paused() -> Iterator[None]:
         yield
     finally:
         if was_enabled:
-            gc.freeze()
-            gc.unfreeze()
             gc.enable()
 
 
