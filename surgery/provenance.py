@@ -36,7 +36,7 @@ class Change:
         return asdict(self)
 
 
-@dataclass
+@dataclass(slots=True)
 class MatchContext:
     """The rule and match that the edits being recorded belong to."""
 
@@ -48,9 +48,10 @@ class MatchContext:
 class Recorder:
     """Collects changes for the match currently being rewritten.
 
-    Recording is cheap: an entry is kept raw (kind, node, match context, detail or a function
-    making it) and turned into a `Change` only when `changes` is read, so that a million-node
-    rewrite pays for provenance text only if someone reads it.
+    Recording is cheap: an entry is kept raw (kind, node, match context, the detail's keys and
+    values, or a function and its arguments making the detail) and turned into a `Change` only
+    when `changes` is read, so that a million-node rewrite pays for provenance text and dicts
+    only if someone reads them.
     """
 
     def __init__(self) -> None:
@@ -58,13 +59,14 @@ class Recorder:
         self._made = 0  # items before this index are Changes
         self.context: MatchContext | None = None
 
-    def record(self, kind: str, node: str, **detail: Any) -> None:
-        """Append a change attributed to the current match (TensorRef details become text)."""
-        self._items.append((kind, node, self.context, detail))
+    def record(self, kind: str, node: str, keys: tuple[str, ...] = (), *values: Any) -> None:
+        """Append a change attributed to the current match; its detail maps `keys` to `values`
+        (TensorRef values become text when read)."""
+        self._items.append((kind, node, self.context, keys, values))
 
-    def record_lazy(self, kind: str, node: str, detail: Callable[[], dict[str, Any]]) -> None:
-        """Like `record`, with the detail computed only when the change is read."""
-        self._items.append((kind, node, self.context, detail))
+    def record_lazy(self, kind: str, node: str, detail: Callable[..., dict], *args: Any) -> None:
+        """Like `record`, with the detail made by `detail(*args)` only when the change is read."""
+        self._items.append((kind, node, self.context, detail, args))
 
     @property
     def changes(self) -> list[Change]:
@@ -121,11 +123,13 @@ def _text(value: Any) -> Any:
     return value
 
 
-def _make_change(kind: str, node: str, ctx: MatchContext | None, detail: Any) -> Change:
-    if callable(detail):
-        detail = detail()
+def _make_change(
+    kind: str, node: str, ctx: MatchContext | None, keys: Any, values: tuple
+) -> Change:
+    if callable(keys):
+        detail = keys(*values)
     else:
-        detail = {k: _text(v) for k, v in detail.items()}
+        detail = {k: _text(v) for k, v in zip(keys, values, strict=True)}
     if ctx is None:
         return Change(kind, node, "", "", "", detail)
     return Change(kind, node, ctx.rule, str(ctx.loc), ctx.match_id, detail)

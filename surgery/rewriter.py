@@ -29,6 +29,9 @@ from surgery.protos import AttrValue
 from surgery.provenance import Recorder, jsonable
 
 _new_ref = tuple.__new__
+# provenance detail keys, by kind of edit
+_ADD, _OP, _SOURCE = ("op", "inputs", "controls"), ("op",), ("source",)
+_REWIRE, _OLD_NEW = ("slot", "old", "new"), ("old", "new")
 _PENDING = "\x00pending/"  # transient consumer target while a node is replaced under its name
 
 
@@ -65,7 +68,7 @@ class Editor:
         self.journal.append(("add", name, readers_ok))
         self.created[name] = None
         self.touched[name] = None
-        self.recorder.record("add_node", name, op=op, inputs=list(inputs), controls=controls)
+        self.recorder.record("add_node", name, _ADD, op, list(inputs), controls)
 
     def remove(self, names: Iterable[str], readers_ok: Iterable[str] = ()) -> None:
         """Remove nodes (refused by the graph if a survivor still reads one of their tensors,
@@ -79,10 +82,10 @@ class Editor:
             self.removed[name] = None
             self.created.pop(name, None)
             self.touched.pop(name, None)
-            record("remove_node", name, op=node.op)
+            record("remove_node", name, _OP, node.op)
         for user, src in dropped:
             self.touched[user] = None
-            self.recorder.record("remove_control", user, source=src)
+            self.recorder.record("remove_control", user, _SOURCE, src)
 
     # ---------------------------------------------------------------- edges
     def set_input(self, name: str, slot: int, tensor: TensorRef, *, record: bool = True) -> None:
@@ -95,7 +98,7 @@ class Editor:
         self.journal.append(("set_input", name, slot, old))
         self.touched[name] = None
         if record:
-            self.recorder.record("rewire", name, slot=slot, old=old, new=tensor)
+            self.recorder.record("rewire", name, _REWIRE, slot, old, tensor)
 
     def set_inputs(self, name: str, inputs: list[TensorRef], controls: list[str]) -> None:
         """Replace all inputs of `name` (recorded as one rewire)."""
@@ -107,8 +110,8 @@ class Editor:
         self.journal.append(("set_inputs", name, old_in, old_ctl))
         self.touched[name] = None
         self.recorder.record(
-            "rewire", name, old=[str(t) for t in old_in] + [f"^{c}" for c in old_ctl],
-            new=[str(t) for t in inputs] + [f"^{c}" for c in controls],
+            "rewire", name, _OLD_NEW, [str(t) for t in old_in] + [f"^{c}" for c in old_ctl],
+            [str(t) for t in inputs] + [f"^{c}" for c in controls],
         )  # fmt: skip
 
     def add_control(self, name: str, source: str) -> None:
@@ -118,14 +121,14 @@ class Editor:
         self.graph.add_control(name, source)
         self.journal.append(("add_control", name, source))
         self.touched[name] = None
-        self.recorder.record("add_control", name, source=source)
+        self.recorder.record("add_control", name, _SOURCE, source)
 
     def remove_control(self, name: str, source: str) -> None:
         """Drop the control dependency of `name` on `source`."""
         self.graph.remove_control(name, source)
         self.journal.append(("remove_control", name, source))
         self.touched[name] = None
-        self.recorder.record("remove_control", name, source=source)
+        self.recorder.record("remove_control", name, _SOURCE, source)
 
     def set_attr(self, name: str, key: str, value: AttrValue) -> None:
         """Set (or overwrite) one attribute of `name`."""
@@ -136,7 +139,7 @@ class Editor:
             old.CopyFrom(attrs[key])
         attrs[key].CopyFrom(value)
         self.journal.append(("set_attr", name, key, old))
-        self.recorder.record_lazy("set_attr", name, lambda: _attr_detail(key, old, value))
+        self.recorder.record_lazy("set_attr", name, _attr_detail, key, old, value)
 
     def remove_function(self, index: int) -> None:
         """Drop function `index` of the graph's library."""
@@ -456,7 +459,7 @@ class Rewriter:
             new = TensorRef(name, port)
             editor.set_input(user, slot, new, record=False)
             if new != ref:
-                record("rewire", user, slot=slot, old=ref, new=new)
+                record("rewire", user, _REWIRE, slot, ref, new)
         for user in controls_out:
             if user in graph:
                 editor.add_control(user, name)
