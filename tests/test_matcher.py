@@ -251,6 +251,16 @@ def test_scope_star_stays_in_segment_double_star_any_depth(scoped: Graph) -> Non
     assert set(found[0].scope.nodes) == {"ROI", "ROI/x/deep", "ROI/keep", "ROI/xtra"}
 
 
+def test_scope_multi_segment_glob_selects_deeper_nodes(scoped: Graph) -> None:
+    found = scope_matches(scoped, 'rule r:\n scope r = "ROI/x"')
+    assert [m.anchor for m in found] == ["ROI/x"]
+    assert found[0].scope.nodes == ("ROI/x/deep",)
+    found = scope_matches(scoped, 'rule r:\n scope r = "{ROI/x,fpn_p4upsampled}"')
+    assert [m.anchor for m in found] == ["fpn_p4upsampled", "ROI/x"]
+    found = scope_matches(scoped, 'rule r:\n scope r = "ROI/x/deep"')  # a node's own name
+    assert [m.scope.nodes for m in found] == [("ROI/x/deep",)]
+
+
 def test_scope_exclusion_and_ordered_interface(scoped: Graph) -> None:
     found = scope_matches(scoped, 'rule r:\n scope r = "ROI" except "ROI/x*"')
     inst = found[0].scope
