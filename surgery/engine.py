@@ -181,6 +181,7 @@ class Engine:
         self.ranks = Ranks(graph)
         self.counts: dict[str, int] = {}
         self.warnings: list[str] = []
+        self.rescan_all = False  # True: every iteration scans the whole op index (a cross-check)
 
     def snapshot_outputs(self) -> None:
         """Remember the graph outputs as they are now: `prune` never removes them."""
@@ -200,14 +201,28 @@ class Engine:
             self.apply_rule(rule, catalog, rule_file.commutative)
 
     def apply_rule(self, rule: ast.Rule, catalog: Any, commutative: Iterable[str] = ()) -> int:
-        """One rule to its fixpoint; returns the number of matches applied."""
+        """One rule to its fixpoint; returns the number of matches applied.
+
+        The first iteration tries every candidate of the op index. A later one tries only the
+        anchors that a change of the iteration before could have made match: those within the
+        pattern's reach (data edges down) of a node it changed, or whose matches it skipped
+        as overlapping. Rules that look further (scopes, roots found through consumers) and
+        `rescan_all` scan the whole index every time.
+        """
         applied = 0
         iterations = 0
         commutative = tuple(commutative)
         made: set[str] = set()  # nodes this rule created: a scope made only of them is done
+        reach = None if self.rescan_all else pattern_reach(rule)
+        changed: set[str] | None = None
         while True:
             matcher = RuleMatcher(self.graph, rule, commutative)
-            done = self._iteration(rule, matcher, catalog, applied, made)
+            if changed is None or reach is None:
+                candidates = matcher.candidates()
+            else:
+                candidates = self._near(changed, reach, rule.body.roots[0].ops)
+            changed = set()
+            done = self._iteration(rule, matcher, catalog, applied, made, candidates, changed)
             if not done:
                 break
             applied += done
@@ -229,15 +244,40 @@ class Engine:
             self.warnings.append(f"{rule.loc}: rule {rule.name!r} matched nothing")
         return applied
 
+    def _near(self, changed: set[str], reach: int, ops: tuple[str, ...]) -> list[str]:
+        """Nodes at most `reach` data edges below a changed node (the changed ones included)
+        whose op is one of `ops` (any op when empty), in graph order."""
+        graph = self.graph
+        nodes = graph._nodes
+        consumers = graph._index()[0]
+        seen = {name for name in changed if name in nodes}
+        frontier = seen
+        for _ in range(reach):
+            below = set()
+            for name in frontier:
+                for edge in consumers.get(name, ()):
+                    if edge[1] not in seen:
+                        below.add(edge[1])
+            seen |= below
+            frontier = below
+        wanted = frozenset(ops)
+        found = [n for n in seen if not wanted or nodes[n].proto.op in wanted]
+        found.sort(key=graph._pos.__getitem__)
+        return found
+
     def _iteration(
-        self, rule: ast.Rule, matcher: RuleMatcher, catalog: Any, base: int, made: set[str]
-    ) -> int:
-        """One pass over the candidates; returns how many matches were rewritten."""
+        self, rule: ast.Rule, matcher: RuleMatcher, catalog: Any, base: int, made: set[str],
+        candidates: list[str], changed: set[str],
+    ) -> int:  # fmt: skip
+        """One pass over `candidates`; returns how many matches were rewritten and adds to
+        `changed` every node whose op, attributes, inputs or readers the rewrites changed,
+        and every node of a match (a skipped overlapping match may hold it)."""
         busy: set[str] = set()
         done = 0
         graph = self.graph
+        editor = self.editor
         is_scope = matcher.is_scope
-        for anchor in matcher.candidates():
+        for anchor in candidates:
             if anchor in busy or (not is_scope and anchor not in graph._nodes):
                 continue
             found = matcher.match_at(anchor)
@@ -248,11 +288,13 @@ class Engine:
                 continue
             self._rewrite(found, catalog, f"{rule.name}#{base + done + 1}")
             if is_scope:
-                made.update(self.editor.created)
+                made.update(editor.created)
             busy |= nodes
-            busy.update(self.editor.created)
-            busy.update(self.editor.touched)
+            busy.update(editor.created)
+            busy.update(editor.touched)
+            editor.changed_nodes(changed)
             done += 1
+        changed |= busy
         return done
 
     def _rewrite(self, found: Match, catalog: Any, match_id: str) -> None:
@@ -297,6 +339,30 @@ class Engine:
                 ranks.place(name)
         for name in editor.touched:
             ranks.check_edges_into(name)
+
+
+def pattern_reach(rule: ast.Rule) -> int | None:
+    """How many data edges up from its anchor a match can read (ops, attributes, readers of
+    bound tensors); None when it reads elsewhere too (a scope, a root found through consumers)."""
+    body = rule.body
+    if not isinstance(body, ast.MatchStmt):
+        return None
+    levels: dict[str, int] = {}
+
+    def walk(pattern: Any, level: int) -> int:
+        var = getattr(pattern, "var", None)
+        if var:
+            levels.setdefault(var, level)
+        if not isinstance(pattern, ast.OpPattern):
+            return level
+        return max([level, *(walk(o.pattern, level + 1) for o in pattern.operands)])
+
+    deepest = 0
+    for k, root in enumerate(body.roots):
+        if k and root.var not in levels:
+            return None  # found by walking down from what earlier roots bound
+        deepest = max(deepest, walk(root, levels.get(root.var, 0) if k else 0))
+    return deepest
 
 
 def uses_prune(rule_files: Iterable[ast.RuleFile]) -> bool:

@@ -16,7 +16,7 @@ from test_matcher import make_graph
 
 from surgery import model_io
 from surgery.attrs import attr_value
-from surgery.engine import apply_rules
+from surgery.engine import Engine, apply_rules
 from surgery.errors import RewriteRefused, RuleError
 from surgery.graph import Graph
 from surgery.provenance import jsonable
@@ -245,3 +245,99 @@ def test_provenance_no_rewire_when_input_name_unchanged() -> None:
     text2 = text.replace("0.5 }", '0.5 } as "p"')
     rewires = [c for c in run_text(renamed, text2).changes if c.kind == "rewire"]
     assert [(c.node, c.detail["old"], c.detail["new"]) for c in rewires] == [("u", "y", "p")]
+
+
+# ------------------------------------------------------------------ change-driven rescans
+def run_both(make, text: str):
+    """Apply `text` with change-driven rescans and with full rescans: (graph, result) each."""
+    out = []
+    for rescan_all in (False, True):
+        graph = make()
+        engine = Engine(graph)
+        engine.rescan_all = rescan_all
+        for rule_file in [parse_rules(text, "e.rules")]:
+            engine.apply_file(rule_file)
+        out.append((graph, engine))
+    return out
+
+
+def test_overlapping_match_skipped_in_one_iteration_is_found_in_the_next() -> None:
+    def make() -> Graph:
+        return make_graph([
+            ("a", "Placeholder", []),
+            ("i", "Identity", ["a"]),
+            ("r1", "Relu", ["i"]),
+            ("r2", "Relu", ["i"]),
+            ("o1", "Identity", ["r1"]),
+            ("o2", "Identity", ["r2"]),
+        ])  # fmt: skip
+
+    (fast, fast_engine), (full, full_engine) = run_both(
+        make, "rule sig:\n match y = Relu(x = Identity(_))\n replace y with Sigmoid(x)"
+    )
+    assert fast_engine.counts == full_engine.counts == {"sig": 2}  # r2 waits for iteration 2
+    assert [n.name for n in fast.nodes_by_op("Sigmoid")] == ["r1", "r2"]
+    assert fast.serialize() == full.serialize()
+
+
+def test_skipped_match_whose_shared_node_nothing_changed_is_found_next() -> None:
+    """y2's match shares only z with y1's, and y1's rewrite changes neither z nor its readers."""
+
+    def make() -> Graph:
+        tag = {"tag": (0, "int")}
+        return make_graph([
+            ("a", "Placeholder", []),
+            ("z", "Relu", ["a"], tag),
+            ("x1", "Relu", ["z"], tag),
+            ("y1", "Relu", ["x1"], tag),
+            ("x2", "Relu", ["z"], tag),
+            ("y2", "Relu", ["x2"], tag),
+        ])  # fmt: skip
+
+    text = "rule mark:\n match y = Relu(Relu(Relu(_))) where y.tag == 0\n set y.tag: int = 1"
+    (fast, fast_engine), (full, _) = run_both(make, text)
+    assert fast_engine.counts == {"mark": 2}
+    assert [attr_value(fast.node(n).attr["tag"]) for n in ("y1", "y2")] == [1, 1]
+    assert fast.serialize() == full.serialize()
+
+
+def test_producer_left_without_readers_is_found_next() -> None:
+    """Removing a dead node changes what its producers' `.consumers` read."""
+
+    def make() -> Graph:
+        return make_graph([
+            ("a", "Placeholder", []),
+            ("i1", "Identity", ["a"]),
+            ("i2", "Identity", ["i1"]),
+            ("c", "Const", []),
+            ("i3", "Identity", ["c"]),
+            ("out", "Relu", ["a"]),
+        ])  # fmt: skip
+
+    text = "rule dead:\n match d = Identity|Const(...) where d.consumers == 0\n remove d"
+    (fast, fast_engine), (full, _) = run_both(make, text)
+    assert fast_engine.counts == {"dead": 4}
+    assert fast.names == ["a", "out"]
+    assert fast.serialize() == full.serialize()
+
+
+def test_change_driven_rescans_equal_full_rescans_on_every_rule_file(
+    box3d_pb: Path, unet_pb: Path, detector_pb: Path, fixture_info
+) -> None:
+    """Every rule library file on every fixture it can touch, plus the benchmark's 10 rules:
+    the same bytes and the same changes whichever way later iterations find their anchors."""
+    from benchmarks.bench_rules import RULES
+    from benchmarks.synthetic import conv_graph
+
+    rules_dir = Path(__file__).resolve().parent.parent / "rules"
+    models = [box3d_pb, unet_pb, detector_pb, fixture_info["maskrcnn_small_nchw"].path]
+    cases = [(lambda m=m: model_io.load(m), (rules_dir / f"{r}.rules").read_text())
+             for m in models for r in ("leaky_relu", "l2_normalize", "upsample_nearest",
+                                       "flatten_reshape", "maskrcnn")]  # fmt: skip
+    cases.append((lambda: Graph(conv_graph(3000)), RULES))
+    for make, text in cases:
+        (fast, fast_engine), (full, full_engine) = run_both(make, text)
+        assert fast.serialize() == full.serialize()
+        assert fast_engine.counts == full_engine.counts
+        changes = [(c.kind, c.node, c.match) for c in fast_engine.recorder.changes]
+        assert changes == [(c.kind, c.node, c.match) for c in full_engine.recorder.changes]
