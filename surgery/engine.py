@@ -206,8 +206,9 @@ class Engine:
         The first iteration tries every candidate of the op index. A later one tries only the
         anchors that a change of the iteration before could have made match: those within the
         pattern's reach (data edges down) of a node it changed, or whose matches it skipped
-        as overlapping. Rules that look further (scopes, roots found through consumers) and
-        `rescan_all` scan the whole index every time.
+        as overlapping (unless that iteration changed more nodes than the index holds: then
+        scanning the index is cheaper). Rules that look further (scopes, roots found through
+        consumers) and `rescan_all` scan the whole index every time.
         """
         applied = 0
         iterations = 0
@@ -217,8 +218,8 @@ class Engine:
         changed: set[str] | None = None
         while True:
             matcher = RuleMatcher(self.graph, rule, commutative)
-            if changed is None or reach is None:
-                candidates = matcher.candidates()
+            if changed is None or reach is None or len(changed) >= self._indexed(rule):
+                candidates = matcher.candidates()  # (scanning the index is the cheaper way)
             else:
                 candidates = self._near(changed, reach, rule.body.roots[0].ops)
             changed = set()
@@ -243,6 +244,14 @@ class Engine:
         if not applied:
             self.warnings.append(f"{rule.loc}: rule {rule.name!r} matched nothing")
         return applied
+
+    def _indexed(self, rule: ast.Rule) -> int:
+        """How many nodes the op index holds for the rule's first root."""
+        ops = rule.body.roots[0].ops
+        if not ops:
+            return len(self.graph)
+        by_op = self.graph._by_op
+        return sum(len(by_op.get(op, ())) for op in dict.fromkeys(ops))
 
     def _near(self, changed: set[str], reach: int, ops: tuple[str, ...]) -> list[str]:
         """Nodes at most `reach` data edges below a changed node (the changed ones included)

@@ -311,13 +311,16 @@ def test_producer_left_without_readers_is_found_next() -> None:
             ("i2", "Identity", ["i1"]),
             ("c", "Const", []),
             ("i3", "Identity", ["c"]),
-            ("out", "Relu", ["a"]),
+            ("k1", "Identity", ["a"]),
+            ("k2", "Identity", ["k1"]),
+            ("k3", "Identity", ["k2"]),
+            ("out", "Relu", ["k3"]),
         ])  # fmt: skip
 
     text = "rule dead:\n match d = Identity|Const(...) where d.consumers == 0\n remove d"
     (fast, fast_engine), (full, _) = run_both(make, text)
     assert fast_engine.counts == {"dead": 4}
-    assert fast.names == ["a", "out"]
+    assert fast.names == ["a", "k1", "k2", "k3", "out"]
     assert fast.serialize() == full.serialize()
 
 
