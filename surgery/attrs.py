@@ -272,3 +272,8 @@ def infer_kind(value: Any, *, field: str | None = None) -> str:
     raise AttrError(
         f"{_where(field)}cannot infer an attribute kind for {type(value).__name__} {value!r}"
     )
+
+
+def const_attrs(tensor: TensorProto) -> dict[str, AttrValue]:
+    """The attributes of a Const node holding `tensor`: its dtype and value."""
+    return {"dtype": AttrValue(type=tensor.dtype), "value": AttrValue(tensor=tensor)}

@@ -42,15 +42,11 @@ class Ranks:
         self._built = False
 
     def _producers(self, node: Any) -> list[str]:
-        if node.op == "Merge":  # while-loop back edges (NextIteration -> Merge) do not order
-            nodes = self.graph
-            names = [
-                r.node for r in node._inputs
-                if r.node in nodes and nodes.get(r.node).op != "NextIteration"
-            ]  # fmt: skip
-            names.extend(node._controls)
-            return names
-        return [r[0] for r in node._inputs] + node._controls
+        """The nodes `node` reads from, data then control, but a while loop's back edge."""
+        names = [r[0] for r in node._inputs]
+        if node.proto.op == "Merge":
+            names = [n for n in names if not self._back_edge(node, n)]
+        return names + node._controls
 
     def build(self) -> None:
         """Ranks are graph positions when graph order is topological (the usual case: one

@@ -494,39 +494,6 @@ class Evaluator:
     def _compare(self, expr: ast.Compare) -> bool:
         return compare_values(expr, self.value(expr.left), self.value(expr.right))
 
-    def compiled(self, expr: Any) -> Callable[[Evaluator], None]:
-        """`check` of `expr` as a function of an evaluator, made once per expression: the
-        and-chains and the comparisons of a property with a literal skip the generic walk."""
-        if isinstance(expr, ast.BoolOp) and expr.op == "and":
-            parts = [self.compiled(o) for o in expr.operands]
-
-            def check_all(ev: Evaluator) -> None:
-                for part in parts:
-                    part(ev)
-
-            return check_all
-        if (
-            isinstance(expr, ast.Compare) and isinstance(expr.left, ast.Ref)
-            and isinstance(expr.right, ast.Literal) and not isinstance(expr.right.value, tuple)
-        ):  # fmt: skip
-            left_expr, right, op = expr.left, expr.right.value, expr.op
-            fast = _fast_compare(op, right)
-
-            def check_compare(ev: Evaluator) -> None:
-                left = ev._ref(left_expr)
-                compare = fast.get(type(left))
-                if compare is not None:
-                    ok = compare(left, right)
-                else:
-                    ok = compare_values(expr, left, right)
-                if not ok:
-                    raise EvalFailure(lambda: f"`{expr_text(expr)}` is false{ev._why(expr)}",
-                                      expr.loc)  # fmt: skip
-
-            return check_compare
-        return lambda ev: ev.check(expr)
-
-
     def _boolop(self, expr: ast.BoolOp) -> bool:
         try:
             self.check(expr)
@@ -569,6 +536,39 @@ class Evaluator:
         except (TypeError, ValueError) as exc:
             raise RuleError(f"{expr.loc}: {func}(): {exc}") from None
         raise RuleError(f"{expr.loc}: unknown function {func!r} (known: {', '.join(FUNCTIONS)})")
+
+
+def compile_check(expr: Any) -> Callable[[Evaluator], None]:
+    """`Evaluator.check` of `expr` as a function of an evaluator, made once per expression: the
+    and-chains and the comparisons of a property with a literal skip the generic walk."""
+    if isinstance(expr, ast.BoolOp) and expr.op == "and":
+        parts = [compile_check(o) for o in expr.operands]
+
+        def check_all(ev: Evaluator) -> None:
+            for part in parts:
+                part(ev)
+
+        return check_all
+    if (
+        isinstance(expr, ast.Compare) and isinstance(expr.left, ast.Ref)
+        and isinstance(expr.right, ast.Literal) and not isinstance(expr.right.value, tuple)
+    ):  # fmt: skip
+        left_expr, right, op = expr.left, expr.right.value, expr.op
+        fast = _fast_compare(op, right)
+
+        def check_compare(ev: Evaluator) -> None:
+            left = ev._ref(left_expr)
+            compare = fast.get(type(left))
+            if compare is not None:
+                ok = compare(left, right)
+            else:
+                ok = compare_values(expr, left, right)
+            if not ok:
+                raise EvalFailure(lambda: f"`{expr_text(expr)}` is false{ev._why(expr)}",
+                                  expr.loc)  # fmt: skip
+
+        return check_compare
+    return lambda ev: ev.check(expr)
 
 
 def compare_values(expr: ast.Compare, left: Any, right: Any) -> bool:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from surgery.attrs import make_attr
+from surgery.attrs import const_attrs, make_attr
 from surgery.errors import SurgeryError, TensorFlowMissing
 from surgery.graph import Graph, Node
 from surgery.ports import TensorRef
@@ -86,8 +86,7 @@ class _Pass:
     def const(self, base: str, value: np.ndarray) -> str:
         name = self.fresh(base)
         tensor = from_numpy(value)
-        self.graph.add_node(name, "Const", attrs={
-            "dtype": AttrValue(type=tensor.dtype), "value": AttrValue(tensor=tensor)})
+        self.graph.add_node(name, "Const", attrs=const_attrs(tensor))
         return name
 
     def transpose(self, source: TensorRef, perm: tuple[int, ...], base: str, dtype: int) -> str:

@@ -22,6 +22,7 @@ from surgery.expr_eval import (
     EvalFailure,
     Evaluator,
     ScopeInstance,
+    compile_check,
     glob_regex,
     value_text,
 )
@@ -172,11 +173,11 @@ class RuleMatcher:
         self._roles_cache: dict[tuple[str, int], list[str] | None] = {}
         self._instances: dict[str, list[str]] | None = None
         self._plans: dict[tuple[int, str, int], Any] = {}
-        self.is_scope = isinstance(rule.body, ast.ScopeStmt)  # namespaces, not op patterns
-        self._evaluator = Evaluator(graph, {})  # `where` checks: bindings swapped per match
-        where = getattr(rule.body, "where", None)
-        self._where = self._evaluator.compiled(where) if where is not None else None
         body = rule.body
+        self.is_scope = isinstance(body, ast.ScopeStmt)  # namespaces, not op patterns
+        self._evaluator = Evaluator(graph, {})  # `where` checks: bindings swapped per match
+        where = getattr(body, "where", None)
+        self._where = compile_check(where) if where is not None else None
         self._anchor_paths: list[list[Any] | None] = []
         self._conts = [self._next_root(k + 1) for k in range(len(getattr(body, "roots", ())))]
         if isinstance(body, ast.MatchStmt):

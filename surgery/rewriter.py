@@ -8,7 +8,7 @@ tensor still read outside the match) are refused before anything changes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -46,8 +46,7 @@ class Editor:
         self.touched: dict[str, None] = {}  # nodes whose inputs (data or control) changed
         self.removed: dict[str, None] = {}
         self.outputs_before: frozenset[str] | None = None  # graph outputs `prune` never removes
-        self.const_attrs: dict[int, tuple[Any, dict[str, AttrValue]]] = {}  # literal const() args
-        self.call_plans: dict[int, CallPlan] = {}  # node calls of the rules, by id
+        self._memo: dict[int, tuple[Any, Any]] = {}  # id(rule syntax) -> (it, what it makes)
 
     def begin(self) -> None:
         """Start a fresh journal (one per match)."""
@@ -55,6 +54,14 @@ class Editor:
         self.created.clear()
         self.touched.clear()
         self.removed.clear()
+
+    def memo(self, key: Any, make: Callable[[], Any]) -> Any:
+        """What `make()` returns for the rule-syntax object `key`, made once per apply (the
+        object is kept alive beside it, so its id is never reused)."""
+        entry = self._memo.get(id(key))
+        if entry is None or entry[0] is not key:
+            entry = self._memo[id(key)] = (key, make())
+        return entry[1]
 
     # ---------------------------------------------------------------- nodes
     def add_node(
@@ -323,34 +330,29 @@ class Rewriter:
 
     def make_const(self, arg: ast.ConstArg, base: str) -> TensorRef:
         """Create the Const node a `const(dtype, value)` argument stands for."""
+        if is_literal(arg.value):  # same value every match: build it once (nodes copy it)
+            attrs = self.editor.memo(arg, lambda: self._const_attrs(arg))
+        else:
+            attrs = self._const_attrs(arg)
+        name = self.unique_name(f"{base}/const")
+        self.editor.add_node(name, "Const", [], (), attrs)
+        return TensorRef(name, 0)
+
+    def _const_attrs(self, arg: ast.ConstArg) -> dict[str, AttrValue]:
+        from surgery.attrs import const_attrs
         from surgery.tensor_values import from_numpy, numpy_dtype
 
-        cache = self.editor.const_attrs
-        entry = cache.get(id(arg)) if is_literal(arg.value) else None
-        if entry is None or entry[0] is not arg:
-            value = self.evaluate(arg.value)
-            try:
-                array = np.asarray(value, dtype=numpy_dtype(arg.dtype))
-                proto = from_numpy(array, arg.dtype)
-            except (TypeError, ValueError, SurgeryError) as exc:
-                raise self.rule_error(arg.loc, f"const({arg.dtype}, ...): {exc}") from None
-            made = {"dtype": AttrValue(type=proto.dtype), "value": AttrValue(tensor=proto)}
-            if is_literal(arg.value):  # same value every match: build it once (nodes copy it)
-                cache[id(arg)] = (arg, made)
-        else:
-            made = entry[1]
-        name = self.unique_name(f"{base}/const")
-        self.editor.add_node(name, "Const", [], (), made)
-        return TensorRef(name, 0)
+        value = self.evaluate(arg.value)
+        try:
+            array = np.asarray(value, dtype=numpy_dtype(arg.dtype))
+            return const_attrs(from_numpy(array, arg.dtype))
+        except (TypeError, ValueError, SurgeryError) as exc:
+            raise self.rule_error(arg.loc, f"const({arg.dtype}, ...): {exc}") from None
 
     # ---------------------------------------------------------------- building a node
     def plan(self, call: ast.NodeCall) -> CallPlan:
         """The call's plan, made on its first use (see `surgery.call_plans`)."""
-        cache = self.editor.call_plans
-        entry = cache.get(id(call))
-        if entry is None or entry.call is not call:
-            entry = cache[id(call)] = plan_call(call, self.catalog, self.rule_error)
-        return entry
+        return self.editor.memo(call, lambda: plan_call(call, self.catalog, self.rule_error))
 
     def build(self, call: ast.NodeCall, name: str) -> tuple[list[TensorRef], dict[str, AttrValue]]:
         """Inputs in the order the op expects and typed attributes for `call`."""

@@ -12,10 +12,10 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from surgery.attrs import const_attrs
 from surgery.errors import GraphError, SurgeryError
 from surgery.graph import Graph
 from surgery.ports import TensorRef
-from surgery.protos import AttrValue
 from surgery.tensor_values import from_numpy, shape_proto, to_numpy
 
 Shape = tuple[int | None, ...] | None  # None: rank unknown; None inside: that dim unknown
@@ -146,14 +146,10 @@ def static_reshapes(
         if const_name in graph:
             raise GraphError(f"{const_name}: a node of that name already exists")
         value = from_numpy(np.array(dims, dtype=np.int32))
-        graph.add_node(const_name, "Const", attrs=_const_attrs(value))
+        graph.add_node(const_name, "Const", attrs=const_attrs(value))
         graph.set_input(node.name, 1, const_name)
         if "Tshape" in node.attr:
             node.attr["Tshape"].type = value.dtype
         _remove_if_dead(graph, old.node)
         changed.append((node.name, dims))
     return changed
-
-
-def _const_attrs(value) -> dict[str, AttrValue]:
-    return {"dtype": AttrValue(type=value.dtype), "value": AttrValue(tensor=value)}
