@@ -48,7 +48,7 @@ def plan_call(
 
 
 def _plan_plugin(call: ast.NodeCall, schema: Any, fail: Callable) -> CallPlan:
-    from surgery.plugin_schema import spec_attr
+    from surgery.plugin_schema import kind_mismatch, spec_attr
 
     roles = [s.name for s in schema.inputs]
     args: list[tuple[int, ast.Arg]] = []
@@ -77,8 +77,9 @@ def _plan_plugin(call: ast.NodeCall, schema: Any, fail: Callable) -> CallPlan:
         spec = named.get(fa.name)
         if spec is None:
             raise fail(fa.loc, _field_error(schema, fa.name))
-        if fa.kind is not None:
-            _check_kind(schema, spec, fa, fail)
+        why = kind_mismatch(schema, spec, fa.kind) if fa.kind is not None else None
+        if why is not None:
+            raise fail(fa.loc, why)
 
         def convert(value: Any, spec: Any = spec, fa: ast.FieldAssign = fa) -> AttrValue:
             try:
@@ -160,17 +161,6 @@ def _field_error(schema: Any, name: str) -> str:
     except RuleError as exc:
         return str(exc)
     return f"plugin {schema.name} has no field {name!r}"
-
-
-def _check_kind(schema: Any, spec: Any, fa: ast.FieldAssign, fail: Callable) -> None:
-    kind = fa.kind or ""
-    is_list = kind.startswith("list(")
-    base = kind[5:-1] if is_list else kind
-    family = spec.type.rstrip("0123456789")
-    ok = {"float": "float", "int": "int", "string": "string", "bool": "bool"}.get(base)
-    if ok != family or is_list == spec.is_scalar:
-        raise fail(fa.loc, f"field {fa.name!r} of plugin {schema.name} is {spec.describe()}, "
-                   f"not {kind}")  # fmt: skip
 
 
 def build_call(

@@ -473,6 +473,17 @@ def coerce_field(schema: PluginSchema, spec: FieldSpec, value: Any) -> Any:
     return items
 
 
+def kind_mismatch(schema: PluginSchema, spec: FieldSpec, kind: str) -> str | None:
+    """Why a rule's declared kind (`int`, `list(float)`, ...) does not fit the field, or None."""
+    is_list = kind.startswith("list(")
+    base = kind[5:-1] if is_list else kind
+    family = spec.type.rstrip("0123456789")
+    ok = {"float": "float", "int": "int", "string": "string", "bool": "bool"}.get(base)
+    if ok != family or is_list == spec.is_scalar:
+        return f"field {spec.name!r} of plugin {schema.name} is {spec.describe()}, not {kind}"
+    return None
+
+
 def field_attr(schema: PluginSchema, field_name: str, value: Any) -> AttrValue:
     """The AttrValue that stores `value` in plugin field `field_name` (coerced by the schema)."""
     return spec_attr(schema, schema.field(field_name), value)

@@ -14,7 +14,13 @@ from pathlib import Path
 from surgery import rule_ast as ast
 from surgery.errors import RuleError, RuleSyntaxError
 from surgery.expr_eval import scope_tensor_text
-from surgery.plugin_schema import Catalog, PluginSchema, coerce_field, load_catalog
+from surgery.plugin_schema import (
+    Catalog,
+    PluginSchema,
+    coerce_field,
+    kind_mismatch,
+    load_catalog,
+)
 from surgery.rule_parser import FUNCTIONS, load_rules
 
 try:  # operand roles come from surgery.opdefs (built-in table, TF registry when present)
@@ -369,6 +375,10 @@ class _RuleChecker:
                 )
                 continue
             spec = schema.field(assign.name)
+            why = kind_mismatch(schema, spec, assign.kind) if assign.kind is not None else None
+            if why is not None:
+                self.error(assign.loc, why)
+                continue
             value = _constant(assign.value)
             if value is not _UNKNOWN:
                 try:

@@ -143,3 +143,15 @@ def test_list_selectors_scope_expressions_and_prune() -> None:
     assert "5:13: error: FlattenConcat_TRT has 1 output(s); s.out[*] needs ports 0..1, port 1 " \
         "does not exist" in bad
     assert any("connect takes one tensor; q.in[*] is a list" in d for d in bad)
+
+
+def test_declared_kind_that_does_not_fit_the_plugin_field() -> None:
+    text = (
+        'use plugins "trt-8.6"\n'
+        "rule a:\n"
+        " match y = LeakyRelu(x)\n"
+        " replace y with LReLU_TRT(x) { negSlope: int = y.alpha }\n"
+    )
+    assert diags(text) == [
+        "4:32: error: field 'negSlope' of plugin LReLU_TRT is float32, not int"
+    ]
