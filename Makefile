@@ -7,9 +7,13 @@ export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONHASHSEED := 0
 
-.PHONY: setup sysdeps demo test lint bench clean
+.PHONY: setup sysdeps native demo test lint bench clean
 
-setup: $(STAMP) sysdeps
+setup: $(STAMP) sysdeps native
+
+# The rule engine's hot modules compiled with mypyc (surgery/native.py; skipped when current).
+native: $(STAMP)
+	$(BIN)/python -c 'import surgery.native; surgery.native.main()'
 
 # Debian packages: graphviz (`dot`, the visualizer's layout engine) and chromium (the browser the
 # HTML-report tests drive through Playwright). Installed only when missing.
@@ -33,13 +37,15 @@ demo: setup
 
 test: setup
 	$(BIN)/ruff check surgery plugins viz tests benchmarks
+	$(BIN)/mypy surgery
 	$(BIN)/pytest -q -ra
 
 lint: setup
 	$(BIN)/ruff check surgery plugins viz tests benchmarks
+	$(BIN)/mypy surgery
 
 bench: setup
 	$(BIN)/python -m benchmarks.run $(BENCH)
 
 clean:
-	rm -rf $(VENV) demo_out .pytest_cache
+	rm -rf $(VENV) demo_out .pytest_cache build surgery/*.so surgery/native_build.json

@@ -8,3 +8,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 __version__ = "0.1.0"
+
+# The rule engine's hot modules run compiled when a current build exists (see surgery.native).
+from surgery import native as _native  # noqa: E402
+
+_native.select()

@@ -71,7 +71,7 @@ def _plan_plugin(call: ast.NodeCall, schema: Any, fail: Callable) -> CallPlan:
         raise fail(call.loc, f"plugin {schema.name} takes {len(roles)} inputs "
                    f"({', '.join(roles)}), {len(call.args)} given")  # fmt: skip
     args.extend(zip(free, pending, strict=False))
-    fields = []
+    fields: list[tuple[ast.FieldAssign, AttrValue | None, Callable[[Any], AttrValue]]] = []
     named = {f.name: f for f in schema.fields}
     for fa in call.fields:
         spec = named.get(fa.name)
@@ -128,16 +128,16 @@ def _plan_tf(call: ast.NodeCall, fail: Callable) -> CallPlan:
     used = {i for i, _ in role_args}
     free = [i for i in range(total) if i not in used]
     args = role_args + list(zip(free, pending, strict=False))
-    fields = []
+    fields: list[tuple[ast.FieldAssign, AttrValue | None, Callable[[Any], AttrValue]]] = []
     for fa in call.fields:
         if fa.kind is None:
             raise fail(fa.loc, f"attribute {fa.name!r} of TensorFlow op {call.op} needs an "
                        f"explicit kind, e.g. `{fa.name}: int = ...` ({call.op} is not a catalog "
                        "plugin)")  # fmt: skip
 
-        def convert(value: Any, fa: ast.FieldAssign = fa) -> AttrValue:
+        def convert(value: Any, fa: ast.FieldAssign = fa, kind: str = fa.kind) -> AttrValue:
             try:
-                return make_attr(value, fa.kind, field=fa.name)
+                return make_attr(value, kind, field=fa.name)
             except SurgeryError as exc:
                 raise fail(fa.loc, str(exc)) from None
 

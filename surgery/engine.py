@@ -217,7 +217,7 @@ class Engine:
             if changed is None or reach is None or len(changed) >= self._indexed(rule):
                 candidates = matcher.candidates()  # (scanning the index is the cheaper way)
             else:
-                candidates = self._near(changed, reach, rule.body.roots[0].ops)
+                candidates = self._near(changed, reach, _first_ops(rule))
             changed = set()
             done = self._iteration(rule, matcher, catalog, applied, made, candidates, changed)
             if not done:
@@ -243,7 +243,7 @@ class Engine:
 
     def _indexed(self, rule: ast.Rule) -> int:
         """How many nodes the op index holds for the rule's first root."""
-        ops = rule.body.roots[0].ops
+        ops = _first_ops(rule)
         if not ops:
             return len(self.graph)
         by_op = self.graph._by_op
@@ -346,6 +346,12 @@ class Engine:
             ranks.check_edges_into(name)
 
 
+def _first_ops(rule: ast.Rule) -> tuple[str, ...]:
+    """The ops the first root of a match rule may have (empty: any op, or a scope rule)."""
+    body = rule.body
+    return body.roots[0].ops if isinstance(body, ast.MatchStmt) else ()
+
+
 def pattern_reach(rule: ast.Rule) -> int | None:
     """How many data edges up from its anchor a match can read (ops, attributes, readers of
     bound tensors); None when it reads elsewhere too (a scope, a root found through consumers)."""
@@ -364,9 +370,12 @@ def pattern_reach(rule: ast.Rule) -> int | None:
 
     deepest = 0
     for k, root in enumerate(body.roots):
-        if k and root.var not in levels:
-            return None  # found by walking down from what earlier roots bound
-        deepest = max(deepest, walk(root, levels.get(root.var, 0) if k else 0))
+        start = 0
+        if k:
+            if root.var is None or root.var not in levels:
+                return None  # found by walking down from what earlier roots bound
+            start = levels[root.var]
+        deepest = max(deepest, walk(root, start))
     return deepest
 
 

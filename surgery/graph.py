@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from surgery.errors import GraphError
-from surgery.ports import TensorRef, as_tensor, control_name
+from surgery.ports import TensorLike, TensorRef, as_tensor, control_name
 from surgery.protos import GraphDef, NodeDef
 
 _new_ref = tuple.__new__
@@ -335,7 +335,7 @@ class Graph:
     def op_types(self) -> dict[str, int]:
         return {op: len(names) for op, names in self._by_op.items() if names}
 
-    def consumers(self, tensor: str | TensorRef) -> list[tuple[Node, int]]:
+    def consumers(self, tensor: TensorLike) -> list[tuple[Node, int]]:
         """(consumer, input slot) for every data edge reading `tensor`, in graph order."""
         node, port = tensor if isinstance(tensor, TensorRef) else as_tensor(tensor)
         edges = self._index()[0].get(node)
@@ -347,7 +347,7 @@ class Graph:
             users.sort(key=self._edge_key)
         return [(nodes[n], slot) for n, slot in users]
 
-    def consumer_count(self, tensor: str | TensorRef) -> int:
+    def consumer_count(self, tensor: TensorLike) -> int:
         """How many data edges read `tensor` (no sorting, no Node lookups)."""
         node, port = tensor if isinstance(tensor, TensorRef) else as_tensor(tensor)
         edges = self._index()[0].get(node)
@@ -427,7 +427,7 @@ class Graph:
         self,
         name: str,
         op: str,
-        inputs: Iterable[str | TensorRef] = (),
+        inputs: Iterable[TensorLike] = (),
         controls: Iterable[str] = (),
         attrs: Mapping[str, Any] | None = None,
         device: str = "",
@@ -559,7 +559,7 @@ class Graph:
 
     # ---------------------------------------------------------------- edge edits
     def set_inputs(
-        self, name: str, inputs: Iterable[str | TensorRef], controls: Iterable[str] | None = None
+        self, name: str, inputs: Iterable[TensorLike], controls: Iterable[str] | None = None
     ) -> None:
         """Replace the data inputs (and, if given, the control inputs) of node `name`."""
         node = self.node(name)
@@ -581,7 +581,7 @@ class Graph:
                 self._control_consumers.setdefault(src, {})[name] = None
         self._sync(node)
 
-    def set_input(self, name: str, slot: int, tensor: str | TensorRef) -> None:
+    def set_input(self, name: str, slot: int, tensor: TensorLike) -> None:
         """Point input `slot` of `name` at `tensor`."""
         node = self.node(name)
         if not 0 <= slot < len(node._inputs):
@@ -594,7 +594,7 @@ class Graph:
         self._link(ref, name, slot)
         node.proto.input[slot] = str(ref)
 
-    def insert_input(self, name: str, slot: int, tensor: str | TensorRef) -> None:
+    def insert_input(self, name: str, slot: int, tensor: TensorLike) -> None:
         inputs = list(self.node(name)._inputs)
         inputs.insert(slot, as_tensor(tensor))
         self.set_inputs(name, inputs)
@@ -622,7 +622,7 @@ class Graph:
         self.set_inputs(name, node._inputs, [c for c in node._controls if c != source])
 
     def replace_uses(
-        self, old: str | TensorRef, new: str | TensorRef, *, exclude: Iterable[str] = ()
+        self, old: TensorLike, new: TensorLike, *, exclude: Iterable[str] = ()
     ) -> int:
         """Rewire every consumer of tensor `old` (but those in `exclude`) to `new`; count them."""
         old_ref, new_ref = as_tensor(old), as_tensor(new)
@@ -684,7 +684,7 @@ class Graph:
     def dangling_inputs(self) -> list[tuple[str, str]]:
         """(node, input) pairs whose source node does not exist."""
         nodes = self._nodes
-        bad = []
+        bad: list[tuple[str, str]] = []
         for name, node in nodes.items():
             bad.extend((name, str(r)) for r in node._inputs if r.node not in nodes)
             bad.extend((name, "^" + c) for c in node._controls if c not in nodes)

@@ -195,7 +195,7 @@ class _Pass:
             return True
         inner = self.graph.get(node.inputs[0].node)
         inner_perm = self.perm_of(inner) if inner is not None and node.inputs[0].port == 0 else None
-        if inner_perm is None or len(inner_perm) != len(perm):
+        if inner is None or inner_perm is None or len(inner_perm) != len(perm):
             return False
         composed = tuple(inner_perm[p] for p in perm)
         if composed != tuple(range(len(perm))):

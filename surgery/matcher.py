@@ -169,12 +169,15 @@ class RuleMatcher:
         self.graph = graph
         self.rule = rule
         self.commutative = BUILTIN_COMMUTATIVE | frozenset(commutative)
-        self._first: tuple[Any, ast.Loc, str | None] | None = None
+        self._first: tuple[Any, ast.Loc, str | None] | Failure | None = None
         self._roles_cache: dict[tuple[str, int], list[str] | None] = {}
         self._instances: dict[str, list[str]] | None = None
         self._plans: dict[tuple[int, str, int], Any] = {}
         body = rule.body
         self.is_scope = isinstance(body, ast.ScopeStmt)  # namespaces, not op patterns
+        # the statement as its own kind (the other one None), so that each path reads it typed
+        self._stmt: ast.MatchStmt | None = body if isinstance(body, ast.MatchStmt) else None
+        self._scope: ast.ScopeStmt | None = body if isinstance(body, ast.ScopeStmt) else None
         self._evaluator = Evaluator(graph, {})  # `where` checks: bindings swapped per match
         where = getattr(body, "where", None)
         self._where = compile_check(where) if where is not None else None
@@ -188,6 +191,18 @@ class RuleMatcher:
                 self._anchor_paths.append(_path_to(root, known) if known else None)
                 known |= _vars_of(root)
 
+    def _match_stmt(self) -> ast.MatchStmt:
+        """The rule's `match` statement (a scope rule has none)."""
+        if self._stmt is None:
+            raise RuleError(f"{self.rule.loc}: rule {self.rule.name!r} has no match pattern")
+        return self._stmt
+
+    def _scope_stmt(self) -> ast.ScopeStmt:
+        """The rule's `scope` statement (a match rule has none)."""
+        if self._scope is None:
+            raise RuleError(f"{self.rule.loc}: rule {self.rule.name!r} has no scope pattern")
+        return self._scope
+
     # ---------------------------------------------------------------- failures
     @property
     def first_failure(self) -> Failure | None:
@@ -196,8 +211,9 @@ class RuleMatcher:
         if first is None or isinstance(first, Failure):
             return first
         reason, loc, node = first
-        self._first = Failure(reason() if callable(reason) else reason, loc, node)
-        return self._first
+        failure = Failure(reason() if callable(reason) else reason, loc, node)
+        self._first = failure
+        return failure
 
     @first_failure.setter
     def first_failure(self, value: Failure | None) -> None:
@@ -212,7 +228,7 @@ class RuleMatcher:
         """Anchor nodes (or namespace instances) in graph order."""
         if self.is_scope:
             return list(self._scope_instances())
-        root = self.rule.body.roots[0]
+        root = self._match_stmt().roots[0]
         if not root.ops:
             return self.graph.names
         nodes = self.graph.nodes_by_op(*dict.fromkeys(root.ops))
@@ -234,8 +250,7 @@ class RuleMatcher:
         if self.is_scope:
             return self._match_scope(anchor)
         node = self.graph.get(anchor)
-        body: ast.MatchStmt = self.rule.body
-        root = body.roots[0]
+        root = self._match_stmt().roots[0]
         if node is None:
             self._fail(f"no node named {anchor!r}", root.loc)
             return None
@@ -250,10 +265,9 @@ class RuleMatcher:
     # binding it can make, in order, and returns the first full match a continuation returns
     # (None when none does). That is the order a chain of generators would try, without one.
     def _search(self, k: int, tensor: TensorRef | None, b: dict) -> dict | None:
-        body: ast.MatchStmt = self.rule.body
-        roots = body.roots
+        roots = self._match_stmt().roots
         if k == len(roots):
-            if body.where is not None:
+            if self._where is not None:
                 evaluator = self._evaluator
                 evaluator.bindings = b
                 try:
@@ -261,7 +275,7 @@ class RuleMatcher:
                 except EvalFailure as exc:
                     # the reason is worked out on read from this evaluator's bindings: keep it
                     self._evaluator = Evaluator(self.graph, {})
-                    self._fail(lambda e=exc: f"where: {e.reason}", exc.loc, b[_INTERIOR][0])
+                    self._fail(_where_reason(exc), exc.loc, b[_INTERIOR][0])
                     return None
             return b
         cont = self._conts[k]
@@ -286,7 +300,7 @@ class RuleMatcher:
 
     def _root_candidates(self, k: int, b: dict) -> list[TensorRef]:
         """Tensors root `k` may bind: walked up from a bound tensor, else by op index."""
-        root = self.rule.body.roots[k]
+        root = self._match_stmt().roots[k]
         path = self._anchor_paths[k]
         graph = self.graph
         if path is None:
@@ -301,7 +315,7 @@ class RuleMatcher:
         if isinstance(last, ast.Capture) and last.port is not None:
             bound = TensorRef(bound.node, last.port)
         level = {bound}
-        for parent in reversed(path[:-1]):
+        for parent in path[-2::-1]:  # from the one above the bound tensor up
             up: dict[TensorRef, None] = {}
             for t in level:
                 for consumer, _slot in graph.consumers(t):
@@ -400,7 +414,7 @@ class RuleMatcher:
             n = len(inputs)
             probe = [_Slot(i) for i in range(n)]
             first = self._first
-            found = self._assign(pat, node, probe)  # type: ignore[arg-type]
+            found = self._assign(pat, node, probe)
             self._first = first  # a plan is only a plan: failures are recorded on use
             plan = None
             if found is not None:
@@ -417,7 +431,7 @@ class RuleMatcher:
             (o, [inputs[i] for i in x] if type(x) is list else inputs[x]) for o, x in plan
         ]  # fmt: skip
 
-    def _assign(self, pat: ast.OpPattern, node: Any, inputs: list[TensorRef]) -> list | None:
+    def _assign(self, pat: ast.OpPattern, node: Any, inputs: list[Any]) -> list | None:
         """(operand pattern, tensor or list of tensors, variadic) in operand order, or None."""
         n = len(inputs)
         slots: dict[int, Any] = {}
@@ -565,7 +579,8 @@ class RuleMatcher:
                 except RuleError as exc:
                     raise RuleError(f"{p.loc}: {exc}") from None
                 depths.append(_glob_depth(p.text))
-        return _Selector(regexes, None if None in depths else max(depths, default=0))
+        bounded = [d for d in depths if d is not None]
+        return _Selector(regexes, None if len(bounded) < len(depths) else max(bounded, default=0))
 
     @staticmethod
     def _first_prefix(name: str, sel: _Selector) -> str | None:
@@ -587,7 +602,7 @@ class RuleMatcher:
     def _scope_instances(self) -> dict[str, list[str]]:
         """namespace -> region nodes in graph order; an instance per distinct namespace."""
         if self._instances is None:
-            stmt: ast.ScopeStmt = self.rule.body
+            stmt = self._scope_stmt()
             include = self._selector(stmt.include)
             exclude = self._selector(stmt.exclude) if stmt.exclude else None
             out: dict[str, list[str]] = {}
@@ -620,12 +635,12 @@ class RuleMatcher:
             return (graph.position(t.node) if t.node in graph else -1, t.port)
 
         return ScopeInstance(
-            self.rule.body.var, namespace, tuple(nodes),
+            self._scope_stmt().var, namespace, tuple(nodes),
             tuple(sorted(enters, key=key)), tuple(sorted(leaves, key=key)),
         )  # fmt: skip
 
     def _match_scope(self, namespace: str) -> Match | None:
-        stmt: ast.ScopeStmt = self.rule.body
+        stmt = self._scope_stmt()
         nodes = [n for n in self._scope_instances().get(namespace, ()) if n in self.graph]
         if not nodes:
             self._fail(f"no node lies in namespace {namespace!r}", stmt.loc, namespace)
@@ -636,7 +651,7 @@ class RuleMatcher:
             try:
                 Evaluator(self.graph, bindings).check(stmt.where)
             except EvalFailure as exc:
-                self._fail(lambda e=exc: f"where: {e.reason}", exc.loc, namespace)
+                self._fail(_where_reason(exc), exc.loc, namespace)
                 return None
         self._check_contract(stmt, instance)
         return Match(self.rule, bindings, (), namespace, scope=instance)
@@ -661,7 +676,7 @@ class RuleMatcher:
         out = Explanation(self.rule.name, node_name, matched=False)
         graph = self.graph
         if self.is_scope:
-            stmt: ast.ScopeStmt = self.rule.body
+            stmt = self._scope_stmt()
             include = self._selector(stmt.include)
             ns = self._first_prefix(node_name, include)
             if ns is None:
@@ -694,11 +709,16 @@ class RuleMatcher:
         return out
 
 
+def _where_reason(exc: EvalFailure) -> Any:
+    """A failed `where` clause's reason, worked out when read."""
+    return lambda: f"where: {exc.reason}"
+
+
 def _bound_nodes(match: Match) -> set[str]:
-    out = set()
+    out: set[str] = set()
     for value in match.bindings.values():
         if isinstance(value, TensorRef):
             out.add(value.node)
         elif isinstance(value, tuple):  # a variadic capture
-            out.update(t.node for t in value)
+            out.update(t.node for t in value if isinstance(t, TensorRef))
     return out

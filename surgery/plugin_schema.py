@@ -147,17 +147,18 @@ class PluginSchema:
     ) -> list[tuple[TensorSpec, int]]:
         """(output spec, index within it) for every output tensor, counts evaluated."""
         values = self.field_values(fields)
-        slots = []
+        slots: list[tuple[TensorSpec, int]] = []
         for spec in self.outputs:
             count = spec.min
             if spec.count is not None:
                 ctx = Context(lambda k: (), num_inputs, values, text=str(spec.count))
-                count = dim_value(spec.count, ctx)
-                if not isinstance(count, int) or count < spec.min:
+                evaluated = dim_value(spec.count, ctx)
+                if not isinstance(evaluated, int) or evaluated < spec.min:
                     raise ShapeExprError(
                         f"plugin {self.name} output '{spec.name}': count {spec.count} gave "
-                        f"{count}; expected at least {spec.min}"
+                        f"{evaluated}; expected at least {spec.min}"
                     )
+                count = evaluated
             slots.extend((spec, i) for i in range(count))
         return slots
 

@@ -487,6 +487,6 @@ def dim_value(node: Node, ctx: Context) -> int | Sym:
     value = evaluate(node, ctx)
     if isinstance(value, list):
         raise ctx.fail("a dim is an array field; index it")
-    if isinstance(value, Scaled) or _is_float(value):
+    if isinstance(value, Scaled | float | np.floating):  # Scaled, or _is_float(value)
         raise ctx.fail("a dim came out a float; wrap it in floor() or ceil()")
     return value

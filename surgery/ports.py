@@ -38,7 +38,10 @@ def parse_tensor(text: str) -> TensorRef:
     return TensorRef(text, 0)
 
 
-def as_tensor(value: str | TensorRef | tuple[str, int]) -> TensorRef:
+TensorLike = str | TensorRef | tuple[str, int]  # what `as_tensor` accepts
+
+
+def as_tensor(value: TensorLike) -> TensorRef:
     """Accept a TensorRef, a `(node, port)` pair or a tensor name."""
     if isinstance(value, TensorRef):
         return value

@@ -52,7 +52,7 @@ class _DType:
 
 def _tensorflow_stand_in() -> types.ModuleType:
     """A module with TensorFlow's dtype names, for scripts that only need `tf.float32` & co."""
-    module = types.ModuleType("tensorflow")
+    module: Any = types.ModuleType("tensorflow")  # gets attributes ModuleType does not declare
     module.__doc__ = "surgery's stand-in for TensorFlow (dtypes only): TensorFlow is not installed"
     for name, enum in NAME_TO_ENUM.items():
         setattr(module, name, _DType(name, enum))

@@ -158,7 +158,7 @@ def jsonable(value: Any) -> Any:
 
 
 def changes_json(
-    changes: list[Change], per_rule_counts: dict[str, int], warnings: list[str], **extra: Any
+    changes: Sequence[Change], per_rule_counts: dict[str, int], warnings: list[str], **extra: Any
 ) -> str:
     """The `--log` document: counts per rule, warnings, then every change in order."""
     doc = {

@@ -16,7 +16,7 @@ import math
 import re
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -287,7 +287,7 @@ def check_expectations(case: Case, graph: Graph, result: Any, outputs: list[str]
 
 # ----------------------------------------------------------------------------- numeric
 def check_numeric(
-    case: Case, original: Graph, rewritten: Graph, changes: list[Any] | None = None
+    case: Case, original: Graph, rewritten: Graph, changes: Sequence[Any] | None = None
 ) -> tuple[list[str], list[str]]:
     """(failures, notes) of the numeric check through `surgery.validate`."""
     if case.numeric.skip is not None:

@@ -124,7 +124,8 @@ class _Reader:
 
 
 def _kind(value: Any) -> str:
-    return {dict: "table", list: "array"}.get(type(value), type(value).__name__)
+    names: dict[type, str] = {dict: "table", list: "array"}
+    return names.get(type(value), type(value).__name__)
 
 
 # ----------------------------------------------------------------------------- loading

@@ -19,6 +19,7 @@ from surgery import visualize as viz
 from surgery.graph import Graph
 from surgery.graph_diff import GraphDiff, NodeChange, diff_graphs
 from surgery.model_io import write_atomic
+from surgery.ports import TensorRef
 
 MAX_DRAWN_SECTIONS = 60  # sections past this are listed without pictures
 MAX_PICTURE_NODES = 120  # a bigger neighbourhood gets its namespaces collapsed
@@ -155,7 +156,7 @@ def _data_neighbours(graph: Graph, name: str) -> list[str]:
         return []
     found = [r.node for r in node.inputs]
     for port in graph.used_ports(name):
-        found += [user.name for user, _ in graph.consumers((name, port))]
+        found += [user.name for user, _ in graph.consumers(TensorRef(name, port))]
     return found
 
 
@@ -301,7 +302,7 @@ def plugin_section(name: str, before: Graph, after: Graph) -> str:
     mapping = []
     for port in after.used_ports(name):
         role = out_roles[port] if port < len(out_roles) else ""
-        for user, slot in after.consumers((name, port)):
+        for user, slot in after.consumers(TensorRef(name, port)):
             old = before.get(user.name)
             was = str(old.inputs[slot]) if old is not None and slot < len(old.inputs) else "(new)"
             mapping.append([f"{name}:{port}", role, f"{user.name}[{slot}]", was])
@@ -390,8 +391,8 @@ def render_report(
     kinds_of: dict[str, set[str]] = {}
     for rec in records:
         kinds_of.setdefault(rec.node, set()).add(rec.kind)
-    for name, kinds in kinds_of.items():
-        if {"add_node", "remove_node"} <= kinds or {"add", "remove"} <= kinds:
+    for name, node_kinds in kinds_of.items():
+        if {"add_node", "remove_node"} <= node_kinds or {"add", "remove"} <= node_kinds:
             status_before[name], status_after[name] = "removed", "added"
     for index, app in enumerate(apps, 1):
         sid = f"app-{index}"
@@ -525,9 +526,9 @@ def _badge(kind: str) -> str:
 
 def _changes_table(records: list[ChangeRecord], apps: list[Application]) -> str:
     where_app: dict[int, int] = {}
-    for index, app in enumerate(apps, 1):
+    for number, app in enumerate(apps, 1):
         for rec in app.records:
-            where_app[id(rec)] = index
+            where_app[id(rec)] = number
     rows = []
     for number, rec in enumerate(records, 1):
         index = where_app.get(id(rec))

@@ -187,7 +187,7 @@ class Editor:
     def rollback(self) -> None:
         """Undo every edit since `begin`, newest first."""
         graph = self.graph
-        for entry in reversed(self.journal):
+        for entry in self.journal[::-1]:
             kind = entry[0]
             if kind == "add":
                 if entry[1] in graph:

@@ -99,7 +99,7 @@ class Call:
     loc: Loc
 
 
-Expr = Literal | Ref | Index | BinOp | Compare | BoolOp | Not | Call  # | ScopeTensor, see below
+# Expr (a value expression) is defined below ScopeTensor, which it includes.
 
 
 # --------------------------------------------------------------------------- patterns
@@ -221,7 +221,8 @@ class ConstArg:
 
 
 TensorSel = Ref | ScopeTensor | TensorName | ConstArg
-Expr = Expr | ScopeTensor  # `r.in[0].shape` in expressions
+# ScopeTensor: `r.in[0].shape` in expressions
+Expr = Literal | Ref | Index | BinOp | Compare | BoolOp | Not | Call | ScopeTensor
 
 
 # --------------------------------------------------------------------------- actions

@@ -10,6 +10,7 @@ import difflib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 
 from surgery import rule_ast as ast
 from surgery.errors import RuleError, RuleSyntaxError
@@ -23,6 +24,7 @@ from surgery.plugin_schema import (
 )
 from surgery.rule_parser import FUNCTIONS, load_rules
 
+_opdefs: ModuleType | None
 try:  # operand roles come from surgery.opdefs (built-in table, TF registry when present)
     from surgery import opdefs as _opdefs
 except ImportError:  # pragma: no cover - opdefs is written in parallel

@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import pyparsing as pp
 
@@ -175,7 +176,7 @@ class _Tagged:
     """A tagged intermediate value (clause of a statement) with its offset."""
 
     tag: str
-    value: object
+    value: Any
     offset: int
 
 
@@ -251,7 +252,9 @@ def _fold_bool(name: str):
 def _negate(text: str, offset: int, toks: list) -> object:
     """Unary minus: folded into numeric literals, else `0 - x`."""
     operand = toks[0]
-    if isinstance(operand, ast.Literal) and type(operand.value) in (int, float):
+    if isinstance(operand, ast.Literal) and (
+        type(operand.value) is int or type(operand.value) is float
+    ):
         return ast.Literal(-operand.value, _loc(offset))
     return ast.BinOp("-", ast.Literal(0, _loc(offset)), operand, _loc(offset))
 
@@ -481,7 +484,7 @@ def _make_rule(text: str, offset: int, toks: list) -> ast.Rule:
     name = toks[0]
     max_iterations = 100
     body_parts: list[_Tagged] = []
-    actions: list[object] = []
+    actions: list[ast.Action] = []
     for tok in toks[1:]:
         if isinstance(tok, _Tagged) and tok.tag == "max_iterations":
             max_iterations = tok.value
@@ -522,7 +525,7 @@ def _rule_body(text: str, offset: int, name: str, parts: list[_Tagged]):
         raise pp.ParseFatalException(
             text, parts[0].offset, "'where' must follow a 'match' or 'scope' statement"
         )
-    conditions: list[object] = []
+    conditions: list[ast.Expr] = []
     roots: list[ast.OpPattern] = []
     for part in parts:
         if part.tag == "where":
@@ -532,7 +535,7 @@ def _rule_body(text: str, offset: int, name: str, parts: list[_Tagged]):
             roots.extend(stmt.roots)
             if stmt.where is not None:
                 conditions.append(stmt.where)
-    where = None
+    where: ast.Expr | None = None
     if len(conditions) == 1:
         where = conditions[0]
     elif conditions:
@@ -610,7 +613,9 @@ def _grammar() -> pp.ParserElement:
     bool_lit = (pp.Keyword("true") | pp.Keyword("false")).set_parse_action(
         _action(lambda s, o, t: ast.Literal(t[0] == "true", _loc(o)))
     )
-    list_lit = _Bracketed("[", _comma_list(expr, "]", "an expression"), "]", "','")
+    list_lit: pp.ParserElement = _Bracketed(
+        "[", _comma_list(expr, "]", "an expression"), "]", "','"
+    )
     list_lit = pp.Group(list_lit).set_parse_action(
         _action(lambda s, o, t: ast.Literal(tuple(t[0]), _loc(o)))
     )

@@ -80,9 +80,9 @@ def annotate_shapes(
     inferred = infer_shapes(graph, input_shapes)
     annotated = 0
     for node in graph:
-        port_shapes = []
-        while (node.name, len(port_shapes)) in inferred:
-            port_shapes.append(inferred[(node.name, len(port_shapes))])
+        port_shapes: list[Shape] = []
+        while TensorRef(node.name, len(port_shapes)) in inferred:
+            port_shapes.append(inferred[TensorRef(node.name, len(port_shapes))])
         if not port_shapes:
             continue
         attr = node.attr["_output_shapes"]

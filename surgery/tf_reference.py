@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 
@@ -18,7 +18,7 @@ from surgery.graph import Graph
 from surgery.ports import parse_tensor
 from surgery.protos import GraphDef, types_pb2
 
-GraphLike = GraphDef | Graph | bytes | str | os.PathLike
+GraphLike: TypeAlias = GraphDef | Graph | bytes | str | os.PathLike
 
 
 def _graph_def(source: GraphLike) -> GraphDef:

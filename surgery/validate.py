@@ -810,13 +810,13 @@ def validate(
             )
             continue
         to_compare.append(ref)
-    kept_boundaries = []
+    kept_boundaries: list[Boundary] = []
     for boundary in boundaries:
-        pattern = _excluded(exclude, boundary.original, boundary.rewritten)
-        if pattern is None:
+        excluded_by = _excluded(exclude, boundary.original, boundary.rewritten)
+        if excluded_by is None:
             kept_boundaries.append(boundary)
         else:
-            report.skipped.append(f"{boundary.label}: excluded ({pattern})")
+            report.skipped.append(f"{boundary.label}: excluded ({excluded_by})")
 
     original_inputs = {s.name for s in input_specs(original)}
     mapped_sources = {

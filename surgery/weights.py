@@ -24,8 +24,8 @@ from surgery.model_io import write_atomic
 from surgery.tensor_values import to_numpy
 
 V2_MAGIC = "surgery-wts 2"
-TRT_TYPES = {np.dtype("float32"): 0, np.dtype("float16"): 1, np.dtype("int8"): 2,
-             np.dtype("int32"): 3}
+TRT_TYPES: dict[np.dtype, int] = {np.dtype("float32"): 0, np.dtype("float16"): 1,
+                                  np.dtype("int8"): 2, np.dtype("int32"): 3}
 NUMPY_TYPES = {code: dtype for dtype, code in TRT_TYPES.items()}
 BITS = {0: np.uint32, 1: np.uint16, 2: np.uint8, 3: np.uint32}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from surgery import model_io, shapes
+from surgery.ports import TensorRef
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -45,8 +46,8 @@ def run(args: argparse.Namespace) -> int:
             continue
         outs = []
         port = 0
-        while (node.name, port) in inferred:
-            outs.append(shapes.format_shape(inferred[(node.name, port)]))
+        while TensorRef(node.name, port) in inferred:
+            outs.append(shapes.format_shape(inferred[TensorRef(node.name, port)]))
             port += 1
         print(f"{node.name} ({node.op}): {', '.join(outs) or '-'}")
     return 0

@@ -100,10 +100,10 @@ def collapse(
     for name, proto in plugins.items():
         data[name], controls[name] = [], {}
         for text in proto.input:
-            ref, ctl = parse_input(text)
-            if ref is not None:
-                data[name].append(ref)
-            else:
+            data_ref, ctl = parse_input(text)
+            if data_ref is not None:
+                data[name].append(data_ref)
+            elif ctl is not None:
                 controls[name][ctl] = None
         seen[name] = set(data[name])
     outside: dict[str, None] = {}

@@ -48,7 +48,7 @@ def _parsed_inputs(proto: NodeDef) -> tuple[list[TensorRef], list[str], bool]:
             data.append(ref)
             if controls:
                 canonical = False
-        else:
+        elif ctl is not None:
             controls.append(ctl)
     return data, controls, canonical
 
@@ -540,7 +540,8 @@ class DynamicGraph(StaticGraph):
         added = collapse(self._graph, namespace_map, excluded, unique_inputs, outputs)
         # graphsurgeon filled the script's own plugin objects with the inputs; do the same.
         for plugin in namespace_map.values():
-            proto = added.get(getattr(plugin, "name", None))
+            name = getattr(plugin, "name", None)
+            proto = added.get(name) if name is not None else None
             if proto is not None and plugin is not proto:
                 del plugin.input[:]
                 plugin.input.extend(proto.input)

@@ -27,8 +27,8 @@ from surgery.ports import TensorRef
 from surgery.protos import GraphDef, NodeDef, types_pb2
 
 Shape = tuple[int | None, ...] | None
-TO_NCHW = (0, 3, 1, 2)
-TO_NHWC = (0, 2, 3, 1)
+TO_NCHW: tuple[int, ...] = (0, 3, 1, 2)
+TO_NHWC: tuple[int, ...] = (0, 2, 3, 1)
 _LAYOUT_OPS = {
     "Conv2D", "DepthwiseConv2dNative", "Conv2DBackpropInput", "MaxPool", "AvgPool", "BiasAdd",
     "FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3",
@@ -187,7 +187,8 @@ def _concrete_input_shapes(
         if shape is None or any(d is None or d < 0 for d in shape):
             return {}
         dtype = tensor_values.numpy_dtype(node.attr["dtype"].type)
-        feeds[node.name] = np.zeros(shape, dtype=dtype)
+        known = tuple(d for d in shape if d is not None)  # every dim (checked above)
+        feeds[node.name] = np.zeros(known, dtype=dtype)
     try:
         values = RegionEvaluator(work, feeds).run()
     except SurgeryError:
@@ -291,7 +292,11 @@ def _probe(plugin: PluginNode, in_shapes: list[Shape], count: int, fill: int) ->
             f"node {plugin.name!r} ({plugin.schema.name}): no plugin reference to infer its "
             "output shapes; pass them (--shape NODE:PORT=D0,D1,...)"
         )
-    arrays = [np.zeros([fill if d is None else d for d in s], dtype=np.float32) for s in in_shapes]
+    arrays: list[np.ndarray] = []
+    for s in in_shapes:
+        if s is None:  # the caller passes inputs of known rank only
+            raise StandInError(f"node {plugin.name!r}: an input of unknown rank cannot be probed")
+        arrays.append(np.zeros([fill if d is None else d for d in s], dtype=np.float32))
     try:
         outputs = registry.reference(plugin.schema.name)(arrays, dict(plugin.fields))
     except SurgeryError as exc:

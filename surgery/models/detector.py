@@ -36,7 +36,7 @@ def build(
     grid = input_size // 4
     anchor_table = anchors(grid, per_cell, input_size)
 
-    class DecodeDetections(layers.Layer):
+    class DecodeDetections(keras.layers.Layer):
         """Split the head into (objectness, centre, size), decode boxes, keep the top k."""
 
         def call(self, head: Any) -> Any:

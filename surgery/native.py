@@ -1,0 +1,101 @@
+"""The engine's hot modules compiled with mypyc, and the choice at import: compiled or source.
+
+`surgery.native.main()` (run by `make setup`; it does nothing when the build is current)
+compiles `COMPILED` into extension modules next to their sources and records a hash of each
+source. At import, `surgery/__init__.py` calls
+`select()`: the compiled modules are used only when every one of them is built from the sources
+as they are now; otherwise (or with SURGERY_PURE=1) all of them load from source, so an edit is
+never shadowed by an old build and compiled and source modules are never mixed (compiled code
+expects the compiled classes of its neighbours). Both run the same code: compiling changes speed
+(about 1.4x on the rule engine), not results.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+
+COMPILED = (
+    "graph", "ports", "engine", "matcher", "rewriter", "expr_eval", "call_plans", "provenance",
+)  # fmt: skip
+LIBRARY = "surgery.native_lib"  # the shared library mypyc builds for the group
+_HERE = Path(__file__).resolve().parent
+_STAMP = _HERE / "native_build.json"  # {module: sha256 of the source it was compiled from}
+
+
+def _source_hashes() -> dict[str, str]:
+    return {m: hashlib.sha256((_HERE / f"{m}.py").read_bytes()).hexdigest() for m in COMPILED}
+
+
+def _built(module: str) -> bool:
+    suffixes = importlib.machinery.EXTENSION_SUFFIXES
+    return any((_HERE / f"{module}{suffix}").exists() for suffix in suffixes)
+
+
+def state() -> str:
+    """'compiled', or why the modules run from source: 'pure (SURGERY_PURE=1)', 'pure (not
+    built)' or 'pure (stale: graph, ...)'."""
+    if os.environ.get("SURGERY_PURE") == "1":
+        return "pure (SURGERY_PURE=1)"
+    if not _STAMP.exists() or not all(_built(m) for m in COMPILED):
+        return "pure (not built)"
+    try:
+        recorded = json.loads(_STAMP.read_text())
+    except (OSError, ValueError):
+        return "pure (not built)"
+    current = _source_hashes()
+    stale = [m for m in COMPILED if recorded.get(m) != current[m]]
+    return f"pure (stale: {', '.join(stale)})" if stale else "compiled"
+
+
+class _SourceFinder(importlib.abc.MetaPathFinder):
+    """Loads the compiled modules from their .py files (an extension module would win)."""
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        package, _, name = fullname.rpartition(".")
+        if package != "surgery" or name not in COMPILED:
+            return None
+        return importlib.util.spec_from_file_location(fullname, _HERE / f"{name}.py")
+
+
+def select() -> None:
+    """Make `import surgery.<hot module>` load the compiled build if it is current, else the
+    sources (see the module docstring)."""
+    if state() != "compiled" and not any(isinstance(f, _SourceFinder) for f in sys.meta_path):
+        sys.meta_path.insert(0, _SourceFinder())
+
+
+def build() -> None:
+    """Compile `COMPILED` in place (C sources and objects under build/native), then record the
+    hashes of the sources they were compiled from."""
+    from mypyc.build import mypycify
+    from setuptools import setup
+
+    _STAMP.unlink(missing_ok=True)  # a half-finished build is never taken for a current one
+    hashes = _source_hashes()
+    root = _HERE.parent
+    os.chdir(root)
+    paths = ["--ignore-missing-imports", *(f"surgery/{m}.py" for m in COMPILED)]
+    modules = mypycify(paths, group_name=LIBRARY, target_dir="build/native", opt_level="3")
+    setup(
+        name="surgery-native", ext_modules=modules, py_modules=[],
+        script_args=["build_ext", "--inplace", "--build-temp", "build/native/temp"],
+    )  # fmt: skip
+    _STAMP.write_text(json.dumps(hashes, indent=1) + "\n")
+
+
+def main() -> None:
+    """Build when not built or stale (`make setup`), then say which modules run."""
+    if state() not in ("compiled", "pure (SURGERY_PURE=1)"):
+        build()
+    print(f"surgery.native: {state()}", file=sys.stderr)
