@@ -15,7 +15,7 @@ from typing import Any
 
 from surgery import rule_ast as ast
 from surgery.errors import GraphError, RewriteRefused, RuleError
-from surgery.graph import _gc_paused
+from surgery.graph import Graph, Node, _gc_paused
 from surgery.matcher import Match, RuleMatcher
 from surgery.provenance import Change, ChangeLog, MatchContext, Recorder
 from surgery.rewriter import Editor, Rewriter
@@ -27,7 +27,7 @@ _INF = float("inf")
 class ApplyResult:
     """The rewritten graph, every change in order, matches applied per rule, warnings."""
 
-    graph: Any
+    graph: Graph
     changes: Sequence[Change]  # a ChangeLog: Change objects made on first read
     per_rule_counts: dict[str, int]
     warnings: list[str] = field(default_factory=list)
@@ -36,12 +36,12 @@ class ApplyResult:
 class Ranks:
     """A topological rank per node, kept valid under edits by local repair; finds new cycles."""
 
-    def __init__(self, graph: Any):
+    def __init__(self, graph: Graph):
         self.graph = graph
         self.rank: dict[str, float] = {}
         self._built = False
 
-    def _producers(self, node: Any) -> list[str]:
+    def _producers(self, node: Node) -> list[str]:
         """The nodes `node` reads from, data then control, but a while loop's back edge."""
         names = [r[0] for r in node._inputs]
         if node.proto.op == "Merge":
@@ -82,7 +82,7 @@ class Ranks:
             self.rank = {name: float(i) for i, name in enumerate(order)}
         self._built = True
 
-    def _back_edge(self, node: Any, src: str) -> bool:
+    def _back_edge(self, node: Node, src: str) -> bool:
         """A while loop's NextIteration -> Merge edge, which does not order the two."""
         if node.proto.op != "Merge":
             return False
@@ -169,7 +169,7 @@ class Ranks:
 class Engine:
     """Applies parsed rule files to a graph, recording provenance."""
 
-    def __init__(self, graph: Any, catalog: Any = None):
+    def __init__(self, graph: Graph, catalog: Any = None):
         self.graph = graph
         self.catalog = catalog
         self.recorder = Recorder()
@@ -384,7 +384,9 @@ def uses_prune(rule_files: Iterable[ast.RuleFile]) -> bool:
     return any(isinstance(a, ast.Prune) for f in rule_files for r in f.rules for a in r.actions)
 
 
-def apply_rules(graph: Any, rule_files: Iterable[ast.RuleFile], catalog: Any = None) -> ApplyResult:
+def apply_rules(
+    graph: Graph, rule_files: Iterable[ast.RuleFile], catalog: Any = None
+) -> ApplyResult:
     """Apply rule files in order to `graph` (edited in place); see the module docstring."""
     engine = Engine(graph, catalog)
     rule_files = list(rule_files)
@@ -399,7 +401,7 @@ def apply_rules(graph: Any, rule_files: Iterable[ast.RuleFile], catalog: Any = N
 
 
 def find_matches(
-    graph: Any, rule_file: ast.RuleFile
+    graph: Graph, rule_file: ast.RuleFile
 ) -> list[tuple[ast.Rule, list[Match], list[str]]]:
     """Dry run: per rule, every match in the unchanged graph (and contract errors as text)."""
     out = []

@@ -174,6 +174,9 @@ class Graph:
         self._next_pos = 0
         self._base = graph_def if graph_def is not None else GraphDef()
         self._base_intact = True  # node list still exactly the base's: save it without copying
+        # Added nodes' NodeDefs live in one message (one protobuf arena, where a NodeDef of its
+        # own takes a 1.5 KB arena block); nothing reads this GraphDef as a graph.
+        self._pool = GraphDef()
         if graph_def is not None:
             self._load(graph_def)
 
@@ -183,9 +186,9 @@ class Graph:
         with _gc_paused():
             for index, proto in enumerate(graph_def.node):
                 name = proto.name
-                if name in nodes:
+                node = Node(proto)
+                if nodes.setdefault(name, node) is not node:  # one lookup, not two
                     raise GraphError(f"duplicate node name {name!r}")
-                nodes[name] = Node(proto)
                 pos[name] = index
                 names = by_op.get(proto.op)
                 if names is None:
@@ -441,7 +444,7 @@ class Graph:
         ctl = list(dict.fromkeys(controls))
         texts = [t[0] if t[1] == 0 else f"{t[0]}:{t[1]}" for t in refs]
         texts.extend("^" + c for c in ctl)
-        proto = NodeDef(name=name, op=op, device=device, input=texts)
+        proto = self._pool.node.add(name=name, op=op, device=device, input=texts)
         for key, value in (attrs or {}).items():
             proto.attr[key].CopyFrom(value)
         return self._attach(proto, Node(proto, refs, ctl))

@@ -26,6 +26,7 @@ from surgery.expr_eval import (
     glob_regex,
     value_text,
 )
+from surgery.graph import Graph, Node
 from surgery.ports import TensorRef
 
 _new_ref = tuple.__new__
@@ -165,7 +166,7 @@ def _glob_depth(pattern: str) -> int | None:
 class RuleMatcher:
     """Find matches of one rule in one graph state (make a new one after the graph changes)."""
 
-    def __init__(self, graph: Any, rule: ast.Rule, commutative: Iterable[str] = ()):
+    def __init__(self, graph: Graph, rule: ast.Rule, commutative: Iterable[str] = ()):
         self.graph = graph
         self.rule = rule
         self.commutative = BUILTIN_COMMUTATIVE | frozenset(commutative)
@@ -391,7 +392,7 @@ class RuleMatcher:
         self._fail(lambda: f"{var}:{pat.port} is {want}, here it would be {t}", pat.loc, t[0])
         return None
 
-    def _roles(self, node: Any) -> list[str] | None:
+    def _roles(self, node: Node) -> list[str] | None:
         key = (node.op, len(node.inputs))
         if key not in self._roles_cache:
             from surgery.opdefs import input_roles
@@ -405,7 +406,7 @@ class RuleMatcher:
             self._roles_cache[key] = roles
         return self._roles_cache[key]
 
-    def _pairs(self, pat: ast.OpPattern, node: Any, inputs: list[TensorRef]) -> list | None:
+    def _pairs(self, pat: ast.OpPattern, node: Node, inputs: list[TensorRef]) -> list | None:
         """`_assign` through a plan cached per (pattern, op, input count): which input slot (or
         slots, for a variadic operand) each operand takes, or None where `_assign` fails."""
         key = (id(pat), node.proto.op, len(inputs))
@@ -431,7 +432,7 @@ class RuleMatcher:
             (o, [inputs[i] for i in x] if type(x) is list else inputs[x]) for o, x in plan
         ]  # fmt: skip
 
-    def _assign(self, pat: ast.OpPattern, node: Any, inputs: list[Any]) -> list | None:
+    def _assign(self, pat: ast.OpPattern, node: Node, inputs: list[Any]) -> list | None:
         """(operand pattern, tensor or list of tensors, variadic) in operand order, or None."""
         n = len(inputs)
         slots: dict[int, Any] = {}
@@ -504,12 +505,12 @@ class RuleMatcher:
                 slots[i] = inputs[free[k]]
         return [(o, slots[i]) for i, o in enumerate(pat.operands)]
 
-    def _no_role(self, node: Any, operand: ast.Operand, roles: list[str]) -> None:
+    def _no_role(self, node: Node, operand: ast.Operand, roles: list[str]) -> None:
         shown = ", ".join(roles) or "no inputs"
         self._fail(f"{node.op} has no input role {operand.role!r} (its roles: {shown})",
                    operand.loc, node.name)  # fmt: skip
 
-    def _too_few(self, pat: ast.OpPattern, node: Any, n: int) -> None:
+    def _too_few(self, pat: ast.OpPattern, node: Node, n: int) -> None:
         self._fail(f"{node.name} ({node.op}) has {n} inputs, fewer than the pattern lists",
                    pat.loc, node.name)  # fmt: skip
 

@@ -23,6 +23,7 @@ from surgery.expr_eval import (
     ScopeInstance,
     select_scope_tensors,
 )
+from surgery.graph import Graph
 from surgery.matcher import Match
 from surgery.ports import TensorRef, parse_tensor
 from surgery.protos import AttrValue
@@ -38,7 +39,7 @@ _PENDING = "\x00pending/"  # transient consumer target while a node is replaced 
 class Editor:
     """Graph edits with provenance and an undo journal; tracks created and rewired nodes."""
 
-    def __init__(self, graph: Any, recorder: Recorder):
+    def __init__(self, graph: Graph, recorder: Recorder):
         self.graph = graph
         self.recorder = recorder
         self.journal: list[tuple] = []
@@ -228,7 +229,7 @@ class Editor:
 class Rewriter:
     """Runs the actions of one match against the graph through an Editor."""
 
-    def __init__(self, graph: Any, match: Match, catalog: Any, editor: Editor):
+    def __init__(self, graph: Graph, match: Match, catalog: Any, editor: Editor):
         self.graph = graph
         self.match = match
         self.rule = match.rule
@@ -448,9 +449,9 @@ class Rewriter:
         for ref, port in mapping.items():
             if ref.node in doomed:
                 continue
-            for user, slot in graph.consumers(ref):
-                if user.name not in doomed:
-                    plan.append((user.name, slot, ref, port))
+            for reader, slot in graph.consumers(ref):
+                if reader.name not in doomed:
+                    plan.append((reader.name, slot, ref, port))
         nodes = graph._nodes
         controls_in: dict[str, None] = {}
         for node_name in doomed:
