@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from benchmarks.synthetic import conv_graph
+from surgery import native
 from surgery.engine import apply_rules
 from surgery.graph import Graph
 from surgery.plugin_schema import load_catalog
@@ -148,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args(argv)
     catalog = load_catalog(["trt-8.6"])
+    print(f"engine modules: {native.state()} (SURGERY_PURE=1 runs them from source)", flush=True)
     have_gs = importlib.util.find_spec("surgery.compat.graphsurgeon") is not None
     rows = []
     for size in args.sizes:
