@@ -15,6 +15,7 @@ import argparse
 import gc
 import importlib.util
 import json
+import os
 import sys
 import time
 import tracemalloc
@@ -149,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args(argv)
     catalog = load_catalog(["trt-8.6"])
-    print(f"engine modules: {native.state()} (SURGERY_PURE=1 runs them from source)", flush=True)
+    print(f"engine modules: {native.state()} (SURGERY_PURE=1 runs them from source); "
+          f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '(unset)')}", flush=True)
     have_gs = importlib.util.find_spec("surgery.compat.graphsurgeon") is not None
     rows = []
     for size in args.sizes:

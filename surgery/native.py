@@ -89,7 +89,7 @@ def build() -> None:
     modules = mypycify(paths, group_name=LIBRARY, target_dir="build/native", opt_level="3")
     setup(
         name="surgery-native", ext_modules=modules, py_modules=[],
-        script_args=["build_ext", "--inplace", "--build-temp", "build/native/temp"],
+        script_args=["-q", "build_ext", "--inplace", "--build-temp", "build/native/temp"],
     )  # fmt: skip
     _STAMP.write_text(json.dumps(hashes, indent=1) + "\n")
 
