@@ -24,6 +24,7 @@ def main(argv: list[str]) -> int:
         module = importlib.import_module(f"benchmarks.{name}")
         start = time.perf_counter()
         print(f"\n##### {name}", flush=True)
+        sys.argv = [f"benchmarks.{name}"]  # argparse mains: the names given here are not theirs
         module.main()
         print(f"##### {name} done in {time.perf_counter() - start:.1f} s", flush=True)
     return 0
