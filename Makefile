@@ -44,9 +44,8 @@ lint: setup
 	$(BIN)/ruff check surgery plugins viz tests benchmarks
 	$(BIN)/mypy surgery
 
-# the allocator setting the `surgery` command runs with (surgery/launch.py)
 bench: setup
-	GLIBC_TUNABLES=glibc.malloc.hugetlb=1 $(BIN)/python -m benchmarks.run $(BENCH)
+	$(BIN)/python -m benchmarks.run $(BENCH)
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache build surgery/*.so surgery/native_build.json

@@ -6,6 +6,8 @@ import importlib
 import sys
 import time
 
+from surgery.launch import relaunch
+
 BENCHMARKS = [
     "bench_ir",
     "bench_compat",
@@ -31,4 +33,5 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
+    relaunch("benchmarks.run")  # the allocator setting the `surgery` command runs with
     sys.exit(main(sys.argv[1:]))

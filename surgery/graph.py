@@ -455,7 +455,7 @@ class Graph:
             raise GraphError(f"a {proto.op or 'node'} without a name cannot be added")
         if proto.name in self._nodes:
             raise GraphError(f"a node named {proto.name!r} already exists")
-        own = NodeDef()
+        own = self._pool.node.add()
         own.CopyFrom(proto)
         return self._attach(own)
 

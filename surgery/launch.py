@@ -3,8 +3,9 @@
 A million-node graph keeps several million-entry dicts and millions of small objects; on 4 KiB
 pages their lookups miss the TLB and every first touch of a page faults. `glibc.malloc.hugetlb=1`
 has malloc ask for transparent huge pages (where the kernel allows them), which measured 33.5 s
--> 29.9 s for the 1M-node rules benchmark. The setting is read only at process start, so the
-command re-executes itself once with it; SURGERY_MALLOC=default keeps the allocator as it is.
+-> 29.9-32.1 s for the 1M-node rules benchmark. The setting is read only at process start, so the
+command (and `benchmarks/run.py`) re-executes itself once with it; SURGERY_MALLOC=default keeps
+the allocator as it is.
 """
 
 from __future__ import annotations
@@ -29,11 +30,17 @@ def allocator_env(environ: Mapping[str, str]) -> dict[str, str] | None:
     return env
 
 
-def entry() -> None:
-    """The console script: re-run under `allocator_env` if needed, else run the CLI."""
+def relaunch(module: str) -> None:
+    """Re-run `python -m module` with this process's arguments under `allocator_env`, if that
+    changes anything; otherwise return."""
     env = allocator_env(os.environ)
     if env is not None:
-        os.execve(sys.executable, [sys.executable, "-m", "surgery", *sys.argv[1:]], env)
+        os.execve(sys.executable, [sys.executable, "-m", module, *sys.argv[1:]], env)
+
+
+def entry() -> None:
+    """The console script: re-run under `allocator_env` if needed, else run the CLI."""
+    relaunch("surgery")
     from surgery.cli import main
 
     sys.exit(main())

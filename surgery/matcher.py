@@ -11,7 +11,7 @@ swapped order. Every failed predicate is recorded with a reason and its rule-fil
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -175,10 +175,10 @@ class RuleMatcher:
         self._instances: dict[str, list[str]] | None = None
         self._plans: dict[tuple[int, str, int], Any] = {}
         body = rule.body
-        self.is_scope = isinstance(body, ast.ScopeStmt)  # namespaces, not op patterns
         # the statement as its own kind (the other one None), so that each path reads it typed
         self._stmt: ast.MatchStmt | None = body if isinstance(body, ast.MatchStmt) else None
         self._scope: ast.ScopeStmt | None = body if isinstance(body, ast.ScopeStmt) else None
+        self.is_scope = self._scope is not None  # namespaces, not op patterns
         self._evaluator = Evaluator(graph, {})  # `where` checks: bindings swapped per match
         where = getattr(body, "where", None)
         self._where = compile_check(where) if where is not None else None
@@ -710,7 +710,7 @@ class RuleMatcher:
         return out
 
 
-def _where_reason(exc: EvalFailure) -> Any:
+def _where_reason(exc: EvalFailure) -> Callable[[], str]:
     """A failed `where` clause's reason, worked out when read."""
     return lambda: f"where: {exc.reason}"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -63,7 +64,7 @@ def test_a_build_older_than_its_sources_is_not_used(tmp_path: Path, monkeypatch)
     monkeypatch.setattr(native, "_STAMP", here / "native_build.json")
     monkeypatch.delenv("SURGERY_PURE", raising=False)
     assert native.state() == "pure (not built)"  # extension files but no record of the sources
-    native._STAMP.write_text(__import__("json").dumps(native._source_hashes()))
+    native._STAMP.write_text(json.dumps(native._source_hashes()))
     assert native.state() == "compiled"
     with open(here / "graph.py", "a") as handle:
         handle.write("\n# edited\n")
