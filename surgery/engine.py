@@ -34,11 +34,12 @@ class ApplyResult:
 
 
 class Ranks:
-    """A topological rank per node, kept valid under edits by local repair; finds new cycles."""
+    """A topological rank per node (`Node.rank`), kept valid under edits by local repair; finds
+    new cycles. Nodes the rewrites remove take their stale ranks with them; a rollback puts
+    nodes back, so it marks the ranks unbuilt."""
 
     def __init__(self, graph: Graph):
         self.graph = graph
-        self.rank: dict[str, float] = {}
         self._built = False
 
     def _producers(self, node: Node) -> list[str]:
@@ -46,40 +47,42 @@ class Ranks:
         names = [r[0] for r in node._inputs]
         if node.proto.op == "Merge":
             names = [n for n in names if not self._back_edge(node, n)]
-        return names + node._controls
+        names.extend(node._controls)
+        return names
 
     def build(self) -> None:
         """Ranks are graph positions when graph order is topological (the usual case: one
         pass over the edges checks it), else from Kahn's algorithm."""
         if self._built:
             return
-        graph = self.graph
-        pos = graph._pos
-        get = pos.get
+        nodes = self.graph._nodes
+        get = nodes.get
         ordered = True
-        for name, node in graph._nodes.items():
-            at = pos[name]
+        for node in nodes.values():
+            at = node.pos
             for ref in node._inputs:
                 src = get(ref[0])
-                if src is not None and src >= at and not self._back_edge(node, ref[0]):
+                if src is not None and src.pos >= at and not self._back_edge(node, ref[0]):
                     ordered = False
                     break
             else:
                 for ctl in node._controls:
                     src = get(ctl)
-                    if src is not None and src >= at:
+                    if src is not None and src.pos >= at:
                         ordered = False
                         break
             if not ordered:
                 break
         if ordered:
-            self.rank = dict(pos)  # type: ignore[arg-type]  # ints and floats compare alike
+            for node in nodes.values():
+                node.rank = float(node.pos)
         else:
             try:
-                order = graph.topological_order()
+                order = self.graph.topological_order()
             except GraphError:
-                order = [n.name for n in graph]  # already cyclic: check only what changes
-            self.rank = {name: float(i) for i, name in enumerate(order)}
+                order = list(nodes)  # already cyclic: check only what changes
+            for i, name in enumerate(order):
+                nodes[name].rank = float(i)
         self._built = True
 
     def _back_edge(self, node: Node, src: str) -> bool:
@@ -89,81 +92,85 @@ class Ranks:
         producer = self.graph._nodes.get(src)
         return producer is not None and producer.proto.op == "NextIteration"
 
-    def forget(self, names: Iterable[str]) -> None:
-        """Drop removed nodes."""
-        for name in names:
-            self.rank.pop(name, None)
-
-    def place(self, name: str) -> None:
+    def place(self, node: Node) -> None:
         """Give a new node a rank just after its producers (before its consumers if possible)."""
         graph = self.graph
-        node = graph._nodes[name]
-        rank = self.rank
-        get = rank.get
+        get = graph._nodes.get
         below = -1.0
         for src in self._producers(node):
-            at = get(src)
-            if at is not None and at > below:
-                below = at
-        above = None
+            producer = get(src)
+            if producer is not None and producer.rank > below:
+                below = producer.rank
+        above = _INF
         consumers, controls = graph._index()
-        users = [e[1] for e in consumers.get(name, ())]
-        users.extend(controls.get(name, ()))
+        users = [e[1] for e in consumers.get(node.name, ())]
+        users.extend(controls.get(node.name, ()))
         for user in users:
-            at = get(user)
-            if at is not None and at > below and (above is None or at < above):
-                above = at
-        if above is None:
+            reader = get(user)
+            if reader is not None and below < reader.rank < above:
+                above = reader.rank
+        if above == _INF:
             above = below + 1.0
-        rank[name] = below + (above - below) / 2 if above - below > 1e-9 else below + 0.5
+        node.rank = below + (above - below) / 2 if above - below > 1e-9 else below + 0.5
 
-    def check_edges_into(self, name: str) -> None:
-        """Repair ranks for every edge into `name`; raise GraphError on a cycle."""
-        node = self.graph._nodes.get(name)
-        if node is None:
-            return
-        rank = self.rank
-        get = rank.get
+    def check_edges_into(self, node: Node) -> None:
+        """Repair ranks for every edge into `node`; raise GraphError on a dangling input or a
+        cycle."""
+        get = self.graph._nodes.get
+        name = node.name
         for ref in node._inputs:
-            at = get(ref[0])
-            if at is not None and at >= get(name, _INF) and not self._back_edge(node, ref[0]):
-                self._repair(ref[0], name)  # ranks read again each time: repairs move them
+            producer = get(ref[0])
+            if producer is None:
+                raise GraphError(f"{name!r} would read {ref}, which does not exist")
+            if producer.rank >= node.rank and not self._back_edge(node, ref[0]):
+                self._repair(producer, node)  # ranks read again each time: repairs move them
         for src in node._controls:
-            at = get(src)
-            if at is not None and at >= get(name, _INF):
-                self._repair(src, name)
+            producer = get(src)
+            if producer is None:
+                raise GraphError(f"{name!r} would depend on ^{src}, which does not exist")
+            if producer.rank >= node.rank:
+                self._repair(producer, node)
 
-    def _repair(self, u: str, v: str) -> None:
+    def _repair(self, u: Node, v: Node) -> None:
         """Pearce-Kelly: reorder the affected region so that u comes before v, or find a cycle."""
-        rank, graph = self.rank, self.graph
-        upper, lower = rank[u], rank[v]
-        forward: list[str] = []
-        seen = {v}
+        graph = self.graph
+        get = graph._nodes.get
+        upper, lower = u.rank, v.rank
+        forward: list[Node] = []
+        seen = {v.name}
         stack = [v]
         while stack:
             w = stack.pop()
             forward.append(w)
-            for c in graph.consumer_names(w):
-                if c == u:
-                    raise GraphError(f"the rewrite creates a cycle through {u!r} and {v!r}")
-                if c not in seen and c in rank and rank[c] <= upper:
+            for c in graph.consumer_names(w.name):
+                if c == u.name:
+                    raise GraphError(
+                        f"the rewrite creates a cycle through {u.name!r} and {v.name!r}"
+                    )
+                reader = get(c)
+                if c not in seen and reader is not None and reader.rank <= upper:
                     seen.add(c)
-                    stack.append(c)
-        backward: list[str] = []
-        seen_b = {u}
+                    stack.append(reader)
+        backward: list[Node] = []
+        seen_b = {u.name}
         stack = [u]
         while stack:
             w = stack.pop()
             backward.append(w)
-            for p in self._producers(graph.node(w)):
-                if p not in seen_b and p in rank and rank[p] >= lower and p in graph:
+            for p in self._producers(w):
+                producer = get(p)
+                if p not in seen_b and producer is not None and producer.rank >= lower:
                     seen_b.add(p)
-                    stack.append(p)
-        backward.sort(key=rank.__getitem__)
-        forward.sort(key=rank.__getitem__)
-        pool = sorted(rank[w] for w in backward + forward)
+                    stack.append(producer)
+        backward.sort(key=_rank_of)
+        forward.sort(key=_rank_of)
+        pool = sorted(w.rank for w in backward + forward)
         for w, r in zip(backward + forward, pool, strict=True):
-            rank[w] = r
+            w.rank = r
+
+
+def _rank_of(node: Node) -> float:
+    return node.rank
 
 
 class Engine:
@@ -267,7 +274,7 @@ class Engine:
             frontier = below
         wanted = frozenset(ops)
         found = [n for n in seen if not wanted or nodes[n].proto.op in wanted]
-        found.sort(key=graph._pos.__getitem__)
+        found.sort(key=graph.position)
         return found
 
     def _iteration(
@@ -326,24 +333,16 @@ class Engine:
 
     def _check_local(self, found: Match) -> None:
         """No dangling input among the changed nodes; no cycle through the changed edges."""
-        graph, editor, ranks = self.graph, self.editor, self.ranks
-        ranks.forget(editor.removed)
-        nodes = graph._nodes
-        for name in editor.touched:
-            node = nodes.get(name)
-            if node is None:
-                continue
-            for ref in node._inputs:
-                if ref[0] not in nodes:
-                    raise GraphError(f"{name!r} would read {ref}, which does not exist")
-            for src in node._controls:
-                if src not in nodes:
-                    raise GraphError(f"{name!r} would depend on ^{src}, which does not exist")
+        editor, ranks = self.editor, self.ranks
+        get = self.graph._nodes.get
         for name in editor.created:
-            if name in nodes:
-                ranks.place(name)
+            node = get(name)
+            if node is not None:
+                ranks.place(node)
         for name in editor.touched:
-            ranks.check_edges_into(name)
+            node = get(name)
+            if node is not None:
+                ranks.check_edges_into(node)
 
 
 def _first_ops(rule: ast.Rule) -> tuple[str, ...]:

@@ -19,6 +19,7 @@ from surgery.ports import TensorLike, TensorRef, as_tensor, control_name
 from surgery.protos import GraphDef, NodeDef
 
 _new_ref = tuple.__new__
+_NO_RANK = float("nan")  # a Node's rank before the engine ranks it (compares false to all)
 
 
 _NODE_TAG = b"\x0a"  # GraphDef.node: field 1, length-delimited
@@ -58,7 +59,7 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _split_inputs(texts: Iterable[str]) -> tuple[list[TensorRef], list[str]]:
+def _split_inputs(texts: Iterable[str]) -> tuple[list[TensorRef], tuple[str, ...]]:
     """NodeDef input strings -> (data tensors in slot order, control sources)."""
     data: list[TensorRef] = []
     controls: list[str] = []
@@ -74,24 +75,34 @@ def _split_inputs(texts: Iterable[str]) -> tuple[list[TensorRef], list[str]]:
             data.append(_new_ref(TensorRef, (text[:cut], int(text[cut + 1 :]))))
         else:
             data.append(_new_ref(TensorRef, (text, 0)))
-    return data, controls
+    return data, tuple(controls) if controls else ()  # (): one shared empty tuple
+
+
+def _pos_of(node: Node) -> int:
+    return node.pos
 
 
 class Node:
     """One NodeDef. Read edges here; change them through the owning `Graph`.
 
     Input strings are parsed into ports on first use, so that loading a large graph only to
-    save it again costs no parsing.
+    save it again costs no parsing. The node's graph position and the engine's topological rank
+    live on the node itself (not in name-keyed tables: at a million nodes every such lookup is
+    a cache miss).
     """
 
-    __slots__ = ("proto", "_ins", "_ctl")
+    __slots__ = ("proto", "name", "pos", "rank", "_ins", "_ctl")
 
     def __init__(
-        self, proto: NodeDef, ins: list[TensorRef] | None = None, ctl: list[str] | None = None
-    ):
+        self, proto: NodeDef, name: str,
+        ins: list[TensorRef] | None = None, ctl: tuple[str, ...] | None = None,
+    ):  # fmt: skip
         self.proto = proto
+        self.name = name  # proto.name, read once (each read of it makes a new str)
+        self.pos: int = -1  # graph-order key, set by the owning Graph
+        self.rank: float = _NO_RANK  # topological rank, kept by the engine's `Ranks`
         self._ins: list[TensorRef] | None = ins
-        self._ctl: list[str] | None = ctl
+        self._ctl: tuple[str, ...] | None = ctl  # a tuple: edits replace it, never mutate it
 
     def _parse(self) -> None:
         if self._ins is None:
@@ -111,7 +122,7 @@ class Node:
         self._ins = value
 
     @property
-    def _controls(self) -> list[str]:
+    def _controls(self) -> tuple[str, ...]:
         ctl = self._ctl
         if ctl is None:
             self._parse()
@@ -119,13 +130,9 @@ class Node:
         return ctl  # type: ignore[return-value]
 
     @_controls.setter
-    def _controls(self, value: list[str]) -> None:
+    def _controls(self, value: tuple[str, ...]) -> None:
         self._parse()
         self._ctl = value
-
-    @property
-    def name(self) -> str:
-        return self.proto.name
 
     @property
     def op(self) -> str:
@@ -148,7 +155,7 @@ class Node:
     @property
     def controls(self) -> tuple[str, ...]:
         """Names of the nodes this one has a control dependency on."""
-        return tuple(self._controls)
+        return self._controls
 
     def output(self, port: int = 0) -> TensorRef:
         return TensorRef(self.name, port)
@@ -170,8 +177,7 @@ class Graph:
         self._nodes: dict[str, Node] = {}
         self._by_op: dict[str, dict[str, None]] = {}
         self._edge_index: tuple[dict, dict] | None = None  # built on first edge query
-        self._pos: dict[str, int] = {}  # insertion counter: orders consumers as the graph does
-        self._next_pos = 0
+        self._next_pos = 0  # insertion counter (Node.pos): orders consumers as the graph does
         self._base = graph_def if graph_def is not None else GraphDef()
         self._base_intact = True  # node list still exactly the base's: save it without copying
         # Added nodes' NodeDefs live in one message (one protobuf arena, where a NodeDef of its
@@ -182,14 +188,14 @@ class Graph:
 
     # ---------------------------------------------------------------- building and saving
     def _load(self, graph_def: GraphDef) -> None:
-        nodes, by_op, pos = self._nodes, self._by_op, self._pos
+        nodes, by_op = self._nodes, self._by_op
         with _gc_paused():
             for index, proto in enumerate(graph_def.node):
                 name = proto.name
-                node = Node(proto)
+                node = Node(proto, name)
                 if nodes.setdefault(name, node) is not node:  # one lookup, not two
                     raise GraphError(f"duplicate node name {name!r}")
-                pos[name] = index
+                node.pos = index
                 names = by_op.get(proto.op)
                 if names is None:
                     by_op[proto.op] = {name: None}
@@ -233,13 +239,13 @@ class Graph:
         if name in self._nodes:
             raise GraphError(f"duplicate node name {name!r}")
         if node is None:
-            node = Node(proto)
+            node = Node(proto, name)
         self._base_intact = False
         self._nodes[name] = node
         if pos is None:
             pos = self._next_pos
             self._next_pos += 1
-        self._pos[name] = pos
+        node.pos = pos
         self._by_op.setdefault(proto.op, {})[name] = None
         if self._edge_index is not None:
             consumers, controls = self._edge_index
@@ -363,15 +369,15 @@ class Graph:
 
     def position(self, name: str) -> int:
         """Graph-order key of node `name` (larger for nodes added later); orders matches."""
-        return self._pos[name]
+        return self._nodes[name].pos
 
     def _edge_key(self, edge: tuple[str, int]) -> tuple[int, int]:
-        return self._pos[edge[0]], edge[1]
+        return self._nodes[edge[0]].pos, edge[1]
 
     def control_consumers(self, name: str) -> list[Node]:
         """Nodes holding a control dependency on node `name`."""
-        users = sorted(self._control_consumers.get(name, ()), key=self._pos.__getitem__)
-        return [self._nodes[n] for n in users]
+        nodes = self._nodes
+        return sorted((nodes[n] for n in self._control_consumers.get(name, ())), key=_pos_of)
 
     def used_ports(self, name: str, num_ports_hint: int = 8) -> list[int]:
         """Output ports of `name` that some node reads, ascending (`num_ports_hint` is unused:
@@ -390,11 +396,11 @@ class Graph:
         if edges:
             ports = sorted({e[0] for e in edges}) if len(edges) > 1 else [edges[0][0]]
             seen: dict[str, None] = {}
-            pos = self._pos
+            nodes = self._nodes
             for port in ports:
                 users = [(n, s) for p, n, s in edges if p == port]
                 if len(users) > 1:
-                    users.sort(key=lambda e: (pos[e[0]], e[1]))
+                    users.sort(key=lambda e: (nodes[e[0]].pos, e[1]))
                 for n, _ in users:
                     seen[n] = None
         else:
@@ -441,13 +447,13 @@ class Graph:
         if not name:
             raise GraphError(f"a {op or 'node'} without a name cannot be added")
         refs = [t if type(t) is TensorRef else as_tensor(t) for t in inputs]
-        ctl = list(dict.fromkeys(controls))
+        ctl = tuple(dict.fromkeys(controls))
         texts = [t[0] if t[1] == 0 else f"{t[0]}:{t[1]}" for t in refs]
         texts.extend("^" + c for c in ctl)
         proto = self._pool.node.add(name=name, op=op, device=device, input=texts)
         for key, value in (attrs or {}).items():
             proto.attr[key].CopyFrom(value)
-        return self._attach(proto, Node(proto, refs, ctl))
+        return self._attach(proto, Node(proto, name, refs, ctl))
 
     def add_proto(self, proto: NodeDef) -> Node:
         """Insert a copy of a NodeDef (inputs parsed as ports and control edges)."""
@@ -469,10 +475,11 @@ class Graph:
 
     def _take(
         self, names: Iterable[str], *, drop_controls: bool = True, readers_ok: Any = ()
-    ) -> tuple[list[tuple[int, Node]], list[tuple[str, str]]]:
-        """`remove_nodes`, returning what `_restore` needs: the removed (position, Node) pairs
-        and the dropped control edges (user, source). Survivors may keep reading the nodes named
-        in `readers_ok` (a node of the same name replaces it at once: their edges stay)."""
+    ) -> tuple[list[Node], list[tuple[str, str]]]:
+        """`remove_nodes`, returning what `_restore` needs: the removed Nodes (each keeps its
+        position) and the dropped control edges (user, source). Survivors may keep reading the
+        nodes named in `readers_ok` (a node of the same name replaces it at once: their edges
+        stay)."""
         doomed = dict.fromkeys(names)
         for name in doomed:
             self.node(name)
@@ -480,7 +487,8 @@ class Graph:
         for name in doomed:
             edges = consumers.get(name)
             if edges and name not in readers_ok and any(e[1] not in doomed for e in edges):
-                for port, user, slot in sorted(edges, key=lambda e: (e[0], self._pos[e[1]], e[2])):
+                position = self.position
+                for port, user, slot in sorted(edges, key=lambda e: (e[0], position(e[1]), e[2])):
                     if user not in doomed:
                         raise GraphError(
                             f"cannot remove {name!r}: {user!r} still reads "
@@ -496,17 +504,17 @@ class Graph:
         for name in doomed:
             users_c = self._control_consumers.get(name)
             if users_c:
-                for user in sorted(users_c, key=self._pos.__getitem__):
+                for user in sorted(users_c, key=self.position):
                     if user not in doomed:
                         self.remove_control(user, name)
                         dropped.append((user, name))
-        taken = [(self._pos[name], self._detach(name)) for name in doomed]
+        taken = [self._detach(name) for name in doomed]
         return taken, dropped
 
-    def _restore(self, taken: list[tuple[int, Node]], dropped: list[tuple[str, str]]) -> None:
+    def _restore(self, taken: list[Node], dropped: list[tuple[str, str]]) -> None:
         """Undo `_take`: put the very nodes back at their old positions, then their controls."""
-        for pos, node in taken:
-            self._attach(node.proto, node, pos)
+        for node in taken:
+            self._attach(node.proto, node, node.pos)
         if taken:
             self._reorder()
         for user, src in dropped:
@@ -514,15 +522,14 @@ class Graph:
 
     def _reorder(self) -> None:
         """Graph order (node dict, op index) by position again after nodes were put back."""
-        pos = self._pos
-        self._nodes = {n: self._nodes[n] for n in sorted(self._nodes, key=pos.__getitem__)}
+        nodes = self._nodes
+        self._nodes = {n.name: n for n in sorted(nodes.values(), key=_pos_of)}
         for op, names in self._by_op.items():
-            self._by_op[op] = dict.fromkeys(sorted(names, key=pos.__getitem__))
+            self._by_op[op] = dict.fromkeys(sorted(names, key=self.position))
 
     def _detach(self, name: str) -> Node:
         self._base_intact = False
         node = self._nodes.pop(name)
-        del self._pos[name]
         self._by_op[node.op].pop(name, None)
         for slot, ref in enumerate(node._inputs):
             self._unlink(ref, name, slot)
@@ -579,7 +586,7 @@ class Graph:
                     users.pop(name, None)
                     if not users:
                         del self._control_consumers[src]
-            node._controls = list(dict.fromkeys(controls))
+            node._controls = tuple(dict.fromkeys(controls))
             for src in node._controls:
                 self._control_consumers.setdefault(src, {})[name] = None
         self._sync(node)
@@ -614,7 +621,7 @@ class Graph:
         node = self.node(name)
         if source in node._controls:
             return
-        node._controls.append(source)
+        node._controls = (*node._controls, source)
         self._control_consumers.setdefault(source, {})[name] = None
         node.proto.input.append(control_name(source))
 
@@ -632,7 +639,7 @@ class Graph:
         skip = set(exclude)
         moved = 0
         edges = self._consumers.get(old_ref.node, ())
-        for port, user, slot in sorted(edges, key=lambda e: (self._pos[e[1]], e[2])):
+        for port, user, slot in sorted(edges, key=lambda e: (self.position(e[1]), e[2])):
             if port != old_ref.port or user in skip:
                 continue
             self.set_input(user, slot, new_ref)

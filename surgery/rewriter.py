@@ -85,7 +85,7 @@ class Editor:
         taken, dropped = self.graph._take(names, readers_ok=frozenset(readers_ok))
         self.journal.append(("remove", taken, dropped))
         record = self.recorder.record
-        for _pos, node in taken:
+        for node in taken:
             name = node.name
             self.removed[name] = None
             self.created.pop(name, None)
@@ -165,7 +165,7 @@ class Editor:
         for entry in self.journal:
             kind = entry[0]
             if kind == "remove":
-                for _pos, node in entry[1]:
+                for node in entry[1]:
                     out.add(node.name)
                     out.update(r[0] for r in node._inputs)
                     out.update(node._controls)
@@ -431,12 +431,12 @@ class Rewriter:
             )  # fmt: skip
         # every tensor of a removed node read by a survivor must be mapped
         consumers, control_users = graph._index()
-        pos = graph._pos
+        position = graph.position
         plan: list[tuple[str, int, TensorRef, int]] = []
         for node_name in doomed:
             outside = [e for e in consumers.get(node_name, ()) if e[1] not in doomed]
             if len(outside) > 1:
-                outside.sort(key=lambda e: (e[0], pos[e[1]], e[2]))
+                outside.sort(key=lambda e: (e[0], position(e[1]), e[2]))
             for port, user, slot in outside:
                 ref = _new_ref(TensorRef, (node_name, port))
                 if ref not in mapping:
@@ -462,7 +462,7 @@ class Rewriter:
         for node_name in doomed:
             users = control_users.get(node_name)
             if users:
-                for user in sorted(users, key=pos.__getitem__):
+                for user in sorted(users, key=position):
                     if user not in doomed:
                         controls_out[user] = None
         # A consumer of a tensor that the new node gives again under the same name and port keeps
@@ -631,7 +631,7 @@ class Rewriter:
                 seeds.update(dict.fromkeys(t.node for t in value))
         for entry in editor.journal:  # producers of what this match removed
             if entry[0] == "remove":
-                for _pos, node in entry[1]:
+                for node in entry[1]:
                     seeds.update(dict.fromkeys(r.node for r in node._inputs))
                     seeds.update(dict.fromkeys(node._controls))
         work = list(reversed(seeds))
