@@ -1,8 +1,15 @@
-"""`make bench`: run every benchmark in turn; each prints its own times, sizes and ratios."""
+"""`make bench`: run every benchmark in turn; each prints its own times, sizes and ratios.
+
+    python -m benchmarks.run [NAME ...] [--option ...]
+
+Names select benchmarks (all when none); everything from the first `-` option on is passed to
+each selected benchmark, e.g. `make bench BENCH="bench_rules --sizes 100000 1000000"`.
+"""
 
 from __future__ import annotations
 
 import importlib
+import inspect
 import sys
 import time
 
@@ -21,12 +28,16 @@ BENCHMARKS = [
 
 
 def main(argv: list[str]) -> int:
-    wanted = argv or BENCHMARKS
-    for name in wanted:
-        module = importlib.import_module(f"benchmarks.{name}")
+    cut = next((i for i, arg in enumerate(argv) if arg.startswith("-")), len(argv))
+    wanted, options = argv[:cut] or BENCHMARKS, argv[cut:]
+    modules = [importlib.import_module(f"benchmarks.{name}") for name in wanted]
+    for name, module in zip(wanted, modules, strict=True):
+        if options and "argv" not in inspect.signature(module.main).parameters:
+            raise SystemExit(f"benchmarks.run: {name} takes no options (given {options})")
+    for name, module in zip(wanted, modules, strict=True):
         start = time.perf_counter()
         print(f"\n##### {name}", flush=True)
-        sys.argv = [f"benchmarks.{name}"]  # argparse mains: the names given here are not theirs
+        sys.argv = [f"benchmarks.{name}", *options]  # their argparse sees only the options
         module.main()
         print(f"##### {name} done in {time.perf_counter() - start:.1f} s", flush=True)
     return 0
