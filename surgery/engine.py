@@ -102,12 +102,12 @@ class Ranks:
             if producer is not None and producer.rank > below:
                 below = producer.rank
         above = _INF
-        consumers, controls = graph._index()
-        users = [e[1] for e in consumers.get(node.name, ())]
-        users.extend(controls.get(node.name, ()))
-        for user in users:
-            reader = get(user)
-            if reader is not None and below < reader.rank < above:
+        graph._index()
+        for edge in node._users or ():
+            if below < edge[1].rank < above:
+                above = edge[1].rank
+        for reader in node._cusers or ():
+            if below < reader.rank < above:
                 above = reader.rank
         if above == _INF:
             above = below + 1.0
@@ -142,14 +142,13 @@ class Ranks:
         while stack:
             w = stack.pop()
             forward.append(w)
-            for c in graph.consumer_names(w.name):
-                if c == u.name:
+            for reader in graph.readers(w.name):
+                if reader is u:
                     raise GraphError(
                         f"the rewrite creates a cycle through {u.name!r} and {v.name!r}"
                     )
-                reader = get(c)
-                if c not in seen and reader is not None and reader.rank <= upper:
-                    seen.add(c)
+                if reader.name not in seen and reader.rank <= upper:
+                    seen.add(reader.name)
                     stack.append(reader)
         backward: list[Node] = []
         seen_b = {u.name}
@@ -261,15 +260,14 @@ class Engine:
         whose op is one of `ops` (any op when empty), in graph order."""
         graph = self.graph
         nodes = graph._nodes
-        consumers = graph._index()[0]
         seen = {name for name in changed if name in nodes}
         frontier = seen
         for _ in range(reach):
             below = set()
             for name in frontier:
-                for edge in consumers.get(name, ()):
-                    if edge[1] not in seen:
-                        below.add(edge[1])
+                for edge in graph._edges(name):
+                    if edge[1].name not in seen:
+                        below.add(edge[1].name)
             seen |= below
             frontier = below
         wanted = frozenset(ops)

@@ -2,8 +2,10 @@
 
 Every edit goes through `Graph`, which keeps the NodeDef protos, the name and op-type indexes and
 the consumer index in step, so that editing one end of an edge updates the other and lookups of a
-tensor's consumers stay O(1) without rebuilding anything. The consumer index is keyed by producer
-node: `(port, consumer, slot)` per data edge, so a node's used ports and consumers cost O(degree).
+tensor's consumers stay O(1) without rebuilding anything. The consumer index lives on the
+producing Node (`(port, consumer Node, slot)` per data edge, the control consumers beside them):
+a node's readers cost O(degree) and no lookup by name. Edges whose producer does not exist (yet)
+wait in a side table until a node of that name is attached.
 """
 
 from __future__ import annotations
@@ -78,8 +80,19 @@ def _split_inputs(texts: Iterable[str]) -> tuple[list[TensorRef], tuple[str, ...
     return data, tuple(controls) if controls else ()  # (): one shared empty tuple
 
 
+Edge = tuple[int, "Node", int]  # (output port, consumer, input slot)
+
+
 def _pos_of(node: Node) -> int:
     return node.pos
+
+
+def _edge_order(edge: Edge) -> tuple[int, int]:
+    return edge[1].pos, edge[2]
+
+
+def _port_edge_order(edge: Edge) -> tuple[int, int, int]:
+    return edge[0], edge[1].pos, edge[2]
 
 
 class Node:
@@ -91,7 +104,7 @@ class Node:
     a cache miss).
     """
 
-    __slots__ = ("proto", "name", "pos", "rank", "_ins", "_ctl")
+    __slots__ = ("proto", "name", "pos", "rank", "_ins", "_ctl", "_users", "_cusers")
 
     def __init__(
         self, proto: NodeDef, name: str,
@@ -103,6 +116,8 @@ class Node:
         self.rank: float = _NO_RANK  # topological rank, kept by the engine's `Ranks`
         self._ins: list[TensorRef] | None = ins
         self._ctl: tuple[str, ...] | None = ctl  # a tuple: edits replace it, never mutate it
+        self._users: list[Edge] | None = None  # data edges reading this node (owning Graph's)
+        self._cusers: dict[Node, None] | None = None  # nodes with a control edge from this one
 
     def _parse(self) -> None:
         if self._ins is None:
@@ -176,7 +191,9 @@ class Graph:
     def __init__(self, graph_def: GraphDef | None = None):
         self._nodes: dict[str, Node] = {}
         self._by_op: dict[str, dict[str, None]] = {}
-        self._edge_index: tuple[dict, dict] | None = None  # built on first edge query
+        self._indexed = False  # consumer index (Node._users, Node._cusers) built on first query
+        self._orphans: dict[str, list[Edge]] = {}  # data edges from names not in the graph
+        self._corphans: dict[str, dict[Node, None]] = {}  # control edges from such names
         self._next_pos = 0  # insertion counter (Node.pos): orders consumers as the graph does
         self._base = graph_def if graph_def is not None else GraphDef()
         self._base_intact = True  # node list still exactly the base's: save it without copying
@@ -203,36 +220,34 @@ class Graph:
                     names[name] = None
         self._next_pos = len(nodes)
 
-    def _index(self) -> tuple[dict[str, list[tuple[int, str, int]]], dict[str, dict[str, None]]]:
-        """(data edges by producer node as (port, consumer, slot), control consumers by node),
-        built once, then kept in step."""
-        if self._edge_index is None:
-            consumers: dict[str, list[tuple[int, str, int]]] = {}
-            controls: dict[str, dict[str, None]] = {}
-            with _gc_paused():
-                for name, node in self._nodes.items():
-                    for slot, ref in enumerate(node._inputs):
-                        users = consumers.get(ref[0])
-                        if users is None:
-                            consumers[ref[0]] = [(ref[1], name, slot)]
-                        else:
-                            users.append((ref[1], name, slot))
-                    for src in node._controls:
-                        users_c = controls.get(src)
-                        if users_c is None:
-                            controls[src] = {name: None}
-                        else:
-                            users_c[name] = None
-            self._edge_index = (consumers, controls)
-        return self._edge_index
+    def _index(self) -> None:
+        """Build the consumer index once (every node's inputs parsed); edits keep it in step."""
+        if self._indexed:
+            return
+        with _gc_paused():
+            for node in self._nodes.values():
+                self._link_all(node)
+        self._indexed = True
 
-    @property
-    def _consumers(self) -> dict[str, list[tuple[int, str, int]]]:
-        return self._index()[0]
+    def _link_all(self, node: Node) -> None:
+        for slot, ref in enumerate(node._inputs):
+            self._link(ref, node, slot)
+        for src in node._controls:
+            self._link_control(src, node)
 
-    @property
-    def _control_consumers(self) -> dict[str, dict[str, None]]:
-        return self._index()[1]
+    def _edges(self, name: str) -> list[Edge]:
+        """Data edges reading any output of node `name` (which need not exist), unordered."""
+        self._index()
+        node = self._nodes.get(name)
+        users = node._users if node is not None else self._orphans.get(name)
+        return users if users is not None else []
+
+    def _control_edges(self, name: str) -> dict[Node, None]:
+        """Nodes with a control dependency on node `name` (which need not exist), unordered."""
+        self._index()
+        node = self._nodes.get(name)
+        users = node._cusers if node is not None else self._corphans.get(name)
+        return users if users is not None else {}
 
     def _attach(self, proto: NodeDef, node: Node | None = None, pos: int | None = None) -> Node:
         name = proto.name
@@ -247,16 +262,11 @@ class Graph:
             self._next_pos += 1
         node.pos = pos
         self._by_op.setdefault(proto.op, {})[name] = None
-        if self._edge_index is not None:
-            consumers, controls = self._edge_index
-            for slot, ref in enumerate(node._inputs):
-                users = consumers.get(ref[0])
-                if users is None:
-                    consumers[ref[0]] = [(ref[1], name, slot)]
-                else:
-                    users.append((ref[1], name, slot))
-            for src in node._controls:
-                controls.setdefault(src, {})[name] = None
+        if self._indexed:
+            # edges that waited for a node of this name are now its readers
+            node._users = self._orphans.pop(name, None) if self._orphans else None
+            node._cusers = self._corphans.pop(name, None) if self._corphans else None
+            self._link_all(node)
         return node
 
     def _header_copy(self) -> GraphDef:
@@ -346,70 +356,60 @@ class Graph:
 
     def consumers(self, tensor: TensorLike) -> list[tuple[Node, int]]:
         """(consumer, input slot) for every data edge reading `tensor`, in graph order."""
-        node, port = tensor if isinstance(tensor, TensorRef) else as_tensor(tensor)
-        edges = self._index()[0].get(node)
+        name, port = tensor if isinstance(tensor, TensorRef) else as_tensor(tensor)
+        edges = self._edges(name)
         if not edges:
             return []
-        nodes = self._nodes
-        users = [(n, slot) for p, n, slot in edges if p == port]
+        users = [e for e in edges if e[0] == port]
         if len(users) > 1:
-            users.sort(key=self._edge_key)
-        return [(nodes[n], slot) for n, slot in users]
+            users.sort(key=_edge_order)
+        return [(e[1], e[2]) for e in users]
 
     def consumer_count(self, tensor: TensorLike) -> int:
-        """How many data edges read `tensor` (no sorting, no Node lookups)."""
-        node, port = tensor if isinstance(tensor, TensorRef) else as_tensor(tensor)
-        edges = self._index()[0].get(node)
-        return sum(1 for e in edges if e[0] == port) if edges else 0
+        """How many data edges read `tensor` (no sorting)."""
+        name, port = tensor if isinstance(tensor, TensorRef) else as_tensor(tensor)
+        return sum(1 for e in self._edges(name) if e[0] == port)
 
     def is_read(self, name: str) -> bool:
         """Whether any node reads an output of `name` (data or control)."""
-        consumers, controls = self._index()
-        return bool(consumers.get(name)) or bool(controls.get(name))
+        return bool(self._edges(name)) or bool(self._control_edges(name))
 
     def position(self, name: str) -> int:
         """Graph-order key of node `name` (larger for nodes added later); orders matches."""
         return self._nodes[name].pos
 
-    def _edge_key(self, edge: tuple[str, int]) -> tuple[int, int]:
-        return self._nodes[edge[0]].pos, edge[1]
-
     def control_consumers(self, name: str) -> list[Node]:
         """Nodes holding a control dependency on node `name`."""
-        nodes = self._nodes
-        return sorted((nodes[n] for n in self._control_consumers.get(name, ())), key=_pos_of)
+        return sorted(self._control_edges(name), key=_pos_of)
 
     def used_ports(self, name: str, num_ports_hint: int = 8) -> list[int]:
         """Output ports of `name` that some node reads, ascending (`num_ports_hint` is unused:
         the index knows every port)."""
-        edges = self._index()[0].get(name)
+        edges = self._edges(name)
         if not edges:
             return []
         if len(edges) == 1:
             return [edges[0][0]]
         return sorted({e[0] for e in edges})
 
-    def consumer_names(self, name: str) -> list[str]:
-        """Every node reading any output of `name`, data or control, without duplicates."""
-        consumers, controls = self._index()
-        edges = consumers.get(name)
-        if edges:
-            ports = sorted({e[0] for e in edges}) if len(edges) > 1 else [edges[0][0]]
-            seen: dict[str, None] = {}
-            nodes = self._nodes
-            for port in ports:
-                users = [(n, s) for p, n, s in edges if p == port]
-                if len(users) > 1:
-                    users.sort(key=lambda e: (nodes[e[0]].pos, e[1]))
-                for n, _ in users:
-                    seen[n] = None
-        else:
-            seen = {}
-        users_c = controls.get(name)
-        if users_c:
-            for consumer in users_c:
-                seen[consumer] = None
+    def readers(self, name: str) -> list[Node]:
+        """Every node reading any output of `name`, data (by port, then graph order) then
+        control, without duplicates."""
+        edges = self._edges(name)
+        seen: dict[Node, None] = {}
+        if len(edges) == 1:
+            seen[edges[0][1]] = None
+        elif edges:
+            for edge in sorted(edges, key=_port_edge_order):
+                seen[edge[1]] = None
+        controls = self._control_edges(name)
+        if controls:
+            seen.update(controls)
         return list(seen)
+
+    def consumer_names(self, name: str) -> list[str]:
+        """Names of `readers(name)`."""
+        return [n.name for n in self.readers(name)]
 
     def producers(self, name: str) -> list[Node]:
         """Existing nodes that `name` reads from, data then control, without duplicates."""
@@ -426,10 +426,8 @@ class Graph:
 
     def graph_outputs(self) -> list[Node]:
         """Nodes nothing reads from (neither data nor control), in graph order."""
-        consumers, controls = self._index()
-        read = {src for src, users in consumers.items() if users}
-        read.update(src for src, users in controls.items() if users)
-        return [n for name, n in self._nodes.items() if name not in read]
+        self._index()
+        return [n for n in self._nodes.values() if not n._users and not n._cusers]
 
     # ---------------------------------------------------------------- node edits
     def add_node(
@@ -480,34 +478,31 @@ class Graph:
         position) and the dropped control edges (user, source). Survivors may keep reading the
         nodes named in `readers_ok` (a node of the same name replaces it at once: their edges
         stay)."""
-        doomed = dict.fromkeys(names)
-        for name in doomed:
-            self.node(name)
-        consumers = self._consumers
-        for name in doomed:
-            edges = consumers.get(name)
-            if edges and name not in readers_ok and any(e[1] not in doomed for e in edges):
-                position = self.position
-                for port, user, slot in sorted(edges, key=lambda e: (e[0], position(e[1]), e[2])):
-                    if user not in doomed:
+        doomed = {name: self.node(name) for name in names}
+        self._index()
+        for name, node in doomed.items():
+            edges = node._users
+            if edges and name not in readers_ok and any(e[1].name not in doomed for e in edges):
+                for port, user, slot in sorted(edges, key=_port_edge_order):
+                    if user.name not in doomed:
                         raise GraphError(
-                            f"cannot remove {name!r}: {user!r} still reads "
+                            f"cannot remove {name!r}: {user.name!r} still reads "
                             f"{TensorRef(name, port)} at input {slot}"
                         )
-            if not drop_controls:
-                for user in self._control_consumers.get(name, ()):
-                    if user not in doomed:
+            if not drop_controls and node._cusers:
+                for user in node._cusers:
+                    if user.name not in doomed:
                         raise GraphError(
-                            f"cannot remove {name!r}: ^{name} is a control input of {user!r}"
+                            f"cannot remove {name!r}: ^{name} is a control input of "
+                            f"{user.name!r}"
                         )
         dropped: list[tuple[str, str]] = []
-        for name in doomed:
-            users_c = self._control_consumers.get(name)
-            if users_c:
-                for user in sorted(users_c, key=self.position):
-                    if user not in doomed:
-                        self.remove_control(user, name)
-                        dropped.append((user, name))
+        for name, node in doomed.items():
+            if node._cusers:
+                for user in sorted(node._cusers, key=_pos_of):
+                    if user.name not in doomed:
+                        self.remove_control(user.name, name)
+                        dropped.append((user.name, name))
         taken = [self._detach(name) for name in doomed]
         return taken, dropped
 
@@ -531,35 +526,68 @@ class Graph:
         self._base_intact = False
         node = self._nodes.pop(name)
         self._by_op[node.op].pop(name, None)
-        for slot, ref in enumerate(node._inputs):
-            self._unlink(ref, name, slot)
-        for src in node._controls:
-            users = self._control_consumers.get(src)
-            if users is not None:
-                users.pop(name, None)
-                if not users:
-                    del self._control_consumers[src]
+        if self._indexed:
+            for slot, ref in enumerate(node._inputs):
+                self._unlink(ref, node, slot)
+            for src in node._controls:
+                self._unlink_control(src, node)
+            # survivors still reading the name wait for the next node of that name
+            if node._users:
+                self._orphans[name] = node._users
+            if node._cusers:
+                self._corphans[name] = node._cusers
+            node._users = node._cusers = None
         return node
 
-    def _unlink(self, ref: TensorRef, name: str, slot: int) -> None:
-        consumers = self._consumers
-        users = consumers.get(ref[0])
+    def _link(self, ref: TensorRef, user: Node, slot: int) -> None:
+        producer = self._nodes.get(ref[0])
+        edge = (ref[1], user, slot)
+        if producer is not None:
+            users = producer._users
+            if users is None:
+                producer._users = [edge]
+            else:
+                users.append(edge)
+        else:
+            self._orphans.setdefault(ref[0], []).append(edge)
+
+    def _unlink(self, ref: TensorRef, user: Node, slot: int) -> None:
+        producer = self._nodes.get(ref[0])
+        users = producer._users if producer is not None else self._orphans.get(ref[0])
         if users is None:
             return
         try:
-            users.remove((ref[1], name, slot))
+            users.remove((ref[1], user, slot))
         except ValueError:
             return
         if not users:
-            del consumers[ref[0]]
+            if producer is not None:
+                producer._users = None
+            else:
+                del self._orphans[ref[0]]
 
-    def _link(self, ref: TensorRef, name: str, slot: int) -> None:
-        consumers = self._consumers
-        users = consumers.get(ref[0])
-        if users is None:
-            consumers[ref[0]] = [(ref[1], name, slot)]
+    def _link_control(self, src: str, user: Node) -> None:
+        producer = self._nodes.get(src)
+        if producer is not None:
+            users = producer._cusers
+            if users is None:
+                producer._cusers = {user: None}
+            else:
+                users[user] = None
         else:
-            users.append((ref[1], name, slot))
+            self._corphans.setdefault(src, {})[user] = None
+
+    def _unlink_control(self, src: str, user: Node) -> None:
+        producer = self._nodes.get(src)
+        users = producer._cusers if producer is not None else self._corphans.get(src)
+        if users is None:
+            return
+        users.pop(user, None)
+        if not users:
+            if producer is not None:
+                producer._cusers = None
+            else:
+                del self._corphans[src]
 
     def set_op(self, name: str, op: str) -> None:
         node = self.node(name)
@@ -574,21 +602,22 @@ class Graph:
         """Replace the data inputs (and, if given, the control inputs) of node `name`."""
         node = self.node(name)
         new_data = [as_tensor(t) for t in inputs]
-        for slot, ref in enumerate(node._inputs):
-            self._unlink(ref, name, slot)
+        indexed = self._indexed
+        if indexed:
+            for slot, ref in enumerate(node._inputs):
+                self._unlink(ref, node, slot)
         node._inputs = new_data
-        for slot, ref in enumerate(new_data):
-            self._link(ref, name, slot)
+        if indexed:
+            for slot, ref in enumerate(new_data):
+                self._link(ref, node, slot)
         if controls is not None:
-            for src in node._controls:
-                users = self._control_consumers.get(src)
-                if users is not None:
-                    users.pop(name, None)
-                    if not users:
-                        del self._control_consumers[src]
+            if indexed:
+                for src in node._controls:
+                    self._unlink_control(src, node)
             node._controls = tuple(dict.fromkeys(controls))
-            for src in node._controls:
-                self._control_consumers.setdefault(src, {})[name] = None
+            if indexed:
+                for src in node._controls:
+                    self._link_control(src, node)
         self._sync(node)
 
     def set_input(self, name: str, slot: int, tensor: TensorLike) -> None:
@@ -599,9 +628,10 @@ class Graph:
                 f"{name!r} has {len(node._inputs)} data inputs; slot {slot} is out of range"
             )
         ref = as_tensor(tensor)
-        self._unlink(node._inputs[slot], name, slot)
+        if self._indexed:
+            self._unlink(node._inputs[slot], node, slot)
+            self._link(ref, node, slot)
         node._inputs[slot] = ref
-        self._link(ref, name, slot)
         node.proto.input[slot] = str(ref)
 
     def insert_input(self, name: str, slot: int, tensor: TensorLike) -> None:
@@ -622,7 +652,8 @@ class Graph:
         if source in node._controls:
             return
         node._controls = (*node._controls, source)
-        self._control_consumers.setdefault(source, {})[name] = None
+        if self._indexed:
+            self._link_control(source, node)
         node.proto.input.append(control_name(source))
 
     def remove_control(self, name: str, source: str) -> None:
@@ -638,11 +669,10 @@ class Graph:
         old_ref, new_ref = as_tensor(old), as_tensor(new)
         skip = set(exclude)
         moved = 0
-        edges = self._consumers.get(old_ref.node, ())
-        for port, user, slot in sorted(edges, key=lambda e: (self.position(e[1]), e[2])):
-            if port != old_ref.port or user in skip:
+        for user, slot in self.consumers(old_ref):
+            if user.name in skip:
                 continue
-            self.set_input(user, slot, new_ref)
+            self.set_input(user.name, slot, new_ref)
             moved += 1
         return moved
 
@@ -650,12 +680,11 @@ class Graph:
         """Move control dependencies on node `old` to node `new`."""
         skip = set(exclude)
         moved = 0
-        for user in list(self._control_consumers.get(old, ())):
-            if user in skip:
+        for node in list(self._control_edges(old)):
+            if node.name in skip:
                 continue
-            node = self._nodes[user]
             controls = [new if c == old else c for c in node._controls]
-            self.set_inputs(user, node._inputs, controls)
+            self.set_inputs(node.name, node._inputs, controls)
             moved += 1
         return moved
 

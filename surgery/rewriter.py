@@ -430,22 +430,20 @@ class Rewriter:
                 "rewrite removes",
             )  # fmt: skip
         # every tensor of a removed node read by a survivor must be mapped
-        consumers, control_users = graph._index()
-        position = graph.position
         plan: list[tuple[str, int, TensorRef, int]] = []
         for node_name in doomed:
-            outside = [e for e in consumers.get(node_name, ()) if e[1] not in doomed]
+            outside = [e for e in graph._edges(node_name) if e[1].name not in doomed]
             if len(outside) > 1:
-                outside.sort(key=lambda e: (e[0], position(e[1]), e[2]))
-            for port, user, slot in outside:
+                outside.sort(key=lambda e: (e[0], e[1].pos, e[2]))
+            for port, reader, slot in outside:
                 ref = _new_ref(TensorRef, (node_name, port))
                 if ref not in mapping:
                     raise self.refuse(
-                        action.loc, f"{ref} is still read by {user!r} (input {slot}) "
+                        action.loc, f"{ref} is still read by {reader.name!r} (input {slot}) "
                         "outside the match and is not mapped to an output of the new "
                         f"node; map it in `outputs {{ ... -> port }}`",
                     )  # fmt: skip
-                plan.append((user, slot, ref, mapping[ref]))
+                plan.append((reader.name, slot, ref, mapping[ref]))
         for ref, port in mapping.items():
             if ref.node in doomed:
                 continue
@@ -460,11 +458,9 @@ class Rewriter:
                     controls_in[src] = None
         controls_out: dict[str, None] = {}
         for node_name in doomed:
-            users = control_users.get(node_name)
-            if users:
-                for user in sorted(users, key=position):
-                    if user not in doomed:
-                        controls_out[user] = None
+            for waiting in graph.control_consumers(node_name):
+                if waiting.name not in doomed:
+                    controls_out[waiting.name] = None
         # A consumer of a tensor that the new node gives again under the same name and port keeps
         # its edge (it is marked touched, so the checks and the busy set see it as rewired); the
         # others go through a transient name while the old nodes are removed.
@@ -512,15 +508,15 @@ class Rewriter:
         """Interior nodes of the match that nothing outside the removed set reads any more."""
         interior = self.match.interior
         keep = {t.node for t in inputs} | {t.node for t in mapping if t.node not in doomed}
-        consumers = self.graph._index()[0]
-        nodes = self.graph._nodes
+        graph = self.graph
+        nodes = graph._nodes
         changed = True
         while changed:
             changed = False
             for name in interior:
                 if name in doomed or name in keep or name not in nodes:
                     continue
-                if all(e[1] in doomed for e in consumers.get(name, ())):
+                if all(e[1].name in doomed for e in graph._edges(name)):
                     doomed[name] = None
                     changed = True
 
