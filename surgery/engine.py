@@ -55,20 +55,21 @@ class Ranks:
         pass over the edges checks it), else from Kahn's algorithm."""
         if self._built:
             return
-        nodes = self.graph._nodes
-        get = nodes.get
+        graph = self.graph
+        graph._index()
+        nodes = graph._nodes
         ordered = True
-        for node in nodes.values():
+        for node in nodes.values():  # every edge must point forward in graph order
             at = node.pos
-            for ref in node._inputs:
-                src = get(ref[0])
-                if src is not None and src.pos >= at and not self._back_edge(node, ref[0]):
+            loop_end = node.proto.op == "NextIteration"
+            for edge in node._users or ():
+                user = edge[1]
+                if user.pos <= at and not (loop_end and user.proto.op == "Merge"):
                     ordered = False
                     break
             else:
-                for ctl in node._controls:
-                    src = get(ctl)
-                    if src is not None and src.pos >= at:
+                for user in node._cusers or ():
+                    if user.pos <= at:
                         ordered = False
                         break
             if not ordered:

@@ -61,22 +61,34 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _split_inputs(texts: Iterable[str]) -> tuple[list[TensorRef], tuple[str, ...]]:
-    """NodeDef input strings -> (data tensors in slot order, control sources)."""
+def _split_inputs(
+    texts: Iterable[str], nodes: dict[str, Node] | None = None
+) -> tuple[list[TensorRef], tuple[str, ...]]:
+    """NodeDef input strings -> (data tensors in slot order, control sources). With `nodes`,
+    a name of an existing node is that node's own name object (one string per node, not one
+    per edge; lookups by it then compare by identity)."""
     data: list[TensorRef] = []
     controls: list[str] = []
     for text in texts:
-        if ":" not in text and text[:1] != "^":  # the common case: port 0 by name
-            data.append(_new_ref(TensorRef, (text, 0)))
-            continue
+        port = 0
         if text[:1] == "^":
-            controls.append(text[1:])
-            continue
-        cut = text.rfind(":")
-        if cut > 0 and text[cut + 1 :].isdigit():
-            data.append(_new_ref(TensorRef, (text[:cut], int(text[cut + 1 :]))))
+            name = text[1:]
+        elif ":" not in text:  # the common case: port 0 by name
+            name = text
         else:
-            data.append(_new_ref(TensorRef, (text, 0)))
+            cut = text.rfind(":")
+            if cut > 0 and text[cut + 1 :].isdigit():
+                name, port = text[:cut], int(text[cut + 1 :])
+            else:
+                name = text
+        if nodes is not None:
+            producer = nodes.get(name)
+            if producer is not None:
+                name = producer.name
+        if text[:1] == "^":
+            controls.append(name)
+        else:
+            data.append(_new_ref(TensorRef, (name, port)))
     return data, tuple(controls) if controls else ()  # (): one shared empty tuple
 
 
@@ -224,8 +236,11 @@ class Graph:
         """Build the consumer index once (every node's inputs parsed); edits keep it in step."""
         if self._indexed:
             return
+        nodes = self._nodes
         with _gc_paused():
-            for node in self._nodes.values():
+            for node in nodes.values():
+                if node._ins is None:
+                    node._ins, node._ctl = _split_inputs(node.proto.input, nodes)
                 self._link_all(node)
         self._indexed = True
 
