@@ -297,7 +297,7 @@ class Engine:
             nodes = found.nodes()
             if nodes & busy or (is_scope and nodes <= made):
                 continue
-            self._rewrite(found, catalog, f"{rule.name}#{base + done + 1}")
+            self._rewrite(found, catalog, base + done + 1)
             if is_scope:
                 made.update(editor.created)
             busy |= nodes
@@ -308,13 +308,13 @@ class Engine:
         changed |= busy
         return done
 
-    def _rewrite(self, found: Match, catalog: Any, match_id: str) -> None:
+    def _rewrite(self, found: Match, catalog: Any, number: int) -> None:
         rule = found.rule
         editor = self.editor
         self.ranks.build()
         editor.begin()
         mark = self.recorder.mark()
-        self.recorder.context = MatchContext(rule.name, rule.loc, match_id)
+        self.recorder.context = MatchContext(rule.name, rule.loc, number)
         try:
             Rewriter(self.graph, found, catalog, editor).run()
             self._check_local(found)

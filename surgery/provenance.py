@@ -38,20 +38,25 @@ class Change:
 
 @dataclass(slots=True)
 class MatchContext:
-    """The rule and match that the edits being recorded belong to."""
+    """The rule and match that the edits being recorded belong to (the match as its number:
+    its `<rule>#<n>` text is made only when a change is read)."""
 
     rule: str
     loc: Loc
-    match_id: str
+    number: int  # counting from 1 in application order
+
+    @property
+    def match_id(self) -> str:
+        return f"{self.rule}#{self.number}"
 
 
 class Recorder:
     """Collects changes for the match currently being rewritten.
 
-    Recording is cheap: an entry is kept raw (kind, node, match context, the detail's keys and
-    values, or a function and its arguments making the detail) and turned into a `Change` only
-    when `changes` is read, so that a million-node rewrite pays for provenance text and dicts
-    only if someone reads them.
+    Recording is cheap: an entry is kept raw, as one flat tuple (kind, node, match context, the
+    detail's keys then its values, or a function then its arguments making the detail), and
+    turned into a `Change` only when `changes` is read, so that a million-node rewrite pays
+    for provenance text and dicts only if someone reads them.
     """
 
     def __init__(self) -> None:
@@ -62,11 +67,11 @@ class Recorder:
     def record(self, kind: str, node: str, keys: tuple[str, ...] = (), *values: Any) -> None:
         """Append a change attributed to the current match; its detail maps `keys` to `values`
         (TensorRef values become text when read)."""
-        self._items.append((kind, node, self.context, keys, values))
+        self._items.append((kind, node, self.context, keys, *values))
 
     def record_lazy(self, kind: str, node: str, detail: Callable[..., dict], *args: Any) -> None:
         """Like `record`, with the detail made by `detail(*args)` only when the change is read."""
-        self._items.append((kind, node, self.context, detail, args))
+        self._items.append((kind, node, self.context, detail, *args))
 
     @property
     def changes(self) -> list[Change]:
@@ -124,7 +129,7 @@ def _text(value: Any) -> Any:
 
 
 def _make_change(
-    kind: str, node: str, ctx: MatchContext | None, keys: Any, values: tuple
+    kind: str, node: str, ctx: MatchContext | None, keys: Any, *values: Any
 ) -> Change:
     if callable(keys):
         detail = keys(*values)
