@@ -45,7 +45,7 @@ class Ranks:
     def _producers(self, node: Node) -> list[str]:
         """The nodes `node` reads from, data then control, but a while loop's back edge."""
         names = [r[0] for r in node._inputs]
-        if node.proto.op == "Merge":
+        if node.op == "Merge":
             names = [n for n in names if not self._back_edge(node, n)]
         names.extend(node._controls)
         return names
@@ -61,10 +61,10 @@ class Ranks:
         ordered = True
         for node in nodes.values():  # every edge must point forward in graph order
             at = node.pos
-            loop_end = node.proto.op == "NextIteration"
+            loop_end = node.op == "NextIteration"
             for edge in node._users or ():
                 user = edge[1]
-                if user.pos <= at and not (loop_end and user.proto.op == "Merge"):
+                if user.pos <= at and not (loop_end and user.op == "Merge"):
                     ordered = False
                     break
             else:
@@ -88,10 +88,10 @@ class Ranks:
 
     def _back_edge(self, node: Node, src: str) -> bool:
         """A while loop's NextIteration -> Merge edge, which does not order the two."""
-        if node.proto.op != "Merge":
+        if node.op != "Merge":
             return False
         producer = self.graph._nodes.get(src)
-        return producer is not None and producer.proto.op == "NextIteration"
+        return producer is not None and producer.op == "NextIteration"
 
     def place(self, node: Node) -> None:
         """Give a new node a rank just after its producers (before its consumers if possible)."""
@@ -272,7 +272,7 @@ class Engine:
             seen |= below
             frontier = below
         wanted = frozenset(ops)
-        found = [n for n in seen if not wanted or nodes[n].proto.op in wanted]
+        found = [n for n in seen if not wanted or nodes[n].op in wanted]
         found.sort(key=graph.position)
         return found
 

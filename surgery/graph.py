@@ -21,6 +21,7 @@ from surgery.ports import TensorLike, TensorRef, as_tensor, control_name
 from surgery.protos import GraphDef, NodeDef
 
 _new_ref = tuple.__new__
+_OPS: dict[str, str] = {}  # one string object per op type, shared by its nodes
 _NO_RANK = float("nan")  # a Node's rank before the engine ranks it (compares false to all)
 
 
@@ -116,7 +117,7 @@ class Node:
     a cache miss).
     """
 
-    __slots__ = ("proto", "name", "pos", "rank", "_ins", "_ctl", "_users", "_cusers")
+    __slots__ = ("proto", "name", "op", "pos", "rank", "_ins", "_ctl", "_users", "_cusers")
 
     def __init__(
         self, proto: NodeDef, name: str,
@@ -124,6 +125,8 @@ class Node:
     ):  # fmt: skip
         self.proto = proto
         self.name = name  # proto.name, read once (each read of it makes a new str)
+        op = proto.op
+        self.op: str = _OPS.setdefault(op, op)  # proto.op, kept in step by Graph.set_op
         self.pos: int = -1  # graph-order key, set by the owning Graph
         self.rank: float = _NO_RANK  # topological rank, kept by the engine's `Ranks`
         self._ins: list[TensorRef] | None = ins
@@ -160,10 +163,6 @@ class Node:
     def _controls(self, value: tuple[str, ...]) -> None:
         self._parse()
         self._ctl = value
-
-    @property
-    def op(self) -> str:
-        return self.proto.op
 
     @property
     def device(self) -> str:
@@ -225,9 +224,9 @@ class Graph:
                 if nodes.setdefault(name, node) is not node:  # one lookup, not two
                     raise GraphError(f"duplicate node name {name!r}")
                 node.pos = index
-                names = by_op.get(proto.op)
+                names = by_op.get(node.op)
                 if names is None:
-                    by_op[proto.op] = {name: None}
+                    by_op[node.op] = {name: None}
                 else:
                     names[name] = None
         self._next_pos = len(nodes)
@@ -276,7 +275,7 @@ class Graph:
             pos = self._next_pos
             self._next_pos += 1
         node.pos = pos
-        self._by_op.setdefault(proto.op, {})[name] = None
+        self._by_op.setdefault(node.op, {})[name] = None
         if self._indexed:
             # edges that waited for a node of this name are now its readers
             node._users = self._orphans.pop(name, None) if self._orphans else None
@@ -608,6 +607,7 @@ class Graph:
         node = self.node(name)
         self._by_op[node.op].pop(name, None)
         node.proto.op = op
+        node.op = _OPS.setdefault(op, op)
         self._by_op.setdefault(op, {})[name] = None
 
     # ---------------------------------------------------------------- edge edits

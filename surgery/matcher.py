@@ -335,7 +335,7 @@ class RuleMatcher:
         if node is None:
             self._fail(lambda: f"{t} reads a node that does not exist", pat.loc, t[0])
             return None
-        op = node.proto.op
+        op = node.op
         if pat.ops and op not in pat.ops:
             self._fail(lambda: f"{t[0]} is {op}, pattern wants {'|'.join(pat.ops)}",
                        pat.loc, t[0])  # fmt: skip
@@ -409,7 +409,7 @@ class RuleMatcher:
     def _pairs(self, pat: ast.OpPattern, node: Node, inputs: list[TensorRef]) -> list | None:
         """`_assign` through a plan cached per (pattern, op, input count): which input slot (or
         slots, for a variadic operand) each operand takes, or None where `_assign` fails."""
-        key = (id(pat), node.proto.op, len(inputs))
+        key = (id(pat), node.op, len(inputs))
         plan = self._plans.get(key, _NO_PLAN)
         if plan is _NO_PLAN:
             n = len(inputs)
