@@ -344,3 +344,21 @@ def test_change_driven_rescans_equal_full_rescans_on_every_rule_file(
         assert fast_engine.counts == full_engine.counts
         changes = [(c.kind, c.node, c.match) for c in fast_engine.recorder.changes]
         assert changes == [(c.kind, c.node, c.match) for c in full_engine.recorder.changes]
+
+
+def test_while_loop_back_edge_is_not_a_cycle() -> None:
+    # Merge reads NextIteration, which comes later in graph order and depends on the Merge:
+    # a rewrite touching the Merge must treat that edge as the loop's, not as a cycle.
+    graph = make_graph([
+        ("x", "Placeholder", []),
+        ("enter", "Enter", ["x"]),
+        ("m", "Merge", ["enter", "next"]),
+        ("body", "Relu", ["m"]),
+        ("next", "NextIteration", ["body"]),
+        ("out", "Identity", ["body"]),
+    ])  # fmt: skip
+    result = run_text(graph, "rule skip_enter:\n match m = Merge(Enter(x), _)\n connect x -> m[0]")
+    assert result.per_rule_counts == {"skip_enter": 1}
+    assert graph.node("m").inputs == (("x", 0), ("next", 0))
+    with pytest.raises(RewriteRefused, match="cycle"):
+        run_text(graph, "rule loop:\n match y = Identity(b = Relu(_))\n connect y -> b[0]")

@@ -123,3 +123,42 @@ def test_serialize_after_edits_equals_a_merged_graph_def() -> None:
     g.remove_nodes(["out"])
     g.add_node("z", "Relu", ["a"])
     assert g.serialize() == g.to_graph_def().SerializeToString(deterministic=True)
+
+
+def test_edges_from_a_missing_node_wait_for_a_node_of_that_name() -> None:
+    g = small_graph()
+    g.consumers("x")  # the consumer index exists before the edits below
+    g.add_node("late", "Identity", ["ghost:1"], controls=["ghost"])
+    assert [(n.name, s) for n, s in g.consumers("ghost:1")] == [("late", 0)]
+    assert g.dangling_inputs() == [("late", "ghost:1"), ("late", "^ghost")]
+    ghost = g.add_node("ghost", "Split", ["ns/dim", "x"])
+    assert [(n.name, s) for n, s in g.consumers("ghost:1")] == [("late", 0)]
+    assert g.control_consumers("ghost") == [g.node("late")] and g.is_read("ghost")
+    with pytest.raises(GraphError, match="'late' still reads ghost:1 at input 0"):
+        g.remove_nodes(["ghost"])
+    taken, dropped = g._take(["ghost"], readers_ok=("ghost",))
+    assert taken == [ghost] and dropped == [("late", "ghost")]
+    assert [(n.name, s) for n, s in g.consumers("ghost:1")] == [("late", 0)]
+    g._restore(taken, dropped)  # the very node back: its readers and controls again
+    assert g.node("ghost") is ghost and g.node("late").controls == ("ghost",)
+    assert g.readers("ghost") == [g.node("late")] and g.dangling_inputs() == []
+
+
+def test_readers_in_port_then_graph_order_then_controls() -> None:
+    g = Graph()
+    g.add_node("s", "Split")
+    g.add_node("early", "Neg", ["s:1"])
+    g.add_node("late", "Neg", ["s:0"])
+    g.add_node("ctl", "NoOp", controls=["s"])
+    g.add_node("both", "AddV2", ["s:1"], controls=["s"])
+    assert g.consumer_names("s") == ["late", "early", "both", "ctl"]
+    assert [n.name for n in g.readers("s")] == g.consumer_names("s")
+    assert g.consumer_names("early") == [] and not g.is_read("early")
+
+
+def test_set_op_keeps_node_op_and_op_index_in_step() -> None:
+    g = small_graph()
+    g.set_op("b", "AddV2")
+    assert g.node("b").op == g.node("b").proto.op == "AddV2"
+    assert [n.name for n in g.nodes_by_op("AddV2")] == ["a", "b"]
+    assert g.nodes_by_op("Mul") == [] and g.op_types()["AddV2"] == 2
