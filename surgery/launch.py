@@ -1,9 +1,9 @@
 """The `surgery` command's entry point: glibc's malloc on huge pages, then the CLI.
 
-A million-node graph keeps several million-entry dicts and millions of small objects; on 4 KiB
-pages their lookups miss the TLB and every first touch of a page faults. `glibc.malloc.hugetlb=1`
-has malloc ask for transparent huge pages (where the kernel allows them), which measured 33.5 s
--> 29.9-32.1 s for the 1M-node rules benchmark. The setting is read only at process start, so the
+A million-node graph keeps million-entry dicts and millions of small objects; on 4 KiB pages
+their lookups miss the TLB and every first touch of a page faults. `glibc.malloc.hugetlb=1` has
+malloc ask for transparent huge pages (where the kernel allows them), which measured 25.8 s ->
+24.7 s for the 1M-node rules benchmark. The setting is read only at process start, so the
 command (and `benchmarks/run.py`) re-executes itself once with it; SURGERY_MALLOC=default keeps
 the allocator as it is.
 """

@@ -7,7 +7,7 @@ source. At import, `surgery/__init__.py` calls
 as they are now; otherwise (or with SURGERY_PURE=1) all of them load from source, so an edit is
 never shadowed by an old build and compiled and source modules are never mixed (compiled code
 expects the compiled classes of its neighbours). Both run the same code: compiling changes speed
-(1.5x at 1M nodes, 1.9x at 100k on the rules benchmark), not results.
+(1.6x at 1M nodes, 1.8x at 100k on the rules benchmark), not results.
 """
 
 from __future__ import annotations
