@@ -46,9 +46,10 @@ def _gc_paused() -> Iterator[None]:
 
     When the pause made more than `_FREEZE_AFTER` tracked objects (a graph of about 100k nodes
     or more), they are moved to the permanent generation (`gc.freeze`) before the GC resumes:
-    the graph's objects hold no reference cycles, so scanning them could free nothing, and at a
-    million nodes the scans of the young generations would otherwise cost 7 s each. They are
-    still freed by reference counting. (`gc.unfreeze` is never called: handing them back to the
+    the graph's objects hold no reference cycles but those a Graph breaks when it is freed (see
+    `Graph.__del__`), so scanning them could free nothing, and at a million nodes the scans of
+    the young generations would otherwise cost 7 s each. They are still freed by reference
+    counting. (`gc.unfreeze` is never called: handing them back to the
     oldest generation crashes TensorRT's plugin registration later in the process.)
     """
     was_enabled = gc.isenabled()
@@ -213,6 +214,15 @@ class Graph:
         self._pool = GraphDef()
         if graph_def is not None:
             self._load(graph_def)
+
+    def __del__(self) -> None:
+        """Drop the consumer index: a while loop's edges make its nodes a reference cycle,
+        which reference counting cannot free (and `_gc_paused` may have frozen them out of the
+        cyclic GC's reach), and each node's proto keeps the whole GraphDef alive."""
+        for node in self._nodes.values():
+            node._users = node._cusers = None
+        self._orphans.clear()
+        self._corphans.clear()
 
     # ---------------------------------------------------------------- building and saving
     def _load(self, graph_def: GraphDef) -> None:

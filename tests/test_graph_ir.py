@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import sys
+
 import pytest
 from google.protobuf import text_format
 
@@ -162,3 +165,27 @@ def test_set_op_keeps_node_op_and_op_index_in_step() -> None:
     assert g.node("b").op == g.node("b").proto.op == "AddV2"
     assert [n.name for n in g.nodes_by_op("AddV2")] == ["a", "b"]
     assert g.nodes_by_op("Mul") == [] and g.op_types()["AddV2"] == 2
+
+
+def test_a_dropped_graph_with_a_while_loop_frees_its_nodes_without_the_cyclic_gc() -> None:
+    # A loop's edges make its Nodes a reference cycle through the consumer index; a big graph's
+    # objects are frozen out of the cyclic GC, so dropping the Graph must break the cycle itself.
+    loop = """
+    node { name: "x" op: "Placeholder" }
+    node { name: "enter" op: "Enter" input: "x" }
+    node { name: "merge" op: "Merge" input: "enter" input: "next" }
+    node { name: "body" op: "Relu" input: "merge" }
+    node { name: "next" op: "NextIteration" input: "body" }
+    """
+    g = Graph(text_format.Parse(loop, GraphDef()))
+    assert [n.name for n in g.readers("next")] == ["merge"]  # the index (and the cycle) exists
+    proto = g.node("merge").proto
+    held = sys.getrefcount(proto)
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        del g
+        assert sys.getrefcount(proto) == held - 1  # the Node holding it is gone
+    finally:
+        if was_enabled:
+            gc.enable()
