@@ -209,23 +209,24 @@ class Engine:
         The first iteration tries every candidate of the op index. A later one tries only the
         anchors that a change of the iteration before could have made match: those within the
         pattern's reach (data edges down) of a node it changed, or whose matches it skipped
-        as overlapping (unless that iteration changed more nodes than the index holds: then
-        scanning the index is cheaper). Rules that look further (scopes, roots found through
-        consumers) and `rescan_all` scan the whole index every time.
+        as overlapping (unless that iteration's changes, counted with repeats, outnumber the
+        nodes the index holds: then scanning the index is cheaper). Rules that look further
+        (scopes, roots found through consumers) and `rescan_all` scan the whole index every
+        time.
         """
         applied = 0
         iterations = 0
         commutative = tuple(commutative)
         made: set[str] = set()  # nodes this rule created: a scope made only of them is done
         reach = None if self.rescan_all else pattern_reach(rule)
-        changed: set[str] | None = None
+        changed: list[str] | None = None  # with repeats: appending is cheaper than a set
         while True:
             matcher = RuleMatcher(self.graph, rule, commutative)
             if changed is None or reach is None or len(changed) >= self._indexed(rule):
                 candidates = matcher.candidates()  # (scanning the index is the cheaper way)
             else:
                 candidates = self._near(changed, reach, _first_ops(rule))
-            changed = set()
+            changed = []
             done = self._iteration(rule, matcher, catalog, applied, made, candidates, changed)
             if not done:
                 break
@@ -256,7 +257,7 @@ class Engine:
         by_op = self.graph._by_op
         return sum(len(by_op.get(op, ())) for op in dict.fromkeys(ops))
 
-    def _near(self, changed: set[str], reach: int, ops: tuple[str, ...]) -> list[str]:
+    def _near(self, changed: list[str], reach: int, ops: tuple[str, ...]) -> list[str]:
         """Nodes at most `reach` data edges below a changed node (the changed ones included)
         whose op is one of `ops` (any op when empty), in graph order."""
         graph = self.graph
@@ -278,7 +279,7 @@ class Engine:
 
     def _iteration(
         self, rule: ast.Rule, matcher: RuleMatcher, catalog: Any, base: int, made: set[str],
-        candidates: list[str], changed: set[str],
+        candidates: list[str], changed: list[str],
     ) -> int:  # fmt: skip
         """One pass over `candidates`; returns how many matches were rewritten and adds to
         `changed` every node whose op, attributes, inputs or readers the rewrites changed,
@@ -305,7 +306,7 @@ class Engine:
             busy.update(editor.touched)
             editor.changed_nodes(changed)
             done += 1
-        changed |= busy
+        changed.extend(busy)
         return done
 
     def _rewrite(self, found: Match, catalog: Any, number: int) -> None:

@@ -158,31 +158,32 @@ class Editor:
         self.journal.append(("remove_function", index, saved))
         self.recorder.record("remove_function", saved.signature.name)
 
-    def changed_nodes(self, out: set[str]) -> None:
-        """Add to `out` every node this match's edits changed: created, removed, rewired or
-        re-attributed nodes, and the producers whose readers changed (old and new)."""
+    def changed_nodes(self, out: list[str]) -> None:
+        """Append to `out` every node this match's edits changed (repeats allowed): created,
+        removed, rewired or re-attributed nodes, and the producers whose readers changed (old
+        and new)."""
         nodes = self.graph._nodes
         for entry in self.journal:
             kind = entry[0]
             if kind == "remove":
                 for node in entry[1]:
-                    out.add(node.name)
-                    out.update(r[0] for r in node._inputs)
-                    out.update(node._controls)
+                    out.append(node.name)
+                    out.extend(r[0] for r in node._inputs)
+                    out.extend(node._controls)
                 continue
             name = entry[1]
             if kind == "remove_function":
                 continue
-            out.add(name)
+            out.append(name)
             node = nodes.get(name)
             if node is not None:
-                out.update(r[0] for r in node._inputs)
+                out.extend(r[0] for r in node._inputs)
             if kind == "set_input" and entry[3] is not None:
-                out.add(entry[3][0])
+                out.append(entry[3][0])
             elif kind == "set_inputs":
-                out.update(r[0] for r in entry[2])
+                out.extend(r[0] for r in entry[2])
             elif kind in ("add_control", "remove_control"):
-                out.add(entry[2])
+                out.append(entry[2])
 
     # ---------------------------------------------------------------- undo
     def rollback(self) -> None:
