@@ -79,7 +79,7 @@ class Ranks:
                 node.rank = float(node.pos)
         else:
             try:
-                order = self.graph.topological_order()
+                order = graph.topological_order()
             except GraphError:
                 order = list(nodes)  # already cyclic: check only what changes
             for i, name in enumerate(order):

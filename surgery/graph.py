@@ -73,7 +73,8 @@ def _split_inputs(
     controls: list[str] = []
     for text in texts:
         port = 0
-        if text[:1] == "^":
+        control = text[:1] == "^"
+        if control:
             name = text[1:]
         elif ":" not in text:  # the common case: port 0 by name
             name = text
@@ -87,7 +88,7 @@ def _split_inputs(
             producer = nodes.get(name)
             if producer is not None:
                 name = producer.name
-        if text[:1] == "^":
+        if control:
             controls.append(name)
         else:
             data.append(_new_ref(TensorRef, (name, port)))
@@ -113,9 +114,9 @@ class Node:
     """One NodeDef. Read edges here; change them through the owning `Graph`.
 
     Input strings are parsed into ports on first use, so that loading a large graph only to
-    save it again costs no parsing. The node's graph position and the engine's topological rank
-    live on the node itself (not in name-keyed tables: at a million nodes every such lookup is
-    a cache miss).
+    save it again costs no parsing. The node's name, op, graph position, readers (the consumer
+    index) and the engine's topological rank live on the node itself, not in name-keyed tables:
+    at a million nodes every such lookup is a cache miss.
     """
 
     __slots__ = ("proto", "name", "op", "pos", "rank", "_ins", "_ctl", "_users", "_cusers")
@@ -132,7 +133,7 @@ class Node:
         self.rank: float = _NO_RANK  # topological rank, kept by the engine's `Ranks`
         self._ins: list[TensorRef] | None = ins
         self._ctl: tuple[str, ...] | None = ctl  # a tuple: edits replace it, never mutate it
-        self._users: list[Edge] | None = None  # data edges reading this node (owning Graph's)
+        self._users: list[Edge] | None = None  # data edges reading this node (Graph-kept)
         self._cusers: dict[Node, None] | None = None  # nodes with a control edge from this one
 
     def _parse(self) -> None:
