@@ -8,14 +8,19 @@ a million times pays only for what its matches change: the tensors and the compu
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from surgery import rule_ast as ast
 from surgery.errors import GraphError, RuleError, SurgeryError
+from surgery.plugin_schema import kind_mismatch, spec_attr
 from surgery.ports import TensorRef
 from surgery.protos import AttrValue
+
+Fail = Callable[[ast.Loc, str], Exception]  # (where, why) -> the error to raise
+Convert = Callable[[Any, Fail], AttrValue]  # a field's value -> its attribute, or raise fail(...)
 
 
 @dataclass
@@ -26,7 +31,7 @@ class CallPlan:
     args: list[tuple[int, ast.Arg]]  # (input slot, argument) in evaluation order
     order: list[int]  # input slots in the order the node takes them
     counts: list[tuple[str, int, int | None]] | None  # plugin inputs: (name, min, max)
-    fields: list[tuple[ast.FieldAssign, AttrValue | None, Callable[[Any], AttrValue]]]
+    fields: list[tuple[ast.FieldAssign, AttrValue | None, Convert]]
     defaults: list[tuple[str, AttrValue]]  # plugin fields the call leaves to their defaults
     outputs: int | None  # most outputs a plugin has (None: unbounded or not a plugin)
 
@@ -39,7 +44,7 @@ def is_literal(expr: Any) -> bool:
 
 
 def plan_call(
-    call: ast.NodeCall, catalog: Any, fail: Callable[[ast.Loc, str], Exception]
+    call: ast.NodeCall, catalog: Any, fail: Fail
 ) -> CallPlan:
     """The plan of `call`; `fail(loc, why)` makes the error for a mistake in the rule."""
     if catalog is not None and call.op in catalog:
@@ -47,9 +52,7 @@ def plan_call(
     return _plan_tf(call, fail)
 
 
-def _plan_plugin(call: ast.NodeCall, schema: Any, fail: Callable) -> CallPlan:
-    from surgery.plugin_schema import kind_mismatch, spec_attr
-
+def _plan_plugin(call: ast.NodeCall, schema: Any, fail: Fail) -> CallPlan:
     roles = [s.name for s in schema.inputs]
     args: list[tuple[int, ast.Arg]] = []
     taken: set[int] = set()
@@ -71,7 +74,7 @@ def _plan_plugin(call: ast.NodeCall, schema: Any, fail: Callable) -> CallPlan:
         raise fail(call.loc, f"plugin {schema.name} takes {len(roles)} inputs "
                    f"({', '.join(roles)}), {len(call.args)} given")  # fmt: skip
     args.extend(zip(free, pending, strict=False))
-    fields: list[tuple[ast.FieldAssign, AttrValue | None, Callable[[Any], AttrValue]]] = []
+    fields: list[tuple[ast.FieldAssign, AttrValue | None, Convert]] = []
     named = {f.name: f for f in schema.fields}
     for fa in call.fields:
         spec = named.get(fa.name)
@@ -81,13 +84,8 @@ def _plan_plugin(call: ast.NodeCall, schema: Any, fail: Callable) -> CallPlan:
         if why is not None:
             raise fail(fa.loc, why)
 
-        def convert(value: Any, spec: Any = spec, fa: ast.FieldAssign = fa) -> AttrValue:
-            try:
-                return spec_attr(schema, spec, value)
-            except RuleError as exc:
-                raise fail(fa.loc, str(exc)) from None
-
-        fields.append((fa, _fixed(fa, convert), convert))
+        convert = functools.partial(_plugin_field, schema, spec, fa)
+        fields.append((fa, _fixed(fa, convert, fail), convert))
     given = {fa.name for fa in call.fields}
     defaults = []
     for spec in schema.fields:
@@ -103,9 +101,7 @@ def _plan_plugin(call: ast.NodeCall, schema: Any, fail: Callable) -> CallPlan:
                     schema.output_count()[1])  # fmt: skip
 
 
-def _plan_tf(call: ast.NodeCall, fail: Callable) -> CallPlan:
-    from surgery.attrs import make_attr
-
+def _plan_tf(call: ast.NodeCall, fail: Fail) -> CallPlan:
     roles: list[str] | None = None
     role_args: list[tuple[int, ast.Arg]] = []
     pending = []
@@ -128,31 +124,45 @@ def _plan_tf(call: ast.NodeCall, fail: Callable) -> CallPlan:
     used = {i for i, _ in role_args}
     free = [i for i in range(total) if i not in used]
     args = role_args + list(zip(free, pending, strict=False))
-    fields: list[tuple[ast.FieldAssign, AttrValue | None, Callable[[Any], AttrValue]]] = []
+    fields: list[tuple[ast.FieldAssign, AttrValue | None, Convert]] = []
     for fa in call.fields:
         if fa.kind is None:
             raise fail(fa.loc, f"attribute {fa.name!r} of TensorFlow op {call.op} needs an "
                        f"explicit kind, e.g. `{fa.name}: int = ...` ({call.op} is not a catalog "
                        "plugin)")  # fmt: skip
 
-        def convert(value: Any, fa: ast.FieldAssign = fa, kind: str = fa.kind) -> AttrValue:
-            try:
-                return make_attr(value, kind, field=fa.name)
-            except SurgeryError as exc:
-                raise fail(fa.loc, str(exc)) from None
-
-        fields.append((fa, _fixed(fa, convert), convert))
+        convert = functools.partial(_tf_field, fa, fa.kind)
+        fields.append((fa, _fixed(fa, convert, fail), convert))
     order = sorted(dict.fromkeys(i for i, _ in args))
     return CallPlan(call, args, order, None, fields, [], None)
 
 
-def _fixed(fa: ast.FieldAssign, convert: Callable[[Any], AttrValue]) -> AttrValue | None:
+def _plugin_field(schema: Any, spec: Any, fa: ast.FieldAssign, value: Any, fail: Fail) -> AttrValue:
+    """A plugin field's value as its attribute (a partial of it is a plan's `Convert`: no
+    closure, so no reference cycle between a function and its environment)."""
+    try:
+        return spec_attr(schema, spec, value)
+    except RuleError as exc:
+        raise fail(fa.loc, str(exc)) from None
+
+
+def _tf_field(fa: ast.FieldAssign, kind: str, value: Any, fail: Fail) -> AttrValue:
+    """A TensorFlow attribute's value of the given kind (see `_plugin_field`)."""
+    from surgery.attrs import make_attr
+
+    try:
+        return make_attr(value, kind, field=fa.name)
+    except SurgeryError as exc:
+        raise fail(fa.loc, str(exc)) from None
+
+
+def _fixed(fa: ast.FieldAssign, convert: Convert, fail: Fail) -> AttrValue | None:
     """The attribute of a literal field, made once (nodes copy it); None for computed ones."""
     if not is_literal(fa.value):
         return None
     from surgery.expr_eval import Evaluator
 
-    return convert(Evaluator(None, {}).value(fa.value))
+    return convert(Evaluator(None, {}).value(fa.value), fail)
 
 
 def _field_error(schema: Any, name: str) -> str:
@@ -165,7 +175,7 @@ def _field_error(schema: Any, name: str) -> str:
 
 def build_call(
     plan: CallPlan, tensors: Callable[[Any], list[TensorRef]], evaluate: Callable[[Any], Any],
-    fail: Callable[[ast.Loc, str], Exception],
+    fail: Fail,
 ) -> tuple[list[TensorRef], dict[str, AttrValue]]:  # fmt: skip
     """Inputs in the order the op takes them and typed attributes, for one match."""
     filled: dict[int, list[TensorRef]] = {}
@@ -185,7 +195,7 @@ def build_call(
             inputs.extend(filled[index])
     attrs: dict[str, AttrValue] = {}
     for fa, fixed, convert in plan.fields:
-        attrs[fa.name] = fixed if fixed is not None else convert(evaluate(fa.value))
+        attrs[fa.name] = fixed if fixed is not None else convert(evaluate(fa.value), fail)
     for name, attr in plan.defaults:
         attrs[name] = attr
     return inputs, attrs

@@ -358,15 +358,6 @@ def pattern_reach(rule: ast.Rule) -> int | None:
     if not isinstance(body, ast.MatchStmt):
         return None
     levels: dict[str, int] = {}
-
-    def walk(pattern: Any, level: int) -> int:
-        var = getattr(pattern, "var", None)
-        if var:
-            levels.setdefault(var, level)
-        if not isinstance(pattern, ast.OpPattern):
-            return level
-        return max([level, *(walk(o.pattern, level + 1) for o in pattern.operands)])
-
     deepest = 0
     for k, root in enumerate(body.roots):
         start = 0
@@ -374,8 +365,19 @@ def pattern_reach(rule: ast.Rule) -> int | None:
             if root.var is None or root.var not in levels:
                 return None  # found by walking down from what earlier roots bound
             start = levels[root.var]
-        deepest = max(deepest, walk(root, start))
+        deepest = max(deepest, _depth(root, start, levels))
     return deepest
+
+
+def _depth(pattern: Any, level: int, levels: dict[str, int]) -> int:
+    """The deepest level under `pattern` (at `level`), recording each variable's first level
+    (a module function: a nested recursive one would be a reference cycle per call)."""
+    var = getattr(pattern, "var", None)
+    if var:
+        levels.setdefault(var, level)
+    if not isinstance(pattern, ast.OpPattern):
+        return level
+    return max([level, *(_depth(o.pattern, level + 1, levels) for o in pattern.operands)])
 
 
 def uses_prune(rule_files: Iterable[ast.RuleFile]) -> bool:
@@ -391,7 +393,7 @@ def apply_rules(
     rule_files = list(rule_files)
     # Rewrites allocate millions of long-lived objects and no reference cycles: the cyclic GC
     # would only rescan the whole graph again and again.
-    with _gc_paused():
+    with _gc_paused(len(graph)):
         if uses_prune(rule_files):
             engine.snapshot_outputs()  # before any rule runs
         for rule_file in rule_files:

@@ -37,28 +37,38 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
+_BIG = 100_000  # nodes from which a graph's objects are worth freezing out of the cyclic GC
 _FREEZE_AFTER = 1_000_000  # tracked objects made during a pause that are worth freezing
 
 
 @contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
+def _gc_paused(nodes: int) -> Iterator[None]:
     """Bulk construction of millions of objects: pause the cyclic GC (it would rescan them all).
 
-    When the pause made more than `_FREEZE_AFTER` tracked objects (a graph of about 100k nodes
-    or more), they are moved to the permanent generation (`gc.freeze`) before the GC resumes:
+    For a graph of `_BIG` nodes or more, when the pause made more than `_FREEZE_AFTER` tracked
+    objects they are moved to the permanent generation (`gc.freeze`) before the GC resumes:
     the graph's objects hold no reference cycles but those a Graph breaks when it is freed (see
     `Graph.__del__`), so scanning them could free nothing, and at a million nodes the scans of
     the young generations would otherwise cost 7 s each. They are still freed by reference
     counting. (`gc.unfreeze` is never called: handing them back to the
     oldest generation crashes TensorRT's plugin registration later in the process.)
+
+    Freezing takes every object the GC tracks, garbage not yet collected included, and frozen
+    cyclic garbage is never freed: an exception caught before (a parser backtracking, say)
+    keeps its frames, and through them the caller's locals, the graph among them. So such a
+    pause starts with a full collection, which scans only what is not frozen yet: little, next
+    to the graph's millions of objects.
     """
     was_enabled = gc.isenabled()
+    big = was_enabled and nodes >= _BIG
+    if big:
+        gc.collect()
     gc.disable()
     try:
         yield
     finally:
         if was_enabled:
-            if gc.get_count()[0] > _FREEZE_AFTER:
+            if big and gc.get_count()[0] > _FREEZE_AFTER:
                 gc.freeze()
             gc.enable()
 
@@ -228,7 +238,7 @@ class Graph:
     # ---------------------------------------------------------------- building and saving
     def _load(self, graph_def: GraphDef) -> None:
         nodes, by_op = self._nodes, self._by_op
-        with _gc_paused():
+        with _gc_paused(len(graph_def.node)):
             for index, proto in enumerate(graph_def.node):
                 name = proto.name
                 node = Node(proto, name)
@@ -247,7 +257,7 @@ class Graph:
         if self._indexed:
             return
         nodes = self._nodes
-        with _gc_paused():
+        with _gc_paused(len(nodes)):
             for node in nodes.values():
                 if node._ins is None:
                     node._ins, node._ctl = _split_inputs(node.proto.input, nodes)

@@ -183,7 +183,6 @@ class RuleMatcher:
         where = getattr(body, "where", None)
         self._where = compile_check(where) if where is not None else None
         self._anchor_paths: list[list[Any] | None] = []
-        self._conts = [self._next_root(k + 1) for k in range(len(getattr(body, "roots", ())))]
         if isinstance(body, ast.MatchStmt):
             if not body.roots:
                 raise RuleError(f"{body.loc}: rule {rule.name!r} has no pattern to match")
@@ -279,7 +278,7 @@ class RuleMatcher:
                     self._fail(_where_reason(exc), exc.loc, b[_INTERIOR][0])
                     return None
             return b
-        cont = self._conts[k]
+        cont = self._next_root(k + 1)  # made per call: kept on self it would be a cycle
         if tensor is not None:
             return self._match(roots[k], tensor, b, cont)
         taken = set(b[_INTERIOR]) if k else ()
@@ -711,8 +710,10 @@ class RuleMatcher:
 
 
 def _where_reason(exc: EvalFailure) -> Callable[[], str]:
-    """A failed `where` clause's reason, worked out when read."""
-    return lambda: f"where: {exc.reason}"
+    """A failed `where` clause's reason, worked out when read (the exception is kept without
+    its traceback, whose frames hold the matcher: that would be a reference cycle)."""
+    kept = exc.with_traceback(None)
+    return lambda: f"where: {kept.reason}"
 
 
 def _bound_nodes(match: Match) -> set[str]:

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -362,3 +365,97 @@ def test_while_loop_back_edge_is_not_a_cycle() -> None:
     assert graph.node("m").inputs == (("x", 0), ("next", 0))
     with pytest.raises(RewriteRefused, match="cycle"):
         run_text(graph, "rule loop:\n match y = Identity(b = Relu(_))\n connect y -> b[0]")
+
+
+def test_field_conversion_error_names_the_match_it_happened_in() -> None:
+    # The call's plan is made once, at the first match; a computed field that fails to convert
+    # at a later match must still name that later match (and its rule file position).
+    graph = make_graph([
+        ("x", "Placeholder", []),
+        ("a", "Relu", ["x"], {"tag": (1, "int")}),
+        ("b", "Relu", ["a"], {"tag": ("high", "string")}),
+    ])  # fmt: skip
+    text = "rule tagged:\n match y = Relu(x)\n replace y with Tagged(x) { n: int = y.tag }"
+    with pytest.raises(RuleError) as err:
+        run_text(graph, text)
+    assert "at 'b'" in str(err.value) and "at 'a'" not in str(err.value)
+    assert str(err.value).startswith("e.rules:3:")
+
+
+def _in_fresh_python(code: str) -> str:
+    """Run `code` in a new interpreter and return its output: experiments with the cyclic GC
+    (disabling it, freezing, full collections) must not change this process's GC state."""
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], cwd=Path(__file__).parents[1],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def test_applying_rules_makes_no_reference_cycles() -> None:
+    # Big graphs are frozen out of the cyclic GC (graph._gc_paused): a cycle made during an apply
+    # and left as garbage would never be freed, and with it whatever it reaches (the graph).
+    out = _in_fresh_python("""
+        import gc
+        from benchmarks.bench_rules import RULES
+        from benchmarks.synthetic import conv_graph
+        from surgery.engine import apply_rules
+        from surgery.graph import Graph
+        from surgery.plugin_schema import load_catalog
+        from surgery.rule_parser import parse_rules
+
+        rules, catalog = parse_rules(RULES, "bench.rules"), load_catalog(["trt-8.6"])
+        graph = Graph(conv_graph(2_000))
+        gc.collect()
+        gc.disable()
+        result = apply_rules(graph, [rules], catalog)
+        print("rewrites", sum(result.per_rule_counts.values()))
+        del result, graph
+        print("in cycles", gc.collect())
+    """)
+    rewrites, cyclic = (int(line.split()[-1]) for line in out.splitlines())
+    assert rewrites > 1_000 and cyclic == 0
+
+
+def test_a_frozen_big_graph_is_freed_when_its_caller_returns() -> None:
+    # Old cyclic garbage holds the caller's frame (as a parser that backtracks may leave): had
+    # the pause frozen it, the graph in that frame's locals would never be freed.
+    out = _in_fresh_python("""
+        import gc, sys
+        from benchmarks.synthetic import conv_graph
+        from surgery import graph as graph_module
+        from surgery.engine import apply_rules
+        from surgery.graph import Graph
+        from surgery.plugin_schema import load_catalog
+        from surgery.rule_parser import parse_rules
+
+        graph_module._BIG = 2_000  # the policy at a fiftieth of its size: 20k nodes are frozen
+        graph_module._FREEZE_AFTER = 20_000
+
+        def make_cycle(keep):
+            try:
+                raise ValueError("kept")
+            except ValueError as exc:
+                err = exc  # once this returns: frame -> err -> traceback -> frame
+            keep.append(err)
+
+        def apply_and_keep_one_proto(catalog):
+            text = ("rule r:\\n match y = LeakyRelu(x) where y.alpha < 0.15\\n"
+                    " set y.alpha: float = 0.2")
+            rules = parse_rules(text, "r.rules")
+            keep = []
+            make_cycle(keep)
+            gc.collect()  # the cycle, still kept, ages into the oldest generation...
+            keep.clear()  # ...and is garbage from here on, out of reach of young collections
+            graph = Graph(conv_graph(20_000))
+            apply_rules(graph, [rules], catalog)
+            return graph.node("block_0/act").proto
+
+        frozen = gc.get_freeze_count()
+        proto = apply_and_keep_one_proto(load_catalog(["trt-8.6"]))
+        print("froze", gc.get_freeze_count() > frozen)
+        gc.collect()
+        print("holders", sys.getrefcount(proto) - 2)  # but `proto` and the call's argument
+    """)
+    assert out.split() == ["froze", "True", "holders", "0"]
