@@ -105,9 +105,9 @@ def _hosted_plugins(target: str, trt: Any, python_plugins: bool) -> set[str]:
 
     hosted = set(IMPLEMENTED) if python_plugins else set()
     if trt is not None:
-        from surgery.trt_backend import register_plugins
+        from surgery.trt_backend import kept, register_plugins
 
-        register_plugins(trt, trt.Logger(trt.Logger.ERROR), None if python_plugins else [])
+        register_plugins(trt, kept(trt.Logger(trt.Logger.ERROR)), None if python_plugins else [])
         ours = set() if python_plugins else set(IMPLEMENTED)
         hosted |= {c.name for c in trt.get_plugin_registry().all_creators} - ours
     elif target == "tensorrt":
@@ -201,7 +201,9 @@ class _Parser:
     outlive the network: a temporary builder makes the network's destructor crash)."""
 
     def __init__(self, trt: Any) -> None:
-        self.logger = trt.Logger(trt.Logger.INTERNAL_ERROR)
+        from surgery.trt_backend import kept
+
+        self.logger = kept(trt.Logger(trt.Logger.INTERNAL_ERROR))
         self.builder = trt.Builder(self.logger)
         self.network = self.builder.create_network(0)
         self.parser = trt.OnnxParser(self.network, self.logger)

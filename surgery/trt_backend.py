@@ -202,6 +202,17 @@ def register_plugins(trt: Any, logger: Any, names: Sequence[str] | None) -> list
     return our_plugins.register(trt, list(names) if names is not None else None)
 
 
+_LOGGERS: list[Any] = []  # every logger handed to TensorRT, alive until the process ends
+
+
+def kept(logger: Any) -> Any:
+    """`logger`, kept alive for the rest of the process. TensorRT keeps a raw pointer to the
+    last logger a builder or the plugin library was given and logs through it later (a plugin
+    registry lookup that finds nothing, say): once the Python object is freed, that crashes."""
+    _LOGGERS.append(logger)
+    return logger
+
+
 def _logger(trt: Any, verbose: bool) -> Any:
     """A TensorRT logger that keeps errors (and prints warnings when verbose)."""
 
@@ -216,7 +227,7 @@ def _logger(trt: Any, verbose: bool) -> Any:
             elif verbose and severity == trt.ILogger.WARNING:
                 print(f"[TensorRT] {msg}", file=sys.stderr)
 
-    return Logger()
+    return kept(Logger())
 
 
 def _monitor(trt: Any, report: Callable[[str], None]) -> Any:
