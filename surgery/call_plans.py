@@ -102,6 +102,8 @@ def _plan_plugin(call: ast.NodeCall, schema: Any, fail: Fail) -> CallPlan:
 
 
 def _plan_tf(call: ast.NodeCall, fail: Fail) -> CallPlan:
+    from surgery.attrs import make_attr  # deferred: it imports ml_dtypes (0.4 s)
+
     roles: list[str] | None = None
     role_args: list[tuple[int, ast.Arg]] = []
     pending = []
@@ -131,7 +133,7 @@ def _plan_tf(call: ast.NodeCall, fail: Fail) -> CallPlan:
                        f"explicit kind, e.g. `{fa.name}: int = ...` ({call.op} is not a catalog "
                        "plugin)")  # fmt: skip
 
-        convert = functools.partial(_tf_field, fa, fa.kind)
+        convert = functools.partial(_tf_field, make_attr, fa, fa.kind)
         fields.append((fa, _fixed(fa, convert, fail), convert))
     order = sorted(dict.fromkeys(i for i, _ in args))
     return CallPlan(call, args, order, None, fields, [], None)
@@ -146,10 +148,11 @@ def _plugin_field(schema: Any, spec: Any, fa: ast.FieldAssign, value: Any, fail:
         raise fail(fa.loc, str(exc)) from None
 
 
-def _tf_field(fa: ast.FieldAssign, kind: str, value: Any, fail: Fail) -> AttrValue:
-    """A TensorFlow attribute's value of the given kind (see `_plugin_field`)."""
-    from surgery.attrs import make_attr
-
+def _tf_field(
+    make_attr: Callable[..., AttrValue], fa: ast.FieldAssign, kind: str, value: Any, fail: Fail
+) -> AttrValue:
+    """A TensorFlow attribute's value of the given kind (see `_plugin_field`; `make_attr` is
+    `surgery.attrs.make_attr`, imported once per plan rather than once per match)."""
     try:
         return make_attr(value, kind, field=fa.name)
     except SurgeryError as exc:

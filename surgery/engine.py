@@ -61,10 +61,9 @@ class Ranks:
         ordered = True
         for node in nodes.values():  # every edge must point forward in graph order
             at = node.pos
-            loop_end = node.op == "NextIteration"
             for edge in node._users or ():
                 user = edge[1]
-                if user.pos <= at and not (loop_end and user.op == "Merge"):
+                if user.pos <= at and not _loop_edge(node, user):
                     ordered = False
                     break
             else:
@@ -87,11 +86,11 @@ class Ranks:
         self._built = True
 
     def _back_edge(self, node: Node, src: str) -> bool:
-        """A while loop's NextIteration -> Merge edge, which does not order the two."""
+        """Whether `node` reads `src` over a while loop's back edge (see `_loop_edge`)."""
         if node.op != "Merge":
             return False
         producer = self.graph._nodes.get(src)
-        return producer is not None and producer.op == "NextIteration"
+        return producer is not None and _loop_edge(producer, node)
 
     def place(self, node: Node) -> None:
         """Give a new node a rank just after its producers (before its consumers if possible)."""
@@ -123,7 +122,7 @@ class Ranks:
             producer = get(ref[0])
             if producer is None:
                 raise GraphError(f"{name!r} would read {ref}, which does not exist")
-            if producer.rank >= node.rank and not self._back_edge(node, ref[0]):
+            if producer.rank >= node.rank and not _loop_edge(producer, node):
                 self._repair(producer, node)  # ranks read again each time: repairs move them
         for src in node._controls:
             producer = get(src)
@@ -167,6 +166,11 @@ class Ranks:
         pool = sorted(w.rank for w in backward + forward)
         for w, r in zip(backward + forward, pool, strict=True):
             w.rank = r
+
+
+def _loop_edge(producer: Node, consumer: Node) -> bool:
+    """A while loop's NextIteration -> Merge edge, which does not order the two."""
+    return consumer.op == "Merge" and producer.op == "NextIteration"
 
 
 def _rank_of(node: Node) -> float:
