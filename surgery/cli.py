@@ -9,7 +9,7 @@ import argparse
 import importlib
 import sys
 
-from surgery.errors import SurgeryError
+from surgery.errors import SurgeryError, UsageError
 
 # Each module defines `register(subparsers)`, which adds its parser and sets `func(args) -> int`.
 COMMANDS = [
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except SurgeryError as exc:
         print(f"surgery {args.command}: error: {exc}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(exc, UsageError) else 1
     except KeyboardInterrupt:
         print(f"surgery {args.command}: interrupted", file=sys.stderr)
         return 130

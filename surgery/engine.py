@@ -9,7 +9,7 @@ topological rank per node and repair it locally (Pearce-Kelly), so they cost lit
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -390,11 +390,14 @@ def uses_prune(rule_files: Iterable[ast.RuleFile]) -> bool:
 
 
 def apply_rules(
-    graph: Graph, rule_files: Iterable[ast.RuleFile], catalog: Any = None
-) -> ApplyResult:
-    """Apply rule files in order to `graph` (edited in place); see the module docstring."""
+    graph: Graph, rule_files: Iterable[ast.RuleFile], catalog: Any = None,
+    settings: Mapping[str, str] | None = None,
+) -> ApplyResult:  # fmt: skip
+    """Apply rule files in order to `graph` (edited in place); see the module docstring.
+    `settings` are `--set NAME=VALUE` values of the files' params."""
     engine = Engine(graph, catalog)
-    rule_files = list(rule_files)
+    rule_files = bind_files(rule_files, settings)
+    readers_before = {n.name for n in graph.graph_inputs() if graph.is_read(n.name)}
     # Rewrites allocate millions of long-lived objects and no reference cycles: the cyclic GC
     # would only rescan the whole graph again and again.
     with _gc_paused(len(graph)):
@@ -402,13 +405,32 @@ def apply_rules(
             engine.snapshot_outputs()  # before any rule runs
         for rule_file in rule_files:
             engine.apply_file(rule_file)
+    for name in sorted(readers_before, key=graph.position):
+        if name in graph and not graph.is_read(name):
+            engine.warnings.append(
+                f"graph input {name!r} has no readers after the rewrite (a side input the "
+                "plugins do not take); feed it anything, or remove it from your feeds"
+            )
     return ApplyResult(graph, ChangeLog(engine.recorder), engine.counts, engine.warnings)
 
 
+def bind_files(
+    rule_files: Iterable[ast.RuleFile], settings: Mapping[str, str] | None
+) -> list[ast.RuleFile]:
+    """The files with their params (`settings` over defaults) and lets substituted."""
+    from surgery.rule_params import bind_file, check_settings
+
+    files = list(rule_files)
+    if settings:
+        check_settings(files, settings)
+    return [bind_file(f, settings) for f in files]
+
+
 def find_matches(
-    graph: Graph, rule_file: ast.RuleFile
+    graph: Graph, rule_file: ast.RuleFile, settings: Mapping[str, str] | None = None
 ) -> list[tuple[ast.Rule, list[Match], list[str]]]:
     """Dry run: per rule, every match in the unchanged graph (and contract errors as text)."""
+    (rule_file,) = bind_files([rule_file], settings)
     out = []
     for rule in rule_file.rules:
         matcher = RuleMatcher(graph, rule, rule_file.commutative)

@@ -33,3 +33,7 @@ class RuleError(SurgeryError):
 
 class RewriteRefused(SurgeryError):
     """A rewrite that would leave a dangling input, a cycle, or delete a tensor still in use."""
+
+
+class UsageError(SurgeryError):
+    """A command-line value that cannot be used (`--set` of an unknown param); exit status 2."""

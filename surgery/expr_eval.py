@@ -24,7 +24,10 @@ from surgery.ports import TensorRef
 
 TENSOR_PROPS = ("op", "name", "port", "value", "shape", "dtype", "rank", "scope", "consumers")
 SCOPE_PROPS = ("name", "nodes", "enters", "leaves")
-FUNCTIONS = ("len", "abs", "min", "max", "int", "float", "prod", "matches")
+FUNCTIONS = (
+    "len", "abs", "min", "max", "int", "float", "prod", "matches", "sqrt", "log2", "round",
+    "floor", "ceil", "if", "input", "shape", "operand", "limit",
+)  # fmt: skip
 
 
 class EvalFailure(Exception):
@@ -59,6 +62,7 @@ class ScopeInstance:
     nodes: tuple[str, ...]  # graph order
     enters: tuple[TensorRef, ...]
     leaves: tuple[TensorRef, ...]
+    side: tuple[tuple[str, TensorRef], ...] = ()  # (role, tensor): entering, not an input
 
     @functools.cached_property
     def node_set(self) -> frozenset[str]:
@@ -280,7 +284,11 @@ def _is_seq(value: Any) -> bool:
     return isinstance(value, tuple | np.ndarray) and not isinstance(value, TensorRef)
 
 
-_DISPATCH: dict[type, Callable[..., Any]] = {}  # expression type -> Evaluator method
+_DISPATCH: dict[type, Callable[..., Any]] = {}
+# Functions of surgery/expr_functions.py: math, `if`, graph inputs and values inside scopes.
+_GRAPH_FUNCTIONS = frozenset(
+    ("sqrt", "log2", "round", "floor", "ceil", "if", "input", "shape", "operand", "limit")
+)  # expression type -> Evaluator method
 
 
 class Evaluator:
@@ -505,8 +513,12 @@ class Evaluator:
         return not self._truth(self.value(expr.operand), expr.loc)
 
     def _call(self, expr: ast.Call) -> Any:
-        args = [self.value(a) for a in expr.args]
         func = expr.func
+        if func in _GRAPH_FUNCTIONS:
+            from surgery.expr_functions import call
+
+            return call(self, expr)
+        args = [self.value(a) for a in expr.args]
         try:
             if func == "len":
                 (arg,) = args

@@ -88,6 +88,8 @@ class Match:
                     "enters": [str(t) for t in value.enters],
                     "leaves": [str(t) for t in value.leaves],
                 }
+                if value.side:
+                    binds[var]["side"] = {role: str(t) for role, t in value.side}
             elif not isinstance(value, TensorRef):
                 binds[var] = [str(t) for t in value]
             else:
@@ -634,9 +636,24 @@ class RuleMatcher:
         def key(t: TensorRef) -> tuple[int, int]:
             return (graph.position(t.node) if t.node in graph else -1, t.port)
 
+        stmt = self._scope_stmt()
+        side: list[tuple[str, TensorRef]] = []
+        for item in stmt.side:
+            regexes = self._selector(item.patterns).regexes
+            hits = [t for t in enters if any(rx.fullmatch(t.node) for rx in regexes)]
+            if len(hits) > 1:
+                shown = ", ".join(map(str, hits))
+                raise RuleError(
+                    f"{item.loc}: rule {self.rule.name!r}: side input {item.role!r} of scope "
+                    f"{namespace!r} selects {len(hits)} entering tensors ({shown}); it must "
+                    "select at most one"
+                )
+            for hit in hits:
+                side.append((item.role, hit))
+                del enters[hit]
         return ScopeInstance(
-            self._scope_stmt().var, namespace, tuple(nodes),
-            tuple(sorted(enters, key=key)), tuple(sorted(leaves, key=key)),
+            stmt.var, namespace, tuple(nodes),
+            tuple(sorted(enters, key=key)), tuple(sorted(leaves, key=key)), tuple(side),
         )  # fmt: skip
 
     def _match_scope(self, namespace: str) -> Match | None:
@@ -660,7 +677,10 @@ class RuleMatcher:
         problems = []
         if stmt.enters is not None and len(inst.enters) != stmt.enters:
             shown = ", ".join(map(str, inst.enters)) or "none"
-            problems.append(f"{len(inst.enters)} tensors enter, not {stmt.enters} ({shown})")
+            side = "".join(f", side {role} {ref}" for role, ref in inst.side)
+            problems.append(
+                f"{len(inst.enters)} tensors enter, not {stmt.enters} ({shown}{side})"
+            )
         if stmt.leaves is not None and len(inst.leaves) != stmt.leaves:
             shown = ", ".join(map(str, inst.leaves)) or "none"
             problems.append(f"{len(inst.leaves)} tensors leave, not {stmt.leaves} ({shown})")

@@ -10,6 +10,10 @@ from typing import NamedTuple
 
 from surgery.errors import GraphError
 
+# A plugin node made by a collapse names each side input it dropped (an entering tensor it does
+# not take) in the attribute `_side_<role>`: the tensor's name, spelled as `str(TensorRef)`.
+SIDE_ATTR_PREFIX = "_side_"
+
 
 class TensorRef(NamedTuple):
     """Output `port` of node `node`: the unit that edges, patterns and rewrites address."""

@@ -25,7 +25,7 @@ from surgery.expr_eval import (
 )
 from surgery.graph import Graph
 from surgery.matcher import Match
-from surgery.ports import TensorRef, parse_tensor
+from surgery.ports import SIDE_ATTR_PREFIX, TensorRef, parse_tensor
 from surgery.protos import AttrValue
 from surgery.provenance import Recorder, jsonable
 
@@ -400,18 +400,25 @@ class Rewriter:
                 )  # fmt: skip
         # default map: r.out[i] -> i (leaving tensors in their documented order)
         self._create_in_place(action, action.call, name, doomed, list(inst.leaves),
-                              extend_interior=False)  # fmt: skip
+                              extend_interior=False, side=inst.side)  # fmt: skip
         self._prune_library(action)
 
     def _create_in_place(
         self, action: Any, call: ast.NodeCall, name: str, doomed: dict[str, None],
         targets: list[TensorRef], *, extend_interior: bool,
+        side: tuple[tuple[str, TensorRef], ...] = (),
     ) -> None:  # fmt: skip
-        """Replace the `doomed` nodes by one node `name` built from `call`; rewire mapped uses."""
+        """Replace the `doomed` nodes by one node `name` built from `call`; rewire mapped uses.
+        Each dropped side input is recorded on the new node as attr `_side_<role>` (its
+        tensor's name), for validate to feed it with what the plugin implies."""
         graph, editor = self.graph, self.editor
         if name in graph and name not in doomed:
             raise self.refuse(action.loc, f"a node named {name!r} already exists outside the match")
         inputs, attrs = self.build(call, name)
+        if side:
+            attrs = dict(attrs)  # a plan may share its attrs between matches
+            for role, ref in side:
+                attrs[SIDE_ATTR_PREFIX + role] = AttrValue(s=str(ref).encode())
         if action.outputs:
             mapping: dict[TensorRef, int] = {}
             for om in action.outputs:

@@ -180,6 +180,19 @@ class ScopeStmt:
     enters: int | None = None
     leaves: int | None = None
     where: Expr | None = None
+    # `side anchors = "input_anchors"`: entering tensors the plugin does not take. They are not
+    # counted in `enters` nor listed in `r.in[...]`; a collapse drops their edges and records
+    # the tensor on the new node under the role name (validate feeds it from the plugin).
+    side: tuple[SideInput, ...] = ()
+
+
+@dataclass(frozen=True)
+class SideInput:
+    """`side ROLE = "glob", ...`: an optional entering tensor, by producer name, not an input."""
+
+    role: str
+    patterns: tuple[NamePattern, ...]
+    loc: Loc
 
 
 # --------------------------------------------------------------------------- tensor selectors
@@ -370,6 +383,25 @@ class Rule:
 
 
 @dataclass(frozen=True)
+class Param:
+    """`param NAME = LITERAL`: a file-level value with a default, `--set NAME=VALUE` per run."""
+
+    name: str
+    default: Literal
+    loc: Loc
+    doc: str = ""
+
+
+@dataclass(frozen=True)
+class Let:
+    """`let NAME = EXPR`: a file-level value computed once per graph (inputs, shapes, params)."""
+
+    name: str
+    value: Expr
+    loc: Loc
+
+
+@dataclass(frozen=True)
 class RuleFile:
     """A parsed rule file: plugin catalog in use, extra commutative ops, rules in file order."""
 
@@ -378,3 +410,5 @@ class RuleFile:
     plugins: tuple[str, ...] = ()  # `use plugins "trt-8.6"`; empty: the whole catalog
     commutative: tuple[str, ...] = ()
     header: str = field(default="", compare=False)  # leading comment block
+    params: tuple[Param, ...] = ()
+    lets: tuple[Let, ...] = ()

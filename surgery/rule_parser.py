@@ -22,7 +22,7 @@ from surgery import rule_ast as ast
 from surgery.errors import RuleError, RuleSyntaxError
 
 # --------------------------------------------------------------------------- vocabulary
-TOP_LEVEL = ("rule", "use", "commutative")
+TOP_LEVEL = ("rule", "use", "commutative", "param", "let")
 STATEMENTS = (
     "match", "where", "scope", "replace", "collapse", "remove", "forward",
     "connect", "disconnect", "set", "insert", "prune",
@@ -30,9 +30,12 @@ STATEMENTS = (
 RESERVED = frozenset(
     TOP_LEVEL + STATEMENTS
     + ("and", "or", "not", "in", "true", "false", "with", "into", "outputs", "as", "except",
-       "enters", "leaves", "_")
+       "enters", "leaves", "side", "_")
 )  # fmt: skip
-FUNCTIONS = ("len", "abs", "min", "max", "int", "float", "prod", "matches")
+FUNCTIONS = (
+    "len", "abs", "min", "max", "int", "float", "prod", "matches", "sqrt", "log2", "round",
+    "floor", "ceil", "if", "input", "shape", "operand", "limit",
+)  # fmt: skip
 SCALAR_KINDS = ("int", "float", "bool", "string", "type", "shape", "tensor")
 LIST_KINDS = ("int", "float", "bool", "string", "type", "shape")
 ATTR_KINDS = SCALAR_KINDS + tuple(f"list({k})" for k in LIST_KINDS)
@@ -395,11 +398,43 @@ def _make_scope(text: str, offset: int, toks: list) -> ast.ScopeStmt:
     exclude = clauses["except"].value if "except" in clauses else ()
     if isinstance(exclude, ast.NamePattern):
         exclude = (exclude,)
+    tagged = [t for t in toks if isinstance(t, _Tagged) and t.tag == "side"]
+    side = tuple(t.value for t in tagged)
+    roles = [item.role for item in side]
+    for tok in tagged:
+        if roles.count(tok.value.role) > 1:
+            message = f"side input '{tok.value.role}' given twice"
+            raise pp.ParseFatalException(text, tok.offset, message)
     return ast.ScopeStmt(
         var, include, _loc(offset), exclude=tuple(exclude),
         enters=clauses["enters"].value if "enters" in clauses else None,
         leaves=clauses["leaves"].value if "leaves" in clauses else None,
+        side=side,
     )  # fmt: skip
+
+
+def _make_side(text: str, offset: int, toks: list) -> ast.SideInput:
+    """`side ROLE = "glob", ...` -> SideInput."""
+    return ast.SideInput(toks[0], tuple(toks[1:]), _loc(offset))
+
+
+def _make_param(text: str, offset: int, toks: list) -> ast.Param:
+    """`param NAME = LITERAL` -> Param (the default must be a literal: it is data, not code)."""
+    name, value = toks[0], toks[1]
+    if not isinstance(value, ast.Literal) or not _literal_only(value):
+        raise pp.ParseFatalException(
+            text, offset, f"param '{name}': the default must be a literal "
+            "(number, string, bool or list of them); compute values with 'let'"
+        )  # fmt: skip
+    loc = _loc(offset)
+    return ast.Param(name, value, loc, doc=_doc_above(loc.line))
+
+
+def _literal_only(value: ast.Literal) -> bool:
+    """A literal whose list items are literals too."""
+    if isinstance(value.value, tuple):
+        return all(isinstance(v, ast.Literal) and _literal_only(v) for v in value.value)
+    return True
 
 
 def _make_node_call(text: str, offset: int, toks: list) -> ast.NodeCall:
@@ -778,6 +813,11 @@ def _grammar() -> pp.ParserElement:
                            + _Expect(integer, "expected a count after 'enters'")))
         + pp.Optional(_tag("leaves", kw("leaves")
                            + _Expect(integer, "expected a count after 'leaves'")))
+        + pp.ZeroOrMore(_tag("side", (
+            kw("side") + _Expect(var, "expected a role name after 'side'")
+            + _Expect("=", "expected '=' after the side input's role")
+            + _Expect(name_pats, "expected a producer name pattern (a quoted glob)")
+        ).set_parse_action(_action(_make_side))))
     ).set_parse_action(_action(_make_scope)))  # fmt: skip
     target = (var + pp.Optional(_tag("port", colon_int))).set_parse_action(_action(_make_ref))
     replace_stmt = (
@@ -864,9 +904,19 @@ def _grammar() -> pp.ParserElement:
         + _Expect(opname, "expected op names after 'commutative'")
         + pp.ZeroOrMore(sym(",") + _Expect(opname, "expected an op name")),
     )
+    param = (
+        kw("param") + _Expect(var, "expected a parameter name after 'param'")
+        + _Expect("=", "expected '=' after the parameter name")
+        + _Expect(expr, "expected a default value after '='")
+    ).set_parse_action(_action(_make_param))  # fmt: skip
+    let = (
+        kw("let") + _Expect(var, "expected a name after 'let'")
+        + _Expect("=", "expected '=' after the name")
+        + _Expect(expr, "expected a value after '='")
+    ).set_parse_action(_action(lambda s, o, t: ast.Let(t[0], t[1], _loc(o))))  # fmt: skip
     top_unknown = ident.copy().set_parse_action(_unknown_statement("top"))
-    grammar = pp.ZeroOrMore(rule | use | commutative | top_unknown) + _Expect(
-        pp.StringEnd(), "expected 'rule', 'use' or 'commutative'"
+    grammar = pp.ZeroOrMore(rule | use | commutative | param | let | top_unknown) + _Expect(
+        pp.StringEnd(), "expected 'rule', 'use', 'commutative', 'param' or 'let'"
     )
     return grammar.parse_with_tabs()
 
@@ -951,6 +1001,9 @@ def parse_rules(text: str, path: str = "<rules>") -> ast.RuleFile:
     finally:
         _SOURCE.reset(token)
     rules = tuple(t for t in tokens if isinstance(t, ast.Rule))
+    params = tuple(t for t in tokens if isinstance(t, ast.Param))
+    lets = tuple(t for t in tokens if isinstance(t, ast.Let))
+    _check_file_names(source, rules, params, lets)
     plugins: list[str] = []
     commutative: list[str] = []
     for tok in tokens:
@@ -958,8 +1011,32 @@ def parse_rules(text: str, path: str = "<rules>") -> ast.RuleFile:
             values = tok.value if isinstance(tok.value, tuple) else (tok.value,)
             (plugins if tok.tag == "use" else commutative).extend(values)
     return ast.RuleFile(
-        path, rules, plugins=tuple(plugins), commutative=tuple(commutative), header=_header(text)
-    )
+        path, rules, plugins=tuple(plugins), commutative=tuple(commutative), header=_header(text),
+        params=params, lets=lets,
+    )  # fmt: skip
+
+
+def _check_file_names(
+    source: _Source, rules: tuple[ast.Rule, ...], params: tuple[ast.Param, ...],
+    lets: tuple[ast.Let, ...],
+) -> None:  # fmt: skip
+    """File-level names are defined once, before the rules that use them."""
+    seen: dict[str, ast.Loc] = {}
+    first_rule = rules[0].loc if rules else None
+    items: list[ast.Param | ast.Let] = [*params, *lets]
+    for item in sorted(items, key=lambda i: (i.loc.line, i.loc.col)):
+        if item.name in seen:
+            raise RuleSyntaxError(
+                f"{item.loc}: '{item.name}' is already defined at line {seen[item.name].line}"
+            )
+        seen[item.name] = item.loc
+        if first_rule is not None and (item.loc.line, item.loc.col) > (
+            first_rule.line, first_rule.col
+        ):
+            kind = "param" if isinstance(item, ast.Param) else "let"
+            raise RuleSyntaxError(
+                f"{item.loc}: {kind} '{item.name}' must come before the first rule"
+            )
 
 
 def load_rules(path: str | Path) -> ast.RuleFile:
