@@ -187,7 +187,7 @@ class Engine:
         self.editor = Editor(graph, self.recorder)
         self.ranks = Ranks(graph)
         self.counts: dict[str, int] = {}
-        self.warnings: list[str] = []
+        self.warnings: list[str] = self.editor.warnings  # the rewriters' warnings too
         self.rescan_all = False  # True: every iteration scans the whole op index (a cross-check)
 
     def snapshot_outputs(self) -> None:

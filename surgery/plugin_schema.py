@@ -55,6 +55,7 @@ class FieldSpec:
     required: bool = True
     default: Any = None
     doc: str = ""
+    maximum: float | None = None  # "max": the creator's limit; a rewrite clamps with a warning
 
     @property
     def is_scalar(self) -> bool:
@@ -331,9 +332,12 @@ def _field_spec(raw: dict[str, Any], path: Path) -> FieldSpec:
         length = None
     if length is not None and (not isinstance(length, int) or length < 1):
         raise RuleError(f"{path}: field {name!r} has bad length {length!r}")
+    maximum = raw.get("max")
+    if maximum is not None and (isinstance(maximum, bool) or not isinstance(maximum, int | float)):
+        raise RuleError(f"{path}: field {name!r} has bad max {maximum!r}")
     return FieldSpec(
         name, ftype, length, bool(raw.get("required", True)), raw.get("default"),
-        raw.get("doc", ""),
+        raw.get("doc", ""), maximum,
     )  # fmt: skip
 
 

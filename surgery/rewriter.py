@@ -47,6 +47,7 @@ class Editor:
         self.touched: dict[str, None] = {}  # nodes whose inputs (data or control) changed
         self.removed: dict[str, None] = {}
         self.outputs_before: frozenset[str] | None = None  # graph outputs `prune` never removes
+        self.warnings: list[str] = []  # the engine reports them (clamped plugin fields)
         self._memo: dict[int, tuple[Any, Any]] = {}  # id(rule syntax) -> (it, what it makes)
 
     def begin(self) -> None:
@@ -357,10 +358,40 @@ class Rewriter:
         return self.editor.memo(call, lambda: plan_call(call, self.catalog, self.rule_error))
 
     def build(self, call: ast.NodeCall, name: str) -> tuple[list[TensorRef], dict[str, AttrValue]]:
-        """Inputs in the order the op expects and typed attributes for `call`."""
-        return build_call(
+        """Inputs in the order the op expects and typed attributes for `call`; a plugin field
+        above its creator's limit is clamped to it, with a warning naming the rule."""
+        inputs, attrs = build_call(
             self.plan(call), lambda sel: self.tensors(sel, name), self.evaluate, self.rule_error
         )
+        catalog = self.catalog
+        if catalog is not None and call.op in catalog:
+            limited = [f for f in catalog.get(call.op).fields if f.maximum is not None]
+            if limited:
+                attrs = self._clamped(call, attrs, limited)
+        return inputs, attrs
+
+    def _clamped(
+        self, call: ast.NodeCall, attrs: dict[str, AttrValue], limited: list[Any]
+    ) -> dict[str, AttrValue]:
+        """`attrs` with each scalar field above its schema's `max` set to the max."""
+        out = attrs
+        for spec in limited:
+            attr = attrs.get(spec.name)
+            if attr is None or not spec.is_scalar:
+                continue
+            is_float = spec.type.startswith("float")
+            value = attr.f if is_float else attr.i
+            if value <= spec.maximum:
+                continue
+            top = float(spec.maximum) if is_float else int(spec.maximum)
+            out = dict(out) if out is attrs else out  # a plan may share its attrs
+            out[spec.name] = AttrValue(f=top) if is_float else AttrValue(i=top)
+            self.editor.warnings.append(
+                f"{call.loc}: rule {self.rule.name!r} at {self.match.anchor!r}: "
+                f"{call.op} field '{spec.name}' = {value} is above the plugin's limit "
+                f"{top}: clamped to {top}"
+            )
+        return out
 
     # ---------------------------------------------------------------- actions
     def run(self) -> None:
