@@ -65,8 +65,8 @@ def _plan_plugin(call: ast.NodeCall, schema: Any, fail: Fail) -> CallPlan:
             raise fail(arg.loc, f"plugin {schema.name} has no input {arg.role!r} "
                        f"(inputs: {', '.join(roles) or 'none'})")  # fmt: skip
         index = roles.index(arg.role)
-        if index in taken:
-            raise fail(arg.loc, f"input {arg.role!r} given twice")
+        if index in taken and schema.inputs[index].max == 1:
+            raise fail(arg.loc, f"input {arg.role!r} given twice (it takes one tensor)")
         taken.add(index)
         args.append((index, arg))
     free = [i for i in range(len(roles)) if i not in taken]
@@ -182,8 +182,8 @@ def build_call(
 ) -> tuple[list[TensorRef], dict[str, AttrValue]]:  # fmt: skip
     """Inputs in the order the op takes them and typed attributes, for one match."""
     filled: dict[int, list[TensorRef]] = {}
-    for index, arg in plan.args:
-        filled[index] = tensors(arg.value)
+    for index, arg in plan.args:  # a variadic role may be given several times: in order
+        filled.setdefault(index, []).extend(tensors(arg.value))
     inputs: list[TensorRef] = []
     if plan.counts is not None:
         for index, (name, low, high) in enumerate(plan.counts):

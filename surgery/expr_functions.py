@@ -90,8 +90,14 @@ def _shape(ev: Evaluator, ref: Any, expr: ast.Call) -> tuple[int, ...]:
     if not isinstance(ref, TensorRef):
         raise RuleError(f"{expr.loc}: shape() needs a tensor, got {value_text(ref)}")
     shape = tensor_shape(ev.graph, ref)
-    if shape is None:
-        raise EvalFailure(f"shape unknown for {ref}", expr.loc)
+    if shape is None or any(d < 0 for d in shape):
+        shown = "unknown" if shape is None else "[" + ", ".join(
+            "?" if d < 0 else str(d) for d in shape) + "]"  # fmt: skip
+        node = ev.graph.get(ref.node) if ev.graph is not None else None
+        hint = (f"; pin it with --input {ref.node}=D0,D1,..."
+                if node is not None and node.op == "Placeholder"
+                else "; pin the graph inputs with --input NAME=D0,D1,...")  # fmt: skip
+        raise EvalFailure(f"shape({ref}) is {shown}: not static{hint}", expr.loc)
     return tuple(shape)
 
 

@@ -31,7 +31,9 @@ except ImportError:  # pragma: no cover - opdefs is written in parallel
     _opdefs = None
 
 _ARITY = {"len": (1, 1), "abs": (1, 1), "int": (1, 1), "float": (1, 1), "prod": (1, 1),
-          "matches": (2, 2), "min": (1, None), "max": (1, None)}  # fmt: skip
+          "matches": (2, 2), "min": (1, None), "max": (1, None), "sqrt": (1, 1),
+          "log2": (1, 1), "round": (1, 1), "floor": (1, 1), "ceil": (1, 1), "if": (3, 3),
+          "input": (1, 1), "shape": (1, 1), "operand": (3, 3), "limit": (3, 3)}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -458,6 +460,12 @@ def check_rules(
         if ops.known(op) is False:
             out.append(Diagnostic(first_loc, "error", f"commutative: unknown op '{op}'"
                                   f"{_suggest(op, ops.names())}"))  # fmt: skip
+    from surgery.rule_params import bind_file
+
+    try:  # params (their defaults) and lets substituted, as a run sees them
+        rule_file = bind_file(rule_file)
+    except RuleError as exc:
+        return [_from_message(str(exc), rule_file.path)]
     seen: dict[str, ast.Rule] = {}
     for rule in rule_file.rules:
         if rule.name in seen:
