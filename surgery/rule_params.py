@@ -173,3 +173,59 @@ def _substitute(node: Any, names: Mapping[str, Any]) -> Any:
         if new is not old:
             changes[f.name] = new
     return dataclasses.replace(node, **changes) if changes else node  # type: ignore[type-var]
+
+
+def needs_shapes(rule_files: Iterable[ast.RuleFile]) -> bool:
+    """Whether a rule reads tensor shapes (`shape(...)`, `.shape`, `.rank`): the commands then
+    record inferred shapes on the graph before the rules run."""
+
+    def walk(node: Any) -> bool:
+        if isinstance(node, tuple):
+            return any(walk(item) for item in node)
+        if isinstance(node, ast.Call) and node.func == "shape":
+            return True
+        if isinstance(node, ast.Ref | ast.ScopeTensor) and node.prop in ("shape", "rank"):
+            return True
+        if not dataclasses.is_dataclass(node) or isinstance(node, ast.Loc):
+            return False
+        return any(walk(getattr(node, f.name)) for f in dataclasses.fields(node))
+
+    return any(walk(f.rules) or walk(f.lets) for f in rule_files)
+
+
+def prepare_graph(
+    graph: Any, rule_files: Sequence[ast.RuleFile], inputs: Sequence[str] = (),
+    infer_shapes: bool = False, stream: Any = None,
+) -> bool:  # fmt: skip
+    """What the rules see: placeholders pinned and shape arithmetic folded (`--input`), then
+    inferred shapes recorded when asked or when a rule reads shapes (needs TensorFlow). True
+    when shapes were recorded: they go stale as rules rewrite, so `drop_inferred_shapes`
+    removes them before the graph is written or run."""
+    from surgery.opdefs import tensorflow_available
+
+    if inputs:
+        from surgery.input_shapes import pin_and_fold, print_report
+
+        print_report(pin_and_fold(graph, inputs), stream=stream)
+    if infer_shapes or (needs_shapes(rule_files) and tensorflow_available()):
+        from surgery.shapes import annotate_shapes
+
+        annotate_shapes(graph)
+        return True
+    return False
+
+
+def drop_inferred_shapes(graph: Any) -> None:
+    """Remove the `_output_shapes` attributes `prepare_graph` recorded (stale after rewrites:
+    TensorFlow refuses a graph whose recorded shapes disagree with its nodes)."""
+    for node in graph:
+        if "_output_shapes" in node.attr:
+            del node.attr["_output_shapes"]
+
+
+def add_set_option(parser: Any) -> None:
+    """`--set NAME=VALUE` (repeatable), declared the same way on apply, match and explain."""
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="NAME=VALUE",
+        help="value of a rule file's `param NAME` for this run (repeatable)",
+    )  # fmt: skip

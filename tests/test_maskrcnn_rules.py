@@ -43,9 +43,14 @@ def _nhwc_as_nchw() -> Graph:
 
 def _rewrite(graph: Graph) -> Any:
     from surgery.engine import apply_rules
+    from surgery.rule_params import drop_inferred_shapes, prepare_graph
     from surgery.rule_parser import load_rules
 
-    return apply_rules(graph, [load_rules(RULES)])
+    rule_files = [load_rules(RULES)]
+    prepare_graph(graph, rule_files)
+    result = apply_rules(graph, rule_files)
+    drop_inferred_shapes(graph)
+    return result
 
 
 def _plugin_table(graph: Graph) -> list[tuple[Any, ...]]:

@@ -1,5 +1,5 @@
 """`surgery apply RULES... MODEL.pb -o OUT.pb [--log changes.json] [--report report.html]
-[--infer-shapes [--input NAME=DIMS]]`: rewrite a graph by rules."""
+[--input NAME=DIMS] [--infer-shapes]`: rewrite a graph by rules."""
 
 from __future__ import annotations
 
@@ -8,6 +8,13 @@ import sys
 
 from surgery import model_io
 from surgery.errors import OutputPathError
+from surgery.input_shapes import add_input_option
+from surgery.rule_params import (
+    add_set_option,
+    drop_inferred_shapes,
+    parse_settings,
+    prepare_graph,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,8 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--infer-shapes", action="store_true",
                         help="record inferred shapes (_output_shapes) first, so rules can read "
                         "x.shape on frozen TF2 graphs (needs TensorFlow)")
-    parser.add_argument("--input", action="append", default=[], metavar="NAME=D0,D1,...",
-                        help="with --infer-shapes: fix a placeholder's shape (repeatable)")
+    add_input_option(parser)
+    add_set_option(parser)
     parser.set_defaults(func=run)
 
 
@@ -39,9 +46,6 @@ def run(args: argparse.Namespace) -> int:
         return 2
     *rule_paths, model = args.files
     model_io.check_output_path(args.output, model, *rule_paths)
-    if args.input and not args.infer_shapes:
-        print("surgery apply: error: --input needs --infer-shapes", file=sys.stderr)
-        return 2
     written = {args.output: "-o"}
     for flag, path in (("--log", args.log), ("--report", args.report)):
         if not path:
@@ -52,15 +56,14 @@ def run(args: argparse.Namespace) -> int:
         written[path] = flag
     rule_files = [load_rules(p) for p in rule_paths]
     graph = model_io.load(model)
-    if args.infer_shapes:
-        from surgery import shapes
-
-        fixed = dict(shapes.parse_input_shape(text) for text in args.input)
-        count = shapes.annotate_shapes(graph, fixed)
-        print(f"recorded _output_shapes on {count} nodes")
+    settings = parse_settings(args.set)
+    # the rules see (and -o gets) the pinned, folded graph, with shapes when rules read them
+    shaped = prepare_graph(graph, rule_files, args.input, args.infer_shapes)
     before = len(graph)
     original = graph.copy() if args.report else None  # apply_rules edits `graph` in place
-    result = apply_rules(graph, rule_files)
+    result = apply_rules(graph, rule_files, settings=settings)
+    if shaped:
+        drop_inferred_shapes(result.graph)
     for name, count in result.per_rule_counts.items():
         print(f"{name}: {count} match{'es' if count != 1 else ''} applied")
     for warning in result.warnings:

@@ -1,4 +1,5 @@
-"""`surgery explain RULES MODEL.pb --rule R --node N`: why R does or does not match at N."""
+"""`surgery explain RULES MODEL.pb --rule R --node N [--input NAME=DIMS]`: why R does or does not
+match at N."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import argparse
 
 from surgery import model_io
 from surgery.errors import RuleError
+from surgery.input_shapes import add_input_option
+from surgery.rule_params import add_set_option, parse_settings, prepare_graph
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -16,10 +19,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("model", help="frozen GraphDef (.pb or .pbtxt)")
     parser.add_argument("--rule", required=True, help="the rule's name")
     parser.add_argument("--node", required=True, help="the node to explain")
+    add_input_option(parser)
+    add_set_option(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from surgery.engine import bind_files
     from surgery.matcher import RuleMatcher
     from surgery.rule_parser import load_rules
 
@@ -29,6 +35,9 @@ def run(args: argparse.Namespace) -> int:
         names = ", ".join(r.name for r in rule_file.rules) or "none"
         raise RuleError(f"{args.rules}: no rule named {args.rule!r} (rules: {names})")
     graph = model_io.load(args.model)
+    prepare_graph(graph, [rule_file], args.input)  # the rule sees the pinned, folded graph
+    (bound,) = bind_files([rule_file], parse_settings(args.set))
+    rule = next(r for r in bound.rules if r.name == args.rule)
     out = RuleMatcher(graph, rule, rule_file.commutative).explain(args.node)
     if out.matched and out.match is not None:
         print(f"rule {rule.name} matches at {args.node!r} (anchor {out.match.anchor!r})")

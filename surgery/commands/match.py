@@ -1,11 +1,15 @@
-"""`surgery match RULES MODEL.pb`: dry run; what each rule would match, and where."""
+"""`surgery match RULES MODEL.pb [--input NAME=DIMS]`: dry run; what each rule would match, and
+where."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from surgery import model_io
+from surgery.input_shapes import add_input_option
+from surgery.rule_params import add_set_option, parse_settings, prepare_graph
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -15,6 +19,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("rules", help="rule file")
     parser.add_argument("model", help="frozen GraphDef (.pb or .pbtxt)")
     parser.add_argument("--json", action="store_true", help="print the matches as JSON")
+    add_input_option(parser)
+    add_set_option(parser)
     parser.set_defaults(func=run)
 
 
@@ -24,7 +30,9 @@ def run(args: argparse.Namespace) -> int:
 
     rule_file = load_rules(args.rules)
     graph = model_io.load(args.model)
-    results = find_matches(graph, rule_file)
+    # the rules see the pinned, folded graph; --json keeps stdout pure JSON
+    prepare_graph(graph, [rule_file], args.input, stream=sys.stderr if args.json else None)
+    results = find_matches(graph, rule_file, parse_settings(args.set))
     failed = any(errors for _, _, errors in results)
     if args.json:
         doc = [
