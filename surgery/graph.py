@@ -732,12 +732,15 @@ class Graph:
 
     # ---------------------------------------------------------------- whole-graph checks
     def topological_order(self) -> list[str]:
-        """Node names, producers before consumers (graph order breaks ties); cycles raise."""
+        """Node names, producers before consumers (graph order breaks ties); cycles raise. A
+        while loop's NextIteration -> Merge back edge orders nothing (TF1 control flow)."""
         nodes = self._nodes
         indegree = {}
         for name, node in nodes.items():
             preds = {r.node for r in node._inputs if r.node in nodes}
             preds.update(c for c in node._controls if c in nodes)
+            if node.op == "Merge":
+                preds = {p for p in preds if nodes[p].op != "NextIteration"}
             indegree[name] = len(preds)
         ready = [n for n, d in indegree.items() if d == 0]
         ready.reverse()
@@ -746,7 +749,10 @@ class Graph:
             name = ready.pop()
             order.append(name)
             fresh = []
+            back = nodes[name].op == "NextIteration"
             for user in self.consumer_names(name):
+                if back and nodes[user].op == "Merge":
+                    continue
                 indegree[user] -= 1
                 if indegree[user] == 0:
                     fresh.append(user)
