@@ -9,6 +9,7 @@ output shape and removes the shape computation that fed it.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -16,6 +17,7 @@ from surgery.attrs import const_attrs
 from surgery.errors import GraphError, SurgeryError
 from surgery.graph import Graph
 from surgery.ports import TensorRef
+from surgery.protos import GraphDef
 from surgery.tensor_values import from_numpy, shape_proto, to_numpy
 
 Shape = tuple[int | None, ...] | None  # None: rank unknown; None inside: that dim unknown
@@ -38,29 +40,32 @@ def parse_input_shape(text: str) -> tuple[str, tuple[int, ...]]:
         ) from None
 
 
-def _with_input_shapes(graph: Graph, input_shapes: Mapping[str, tuple[int, ...]]):
+def _with_input_shapes(graph: Graph, input_shapes: Mapping[str, tuple[int, ...]]) -> GraphDef:
+    """A copy of `graph` as a GraphDef with the given placeholders pinned (and checked) by
+    `surgery.input_shapes.pin_graph_def`, the one implementation of `--input`."""
+    from surgery.input_shapes import pin_graph_def
+
     graph_def = graph.to_graph_def()
-    by_name = {n.name: n for n in graph_def.node}
-    for name, dims in input_shapes.items():
-        node = by_name.get(name)
-        if node is None or node.op not in ("Placeholder", "PlaceholderWithDefault"):
-            raise ShapeError(f"--input {name}: no Placeholder of that name in the graph")
-        shape = node.attr["shape"].shape
-        del shape.dim[:]
-        shape.unknown_rank = False
-        for d in dims:
-            shape.dim.add(size=d)
+    pin_graph_def(graph_def, input_shapes)
     return graph_def
+
+
+def import_with_shapes(
+    graph: Graph, input_shapes: Mapping[str, tuple[int, ...]] | None = None
+) -> Any:
+    """`graph` imported into a tf.Graph (placeholders overridable): every tensor there carries
+    TensorFlow's inferred static shape and dtype, and every op its OpDef."""
+    from surgery.tf_reference import import_graph
+
+    graph_def = _with_input_shapes(graph, input_shapes or {})
+    return import_graph(graph_def, "infer shapes with TensorFlow's shape functions")
 
 
 def infer_shapes(
     graph: Graph, input_shapes: Mapping[str, tuple[int, ...]] | None = None
 ) -> dict[TensorRef, Shape]:
     """Shape of every tensor as TensorFlow infers it on import (placeholders overridable)."""
-    from surgery.tf_reference import import_graph
-
-    graph_def = _with_input_shapes(graph, input_shapes or {})
-    tf_graph = import_graph(graph_def, "infer shapes with TensorFlow's shape functions")
+    tf_graph = import_with_shapes(graph, input_shapes)
     shapes: dict[TensorRef, Shape] = {}
     for op in tf_graph.get_operations():
         for port, out in enumerate(op.outputs):
@@ -103,8 +108,9 @@ def format_shape(shape: Shape) -> str:
     return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
 
 
-def _remove_if_dead(graph: Graph, name: str) -> list[str]:
-    """Remove `name` and, recursively, its producers once nothing reads them any more."""
+def remove_if_dead(graph: Graph, name: str) -> list[str]:
+    """Remove `name` and, recursively, its producers once nothing reads them any more (never a
+    placeholder); returns the names removed."""
     removed = []
     stack = [name]
     while stack:
@@ -150,6 +156,6 @@ def static_reshapes(
         graph.set_input(node.name, 1, const_name)
         if "Tshape" in node.attr:
             node.attr["Tshape"].type = value.dtype
-        _remove_if_dead(graph, old.node)
+        remove_if_dead(graph, old.node)
         changed.append((node.name, dims))
     return changed

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
-from surgery import onnx_export
+from surgery import model_io, onnx_export
+from surgery.input_shapes import add_input_option, parse_input_flags, pin_inputs
 from surgery.shapes import ShapeError, parse_input_shape
 
 
@@ -14,8 +16,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("-o", "--output", required=True, help="the .onnx file to write")
     parser.add_argument("--inputs", nargs="*", help="input tensors (default: the Placeholders)")
     parser.add_argument("--outputs", nargs="*", help="output tensors (default: the sinks)")
-    parser.add_argument("--input", action="append", default=[], metavar="NAME=D0,D1,...",
-                        help="fix an input's shape (repeatable)")
+    add_input_option(parser, help="pin a placeholder's shape before conversion, so tf2onnx "
+                     "sees static shapes (repeatable)")
     parser.add_argument("--shape", action="append", default=[], metavar="NODE:PORT=D0,D1,...",
                         help="a plugin output's shape when its reference cannot infer it")
     parser.add_argument("--opset", type=int, default=onnx_export.DEFAULT_OPSET)
@@ -33,12 +35,18 @@ def _plugin_shape(text: str) -> tuple[str, tuple[int | None, ...]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    input_shapes = parse_input_flags(args.input)
+    source: Any = args.model
+    if input_shapes:  # pinned before conversion (plugin nodes are fine: no TF needed)
+        model_io.check_output_path(args.output, args.model)
+        source = model_io.load(args.model)
+        pin_inputs(source, input_shapes)
     result = onnx_export.export_onnx(
-        args.model,
+        source,
         args.output,
         inputs=args.inputs,
         outputs=args.outputs,
-        input_shapes=dict(parse_input_shape(t) for t in args.input),
+        input_shapes=input_shapes,
         shape_overrides=dict(_plugin_shape(t) for t in args.shape),
         opset=args.opset,
         large_model=True if args.large_model else None,

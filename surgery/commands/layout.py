@@ -1,10 +1,12 @@
-"""`surgery layout nchw MODEL.pb -o OUT.pb [--nchw-inputs]`: convert an NHWC graph to NCHW."""
+"""`surgery layout nchw MODEL.pb -o OUT.pb [--nchw-inputs] [--input NAME=DIMS]`: convert an NHWC
+graph to NCHW."""
 
 from __future__ import annotations
 
 import argparse
 
 from surgery import layout, model_io
+from surgery.input_shapes import add_input_option, pin_and_fold, print_report
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -14,12 +16,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("-o", "--output", required=True, help="where to write the NCHW graph")
     parser.add_argument("--nchw-inputs", action="store_true",
                         help="also make 4-D graph inputs NCHW (feeds change layout)")
+    add_input_option(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     model_io.check_output_path(args.output, args.model)
     graph = model_io.load(args.model)
+    if args.input:
+        print_report(pin_and_fold(graph, args.input))
     report = layout.to_nchw(graph, nchw_inputs=args.nchw_inputs)
     model_io.save(graph, args.output, inputs=(args.model,))
     print(f"{len(report.converted)} ops switched to NCHW; Transposes: "

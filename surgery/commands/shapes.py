@@ -5,14 +5,15 @@ from __future__ import annotations
 import argparse
 
 from surgery import model_io, shapes
+from surgery.input_shapes import add_input_option, parse_input_flags, pin_inputs
 from surgery.ports import TensorRef
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("shapes", help="print inferred shapes; make Reshapes static")
     parser.add_argument("model", help="frozen GraphDef (.pb or .pbtxt)")
-    parser.add_argument("--input", action="append", default=[], metavar="NAME=D0,D1,...",
-                        help="fix a placeholder's shape before inference (repeatable)")
+    add_input_option(parser, help="pin a placeholder's shape before inference, e.g. "
+                     "input_image=1,128,128,3 (repeatable; -o writes it pinned)")
     parser.add_argument("--static-reshape", action="store_true",
                         help="replace every Reshape's shape operand by a Const (needs -o)")
     parser.add_argument("--annotate", action="store_true",
@@ -28,14 +29,14 @@ def run(args: argparse.Namespace) -> int:
     if args.output:
         model_io.check_output_path(args.output, args.model)
     graph = model_io.load(args.model)
-    fixed = dict(shapes.parse_input_shape(text) for text in args.input)
-    inferred = shapes.infer_shapes(graph, fixed)
+    pin_inputs(graph, parse_input_flags(args.input))
+    inferred = shapes.infer_shapes(graph)
     if args.static_reshape or args.annotate:
         if args.static_reshape:
             for name, dims in shapes.static_reshapes(graph, inferred):
                 print(f"static Reshape {name}: {list(dims)}")
         if args.annotate:
-            count = shapes.annotate_shapes(graph, fixed)
+            count = shapes.annotate_shapes(graph)
             print(f"recorded _output_shapes on {count} nodes")
         model_io.save(graph, args.output, inputs=(args.model,))
         print(f"wrote {args.output}")

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import TYPE_CHECKING
 
 from surgery.errors import SurgeryError
+from surgery.input_shapes import add_input_option
+
+if TYPE_CHECKING:
+    from surgery.graph import Graph
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -18,8 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("original", help="the original frozen graph (.pb/.pbtxt)")
     parser.add_argument("rewritten", help="the rewritten graph (.pb/.pbtxt)")
     parser.add_argument("--inputs", metavar="FILE.npz", help="input values by placeholder name")
-    parser.add_argument("--shape", action="append", default=[], metavar="NAME=D1,D2,...",
-                        help="shape for a placeholder with unknown dims (repeatable)")  # fmt: skip
+    add_input_option(parser, "--shape", help="pin a placeholder's shape in both graphs and "
+                     "make the random inputs that shape (repeatable; --shape is the old "
+                     "spelling)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
     parser.add_argument("--rtol", type=float, default=None, help="relative tolerance (1e-4)")
     parser.add_argument("--atol", type=float, default=None, help="absolute tolerance (1e-5)")
@@ -54,7 +60,6 @@ def run(args: argparse.Namespace) -> int:
         DEFAULT_RTOL,
         load_inputs,
         parse_input_map,
-        parse_shape_flag,
         provenance_sources,
         validate,
     )  # fmt: skip
@@ -69,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         )
     original = model_io.load(args.original)
     rewritten = model_io.load(args.rewritten)
-    shapes = dict(parse_shape_flag(text) for text in args.shape)
+    shapes = _pin_both(original, rewritten, args.input)
     feeds = load_inputs(args.inputs, original) if args.inputs else None
     provenance = provenance_sources(args.log) if args.log else None
     input_map = [parse_input_map(text) for text in args.input_map]
@@ -82,3 +87,15 @@ def run(args: argparse.Namespace) -> int:
     )  # fmt: skip
     print(report.format())
     return 0 if report.passed else 1
+
+
+def _pin_both(original: Graph, rewritten: Graph, texts: list[str]) -> dict[str, tuple[int, ...]]:
+    """Pin `--input` shapes in both graphs (the rewritten one may lack a renamed input; a name
+    neither has is an error) and return those the original's random inputs take."""
+    from surgery.input_shapes import parse_input_flags, pin_inputs
+
+    shapes = parse_input_flags(texts)
+    ours = {n: dims for n, dims in shapes.items() if n in original or n not in rewritten}
+    pin_inputs(original, ours)
+    pin_inputs(rewritten, shapes, missing_ok=True)
+    return {name: dims for name, dims in ours.items() if original.node(name).op == "Placeholder"}
