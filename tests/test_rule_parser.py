@@ -277,7 +277,10 @@ def test_every_bad_file_has_a_case() -> None:
             "rule a:\n match y = X(x)\n insert t = T(x, const(int33, [1]))",
             "3:24: unknown dtype 'int33'",
         ),
-        ("rule a:\n match y = X(x)\n remove y\n )", "4:2: expected 'rule', 'use', 'commutative', 'param' or 'let'"),
+        (
+            "rule a:\n match y = X(x)\n remove y\n )",
+            "4:2: expected 'rule', 'use', 'commutative', 'param' or 'let'",
+        ),
         ("rule a:\n match y = X(x...)", "2:14: "),
         ("rule a:\n match y = X(Y(a)...)", "2:14: only a captured variable can be variadic"),
         ("rule a:\n match y = X(..., x)", "2:14: a trailing '...' must be the last operand"),
