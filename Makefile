@@ -29,7 +29,8 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install --quiet -e '.[tf,onnx,trt,dev]'
 	# tensorboard (GraphDef protos without TensorFlow) and tf-keras (TF1-style Keras graphs)
 	# are installed without deps: their dependency lists would pull the full `tensorflow` wheel.
-	$(BIN)/pip install --quiet --no-deps tensorboard==2.21.0 tf-keras==2.21.0
+	# mrcnn-colab (Matterport's Mask R-CNN, for fixtures) too: the graph needs none of its deps.
+	$(BIN)/pip install --quiet --no-deps tensorboard==2.21.0 tf-keras==2.21.0 mrcnn-colab==2.1
 	touch $(STAMP)
 
 demo: setup

@@ -36,6 +36,8 @@ class FixtureSpec:
     params: dict[str, Any] = field(default_factory=dict)
     # Other files (relative to surgery/models/) the builder uses: part of the cache key.
     extra_sources: tuple[str, ...] = ()
+    # Distributions (besides TensorFlow and tf-keras) whose versions are part of the cache key.
+    dists: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -167,6 +169,40 @@ FIXTURES: dict[str, FixtureSpec] = {
                 ),
             )
         ),
+        *(
+            FixtureSpec(
+                f"matterport_{name}",
+                "surgery.models.matterport",
+                f"Matterport's own Mask R-CNN code (mrcnn-colab), inference mode: {text}",
+                params,
+                extra_sources=("maskrcnn/fixture.py",),
+                dists=("mrcnn-colab",),
+            )
+            for name, text, params in (
+                (
+                    "small",
+                    "ResNet50, 128x128, 4 classes, 256 pre-NMS, 64 ROIs, 16 detections; "
+                    "StatelessWhile",
+                    {"config": "small"},
+                ),
+                (
+                    "small_tf1cf",
+                    "small, same weights, TF1 control flow (Enter/Exit/Merge/Switch)",
+                    {"config": "small", "control_flow": "v1"},
+                ),
+                (
+                    "medium",
+                    "ResNet101, 192x192, 7 classes, 1500 pre-NMS (above TensorRT's 1024), "
+                    "100 ROIs, 20 detections, pool 5 / mask pool 10; StatelessWhile",
+                    {"config": "medium"},
+                ),
+                (
+                    "coco",
+                    "Matterport's COCO config: ResNet101, 1024x1024, 81 classes (benchmarks)",
+                    {"config": "coco"},
+                ),
+            )
+        ),
     )
 }
 
@@ -177,6 +213,9 @@ MASKRCNN_TEST_FIXTURES = (
     "maskrcnn_small_tf1cf",
     "maskrcnn_small_renamed",
 )
+
+# The Matterport fixtures the tests build (`matterport_coco` is for benchmarks only).
+MATTERPORT_TEST_FIXTURES = ("matterport_small", "matterport_small_tf1cf", "matterport_medium")
 
 # The fixtures the test-suite uses (small and quick to build); `resnet50_full` is for benchmarks.
 TEST_FIXTURES = ("box3d", "unet", "resnet50", "detector")
@@ -227,6 +266,8 @@ def cache_key(name: str) -> str:
     digest.update(json.dumps(spec.params, sort_keys=True).encode())
     digest.update(_version("tensorflow-cpu", "tensorflow").encode())
     digest.update(_version("tf-keras", "tf_keras").encode())
+    for dist in spec.dists:  # none for most fixtures: their keys stay as they were
+        digest.update(f"{dist}={_version(dist)}".encode())
     digest.update(b"fixture-format-1")
     return digest.hexdigest()[:16]
 
@@ -314,6 +355,7 @@ __all__ = [
     "FixtureInfo",
     "FixtureSpec",
     "MASKRCNN_TEST_FIXTURES",
+    "MATTERPORT_TEST_FIXTURES",
     "build",
     "build_model",
     "cache_key",
