@@ -3,17 +3,22 @@
 `reference("LReLU_TRT")` gives a `Reference` (schema + function); `node_fields(schema, node)` reads
 a plugin node's attrs as typed field values (schema defaults for optional fields left out);
 `run_node(node, inputs)` does both and runs the reference.
+
+A schema's `side_inputs` and `deviations` name functions of the plugin's reference module (the
+module of its function in `REFERENCES`): `implied_value(op, role, ctx)` runs a side input's,
+`deviations(node, inputs)` every deviation's.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from plugins.reference._common import PluginReferenceError
+from plugins.reference._common import PluginFields, PluginReferenceError, SideContext, SideValue
 from plugins.reference.crop_and_resize import crop_and_resize
 from plugins.reference.detection_layer import detection_layer
 from plugins.reference.flatten_concat import flatten_concat
@@ -30,10 +35,13 @@ from plugins.reference.special_slice import special_slice
 from surgery.errors import SurgeryError
 from surgery.plugin_schema import PluginSchema, coerce_field, load_catalog
 
-__all__ = ["REFERENCES", "PluginReferenceError", "Reference", "has_reference", "node_fields",
-           "reference", "run_node"]  # fmt: skip
+__all__ = ["REFERENCES", "PluginFields", "PluginReferenceError", "Reference", "SideContext",
+           "SideValue", "deviations", "full_fields", "has_reference", "implied_value",
+           "node_fields", "reference", "reference_function", "run_node"]  # fmt: skip
 
 RefFn = Callable[[list[np.ndarray], dict[str, Any]], list[np.ndarray]]
+SideFn = Callable[[SideContext], SideValue]
+DeviationFn = Callable[[list[np.ndarray], dict[str, Any]], "str | None"]
 
 REFERENCES: dict[str, RefFn] = {
     "LReLU_TRT": lrelu,
@@ -120,3 +128,52 @@ def run_node(node: Any, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
     """Run the reference of plugin node `node` (op = creator name) on its input values."""
     ref = reference(node.op)
     return ref(inputs, node_fields(ref.schema, node))
+
+
+def reference_function(op: str, name: str) -> Callable[..., Any]:
+    """Function `name` of plugin `op`'s reference module (a side input's or a deviation's)."""
+    fn = REFERENCES.get(op)
+    if fn is None:
+        raise PluginReferenceError(f"plugin {op} has no reference implementation")
+    found = getattr(sys.modules[fn.__module__], name, None)
+    if not callable(found):
+        raise PluginReferenceError(
+            f"plugin {op}: its schema names {name!r}, which {fn.__module__} does not define"
+        )
+    return found
+
+
+def full_fields(schema: PluginSchema, node: Any) -> dict[str, Any]:
+    """`node_fields` with the schema's defaults filled in for optional fields left out."""
+    values = {spec.name: spec.default for spec in schema.fields}
+    values.update(node_fields(schema, node))
+    return values
+
+
+def implied_value(op: str, role: str, ctx: SideContext) -> SideValue:
+    """The value plugin `op`'s side input `role` implies for the tensor it replaced."""
+    schema = reference(op).schema
+    side = schema.side_input(role)
+    if side is None:
+        declared = ", ".join(s.name for s in schema.side_inputs) or "none"
+        raise PluginReferenceError(
+            f"node {ctx.node}: plugin {op} declares no side input {role!r} (side inputs: "
+            f"{declared})"
+        )
+    fn: SideFn = reference_function(op, side.reference)
+    result = fn(ctx)
+    return SideValue(np.asarray(result.value), result.how)
+
+
+def deviations(node: Any, inputs: Sequence[np.ndarray]) -> list[tuple[str, str]]:
+    """(name, what it touches) of every declared deviation of plugin node `node` that applies
+    to these input values."""
+    ref = reference(node.op)
+    fields = full_fields(ref.schema, node)
+    found = []
+    for spec in ref.schema.deviations:
+        fn: DeviationFn = reference_function(node.op, spec.reference)
+        size = fn([np.asarray(x) for x in inputs], fields)
+        if size:
+            found.append((spec.name, size))
+    return found

@@ -6,6 +6,10 @@ Values are coerced explicitly by the schema's declared type, never inferred from
 Each output declares its dtype and its shape as expressions over input dims and fields
 (`surgery.plugin_shapes`); `PluginSchema.output_shapes` evaluates them on concrete shapes, and
 `PluginSchema.output_dims` on symbolic ones (TensorRT's IExprBuilder, in `plugins.trt`).
+
+For `surgery validate` (optional keys): `"side_inputs"` and `"deviations"`, lists of
+`{"name", "reference", "doc"}`, and per output `"compare": {"padding": {"column", "plugin",
+"original", "name", "doc"}}` (see `surgery.plugin_contracts`).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from surgery.errors import RuleError
+from surgery.plugin_contracts import CompareSpec, NamedReference, compare_spec, named_references
 from surgery.plugin_shapes import (
     Context,
     Node,
@@ -81,6 +86,7 @@ class TensorSpec:
     shape: tuple[Node, ...] | int | None = None  # outputs: dim expressions, or K: same as inK
     count: Node | None = None  # variadic outputs: how many tensors, as an expression
     shape_text: tuple[str, ...] | str = ()  # the shape as written in the catalog
+    compare: CompareSpec | None = None  # outputs: how validate compares them
 
 
 @dataclass(frozen=True)
@@ -97,6 +103,12 @@ class PluginSchema:
     doc: str = ""
     catalogs: tuple[str, ...] = ()
     path: str = ""
+    side_inputs: tuple[NamedReference, ...] = ()
+    deviations: tuple[NamedReference, ...] = ()
+
+    def side_input(self, name: str) -> NamedReference | None:
+        """The side input called `name`, if the plugin declares one."""
+        return next((s for s in self.side_inputs if s.name == name), None)
 
     def field(self, name: str) -> FieldSpec:
         """The field called `name`, or RuleError with a did-you-mean."""
@@ -288,7 +300,7 @@ def _tensor_spec(raw: dict[str, Any], path: Path) -> TensorSpec:
         raise RuleError(f"{path}: tensor {name!r}: {exc}") from None
     return TensorSpec(
         name, int(raw.get("min", 1)), raw.get("max", 1), raw.get("doc", ""), dtype, shape,
-        count, text,
+        count, text, compare_spec(raw.get("compare"), name, raw.get("shape"), path),
     )  # fmt: skip
 
 
@@ -365,6 +377,8 @@ def load_schema(path: str | Path) -> PluginSchema:
         doc=raw.get("doc", ""),
         catalogs=tuple(raw.get("catalogs", ())),
         path=str(path),
+        side_inputs=named_references(raw.get("side_inputs"), "side_inputs", path),
+        deviations=named_references(raw.get("deviations"), "deviations", path),
     )
     _check_shapes(schema, path)
     return schema

@@ -10,13 +10,15 @@ Where the rewrite changed the graph's interface, `input_map` feeds a new placeho
 original tensor (optionally transposed), `exclude` names tensors not to compare (with the reason
 in the caller's hands), and outputs whose plugin port replaced several original tensors (an NMS
 output standing for boxes, scores and classes) are compared at the plugin boundaries instead.
+Side inputs the plugins dropped are fed to the original with the values the plugins imply
+(`surgery.validate_inputs.implied_feeds`); plugin outputs are compared under their schemas'
+contracts, and failures downstream of a known plugin deviation name it
+(`surgery.validate_compare`).
 """
 
 from __future__ import annotations
 
 import fnmatch
-import json
-import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,205 +29,49 @@ from surgery.errors import SurgeryError
 from surgery.graph import Graph
 from surgery.ports import TensorRef, parse_tensor
 from surgery.protos import GraphDef, NodeDef
+from surgery.validate_compare import (
+    Comparison,
+    channels_last,
+    compare,
+    compare_padded,
+    deviation_notes,
+    padding_contract,
+)  # fmt: skip
+from surgery.validate_inputs import (
+    ImpliedFeed,
+    InputMapping,
+    InputSpec,
+    Provenance,
+    ValidationError,
+    implied_feeds,
+    input_specs,
+    load_inputs,
+    mapped_input,
+    merged_ports,
+    parse_input_map,
+    parse_shape_flag,
+    provenance_by_tensor,
+    provenance_map,
+    provenance_sources,
+    random_inputs,
+    side_inputs,
+    side_placeholders,
+    sources_from_changes,
+)  # fmt: skip
+
+__all__ = [
+    "DEFAULT_ATOL", "DEFAULT_RTOL", "Boundary", "Comparison", "ImpliedFeed", "InputMapping",
+    "InputSpec", "RegionEvaluator", "ValidationError", "ValidationReport", "compare", "evaluate",
+    "graph_output_tensors", "implied_feeds", "input_specs", "load_inputs", "merged_ports",
+    "output_ports", "parse_input_map", "parse_shape_flag", "plugin_boundaries", "plugin_nodes",
+    "provenance_map", "provenance_sources", "random_inputs", "side_inputs", "side_placeholders",
+    "sources_from_changes", "validate",
+]  # fmt: skip
 
 DEFAULT_RTOL = 1e-4
 DEFAULT_ATOL = 1e-5
 _NOT_OUTPUTS = {"NoOp", "Placeholder", "PlaceholderWithDefault", "Const", "Assert"}
 _STANDIN = "{node}/__surgery_port_{port}"
-
-
-class ValidationError(SurgeryError):
-    """Inputs that do not fit the graph, an op nobody can run, or graphs that cannot be paired."""
-
-
-# --------------------------------------------------------------------------- inputs
-@dataclass(frozen=True)
-class InputSpec:
-    """A graph input: Placeholder name, dtype (numpy name) and shape (None: unknown dim)."""
-
-    name: str
-    dtype: str
-    shape: tuple[int | None, ...] | None
-
-
-def input_specs(graph: Graph) -> list[InputSpec]:
-    """The Placeholders of `graph` with their declared dtype and shape."""
-    from surgery.tf_reference import input_specs as specs_of
-
-    return [InputSpec(s.name, s.dtype, s.shape) for s in specs_of(graph)]
-
-
-def parse_shape_flag(text: str) -> tuple[str, tuple[int, ...]]:
-    """`name=1,3,64,64` -> ("name", (1, 3, 64, 64))."""
-    name, sep, dims = text.partition("=")
-    try:
-        shape = tuple(int(d) for d in dims.split(",") if d.strip())
-    except ValueError:
-        shape = ()
-    if not sep or not name or (dims.strip() and not shape) or any(d < 0 for d in shape):
-        raise ValidationError(f"--shape {text!r}: expected NAME=D1,D2,... with whole numbers")
-    return name.split(":")[0], shape
-
-
-def _concrete_shape(spec: InputSpec, given: tuple[int, ...] | None) -> tuple[int, ...]:
-    """The shape to feed: `given`, else the declared one with an unknown batch dim as 1."""
-    if given is not None:
-        if spec.shape is not None and (
-            len(given) != len(spec.shape)
-            or any(d is not None and d != g for d, g in zip(spec.shape, given, strict=True))
-        ):
-            raise ValidationError(
-                f"--shape for {spec.name!r}: {given} does not fit declared {_show(spec.shape)}"
-            )
-        return given
-    if spec.shape is None or any(d is None for d in spec.shape[1:]):
-        raise ValidationError(
-            f"placeholder {spec.name!r} has shape {_show(spec.shape)} with unknown dims; "
-            f"give --shape {spec.name}=D1,D2,..."
-        )
-    return tuple(1 if d is None else d for d in spec.shape)
-
-
-def _show(shape: tuple[int | None, ...] | None) -> str:
-    """`(?, 64, 64, 3)`; `<unknown rank>`."""
-    if shape is None:
-        return "<unknown rank>"
-    return "(" + ", ".join("?" if d is None else str(d) for d in shape) + ")"
-
-
-def random_inputs(
-    graph: Graph, shapes: Mapping[str, tuple[int, ...]] | None = None, seed: int = 0
-) -> dict[str, np.ndarray]:
-    """Seeded random values for every Placeholder of `graph`, keyed by node name."""
-    shapes = dict(shapes or {})
-    specs = input_specs(graph)
-    unknown = sorted(set(shapes) - {s.name for s in specs})
-    if unknown:
-        raise ValidationError(
-            f"--shape names {', '.join(unknown)}, which is not a placeholder "
-            f"(placeholders: {', '.join(s.name for s in specs) or 'none'})"
-        )
-    rng = np.random.default_rng(seed)
-    feeds = {}
-    for spec in specs:
-        shape = _concrete_shape(spec, shapes.get(spec.name))
-        dtype = np.dtype(spec.dtype)
-        if dtype.kind == "f":
-            feeds[spec.name] = rng.standard_normal(shape).astype(dtype)
-        elif dtype.kind in "iu":
-            feeds[spec.name] = rng.integers(0, 10, shape).astype(dtype)
-        elif dtype.kind == "b":
-            feeds[spec.name] = rng.random(shape) < 0.5
-        else:
-            raise ValidationError(f"placeholder {spec.name!r}: cannot make random {spec.dtype}")
-    return feeds
-
-
-def load_inputs(path: str | os.PathLike, graph: Graph) -> dict[str, np.ndarray]:
-    """Feeds from an `.npz` (keys: placeholder names, `:0` allowed), checked against `graph`."""
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            raw = {key: archive[key] for key in archive.files}
-    except (OSError, ValueError) as exc:
-        raise ValidationError(f"{path}: cannot read inputs as .npz: {exc}") from None
-    specs = {s.name: s for s in input_specs(graph)}
-    feeds: dict[str, np.ndarray] = {}
-    for key, value in raw.items():
-        ref = parse_tensor(key)
-        if ref.node not in specs or ref.port != 0:
-            raise ValidationError(
-                f"{path}: array {key!r} names no placeholder "
-                f"(placeholders: {', '.join(specs) or 'none'})"
-            )
-        spec = specs[ref.node]
-        if spec.shape is not None and (
-            value.ndim != len(spec.shape)
-            or any(d is not None and d != v for d, v in zip(spec.shape, value.shape, strict=True))
-        ):
-            raise ValidationError(
-                f"{path}: array {key!r} has shape {value.shape}; placeholder {spec.name!r} "
-                f"is {_show(spec.shape)}"
-            )
-        want = np.dtype(spec.dtype)
-        if value.dtype != want and not (value.dtype.kind == want.kind or want.kind == "f"):
-            raise ValidationError(
-                f"{path}: array {key!r} is {value.dtype}; placeholder {spec.name!r} is {want}"
-            )
-        feeds[spec.name] = value.astype(want)
-    missing = [name for name in specs if name not in feeds]
-    if missing:
-        raise ValidationError(f"{path}: no array for placeholder(s) {', '.join(missing)}")
-    return feeds
-
-
-@dataclass(frozen=True)
-class InputMapping:
-    """A placeholder of the rewritten graph fed from an original tensor, transposed by `perm`."""
-
-    new: str
-    source: TensorRef
-    perm: tuple[int, ...] | None = None
-
-    def __str__(self) -> str:
-        perm = "" if self.perm is None else ":" + ",".join(str(p) for p in self.perm)
-        return f"{self.new}={self.source}{perm}"
-
-
-def parse_input_map(text: str) -> InputMapping:
-    """`Input=image_tensor:0,3,1,2` -> Input fed image_tensor transposed by (0, 3, 1, 2).
-
-    OLD is any tensor of the original graph (`node`, `node:1`); a last `:`-part holding a comma
-    is the permutation (so `x:1:0,3,1,2` is port 1 of `x`, transposed).
-    """
-    new, sep, rest = text.partition("=")
-    new, rest = new.strip(), rest.strip()
-    perm: tuple[int, ...] | None = None
-    head, colon, tail = rest.rpartition(":")
-    if colon and "," in tail:
-        try:
-            perm = tuple(int(p) for p in tail.split(","))
-        except ValueError:
-            perm = ()
-        rest = head
-        if not perm or sorted(perm) != list(range(len(perm))):
-            raise ValidationError(
-                f"--input-map {text!r}: {tail!r} is not a permutation of 0..{len(perm) - 1}"
-            )
-    try:
-        source = parse_tensor(rest) if rest else None
-    except SurgeryError:
-        source = None
-    if not sep or not new or source is None or ":" in new:
-        raise ValidationError(
-            f"--input-map {text!r}: expected NEW=OLD[:PERM], e.g. Input=image_tensor:0,3,1,2 "
-            "(NEW a placeholder of the rewritten graph, OLD a tensor of the original)"
-        )
-    return InputMapping(new, source, perm)
-
-
-def _mapped_input(
-    mapping: InputMapping, value: np.ndarray, spec: InputSpec | None
-) -> np.ndarray:
-    """`value` transposed by the mapping's perm, checked against the new placeholder."""
-    if spec is None:
-        raise ValidationError(f"--input-map {mapping}: the rewritten graph has no placeholder "
-                              f"{mapping.new!r}")  # fmt: skip
-    if mapping.perm is not None:
-        if len(mapping.perm) != value.ndim:
-            raise ValidationError(
-                f"--input-map {mapping}: permutation of rank {len(mapping.perm)} for "
-                f"{mapping.source} of shape {tuple(value.shape)}"
-            )
-        value = np.ascontiguousarray(np.transpose(value, mapping.perm))
-    if spec.shape is not None and (
-        value.ndim != len(spec.shape)
-        or any(d is not None and d != v for d, v in zip(spec.shape, value.shape, strict=True))
-    ):
-        raise ValidationError(
-            f"--input-map {mapping}: gives shape {tuple(value.shape)}; placeholder "
-            f"{spec.name!r} is {_show(spec.shape)}"
-        )
-    return value.astype(np.dtype(spec.dtype))
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -416,110 +262,6 @@ def evaluate(
 
 
 # --------------------------------------------------------------------------- comparison
-@dataclass
-class Comparison:
-    """One pair of tensors compared: what, where, errors, verdict."""
-
-    label: str
-    original: str
-    rewritten: str
-    shape: tuple[int, ...] | None
-    max_abs: float
-    max_rel: float
-    passed: bool
-    note: str = ""
-
-    def line(self) -> str:
-        """One report line."""
-        verdict = "ok  " if self.passed else "FAIL"
-        shape = "" if self.shape is None else f" {tuple(self.shape)}"
-        extra = f"  ({self.note})" if self.note else ""
-        return (
-            f"{verdict} {self.label}{shape}: max abs {self.max_abs:.3g}, "
-            f"max rel {self.max_rel:.3g}{extra}"
-        )
-
-
-# A plugin that works channels-first reads and writes NCHW (or [N, B, C, h, w]) where the TF
-# graph it replaced had NHWC: these permutations take the rewritten tensor to the original's
-# layout, tried only when the shapes say the tensor was laid out the other way.
-_LAYOUT_PERMS = {4: (0, 2, 3, 1), 5: (0, 1, 3, 4, 2)}
-
-
-def _layout_perm(
-    got: tuple[int, ...], want: tuple[int, ...], *, force: bool = False
-) -> tuple[int, ...] | None:
-    """The channels-first -> channels-last permutation that turns shape `got` into `want`;
-    with `force` (the original is known channels-last) also when both shapes read the same."""
-    perm = _LAYOUT_PERMS.get(len(got))
-    if perm is None or len(got) != len(want) or (got == want and not force):
-        return None
-    return perm if tuple(got[p] for p in perm) == tuple(want) else None
-
-
-# TF ops that only exist channels-last: a tensor they produce is NHWC
-_NHWC_ONLY = {"ResizeNearestNeighbor", "ResizeBilinear", "CropAndResize"}
-
-
-def _channels_last(graph: Graph, ref: TensorRef) -> bool:
-    """Whether the original graph's tensor `ref` is known to be NHWC (by its producer)."""
-    node = graph.get(ref.node)
-    if node is None:
-        return False
-    if node.op in _NHWC_ONLY:
-        return True
-    return "data_format" in node.attr and node.attr["data_format"].s == b"NHWC"
-
-
-def compare(
-    label: str, original: str, rewritten: str, want: Any, got: Any, rtol: float, atol: float,
-    *, flat_ok: bool = False, channels_last: bool = False,
-) -> Comparison:  # fmt: skip
-    """Compare `got` (rewritten) with `want` (original): |got - want| <= atol + rtol * |want|.
-
-    With `flat_ok`, tensors of different shapes but equal size are compared element by element
-    in memory order (a plugin's [N, K, 1, 1] against TF's [N, K/4, 1, 4]); the note says so.
-    """
-    want, got = np.asarray(want), np.asarray(got)
-    perm = _layout_perm(got.shape, want.shape, force=channels_last)
-    if perm is not None:
-        moved = compare(label, original, rewritten, want, got.transpose(perm), rtol, atol)
-        moved.note = f"channels-first in the rewritten graph, compared after transpose {perm}"
-        return moved
-    if want.shape != got.shape and flat_ok and want.size == got.size:
-        flat = compare(label, original, rewritten, want.reshape(-1), got.reshape(-1), rtol, atol)
-        flat.shape = tuple(want.shape)
-        flat.note = f"compared flat: {tuple(got.shape)} in the rewritten graph"
-        return flat
-    if want.shape != got.shape:
-        note = (
-            f"shape {tuple(got.shape)} in the rewritten graph, {tuple(want.shape)} in the original"
-        )
-        return Comparison(
-            label, original, rewritten, tuple(want.shape), np.inf, np.inf, False, note
-        )
-    if want.size == 0:
-        return Comparison(label, original, rewritten, tuple(want.shape), 0.0, 0.0, True)
-    if want.dtype.kind not in "fc" or got.dtype.kind not in "fc":
-        same = bool(np.array_equal(want, got))
-        diff = (
-            0.0 if same else float(np.max(np.abs(want.astype(np.float64) - got.astype(np.float64))))
-        )
-        return Comparison(label, original, rewritten, tuple(want.shape), diff, diff, same)
-    a, b = want.astype(np.float64), got.astype(np.float64)
-    err = np.abs(a - b)
-    both_nan = np.isnan(a) & np.isnan(b)
-    err = np.where(both_nan, 0.0, err)
-    err = np.where(np.isnan(err), np.inf, err)
-    scale = np.abs(a)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rel = np.where(scale > atol, err / scale, 0.0)
-    passed = bool(np.all(err <= atol + rtol * np.where(np.isfinite(scale), scale, 0.0)))
-    return Comparison(
-        label, original, rewritten, tuple(want.shape), float(err.max()), float(rel.max()), passed
-    )
-
-
 # --------------------------------------------------------------------------- boundaries
 def output_ports(node: Any) -> list[int]:
     """Every output port of `node` by its op's definition (port 0 where the count is unknown)."""
@@ -544,46 +286,6 @@ def graph_output_tensors(graph: Graph) -> list[str]:
     ]
 
 
-def provenance_map(log_path: str | os.PathLike) -> dict[str, str]:
-    """From `surgery apply --log` JSON: rewritten tensor (`plugin:k`) -> original tensor."""
-    return {new: olds[0] for new, olds in provenance_sources(log_path).items()}
-
-
-def provenance_sources(log_path: str | os.PathLike) -> dict[str, tuple[str, ...]]:
-    """From `surgery apply --log` JSON: rewritten tensor -> every original tensor it replaced."""
-    try:
-        doc = json.loads(open(log_path, encoding="utf-8").read())
-        changes = list(doc["changes"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ValidationError(f"{log_path}: not a `surgery apply --log` file: {exc}") from None
-    return sources_from_changes(changes)
-
-
-def sources_from_changes(changes: Sequence[Mapping[str, Any]]) -> dict[str, tuple[str, ...]]:
-    """Rewritten tensor (`plugin:k`) -> the original tensors rewired to it, in change order."""
-    if not all(isinstance(c, Mapping) for c in changes):
-        raise ValidationError("provenance: every change must be a JSON object")
-    added = {c.get("node") for c in changes if c.get("kind") == "add_node"}
-    mapping: dict[str, dict[str, None]] = {}
-    for change in changes:
-        if change.get("kind") != "rewire":
-            continue
-        detail = change.get("detail", {})
-        old, new = detail.get("old"), detail.get("new")
-        pairs = (
-            zip(old, new, strict=False)
-            if isinstance(old, list) and isinstance(new, list)
-            else [(old, new)]
-        )
-        for before, after in pairs:
-            if not isinstance(before, str) or not isinstance(after, str) or after.startswith("^"):
-                continue
-            after_ref = parse_tensor(after)
-            if after_ref.node in added and before != after:
-                mapping.setdefault(str(after_ref), {})[str(parse_tensor(before))] = None
-    return {new: tuple(olds) for new, olds in mapping.items()}
-
-
 @dataclass(frozen=True)
 class Boundary:
     """A rewritten-graph tensor at a plugin's edge and the original tensor it stands for."""
@@ -594,26 +296,6 @@ class Boundary:
     order: tuple[int, int]
 
 
-Provenance = Mapping[str, "str | Sequence[str]"]
-
-
-def _sources(provenance: Provenance | None) -> dict[str, tuple[str, ...]]:
-    """Provenance with every value a tuple of original tensor names."""
-    out: dict[str, tuple[str, ...]] = {}
-    for new, old in (provenance or {}).items():
-        olds = (old,) if isinstance(old, str) else tuple(old)
-        out[str(parse_tensor(new))] = tuple(str(parse_tensor(o)) for o in olds)
-    return out
-
-
-def merged_ports(provenance: Provenance | None) -> dict[TensorRef, tuple[str, ...]]:
-    """Plugin ports that took over several original tensors (one NMS output for boxes, scores
-    and classes): no single original tensor equals them."""
-    return {
-        parse_tensor(new): olds for new, olds in _sources(provenance).items() if len(olds) > 1
-    }
-
-
 def plugin_boundaries(
     original: Graph, rewritten: Graph, plugins: list[str], provenance: Provenance | None
 ) -> list[Boundary]:
@@ -621,7 +303,7 @@ def plugin_boundaries(
 
     A plugin port that replaced several original tensors (see `merged_ports`) is no boundary.
     """
-    sources = _sources(provenance)
+    sources = provenance_by_tensor(provenance)
     position = {name: i for i, name in enumerate(rewritten.topological_order())}
     found: dict[TensorRef, Boundary] = {}
     for name in plugins:
@@ -686,6 +368,7 @@ class ValidationReport:
     atol: float = DEFAULT_ATOL
     skipped: list[str] = field(default_factory=list)  # what was not compared, and why
     input_map: list[str] = field(default_factory=list)
+    implied: list[ImpliedFeed] = field(default_factory=list)  # side inputs fed to the original
 
     @property
     def passed(self) -> bool:
@@ -709,6 +392,7 @@ class ValidationReport:
             f"plugins run by reference: {len(self.plugins)}; rtol {self.rtol:g}, atol {self.atol:g}"
         ]
         lines.extend(f"input map: {m}" for m in self.input_map)
+        lines.extend(f"implied feed: {f.line()}" for f in self.implied)
         lines.append("outputs:")
         lines.extend("  " + c.line() for c in self.outputs)
         if self.boundaries:
@@ -716,7 +400,8 @@ class ValidationReport:
             lines.extend("  " + c.line() for c in self.boundaries)
             first = self.first_divergent
             if first is not None:
-                lines.append(f"first divergence: {first.label}")
+                known = f" ({first.deviation})" if first.deviation else ""
+                lines.append(f"first divergence: {first.label}{known}")
         if self.skipped:
             lines.append("not compared:")
             lines.extend("  " + why for why in self.skipped)
@@ -748,12 +433,20 @@ def validate(
     `per_boundary` and a `provenance` that shows a plugin port replacing several original
     tensors, the outputs computed from that port are not compared (no original tensor is
     equal to them); the plugin's boundaries are.
+
+    Tensors the plugins' side inputs name (`_side_<role>` attrs) are fed to the original with
+    the value the plugins imply (`implied_feeds`), unless `feeds` has them. A compared tensor
+    that is a plugin output with declared padding rows is compared under that contract; a
+    failed comparison downstream of a plugin whose known deviation applies names it.
     """
     from surgery.tf_reference import run_graph_def
 
+    implied = implied_feeds(original, rewritten, shapes, feeds)
+    fed = {parse_tensor(f.tensor).node: f.value for f in implied
+           if f.status == "fed" and f.value is not None}  # fmt: skip
     if feeds is None:
-        feeds = random_inputs(original, shapes, seed)
-    feeds = {parse_tensor(k).node: v for k, v in feeds.items()}
+        feeds = random_inputs(original, shapes, seed, skip=fed)
+    feeds = {**{parse_tensor(k).node: v for k, v in feeds.items()}, **fed}
     rewritten_specs = {s.name: s for s in input_specs(rewritten)}
     mapped = {m.new: m for m in input_map}
     if len(mapped) != len(input_map):
@@ -783,7 +476,7 @@ def validate(
     )
     merged = merged_ports(provenance) if per_boundary else {}
     report = ValidationReport([], plugins=list(plugins), rtol=rtol, atol=atol,
-                              input_map=[str(m) for m in input_map])  # fmt: skip
+                              input_map=[str(m) for m in input_map], implied=implied)  # fmt: skip
     to_compare: list[TensorRef] = []
     for name in outputs:
         ref = parse_tensor(name)
@@ -843,19 +536,35 @@ def validate(
             if source.node in original_inputs and source.port == 0
             else reference[str(source)]
         )
-        rewritten_feeds[mapping.new] = _mapped_input(
+        rewritten_feeds[mapping.new] = mapped_input(
             mapping, np.asarray(value), rewritten_specs[mapping.new]
         )
     evaluator = RegionEvaluator(rewritten, rewritten_feeds)
     values = evaluator.run([*to_compare, *(b.rewritten for b in kept_boundaries)])
     for ref in to_compare:
-        report.outputs.append(
-            compare(str(ref), str(ref), str(ref), reference[str(ref)], values[ref], rtol, atol)
-        )
+        report.outputs.append(_compare(rewritten, plugins, str(ref), ref, ref,
+                                       reference[str(ref)], values[ref], rtol, atol))  # fmt: skip
     for boundary in kept_boundaries:
         report.boundaries.append(
-            compare(boundary.label, str(boundary.original), str(boundary.rewritten),
-                    reference[str(boundary.original)], values[boundary.rewritten], rtol, atol,
-                    flat_ok=True, channels_last=_channels_last(original, boundary.original))
+            _compare(rewritten, plugins, boundary.label, boundary.original, boundary.rewritten,
+                     reference[str(boundary.original)], values[boundary.rewritten], rtol, atol,
+                     flat_ok=True, channels_last=channels_last(original, boundary.original))
         )  # fmt: skip
+    failed = [c for c in report.compared if not c.passed and c.rewritten]
+    if failed:
+        notes = deviation_notes(rewritten, plugins, values)
+        for comparison in failed:
+            comparison.deviation = notes(parse_tensor(comparison.rewritten))
     return report
+
+
+def _compare(
+    rewritten: Graph, plugins: list[str], label: str, original: TensorRef, ref: TensorRef,
+    want: Any, got: Any, rtol: float, atol: float, **options: bool,
+) -> Comparison:  # fmt: skip
+    """`compare`, or `compare_padded` where `ref` is a plugin output with padding rows."""
+    contract = padding_contract(rewritten, ref, plugins)
+    if contract is not None:
+        _, op, padding = contract
+        return compare_padded(label, str(original), str(ref), want, got, rtol, atol, padding, op)
+    return compare(label, str(original), str(ref), want, got, rtol, atol, **options)

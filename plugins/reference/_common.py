@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -14,6 +15,41 @@ F32 = np.float32
 
 class PluginReferenceError(SurgeryError):
     """A plugin reference got inputs or fields it cannot work with, or has no reference."""
+
+
+class PluginFields(NamedTuple):
+    """A plugin node of a graph: name, op (creator name), field values (defaults filled)."""
+
+    name: str
+    op: str
+    fields: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class SideContext:
+    """What a side input's reference function gets: the plugin node, the tensor's shape (given
+    with `--input`/`--shape`, else declared; None dims unknown; None: unknown rank), the batch
+    to use where dim 0 is unknown, and every plugin node of the graph (a value may depend on
+    another plugin's fields, e.g. the image size)."""
+
+    node: str
+    op: str
+    fields: Mapping[str, Any]
+    shape: tuple[int | None, ...] | None
+    batch: int
+    plugins: tuple[PluginFields, ...] = ()
+
+    def peers(self, op: str) -> list[PluginFields]:
+        """The graph's plugin nodes of creator `op`, in graph order."""
+        return [p for p in self.plugins if p.op == op]
+
+
+@dataclass(frozen=True)
+class SideValue:
+    """A side input's implied value and how it was derived (one phrase, for reports)."""
+
+    value: np.ndarray
+    how: str
 
 
 def field(plugin: str, fields: Mapping[str, Any], name: str) -> Any:

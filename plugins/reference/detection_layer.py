@@ -6,6 +6,10 @@ Per ROI: the best class over all classes (background included; first maximum; a 
 >= `score_threshold`. Greedy NMS per class (IoU > `iou_threshold`, no +1), then the `keep_topk`
 best survivors by score as (y1, x1, y2, x2, class, score); empty rows and survivors scoring
 <= 0.01 are (0, 0, 0, 0, -1, 0).
+
+Side input `image_meta` (`implied_image_meta`): Matterport clips the refined boxes to the meta's
+window, this plugin to [0, 1]; see `_mrcnn.implied_image_meta`. Its catalog entry declares the
+padding rows (class -1 here, an all-zero row in Matterport's DetectionLayer) for validate.
 """
 
 from __future__ import annotations
@@ -14,7 +18,16 @@ from typing import Any
 
 import numpy as np
 
-from plugins.reference._common import F32, PluginReferenceError, field, inputs_exactly, reshape_to
+from plugins.reference import _mrcnn
+from plugins.reference._common import (
+    F32,
+    PluginReferenceError,
+    SideContext,
+    SideValue,
+    field,
+    inputs_exactly,
+    reshape_to,
+)  # fmt: skip
 from plugins.reference._mrcnn import apply_deltas, class_nms, top_by_score
 
 
@@ -47,3 +60,8 @@ def detection_layer(inputs: list[np.ndarray], fields: dict[str, Any]) -> list[np
         for row, index in enumerate(top_by_score(survivors, best, keep)):
             out[n, row] = [*boxes[index], labels[index], best[index]]
     return [out]
+
+
+def implied_image_meta(ctx: SideContext) -> SideValue:
+    """Matterport's image meta for the graph's input size (`_mrcnn.implied_image_meta`)."""
+    return _mrcnn.implied_image_meta(ctx)

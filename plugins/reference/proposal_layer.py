@@ -6,6 +6,9 @@ refine the anchors (std-dev 0.1/0.1/0.2/0.2, clipped to [0, 1]); the `prenms_top
 (stable descending sort) go through greedy NMS (IoU > `iou_threshold` suppresses, no +1); the
 `keep_topk` best survivors are written as (y1, x1, y2, x2); rows beyond them, and survivors with
 score <= 0.01, are zeros.
+
+Side input `anchors` (`implied_anchors`): a Matterport graph reads its anchors from the
+placeholder `input_anchors`; the plugin's equivalent is those same generated anchors, per image.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import numpy as np
 from plugins.reference._common import (
     F32,
     PluginReferenceError,
+    SideContext,
+    SideValue,
     field,
     inputs_exactly,
     reshape_to,
@@ -51,3 +56,21 @@ def proposal_layer(inputs: list[np.ndarray], fields: dict[str, Any]) -> list[np.
         for row, index in enumerate(top_by_score(survivors, fg, keep)):
             out[n, row] = boxes[index]
     return [out]
+
+
+def implied_anchors(ctx: SideContext) -> SideValue:
+    """The anchors the plugin generates from `image_size`, as the tensor it replaces holds them:
+    [N, A, 4] (the same anchors for every image; N = dim 0, else the batch), or [A, 4]."""
+    name = "ProposalLayer_TRT"
+    image = [int(v) for v in field(name, ctx.fields, "image_size")]
+    anchors = pyramid_anchors(*image)
+    rank = 3 if ctx.shape is None else len(ctx.shape)
+    if rank not in (2, 3):
+        raise PluginReferenceError(
+            f"{name} at {ctx.node}: side input 'anchors' has rank {rank}; expected [N, A, 4]"
+        )
+    how = f"the {len(anchors)} anchors it generates for image_size {image}"
+    if rank == 2:
+        return SideValue(anchors, how)
+    batch = ctx.shape[0] if ctx.shape is not None and ctx.shape[0] is not None else ctx.batch
+    return SideValue(np.ascontiguousarray(np.broadcast_to(anchors, (batch, *anchors.shape))), how)

@@ -10,19 +10,37 @@ use `y1 * h - offset` with offsets (0, 0), (0, 0.5), (0.5, 0.5) for input and sa
 averages `sampling_ratio` (0: `ceil(bin size)`) samples per side, each clamped to the map and
 interpolated bilinearly. `legacy=1` is TensorRT's preset: transform -1, swap, normalised, one
 sample, threshold from 1024x1024. Output [N, rois, C, pooled, pooled].
+
+Side input `image_meta` (`implied_image_meta`): Matterport's ROI align reads the image size from
+the image meta; see `_mrcnn.implied_image_meta`. Known deviation `border` (`border_deviation`):
+ROIs are clipped to the image here, where TF's crop_and_resize samples the whole box and
+extrapolates zeros outside it.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from plugins.reference._common import F32, PluginReferenceError, field, need_rank
+from plugins.reference import _mrcnn
+from plugins.reference._common import (
+    F32,
+    PluginReferenceError,
+    SideContext,
+    SideValue,
+    field,
+    need_rank,
+)  # fmt: skip
+
+# Matterport's level choice: level 4 + round(log2(sqrt(h * w) / (224 / sqrt(H * W)))), so P3
+# from a normalised area of (224^2 / (H * W)) / 8 on.
+MATTERPORT_CANONICAL = 224.0
 
 
-def _settings(fields: dict[str, Any]) -> dict[str, Any]:
+def _settings(fields: Mapping[str, Any]) -> dict[str, Any]:
     """The effective kernel settings after the `legacy` preset."""
     name = "PyramidROIAlign_TRT"
     image = [int(v) for v in (fields.get("image_size") or [1024, 1024])]
@@ -146,3 +164,39 @@ def pyramid_roi_align(inputs: list[np.ndarray], fields: dict[str, Any]) -> list[
             box = _box(rois[n, r], cfg)
             out[n, r] = _pool(maps[level_of(box, cfg)][n], box, pooled, cfg)
     return [out]
+
+
+def matterport_area(fields: Mapping[str, Any]) -> tuple[float, float]:
+    """(H, W) of the image for which Matterport's level choice has this plugin's thresholds:
+    its first threshold `t` (normalised area) equals (224^2 / (H * W)) / 8 for H * W =
+    224^2 / (8 t). H is `image_size[0]` (1024 with `legacy`) and W the rest of the area."""
+    cfg = _settings(fields)
+    area = MATTERPORT_CANONICAL**2 / (8.0 * cfg["threshold"])
+    height = 1024.0 if bool(fields.get("legacy", 0)) else float(cfg["image"][0])
+    return height, area / height
+
+
+def implied_image_meta(ctx: SideContext) -> SideValue:
+    """Matterport's image meta for the graph's input size (`_mrcnn.implied_image_meta`)."""
+    return _mrcnn.implied_image_meta(ctx)
+
+
+def border_deviation(inputs: list[np.ndarray], fields: dict[str, Any]) -> str | None:
+    """How many ROIs reach outside the image (where this plugin clips the box and TF's
+    crop_and_resize extrapolates zeros), or None when none do."""
+    cfg = _settings(fields)
+    rois = np.asarray(inputs[0], dtype=np.float64).reshape(-1, 4)
+    if cfg["absolute"]:
+        height, width = cfg["image"]
+        ys, xs = (rois[:, [1, 3]], rois[:, [0, 2]]) if not cfg["swap"] else (
+            rois[:, [0, 2]], rois[:, [1, 3]])  # fmt: skip
+        outside = ((ys < 0) | (ys > height)).any(axis=1) | ((xs < 0) | (xs > width)).any(axis=1)
+    else:
+        outside = ((rois < 0) | (rois > 1)).any(axis=1)
+    count = int(outside.sum())
+    if not count:
+        return None
+    return (
+        f"{count} of {len(rois)} boxes reach outside the image, where it clips them and "
+        "crop_and_resize extrapolates zeros"
+    )

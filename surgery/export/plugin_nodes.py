@@ -40,7 +40,12 @@ class PluginNode:
 
 
 def plugin_fields(node: Node, schema: PluginSchema) -> dict[str, Any]:
-    """The node's field values coerced by the schema; PluginFieldError naming node and field."""
+    """The node's field values coerced by the schema; PluginFieldError naming node and field.
+
+    Attrs starting with `_` are not fields and are ignored: TF's own (`_output_shapes`) and the
+    side inputs a collapse recorded (`_side_<role>`, `surgery.ports.SIDE_ATTR_PREFIX`), which
+    only validate reads. Any other attr that is not a field is an error.
+    """
     values: dict[str, Any] = {}
     known = {f.name for f in schema.fields}
     for key in node.attr:
