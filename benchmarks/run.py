@@ -24,6 +24,7 @@ BENCHMARKS = [
     "bench_gpu_kernels",
     "bench_maskrcnn_build",
     "bench_maskrcnn_pipeline",
+    "bench_matterport",
 ]
 
 

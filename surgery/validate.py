@@ -60,7 +60,8 @@ from surgery.validate_inputs import (
 )  # fmt: skip
 
 __all__ = [
-    "DEFAULT_ATOL", "DEFAULT_RTOL", "Boundary", "Comparison", "ImpliedFeed", "InputMapping",
+    "DEFAULT_ATOL", "DEFAULT_RTOL", "LAYOUT_ATOL", "LAYOUT_RTOL", "layout_change",
+    "Boundary", "Comparison", "ImpliedFeed", "InputMapping",
     "InputSpec", "RegionEvaluator", "ValidationError", "ValidationReport", "compare", "evaluate",
     "graph_output_tensors", "implied_feeds", "input_specs", "load_inputs", "merged_ports",
     "output_ports", "parse_input_map", "parse_shape_flag", "plugin_boundaries", "plugin_nodes",
@@ -70,6 +71,33 @@ __all__ = [
 
 DEFAULT_RTOL = 1e-4
 DEFAULT_ATOL = 1e-5
+# When the rewrite runs its convolutions in another layout than the original (`layout nchw`),
+# TensorFlow sums in another order: through a ResNet-101 backbone outputs move by ~1e-4..1e-3.
+LAYOUT_RTOL = 1e-3
+LAYOUT_ATOL = 1e-3
+_LAYOUT_OPS = frozenset((
+    "Conv2D", "DepthwiseConv2dNative", "Conv2DBackpropInput", "MaxPool", "AvgPool", "BiasAdd",
+    "FusedBatchNormV3",
+))  # fmt: skip
+
+
+def layout_change(original: Graph, rewritten: Graph) -> str:
+    """Why the two graphs compute in different layouts ('' when they do not): the number of
+    layout-sensitive ops in each data format."""
+
+    def formats(graph: Graph) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for node in graph:
+            if node.op in _LAYOUT_OPS and "data_format" in node.attr:
+                key = node.attr["data_format"].s.decode() or "NHWC"
+                out[key] = out.get(key, 0) + 1
+        return out
+
+    before, after = formats(original), formats(rewritten)
+    if before.get("NCHW", 0) == after.get("NCHW", 0):
+        return ""
+    show = lambda f: ", ".join(f"{n} {k}" for k, n in sorted(f.items())) or "none"  # noqa: E731
+    return f"the rewrite changed the layout (original: {show(before)}; rewritten: {show(after)})"
 _NOT_OUTPUTS = {"NoOp", "Placeholder", "PlaceholderWithDefault", "Const", "Assert"}
 _STANDIN = "{node}/__surgery_port_{port}"
 

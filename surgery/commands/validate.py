@@ -58,11 +58,15 @@ def run(args: argparse.Namespace) -> int:
     from surgery.validate import (
         DEFAULT_ATOL,
         DEFAULT_RTOL,
+        LAYOUT_ATOL,
+        LAYOUT_RTOL,
+        layout_change,
         load_inputs,
         parse_input_map,
         provenance_sources,
         validate,
     )  # fmt: skip
+    from surgery.validate_inputs import side_placeholders
 
     if args.engine:
         from surgery.trt_runtime import require_runnable
@@ -75,13 +79,22 @@ def run(args: argparse.Namespace) -> int:
     original = model_io.load(args.original)
     rewritten = model_io.load(args.rewritten)
     shapes = _pin_both(original, rewritten, args.input)
-    feeds = load_inputs(args.inputs, original) if args.inputs else None
+    feeds = (
+        load_inputs(args.inputs, original, optional=side_placeholders(rewritten))
+        if args.inputs else None
+    )  # fmt: skip
     provenance = provenance_sources(args.log) if args.log else None
     input_map = [parse_input_map(text) for text in args.input_map]
+    rtol, atol = DEFAULT_RTOL, DEFAULT_ATOL
+    moved = layout_change(original, rewritten)
+    if moved and args.rtol is None and args.atol is None:
+        rtol, atol = LAYOUT_RTOL, LAYOUT_ATOL
+        print(f"tolerance rtol {rtol:g}, atol {atol:g}: {moved} (float32 sums in another "
+              "order); --rtol/--atol override it")  # fmt: skip
     report = validate(
         original, rewritten, feeds,
-        rtol=DEFAULT_RTOL if args.rtol is None else args.rtol,
-        atol=DEFAULT_ATOL if args.atol is None else args.atol,
+        rtol=rtol if args.rtol is None else args.rtol,
+        atol=atol if args.atol is None else args.atol,
         per_boundary=args.per_boundary or bool(args.log), provenance=provenance,
         shapes=shapes, seed=args.seed, input_map=input_map, exclude=args.exclude,
     )  # fmt: skip
