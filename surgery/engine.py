@@ -180,9 +180,12 @@ def _rank_of(node: Node) -> float:
 class Engine:
     """Applies parsed rule files to a graph, recording provenance."""
 
-    def __init__(self, graph: Graph, catalog: Any = None):
+    def __init__(
+        self, graph: Graph, catalog: Any = None, settings: Mapping[str, str] | None = None
+    ) -> None:
         self.graph = graph
         self.catalog = catalog
+        self.settings = dict(settings or {})  # `--set NAME=VALUE` for the files' params
         self.recorder = Recorder()
         self.editor = Editor(graph, self.recorder)
         self.ranks = Ranks(graph)
@@ -196,7 +199,10 @@ class Engine:
             self.editor.outputs_before = frozenset(n.name for n in self.graph.graph_outputs())
 
     def apply_file(self, rule_file: ast.RuleFile) -> None:
-        """Every rule of the file, in order."""
+        """Every rule of the file, in order (its params and lets substituted first)."""
+        from surgery.rule_params import bind_file
+
+        rule_file = bind_file(rule_file, self.settings)
         if uses_prune([rule_file]):
             self.snapshot_outputs()
         catalog = self.catalog
@@ -395,8 +401,12 @@ def apply_rules(
 ) -> ApplyResult:  # fmt: skip
     """Apply rule files in order to `graph` (edited in place); see the module docstring.
     `settings` are `--set NAME=VALUE` values of the files' params."""
-    engine = Engine(graph, catalog)
-    rule_files = bind_files(rule_files, settings)
+    engine = Engine(graph, catalog, settings)
+    rule_files = list(rule_files)
+    if settings:
+        from surgery.rule_params import check_settings
+
+        check_settings(rule_files, settings)
     readers_before = {n.name for n in graph.graph_inputs() if graph.is_read(n.name)}
     # Rewrites allocate millions of long-lived objects and no reference cycles: the cyclic GC
     # would only rescan the whole graph again and again.

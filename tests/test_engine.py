@@ -23,6 +23,7 @@ from surgery.engine import Engine, apply_rules
 from surgery.errors import RewriteRefused, RuleError
 from surgery.graph import Graph
 from surgery.provenance import jsonable
+from surgery.rule_params import prepare_graph
 from surgery.rule_parser import load_rules, parse_rules
 
 GOLDEN = Path(__file__).parent / "rules_golden"
@@ -256,6 +257,7 @@ def run_both(make, text: str):
     out = []
     for rescan_all in (False, True):
         graph = make()
+        prepare_graph(graph, [parse_rules(text, "e.rules")])  # shapes, if the rules read them
         engine = Engine(graph)
         engine.rescan_all = rescan_all
         for rule_file in [parse_rules(text, "e.rules")]:
