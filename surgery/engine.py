@@ -418,8 +418,9 @@ def apply_rules(
     for name in sorted(readers_before, key=graph.position):
         if name in graph and not graph.is_read(name):
             engine.warnings.append(
-                f"graph input {name!r} has no readers after the rewrite (a side input the "
-                "plugins do not take); feed it anything, or remove it from your feeds"
+                f"graph input {name!r} has no readers after the rewrite (a side input that "
+                "a plugin does not take, or an input the rules replaced): it no longer "
+                "affects the outputs"
             )
     return ApplyResult(graph, ChangeLog(engine.recorder), engine.counts, engine.warnings)
 

@@ -333,7 +333,7 @@ def _indent(text: str, prefix: str = "    ") -> str:
 def run_case(case: Case, update: bool = False, numeric: bool = True) -> CaseResult:
     """Apply the case's rules to its model and check everything the case asks for."""
     from surgery.engine import apply_rules
-    from surgery.rule_params import drop_inferred_shapes, prepare_graph
+    from surgery.rule_params import drop_inferred_shapes
     from surgery.rule_parser import load_rules
 
     start = time.perf_counter()
@@ -342,9 +342,8 @@ def run_case(case: Case, update: bool = False, numeric: bool = True) -> CaseResu
         original, outputs = load_model(case)
         rule_files = [load_rules(p) for p in case.rules]
         rewritten = original.copy()
-        shaped = prepare_graph(rewritten, rule_files)  # shapes recorded when a rule reads them
         result = apply_rules(rewritten, rule_files)
-        if shaped:
+        if case.add_shapes:  # recorded for the rules (load_model); stale after the rewrite
             drop_inferred_shapes(rewritten)
     except CaseFileError:
         raise

@@ -187,10 +187,14 @@ def maskrcnn_onnx(tmp_path_factory) -> Path:
     from surgery import model_io
     from surgery.engine import apply_rules
     from surgery.models import fixture_info
+    from surgery.rule_params import drop_inferred_shapes, prepare_graph
     from surgery.rule_parser import load_rules
 
     graph = model_io.load(fixture_info("maskrcnn_small_nchw").path)
-    apply_rules(graph, [load_rules(MASKRCNN_RULES)])
+    rule_files = [load_rules(MASKRCNN_RULES)]
+    prepare_graph(graph, rule_files)  # the class count is read from a shape
+    apply_rules(graph, rule_files)
+    drop_inferred_shapes(graph)
     out = tmp_path_factory.mktemp("build") / "maskrcnn_small.onnx"
     export_onnx(graph, out)
     return out

@@ -62,8 +62,10 @@ def run(args: argparse.Namespace) -> int:
     before = len(graph)
     original = graph.copy() if args.report else None  # apply_rules edits `graph` in place
     result = apply_rules(graph, rule_files, settings=settings)
-    if shaped:
+    if shaped:  # recorded for the rules only: neither output nor report shows them
         drop_inferred_shapes(result.graph)
+        if original is not None:
+            drop_inferred_shapes(original)
     for name, count in result.per_rule_counts.items():
         print(f"{name}: {count} match{'es' if count != 1 else ''} applied")
     for warning in result.warnings:
