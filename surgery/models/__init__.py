@@ -134,6 +134,54 @@ FIXTURES: dict[str, FixtureSpec] = {
             "`roi_pooling_conv_1` crop_and_resize, dense heads",
             extra_sources=("graph_model.py",),
         ),
+        # Other configurations of the two detector families (rules/ssd.rules and
+        # rules/faster_rcnn.rules read their plugin fields from the graph; the `_anchors`
+        # variants change what only a rule-file param gives: the anchor configuration).
+        *(
+            FixtureSpec(
+                f"ssd_like_{name}",
+                "surgery.models.ssd_like",
+                f"SSD-like detector, another configuration: {text}",
+                params,
+                extra_sources=("graph_model.py",),
+            )
+            for name, text, params in (
+                (
+                    "b",
+                    "96x96 (feature maps 12, 6), 5 classes, NMS 20 per class / 15 in all, "
+                    "IoU 0.5, score 0.25",
+                    {"input_size": 96, "num_classes": 5, "max_per_class": 20, "max_total": 15,
+                     "iou_threshold": 0.5, "score_threshold": 0.25},
+                ),
+                (
+                    "anchors",
+                    "anchor scales 0.15..0.6, aspect ratios 1, 2, 0.5, 3 (5 boxes a cell)",
+                    {"min_scale": 0.15, "max_scale": 0.6, "aspect_ratios": [1.0, 2.0, 0.5, 3.0]},
+                ),
+            )
+        ),
+        *(
+            FixtureSpec(
+                f"faster_rcnn_like_{name}",
+                "surgery.models.faster_rcnn_like",
+                f"Faster R-CNN-like head, another configuration: {text}",
+                params,
+                extra_sources=("graph_model.py",),
+            )
+            for name, text, params in (
+                (
+                    "b",
+                    "96x96, 128 pre-NMS, 24 post-NMS, IoU 0.6, min ROI 2, pool 5, 6 classes",
+                    {"input_size": 96, "pre_nms": 128, "post_nms": 24, "iou_threshold": 0.6,
+                     "roi_min_size": 2.0, "pool": 5, "classes": 6},
+                ),
+                (
+                    "anchors",
+                    "anchor sizes 8, 16, 32 x ratios 0.5, 1, 2 (9 anchors a cell)",
+                    {"anchor_sizes": [8.0, 16.0, 32.0], "anchor_ratios": [0.5, 1.0, 2.0]},
+                ),
+            )
+        ),
         *(
             FixtureSpec(
                 f"maskrcnn_{name}",

@@ -20,16 +20,23 @@ ROI_MIN_SIZE = 1.0
 
 def build(
     input_size: int = 64, width: int = 16, pre_nms: int = 64, post_nms: int = 16,
-    pool: int = 7, classes: int = 3, seed: int = 13,
+    pool: int = 7, classes: int = 3, seed: int = 13, iou_threshold: float = 0.7,
+    roi_min_size: float = ROI_MIN_SIZE, anchor_sizes: tuple[float, ...] = ANCHOR_SIZES,
+    anchor_ratios: tuple[float, ...] = ANCHOR_RATIOS,
 ) -> Any:  # fmt: skip
-    """A frozen-ready stand-in model: image [1, S, S, 3] -> rois, class probs, box deltas."""
+    """A frozen-ready stand-in model: image [1, S, S, 3] -> rois, class probs, box deltas.
+
+    The parameters are a TLT FasterRCNN spec's: image size, RPN pre/post-NMS top-N and NMS IoU
+    threshold, minimum ROI size, anchor sizes and ratios, ROI pool size and classes."""
     import tensorflow as tf
 
     rng = np.random.default_rng(seed)
-    per_cell = len(ANCHOR_SIZES) * len(ANCHOR_RATIOS)
+    sizes = tuple(float(s) for s in anchor_sizes)
+    ratios = tuple(float(r) for r in anchor_ratios)
+    per_cell = len(sizes) * len(ratios)
     grid = input_size // STRIDE
-    anchor_w = np.asarray([s * r for s in ANCHOR_SIZES for r in ANCHOR_RATIOS], np.float32)
-    anchor_h = np.asarray([s / r for s in ANCHOR_SIZES for r in ANCHOR_RATIOS], np.float32)
+    anchor_w = np.asarray([s * r for s in sizes for r in ratios], np.float32)
+    anchor_h = np.asarray([s / r for s in sizes for r in ratios], np.float32)
 
     def weight(shape: tuple[int, ...]) -> Any:
         fan_in = int(np.prod(shape[:-1]))
@@ -70,7 +77,7 @@ def build(
             x2, y2 = x1 + w, y1 + h
             x1, x2 = tf.clip_by_value(x1, 0.0, last), tf.clip_by_value(x2, 0.0, last)
             y1, y2 = tf.clip_by_value(y1, 0.0, last), tf.clip_by_value(y2, 0.0, last)
-            small = tf.logical_or(x2 - x1 <= ROI_MIN_SIZE, y2 - y1 <= ROI_MIN_SIZE)
+            small = tf.logical_or(x2 - x1 <= roi_min_size, y2 - y1 <= roi_min_size)
             scores = tf.where(tf.reshape(small, [-1]), tf.fill(tf.shape(scores), -np.inf), scores)
             boxes = tf.reshape(tf.stack([y1, x1, y2, x2], axis=-1), [-1, 4])
             top_scores, top = tf.math.top_k(scores, k=pre_nms)
@@ -78,7 +85,8 @@ def build(
             plus_one = top_boxes + tf.constant([0.0, 0.0, 1.0, 1.0])
             keep, valid = tf.raw_ops.NonMaxSuppressionV4(
                 boxes=plus_one, scores=top_scores, max_output_size=post_nms,
-                iou_threshold=0.7, score_threshold=float("-inf"), pad_to_max_output_size=True,
+                iou_threshold=iou_threshold, score_threshold=float("-inf"),
+                pad_to_max_output_size=True,
             )  # fmt: skip
             written = tf.cast(tf.range(post_nms) < valid, tf.float32)[:, None]
             kept = tf.gather(top_boxes, keep) * written / last

@@ -13,27 +13,44 @@ from surgery.models.graph_model import GraphModel
 
 NUM_CLASSES = 3  # without background
 ASPECTS = (1.0, 2.0, 0.5)
-LAYERS = 2
+LAYERS = 2  # feature maps at strides 8 and 16 (the backbone's structure, not a parameter)
 MIN_SCALE, MAX_SCALE = 0.2, 0.5
+VARIANCE = (0.1, 0.1, 0.2, 0.2)  # the box coder's 1 / (y_scale, x_scale, h_scale, w_scale)
 
 
-def layer_boxes(index: int) -> list[tuple[float, float]]:
+def layer_boxes(
+    index: int, min_scale: float = MIN_SCALE, max_scale: float = MAX_SCALE,
+    aspects: tuple[float, ...] = ASPECTS,
+) -> list[tuple[float, float]]:  # fmt: skip
     """(aspect ratio, scale) of each box of layer `index`, as the OD API's SSD anchor generator
     (and TensorRT's GridAnchor_TRT) make them: the lowest layer has three boxes (scale 0.1 at
     ratio 1, then 2 and 0.5), the others every ratio plus ratio 1 at the interpolated scale."""
-    scale = MIN_SCALE + (MAX_SCALE - MIN_SCALE) * index / (LAYERS - 1)
+    scale = min_scale + (max_scale - min_scale) * index / (LAYERS - 1)
     if index == 0:
         return [(1.0, 0.1), (2.0, scale), (0.5, scale)]
-    following = 1.0 if index == LAYERS - 1 else scale + (MAX_SCALE - MIN_SCALE) / (LAYERS - 1)
-    return [(a, scale) for a in ASPECTS] + [(1.0, (scale * following) ** 0.5)]
+    following = 1.0 if index == LAYERS - 1 else scale + (max_scale - min_scale) / (LAYERS - 1)
+    return [(a, scale) for a in aspects] + [(1.0, (scale * following) ** 0.5)]
 
 
-def build(input_size: int = 64, width: int = 16, seed: int = 11) -> Any:
-    """A frozen-ready stand-in model: image [1, S, S, 3] -> boxes, scores, classes, count."""
+def build(
+    input_size: int = 64, width: int = 16, seed: int = 11, num_classes: int = NUM_CLASSES,
+    min_scale: float = MIN_SCALE, max_scale: float = MAX_SCALE,
+    aspect_ratios: tuple[float, ...] = ASPECTS, max_per_class: int = 10, max_total: int = 10,
+    iou_threshold: float = 0.6, score_threshold: float = 0.3,
+) -> Any:  # fmt: skip
+    """A frozen-ready stand-in model: image [1, S, S, 3] -> boxes, scores, classes, count.
+
+    The parameters are the configuration a pipeline.config gives an OD API SSD: classes
+    (without background), `ssd_anchor_generator` scales and aspect ratios, and the
+    post-processing's per-class and total detections and thresholds."""
     import tensorflow as tf
 
     rng = np.random.default_rng(seed)
-    classes = NUM_CLASSES + 1
+    classes = num_classes + 1
+    aspects = tuple(float(a) for a in aspect_ratios)
+
+    def boxes_of(index: int) -> list[tuple[float, float]]:
+        return layer_boxes(index, min_scale, max_scale, aspects)
 
     def weight(shape: tuple[int, ...]) -> Any:
         fan_in = int(np.prod(shape[:-1]))
@@ -55,7 +72,7 @@ def build(input_size: int = 64, width: int = 16, seed: int = 11) -> Any:
             ys = (tf.range(h) + 0.5) / h
             xs = (tf.range(w) + 0.5) / w
             cy, cx = tf.meshgrid(ys, xs, indexing="ij")
-            boxes = layer_boxes(index)
+            boxes = boxes_of(index)
             sizes = tf.constant([[s / a**0.5, s * a**0.5] for a, s in boxes], tf.float32)
             centres = tf.reshape(tf.stack([cy, cx], axis=-1), [-1, 1, 2])
             centres = tf.tile(centres, [1, len(boxes), 1])
@@ -73,7 +90,7 @@ def build(input_size: int = 64, width: int = 16, seed: int = 11) -> Any:
         locs, confs = [], []
         for i, feature in enumerate((f1, f2)):
             with tf.name_scope(f"BoxPredictor_{i}"):
-                per_cell = len(layer_boxes(i))
+                per_cell = len(boxes_of(i))
                 box = conv(feature, per_cell * 4, 1, "BoxEncodingPredictor", relu=False)
                 cls = conv(feature, per_cell * classes, 1, "ClassPredictor", relu=False)
                 locs.append(tf.reshape(box, [1, -1, 1, 4], name="Reshape"))
@@ -87,14 +104,15 @@ def build(input_size: int = 64, width: int = 16, seed: int = 11) -> Any:
             scores = tf.sigmoid(conf, name="convert_scores")
             deltas = tf.squeeze(loc, 2)
             with tf.name_scope("Decode"):
-                cy = anchors[None, :, 0] + deltas[..., 0] * 0.1 * anchors[None, :, 2]
-                cx = anchors[None, :, 1] + deltas[..., 1] * 0.1 * anchors[None, :, 3]
-                h = anchors[None, :, 2] * tf.exp(deltas[..., 2] * 0.2)
-                w = anchors[None, :, 3] * tf.exp(deltas[..., 3] * 0.2)
+                cy = anchors[None, :, 0] + deltas[..., 0] * VARIANCE[0] * anchors[None, :, 2]
+                cx = anchors[None, :, 1] + deltas[..., 1] * VARIANCE[1] * anchors[None, :, 3]
+                h = anchors[None, :, 2] * tf.exp(deltas[..., 2] * VARIANCE[2])
+                w = anchors[None, :, 3] * tf.exp(deltas[..., 3] * VARIANCE[3])
                 boxes = tf.stack([cy - h / 2, cx - w / 2, cy + h / 2, cx + w / 2], axis=-1)
             nmsed = tf.image.combined_non_max_suppression(
-                boxes[:, :, None, :], scores[:, :, 1:], max_output_size_per_class=10,
-                max_total_size=10, iou_threshold=0.6, score_threshold=0.3, clip_boxes=True,
+                boxes[:, :, None, :], scores[:, :, 1:], max_output_size_per_class=max_per_class,
+                max_total_size=max_total, iou_threshold=iou_threshold,
+                score_threshold=score_threshold, clip_boxes=True,
             )  # fmt: skip
         return [
             tf.identity(nmsed.nmsed_boxes, name="detection_boxes"),
