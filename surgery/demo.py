@@ -1,9 +1,10 @@
 """`make demo`: the headline job on the embedded example model, end to end.
 
-Builds the small Mask R-CNN (NCHW, randomised weights, frozen), rewrites it with
-`rules/maskrcnn.rules` into TensorRT plugin nodes, writes the HTML report, validates the rewrite
-against TensorFlow with the plugins' reference implementations, exports ONNX and builds a
-TensorRT(-RTX) engine; every step is the real `surgery` command a user would type.
+Builds Matterport's own Mask R-CNN (PyPI mrcnn-colab, its small test config, randomised weights,
+frozen with dynamic input dims), converts it to NCHW, rewrites it with `rules/maskrcnn.rules`
+into TensorRT plugin nodes (every field read from the graph), writes the HTML report, validates
+the rewrite against TensorFlow with the plugins' reference implementations, exports ONNX and
+builds a TensorRT(-RTX) engine; every step is the real `surgery` command a user would type.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 from surgery.cli import main as surgery
 
 REPO = Path(__file__).resolve().parent.parent
-MODEL = "maskrcnn_small_nchw"
+MODEL = "matterport_small"
 
 
 def step(title: str, argv: list[str], *, allowed: tuple[int, ...] = (0,)) -> int:
@@ -34,34 +35,40 @@ def step(title: str, argv: list[str], *, allowed: tuple[int, ...] = (0,)) -> int
 
 def run(out: Path) -> int:
     from surgery.models import fixture_info
+    from surgery.models.matterport import matterport_config
 
     out.mkdir(parents=True, exist_ok=True)
     print(f"== building the example model ({MODEL}); cached after the first run", flush=True)
     info = fixture_info(MODEL)
     model = out / "maskrcnn_small.pb"
     shutil.copyfile(info.path, model)
+    nchw = out / "maskrcnn_small.nchw.pb"
     rewritten = out / "maskrcnn_small.trt.pb"
     log = out / "changes.json"
     report = out / "report.html"
     onnx_path = out / "maskrcnn_small.onnx"
     engine = out / "maskrcnn_small.engine"
-    for stale in (rewritten, log, report, onnx_path, engine):
+    for stale in (nchw, rewritten, log, report, onnx_path, engine):
         stale.unlink(missing_ok=True)
     rules = str(REPO / "rules" / "maskrcnn.rules")
+    side = int(matterport_config("small").IMAGE_MAX_DIM)
+    pin = ["--input", f"input_image=1,{side},{side},3"]  # the frozen model's dims are dynamic
 
     step("inspect the frozen graph", ["inspect", "--no-tf", str(model)])
     step("lint the rule file", ["check", rules])
+    step("convert to NCHW", ["layout", "nchw", str(model), "-o", str(nchw), *pin])
     step("rewrite into TensorRT plugin nodes",
-         ["apply", rules, str(model), "-o", str(rewritten), "--log", str(log),
-          "--report", str(report)])
+         ["apply", rules, str(nchw), "-o", str(rewritten), *pin, "--log", str(log),
+          "--report", str(report)])  # fmt: skip
     step("inspect the rewritten graph", ["inspect", "--no-tf", str(rewritten)])
     step("validate against TensorFlow (plugins run their NumPy references)",
-         ["validate", str(model), str(rewritten)])
-    step("export ONNX with plugin ops", ["export", str(rewritten), "-o", str(onnx_path)])
+         ["validate", str(model), str(rewritten), *pin])  # fmt: skip
+    step("export ONNX with plugin ops", ["export", str(rewritten), "-o", str(onnx_path), *pin])
     step("what TensorRT can take", ["support", str(onnx_path)], allowed=(0, 3))
     step("build a TensorRT engine", ["build", str(onnx_path), "-o", str(engine)])
     print("\n== outputs")
     print(f"   frozen model      {model}")
+    print(f"   NCHW model        {nchw}")
     print(f"   rewritten model   {rewritten}")
     print(f"   change log        {log}")
     print(f"   HTML report       {report}")

@@ -68,9 +68,14 @@ class ExportResult:
 
 
 def graph_io(graph: Graph) -> tuple[list[str], list[str]]:
-    """Default (inputs, outputs): Placeholders, and port 0 of every sink but Consts and NoOps."""
-    inputs = [f"{n.name}:0" for n in graph if n.op == "Placeholder"]
-    outputs = [f"{n.name}:0" for n in graph.graph_outputs() if n.op not in _NO_OUTPUT_OPS]
+    """Default (inputs, outputs): the Placeholders something reads, and port 0 of every sink but
+    Consts, NoOps and Placeholders (an unread one is a side input a collapse dropped: it is
+    neither an input nor an output of the network)."""
+    inputs = [f"{n.name}:0" for n in graph if n.op == "Placeholder" and graph.is_read(n.name)]
+    outputs = [
+        f"{n.name}:0" for n in graph.graph_outputs()
+        if n.op not in _NO_OUTPUT_OPS and n.op != "Placeholder"
+    ]  # fmt: skip
     return inputs, outputs
 
 

@@ -181,6 +181,8 @@ def _concrete_input_shapes(
 
     feeds = {}
     for node in work.graph_inputs():
+        if not work.is_read(node.name):
+            continue  # a side input a collapse dropped: it cannot change the plugins' inputs
         shape = input_shapes.get(node.name)
         if shape is None and "shape" in node.attr and not node.attr["shape"].shape.unknown_rank:
             shape = tuple(d.size for d in node.attr["shape"].shape.dim)
