@@ -280,6 +280,7 @@ class _RuleChecker:
             self.outputs(action.outputs, schema)
             if action.name is not None:
                 self.expr(action.name)
+            self.side_roles(schema)
         elif isinstance(action, ast.Remove | ast.Forward):
             self.var(action.var, action.loc, want="node")
         elif isinstance(action, ast.Connect):
@@ -298,6 +299,20 @@ class _RuleChecker:
         elif isinstance(action, ast.Insert):
             self.node_call(action.call)
             self.kinds[action.var] = "tensor"
+
+    def side_roles(self, schema: PluginSchema | None) -> None:
+        """A scope's `side ROLE` must be a side input the collapsed plugin declares (validate
+        feeds the original what the plugin implies there)."""
+        body = self.rule.body
+        if schema is None or not isinstance(body, ast.ScopeStmt):
+            return
+        known = [s.name for s in schema.side_inputs]
+        for item in body.side:
+            if item.role not in known:
+                shown = ", ".join(known) or "none"
+                self.error(item.loc, f"plugin {schema.name} declares no side input "
+                           f"'{item.role}'{_suggest(item.role, known)} (its side inputs: "
+                           f"{shown}); validate could not feed it")  # fmt: skip
 
     def is_list(self, sel: object) -> bool:
         """Whether a selector stands for a list of tensors (`r.in[*]`, a variadic capture)."""

@@ -46,7 +46,7 @@ param image_input = "image"
 param topk_cap = 5000
 let image_shape = shape(input(image_input))
 rule proposals:
-    scope r = "ns" enters 2 leaves 1 side meta = "meta"
+    scope r = "ns" enters 2 leaves 1 side anchors = "meta"
     collapse r into ProposalLayer_TRT(scores = r.in("scores"), deltas = r.in("boxes")) {
         prenms_topk = min(limit(r, "TopKV2", "k"), topk_cap),
         keep_topk = operand(r, "NonMaxSuppressionV3", "max_output_size"),
@@ -72,7 +72,7 @@ def test_fields_read_from_the_scope_and_the_inputs() -> None:
     assert got["prenms_topk"] == 300 and got["keep_topk"] == 20
     assert got["iou_threshold"] == pytest.approx(0.6)
     assert list(got["image_size"]) == [3, 96, 64]
-    assert got["_side_meta"] == "meta"  # the dropped side input, for validate
+    assert got["_side_anchors"] == "meta"  # the dropped side input, for validate
     assert any("'meta' has no readers" in w for w in result.warnings)
     other = proposal_graph(pre_nms=64, keep=7, iou=0.3)
     run(RULE, other)
@@ -121,9 +121,10 @@ def test_what_cannot_be_read_names_the_rule_and_what_it_looked_for() -> None:
 
 def test_side_inputs_do_not_count_in_the_contract() -> None:
     with pytest.raises(RuleError, match=r"3 tensors enter, not 2 \(.*meta"):
-        run(RULE.replace(' side meta = "meta"', ""), proposal_graph())
-    with pytest.raises(RuleError, match="side input 'meta' .* selects 2 entering tensors"):
-        run(RULE.replace('side meta = "meta"', 'side meta = "meta", "boxes"'), proposal_graph())
+        run(RULE.replace(' side anchors = "meta"', ""), proposal_graph())
+    with pytest.raises(RuleError, match="side input 'anchors' .* selects 2 entering tensors"):
+        text = RULE.replace('side anchors = "meta"', 'side anchors = "meta", "boxes"')
+        run(text, proposal_graph())
 
 
 def test_math_and_if() -> None:
@@ -167,3 +168,9 @@ def test_check_knows_params_lets_and_clashes() -> None:
     text = "rule r:\n match y = Relu(x) where operand(y, 1) == 1\n remove y"
     arity = parse_rules(text, "a.rules")
     assert any("operand() takes 3" in d.message for d in check_rules(arity, use_tf=False))
+
+
+def test_check_wants_side_roles_the_plugin_declares() -> None:
+    text = RULE.replace('side anchors = "meta"', 'side anchor = "meta"')
+    errors = [d.message for d in check_rules(parse_rules(text, "s.rules"), use_tf=False)]
+    assert any("declares no side input 'anchor' (did you mean 'anchors'?)" in e for e in errors)
