@@ -640,7 +640,10 @@ def _grammar() -> pp.ParserElement:
     string = (pp.QuotedString('"', esc_char="\\") | pp.QuotedString("'", esc_char="\\")) | pp.Regex(
         r"""["'][^\n]*"""
     ).set_parse_action(_action(_unterminated))
-    number = pp.Regex(r"\d[\w.]*(?:[eE][+-]\d+)?").set_parse_action(_action(_number))
+    # an exponent first (`1e-3`, `2.5E+2`), else a run of word characters (`1abc`: an error)
+    number = pp.Regex(r"\d+(?:\.\d*)?[eE][+-]?\d+(?![\w.])|\d[\w.]*").set_parse_action(
+        _action(_number)
+    )
 
     # ---------------------------------------------------------------- expressions
     expr = pp.Forward()

@@ -344,3 +344,10 @@ def test_empty_operand_and_argument_lists() -> None:
     )
     assert rule.body.roots[0].operands == () and rule.actions[0].call.args == ()
     assert [a.role for a in rule.actions[1].call.args] == ["input", "filter"]
+
+
+def test_float_literals_with_an_exponent() -> None:
+    rule_file = parse_rules("rule r:\n match y = LeakyRelu(x) where y.alpha < 1e-3 or "
+                            "y.alpha == 2.5E+2 or y.alpha == 3e2\n remove y")  # fmt: skip
+    values = [c.right.value for c in rule_file.rules[0].body.where.operands]
+    assert values == [0.001, 250.0, 300.0]
