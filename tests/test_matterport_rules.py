@@ -131,3 +131,31 @@ def test_apply_without_input_names_the_flag(tmp_path: Path, capsys: Any) -> None
     err = capsys.readouterr().err
     assert "--input input_image=D0,D1,..." in err and "rule 'proposals'" in err
     assert not Path(out).exists()
+
+
+@pytest.mark.parametrize("size", [(128, 128), (128, 192)])
+def test_validate_passes_on_the_small_config(
+    size: tuple[int, int], tmp_path: Path, capsys: Any
+) -> None:
+    """The three commands at the config's size and at another (the graph's dims are dynamic):
+    validate feeds the side inputs what the plugins imply, compares the detections by the
+    padding contract (with real detections among them) and passes."""
+    import re
+
+    from surgery.cli import main
+    from surgery.models import fixture_path
+
+    model = str(fixture_path("matterport_small"))
+    flag = f"input_image=1,{size[0]},{size[1]},3"
+    nchw, out = str(tmp_path / "n.pb"), str(tmp_path / "t.pb")
+    assert main(["layout", "nchw", model, "-o", nchw, "--input", flag]) == 0
+    assert main(["apply", RULES, nchw, "-o", out, "--input", flag]) == 0
+    capsys.readouterr()
+    code = main(["validate", model, out, "--input", flag])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert "implied feed: input_anchors" in printed and "implied feed: input_image_meta" in printed
+    assert f"image_size [3, {size[0]}, {size[1]}]" in printed
+    assert "the rewrite changed the layout" in printed
+    valid = re.search(r"compared (\d+) valid rows; (\d+) padding rows", printed)
+    assert valid is not None and int(valid.group(1)) >= 1, printed
