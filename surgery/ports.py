@@ -13,6 +13,9 @@ from surgery.errors import GraphError
 # A plugin node made by a collapse names each side input it dropped (an entering tensor it does
 # not take) in the attribute `_side_<role>`: the tensor's name, spelled as `str(TensorRef)`.
 SIDE_ATTR_PREFIX = "_side_"
+# A plugin field a rewrite clamped to its creator's limit keeps the value the rule asked for in
+# `_clamped_<field>` (validate names it when outputs downstream differ).
+CLAMPED_ATTR_PREFIX = "_clamped_"
 
 
 class TensorRef(NamedTuple):

@@ -25,7 +25,7 @@ from surgery.expr_eval import (
 )
 from surgery.graph import Graph
 from surgery.matcher import Match
-from surgery.ports import SIDE_ATTR_PREFIX, TensorRef, parse_tensor
+from surgery.ports import CLAMPED_ATTR_PREFIX, SIDE_ATTR_PREFIX, TensorRef, parse_tensor
 from surgery.protos import AttrValue
 from surgery.provenance import Recorder, jsonable
 
@@ -386,6 +386,7 @@ class Rewriter:
             top = float(spec.maximum) if is_float else int(spec.maximum)
             out = dict(out) if out is attrs else out  # a plan may share its attrs
             out[spec.name] = AttrValue(f=top) if is_float else AttrValue(i=top)
+            out[CLAMPED_ATTR_PREFIX + spec.name] = attr
             self.editor.warnings.append(
                 f"{call.loc}: rule {self.rule.name!r} at {self.match.anchor!r}: "
                 f"{call.op} field '{spec.name}' = {value} is above the plugin's limit "

@@ -257,10 +257,31 @@ def deviation_notes(
                 cache[name] = [
                     f"known deviation of {node.op} at {name}: {size}" for _, size in found
                 ]
+            cache[name] += clamped_fields(node)
         return cache[name]
 
     def notes(ref: TensorRef) -> str:
         names = sorted(upstream_plugins(graph, ref, plugins), key=lambda n: order[n])
         return "; ".join(text for name in names for text in of_plugin(name))
 
+    return notes
+
+
+def clamped_fields(node: Any) -> list[str]:
+    """Notes for the fields a rewrite clamped to the plugin's limit on `node`: the plugin then
+    computes with less than the original graph (ProposalLayer_TRT keeping 1024 boxes before NMS
+    where Matterport's COCO config keeps 6000)."""
+    from surgery.attrs import attr_value
+    from surgery.ports import CLAMPED_ATTR_PREFIX
+
+    notes = []
+    for key in sorted(node.attr):
+        if key.startswith(CLAMPED_ATTR_PREFIX):
+            field = key[len(CLAMPED_ATTR_PREFIX) :]
+            asked = attr_value(node.attr[key])
+            got = attr_value(node.attr[field]) if field in node.attr else "?"
+            notes.append(
+                f"{node.op} at {node.name} runs with {field} {got} where the rule asked "
+                f"{asked} (clamped to the plugin's limit)"
+            )
     return notes

@@ -83,7 +83,13 @@ def test_a_field_above_the_plugin_limit_is_clamped_with_a_warning() -> None:
     graph = proposal_graph(pre_nms=3000)
     result = run(RULE, graph)
     assert fields(graph, "ns")["prenms_topk"] == 1024
+    assert fields(graph, "ns")["_clamped_prenms_topk"] == 3000  # what the rule asked
     assert any("rule 'proposals'" in w and "clamped to 1024" in w for w in result.warnings)
+    from surgery.validate_compare import clamped_fields
+
+    (note,) = clamped_fields(graph.node("ns"))
+    assert note == ("ProposalLayer_TRT at ns runs with prenms_topk 1024 where the rule asked "
+                    "3000 (clamped to the plugin's limit)")  # fmt: skip
 
 
 def test_set_overrides_a_param_with_its_type() -> None:
