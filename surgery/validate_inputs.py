@@ -140,10 +140,7 @@ def load_inputs(
                 f"(placeholders: {', '.join(specs) or 'none'})"
             )
         spec = specs[ref.node]
-        if spec.shape is not None and (
-            value.ndim != len(spec.shape)
-            or any(d is not None and d != v for d, v in zip(spec.shape, value.shape, strict=True))
-        ):
+        if not _fits(value.shape, spec.shape):
             raise ValidationError(
                 f"{path}: array {key!r} has shape {value.shape}; placeholder {spec.name!r} "
                 f"is {show_shape(spec.shape)}"
@@ -217,10 +214,7 @@ def mapped_input(mapping: InputMapping, value: np.ndarray, spec: InputSpec | Non
                 f"{mapping.source} of shape {tuple(value.shape)}"
             )
         value = np.ascontiguousarray(np.transpose(value, mapping.perm))
-    if spec.shape is not None and (
-        value.ndim != len(spec.shape)
-        or any(d is not None and d != v for d, v in zip(spec.shape, value.shape, strict=True))
-    ):
+    if not _fits(value.shape, spec.shape):
         raise ValidationError(
             f"--input-map {mapping}: gives shape {tuple(value.shape)}; placeholder "
             f"{spec.name!r} is {show_shape(spec.shape)}"
@@ -503,3 +497,4 @@ def _implied(
     if first is None:
         raise ValidationError(f"{tensor}: no side input names it")
     return first
+

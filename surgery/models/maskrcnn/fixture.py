@@ -8,6 +8,7 @@ graphs compute what the NCHW one does.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from surgery.freeze import FrozenModel, TensorSpecInfo, canonical_order, freeze_keras_model
@@ -119,11 +120,20 @@ class Unscoped:
 
 def _freeze_v1(weights: list[Any], cfg: MaskRCNNConfig, where: str) -> FrozenModel:
     """Build the model in a TF1 graph with control flow v1, load `weights`, freeze a session."""
+    from surgery.models.maskrcnn.model import build_keras_model
+
+    return freeze_in_tf1_graph(lambda: build_keras_model(cfg), weights, where)
+
+
+def freeze_in_tf1_graph(
+    make_model: Callable[[], Any], weights: list[Any], where: str
+) -> FrozenModel:
+    """Build a tf-keras model with `make_model` in a TF1 graph with control flow v1 (Enter/Exit/
+    Merge/Switch), load `weights`, freeze the session; outputs named `Identity`, `Identity_1`..."""
     import tensorflow as tf
     import tf_keras as keras
 
     from surgery.errors import SurgeryError
-    from surgery.models.maskrcnn.model import build_keras_model
     from surgery.protos import GraphDef
 
     keras.backend.clear_session()
@@ -132,7 +142,7 @@ def _freeze_v1(weights: list[Any], cfg: MaskRCNNConfig, where: str) -> FrozenMod
     try:
         tf.compat.v1.disable_control_flow_v2()
         with graph.as_default():
-            model = build_keras_model(cfg)
+            model = make_model()
             model.set_weights(weights)
             outputs = [
                 tf.identity(t, name="Identity" if i == 0 else f"Identity_{i}")

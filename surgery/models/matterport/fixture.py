@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from surgery.freeze import FrozenModel, TensorSpecInfo, canonical_order, freeze_keras_model
+from surgery.freeze import FrozenModel, freeze_keras_model
 from surgery.models.matterport.config import matterport_config, matterport_inputs
 from surgery.models.matterport.shims import import_mrcnn
 
@@ -143,45 +143,14 @@ def freeze_model(
 
 
 def _freeze_v1(weights: list[Any], config: str, where: str) -> FrozenModel:
-    """Build mrcnn in a TF1 graph with control flow v1, load `weights`, freeze the session
-    (as `maskrcnn.fixture._freeze_v1` does for our own builder)."""
-    import tensorflow as tf
-    import tf_keras
-
-    from surgery.errors import SurgeryError
-    from surgery.protos import GraphDef
+    """Build mrcnn in a TF1 graph with control flow v1, load `weights`, freeze the session."""
+    from surgery.models.maskrcnn.fixture import freeze_in_tf1_graph
 
     modellib, _ = import_mrcnn()
-    tf_keras.backend.clear_session()
-    was_v2 = tf.compat.v1.control_flow_v2_enabled()
-    graph = tf.Graph()
-    try:
-        tf.compat.v1.disable_control_flow_v2()
-        with graph.as_default():
-            model = modellib.MaskRCNN(
-                mode="inference", config=matterport_config(config), model_dir="unused"
-            ).keras_model
-            model.set_weights(weights)
-            outputs = [
-                tf.identity(t, name="Identity" if i == 0 else f"Identity_{i}")
-                for i, t in enumerate(model.outputs)
-            ]
-            session = tf.compat.v1.keras.backend.get_session()
-            frozen = tf.compat.v1.graph_util.convert_variables_to_constants(
-                session, graph.as_graph_def(), [t.op.name for t in outputs]
-            )
-            inputs = [
-                TensorSpecInfo(t.op.name, tuple(t.shape.as_list()), t.dtype.name)
-                for t in model.inputs
-            ]
-            names = [t.name for t in outputs]
-            keys = list(model.output_names)
-    except Exception as exc:  # TF raises many kinds; the user needs one line
-        why = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        raise SurgeryError(f"{where}: cannot freeze with TF1 control flow: {why}") from None
-    finally:
-        if was_v2:
-            tf.compat.v1.enable_control_flow_v2()
-        tf_keras.backend.clear_session()
-    graph_def = canonical_order(GraphDef.FromString(frozen.SerializeToString()))
-    return FrozenModel(graph_def, inputs, names, keys)
+    config_object = matterport_config(config)
+    return freeze_in_tf1_graph(
+        lambda: modellib.MaskRCNN(
+            mode="inference", config=config_object, model_dir="unused"
+        ).keras_model,
+        weights, where,
+    )  # fmt: skip
