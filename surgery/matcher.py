@@ -10,7 +10,6 @@ swapped order. Every failed predicate is recorded with a reason and its rule-fil
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,9 +20,11 @@ from surgery.expr_eval import (
     Binding,
     EvalFailure,
     Evaluator,
+    NameRegex,
     ScopeInstance,
     compile_check,
     glob_regex,
+    name_regex,
     value_text,
 )
 from surgery.graph import Graph, Node
@@ -145,7 +146,7 @@ class _Selector:
 
     __slots__ = ("regexes", "depth", "_memo")
 
-    def __init__(self, regexes: list[re.Pattern[str]], depth: int | None):
+    def __init__(self, regexes: list[NameRegex], depth: int | None):
         self.regexes = regexes
         self.depth = depth
         self._memo: dict[str, bool] = {}
@@ -569,18 +570,11 @@ class RuleMatcher:
         regexes = []
         depths: list[int | None] = []
         for p in patterns:
-            if p.kind == "regex":
-                try:
-                    regexes.append(re.compile(p.text))
-                except re.error as exc:
-                    raise RuleError(f"{p.loc}: bad regex {p.text!r}: {exc}") from None
-                depths.append(None)
-            else:
-                try:
-                    regexes.append(glob_regex(p.text))
-                except RuleError as exc:
-                    raise RuleError(f"{p.loc}: {exc}") from None
-                depths.append(_glob_depth(p.text))
+            try:  # RE2 both: linear in the name's length (surgery.expr_eval.NameRegex)
+                regexes.append(name_regex(p.text) if p.kind == "regex" else glob_regex(p.text))
+            except RuleError as exc:
+                raise RuleError(f"{p.loc}: {exc}") from None
+            depths.append(None if p.kind == "regex" else _glob_depth(p.text))
         bounded = [d for d in depths if d is not None]
         return _Selector(regexes, None if len(bounded) < len(depths) else max(bounded, default=0))
 

@@ -14,7 +14,7 @@ from types import ModuleType
 
 from surgery import rule_ast as ast
 from surgery.errors import RuleError, RuleSyntaxError
-from surgery.expr_eval import scope_tensor_text
+from surgery.expr_eval import glob_regex, name_regex, scope_tensor_text
 from surgery.plugin_schema import (
     Catalog,
     PluginSchema,
@@ -109,6 +109,7 @@ class _RuleChecker:
         body = self.rule.body
         if isinstance(body, ast.ScopeStmt):
             self.kinds[body.var] = "scope"
+            self.name_patterns(body)
             if body.where is not None:
                 self.expr(body.where)
         else:
@@ -122,6 +123,16 @@ class _RuleChecker:
             self.warn(self.rule.loc, f"rule '{self.rule.name}' has no actions (it only matches)")
         for action in self.rule.actions:
             self.action(action)
+
+    def name_patterns(self, body: ast.ScopeStmt) -> None:
+        """Each scope pattern must compile as the matcher compiles it: with RE2, which refuses
+        backreferences and lookaround (`surgery.expr_eval.NameRegex`)."""
+        sides = (p for side in body.side for p in side.patterns)
+        for p in (*body.include, *body.exclude, *sides):
+            try:
+                name_regex(p.text) if p.kind == "regex" else glob_regex(p.text)
+            except RuleError as exc:
+                self.error(p.loc, str(exc))
 
     def bind(self, pattern: ast.Pattern) -> None:
         """Record every variable a pattern binds (before checking uses)."""
