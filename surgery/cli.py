@@ -1,17 +1,24 @@
 """The `surgery` command: one entry point, one module per subcommand under `surgery.commands`.
 
-Exit codes: 0 ok, 1 a model/rule/graph error (one line on stderr), 2 usage error.
+Exit codes: 0 ok, 1 a model/rule/graph error (one line on stderr), 2 usage error, 130
+interrupted, 141 the reader of stdout went away (`surgery match ... | head -n 1`): the command
+stops quietly, as a tool killed by SIGPIPE would (128 + 13, what the shell reports for one), so
+`set -o pipefail` still sees that the output was cut short. Files are written atomically, so a
+command stopped that way leaves no partial output.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from surgery.errors import SurgeryError, UsageError
 
 # Each module defines `register(subparsers)`, which adds its parser and sets `func(args) -> int`.
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE
+
 COMMANDS = [
     "inspect",
     "view",
@@ -48,13 +55,43 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a reader gone away shows here, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        if not _stdout_gone():
+            raise  # some other pipe: a real error
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
     except SurgeryError as exc:
         print(f"surgery {args.command}: error: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, UsageError) else 1
     except KeyboardInterrupt:
         print(f"surgery {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _stdout_gone() -> bool:
+    """Whether stdout is a pipe (or socket) whose reader has gone away."""
+    try:
+        import select
+
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        events = poller.poll(0)
+    except (AttributeError, OSError, ValueError):  # no poll(), no fileno: assume it was stdout
+        return True
+    return any(mask & (select.POLLERR | select.POLLHUP) for _, mask in events)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that flushing what is left at exit raises nothing more."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":

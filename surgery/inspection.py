@@ -1,4 +1,5 @@
-"""What is in a graph: node and op counts, inputs/outputs, namespace tree, ops TF cannot run."""
+"""What is in a graph: node and op counts, inputs/outputs, namespace tree, ops TF cannot run,
+structural defects (`surgery.graph_check`)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from surgery.graph import Graph
+from surgery.graph_check import Defect, find_defects
 
 
 @dataclass
@@ -20,6 +22,7 @@ class Summary:
     functions: list[str]
     unknown_ops: list[tuple[str, int]] | None = None  # None: TensorFlow not installed
     dangling: list[tuple[str, str]] = field(default_factory=list)
+    defects: list[Defect] = field(default_factory=list)  # cycles, self-loops, bad ports, ...
 
 
 def namespace_tree(
@@ -33,11 +36,14 @@ def namespace_tree(
         for level in range(1, min(depth, len(parts)) + 1):
             counts["/".join(parts[:level])] += 1
     top = sorted((ns for ns in counts if "/" not in ns), key=lambda ns: (-counts[ns], ns))
+    below: dict[str, list[str]] = {}  # top level -> its second-level namespaces
+    for ns in counts:
+        if ns.count("/") == 1:
+            below.setdefault(ns.split("/", 1)[0], []).append(ns)
     rows = []
     for ns in top:
         rows.append((ns, 1, counts[ns]))
-        subs = [c for c in counts if c.startswith(ns + "/") and c.count("/") == 1]
-        subs.sort(key=lambda c: (-counts[c], c))
+        subs = sorted(below.get(ns, ()), key=lambda c: (-counts[c], c))
         rows.extend((c, 2, counts[c]) for c in subs[:children])
         if len(subs) > children:
             rest = sum(counts[c] for c in subs[children:])
@@ -75,6 +81,7 @@ def summarize(graph: Graph, *, with_tf: bool = True) -> Summary:
         functions=[f.signature.name for f in graph.library.function],
         unknown_ops=None if unknown is None else [(op, counts[op]) for op in unknown],
         dangling=graph.dangling_inputs(),
+        defects=find_defects(graph, use_tf=with_tf),
     )
 
 
@@ -86,7 +93,7 @@ def _dtype_name(enum: int) -> str:
     return types_pb2.DataType.Name(enum).removeprefix("DT_").lower()
 
 
-def format_summary(summary: Summary, *, max_ops: int = 40) -> str:
+def format_summary(summary: Summary, *, max_ops: int = 40, max_defects: int = 50) -> str:
     """Human-readable text of a Summary."""
     lines = [f"nodes: {summary.nodes}"]
     lines.append("inputs: " + (", ".join(f"{n} {t}" for n, t in summary.inputs) or "(none)"))
@@ -106,7 +113,12 @@ def format_summary(summary: Summary, *, max_ops: int = 40) -> str:
     else:
         shown = ", ".join(f"{op} x{n}" for op, n in summary.unknown_ops) or "none"
         lines.append(f"ops unknown to TensorFlow: {shown}")
-    if summary.dangling:
-        shown = ", ".join(f"{n} <- {i}" for n, i in summary.dangling[:10])
-        lines.append("dangling inputs: " + shown)
+    if not summary.defects:
+        lines.append("defects: none")
+    else:
+        lines.append(f"defects ({len(summary.defects)}; apply, layout and export refuse the "
+                     "graph without --allow-invalid):")  # fmt: skip
+        lines.extend(f"  {d.text}" for d in summary.defects[:max_defects])
+        if len(summary.defects) > max_defects:
+            lines.append(f"  ... {len(summary.defects) - max_defects} more")
     return "\n".join(lines)

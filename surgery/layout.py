@@ -312,8 +312,32 @@ def _ranks(graph: Graph):
     return rank
 
 
+def refuse_plugin_nodes(graph: Graph, shown: int = 3) -> None:
+    """LayoutError if `graph` already has plugin nodes (catalog ops TensorFlow does not know;
+    CropAndResize is both): the pass reads ranks through TensorFlow, which cannot import them,
+    so layout comes before apply."""
+    from surgery.opdefs import is_known
+    from surgery.plugin_schema import load_catalog
+
+    catalog = load_catalog()
+    plugins = {op for op in graph.op_types() if op in catalog and not is_known(op)}
+    found = [node for node in graph if node.op in plugins] if plugins else []
+    if not found:
+        return
+    names = ", ".join(f"{n.name!r} ({n.op})" for n in found[:shown])
+    if len(found) > shown:
+        names += f" and {len(found) - shown} more"
+    raise LayoutError(
+        f"layout must come before apply: the graph already has {len(found)} plugin "
+        f"node{'s' if len(found) != 1 else ''} ({names}), which TensorFlow cannot import; "
+        "run `surgery layout` on the model before `surgery apply`"
+    )
+
+
 def to_nchw(graph: Graph, *, nchw_inputs: bool = False, max_rounds: int = 10_000) -> LayoutReport:
-    """Convert `graph` in place; `nchw_inputs` also turns 4-D Placeholders into NCHW inputs."""
+    """Convert `graph` in place; `nchw_inputs` also turns 4-D Placeholders into NCHW inputs.
+    A graph with plugin nodes is refused (`refuse_plugin_nodes`)."""
+    refuse_plugin_nodes(graph)
     work = _Pass(graph)
     work.report.transposes_before = len(graph.nodes_by_op("Transpose"))
     for node in graph.nodes_by_op(*LAYOUT_OPS):

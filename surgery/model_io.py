@@ -36,6 +36,8 @@ def read_graph_def(path: str | os.PathLike) -> GraphDef:
         raise ModelLoadError(f"{p}: no such file") from None
     except OSError as exc:
         raise ModelLoadError(f"{p}: cannot read ({exc.strerror})") from None
+    if not data:  # it would parse as a GraphDef without nodes
+        raise ModelLoadError(f"{p}: empty file (0 bytes), not a GraphDef")
     graph_def = GraphDef()
     if is_text_path(p):
         try:

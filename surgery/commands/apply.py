@@ -8,6 +8,7 @@ import sys
 
 from surgery import model_io
 from surgery.errors import OutputPathError
+from surgery.graph_check import add_allow_invalid_option, refuse_invalid
 from surgery.input_shapes import add_input_option
 from surgery.rule_params import (
     add_set_option,
@@ -33,6 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "x.shape on frozen TF2 graphs (needs TensorFlow)")
     add_input_option(parser)
     add_set_option(parser)
+    add_allow_invalid_option(parser)
     parser.set_defaults(func=run)
 
 
@@ -56,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
         written[path] = flag
     rule_files = [load_rules(p) for p in rule_paths]
     graph = model_io.load(model)
+    refuse_invalid(graph, model, args.allow_invalid)  # cycles, missing ports or nodes, empty
     settings = parse_settings(args.set)
     # the rules see (and -o gets) the pinned, folded graph, with shapes when rules read them
     shaped = prepare_graph(graph, rule_files, args.input, args.infer_shapes)

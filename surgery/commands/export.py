@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from surgery import model_io, onnx_export
+from surgery.graph_check import add_allow_invalid_option, refuse_invalid
 from surgery.input_shapes import add_input_option, parse_input_flags, pin_inputs
 from surgery.shapes import ShapeError, parse_input_shape
 
@@ -23,6 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--opset", type=int, default=onnx_export.DEFAULT_OPSET)
     parser.add_argument("--large-model", action="store_true",
                         help="weights as external data (<output>.data); automatic above 1 GiB")
+    add_allow_invalid_option(parser)
     parser.set_defaults(func=run)
 
 
@@ -36,10 +38,10 @@ def _plugin_shape(text: str) -> tuple[str, tuple[int | None, ...]]:
 
 def run(args: argparse.Namespace) -> int:
     input_shapes = parse_input_flags(args.input)
-    source: Any = args.model
+    model_io.check_output_path(args.output, args.model)
+    source: Any = model_io.load(args.model)
+    refuse_invalid(source, args.model, args.allow_invalid)  # cycles, missing ports or nodes
     if input_shapes:  # pinned before conversion (plugin nodes are fine: no TF needed)
-        model_io.check_output_path(args.output, args.model)
-        source = model_io.load(args.model)
         pin_inputs(source, input_shapes)
     result = onnx_export.export_onnx(
         source,

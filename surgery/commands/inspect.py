@@ -1,4 +1,6 @@
-"""`surgery inspect MODEL.pb`: node count, op histogram, inputs/outputs, namespaces, unknown ops."""
+"""`surgery inspect MODEL.pb`: node count, op histogram, inputs/outputs, namespaces, unknown ops,
+structural defects (`surgery.graph_check`). Like the other facts, defects are reported, not
+failed on: the exit status stays 0 (apply, layout and export are the ones that refuse)."""
 
 from __future__ import annotations
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from surgery import layout, model_io
+from surgery.graph_check import add_allow_invalid_option, refuse_invalid
 from surgery.input_shapes import add_input_option, pin_and_fold, print_report
 
 
@@ -17,12 +18,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--nchw-inputs", action="store_true",
                         help="also make 4-D graph inputs NCHW (feeds change layout)")
     add_input_option(parser)
+    add_allow_invalid_option(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     model_io.check_output_path(args.output, args.model)
     graph = model_io.load(args.model)
+    refuse_invalid(graph, args.model, args.allow_invalid)  # cycles, missing ports or nodes, empty
+    layout.refuse_plugin_nodes(graph)  # before --input: TensorFlow cannot import plugin ops
     if args.input:
         print_report(pin_and_fold(graph, args.input))
     report = layout.to_nchw(graph, nchw_inputs=args.nchw_inputs)

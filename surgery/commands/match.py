@@ -1,5 +1,7 @@
-"""`surgery match RULES MODEL.pb [--input NAME=DIMS]`: dry run; what each rule would match, and
-where."""
+"""`surgery match RULES... MODEL.pb [--input NAME=DIMS]`: dry run; what each rule would match, and
+where. Several rule files are reported one after the other, in order, each matched against the
+graph as given (a dry run rewrites nothing, so a later file does not see an earlier one's
+rewrites as `apply` would)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import json
 import sys
 
 from surgery import model_io
+from surgery.errors import UsageError
 from surgery.input_shapes import add_input_option
 from surgery.rule_params import add_set_option, parse_settings, prepare_graph
 
@@ -16,43 +19,63 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "match", help="show what each rule would match (nothing is changed)"
     )
-    parser.add_argument("rules", help="rule file")
-    parser.add_argument("model", help="frozen GraphDef (.pb or .pbtxt)")
+    parser.add_argument("files", nargs="+", metavar="RULES... MODEL",
+                        help="rule files, then the frozen GraphDef (.pb or .pbtxt)")  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print the matches as JSON")
     add_input_option(parser)
     add_set_option(parser)
     parser.set_defaults(func=run)
 
 
+def split_files(files: list[str]) -> tuple[list[str], str]:
+    """`RULES... MODEL` -> (rule paths, model); a UsageError without a rule file."""
+    if len(files) < 2:
+        raise UsageError("give at least one rule file and a model")
+    *rule_paths, model = files
+    return rule_paths, model
+
+
 def run(args: argparse.Namespace) -> int:
     from surgery.engine import find_matches
+    from surgery.rule_params import check_settings
     from surgery.rule_parser import load_rules
 
-    rule_file = load_rules(args.rules)
-    graph = model_io.load(args.model)
+    rule_paths, model = split_files(args.files)
+    rule_files = [load_rules(p) for p in rule_paths]
+    graph = model_io.load(model)
     # the rules see the pinned, folded graph; --json keeps stdout pure JSON
-    prepare_graph(graph, [rule_file], args.input, stream=sys.stderr if args.json else None)
-    results = find_matches(graph, rule_file, parse_settings(args.set))
-    failed = any(errors for _, _, errors in results)
+    prepare_graph(graph, rule_files, args.input, stream=sys.stderr if args.json else None)
+    settings = parse_settings(args.set)
+    if settings:  # a --set names a param of one of the files
+        check_settings(rule_files, settings)
+    per_file = []
+    for path, rule_file in zip(rule_paths, rule_files, strict=True):
+        own = {k: v for k, v in settings.items() if any(p.name == k for p in rule_file.params)}
+        per_file.append((path, find_matches(graph, rule_file, own)))
+    failed = any(errors for _, results in per_file for _, _, errors in results)
     if args.json:
         doc = [
-            {"rule": rule.name, "loc": str(rule.loc), "matches": [m.describe() for m in matches],
-             "errors": errors}
+            {"file": path, "rule": rule.name, "loc": str(rule.loc),
+             "matches": [m.describe() for m in matches], "errors": errors}
+            for path, results in per_file
             for rule, matches, errors in results
         ]  # fmt: skip
         print(json.dumps(doc, indent=1))
         return 1 if failed else 0
-    for rule, matches, errors in results:
-        count = len(matches)
-        print(f"rule {rule.name} ({rule.loc}): {count} match{'es' if count != 1 else ''}")
-        for found in matches:
-            info = found.describe()
-            binds = ", ".join(
-                f"{var}={_short(value)}" for var, value in info["bindings"].items()
-            )
-            print(f"  at {found.anchor}: {binds}")
-        for error in errors:
-            print(f"  error: {error}")
+    for path, results in per_file:
+        if len(per_file) > 1:
+            print(f"{path}: {len(results)} rule{'s' if len(results) != 1 else ''}")
+        for rule, matches, errors in results:
+            count = len(matches)
+            print(f"rule {rule.name} ({rule.loc}): {count} match{'es' if count != 1 else ''}")
+            for found in matches:
+                info = found.describe()
+                binds = ", ".join(
+                    f"{var}={_short(value)}" for var, value in info["bindings"].items()
+                )
+                print(f"  at {found.anchor}: {binds}")
+            for error in errors:
+                print(f"  error: {error}")
     return 1 if failed else 0
 
 
