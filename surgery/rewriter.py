@@ -700,9 +700,18 @@ class Rewriter:
 
                 attr = make_attr(value, action.kind, field=action.attr)
             elif self.catalog is not None and node.op in self.catalog:
+                from surgery.plugin_identity import plugin_schema_of
                 from surgery.plugin_schema import field_attr
 
-                attr = field_attr(self.catalog.get(node.op), action.attr, value)
+                schema = plugin_schema_of(node, self.catalog)  # TF's CropAndResize is none
+                if schema is None:
+                    attrs = ", ".join(sorted(k for k in node.attr if not k.startswith("_")))
+                    raise self.rule_error(
+                        action.loc, f"set {action.var}.{action.attr}: node {node.name!r} is "
+                        f"TensorFlow's {node.op} (attrs {attrs}), not the catalog plugin of that "
+                        f"name, so give the kind: `set {action.var}.{action.attr}: int = ...`",
+                    )  # fmt: skip
+                attr = field_attr(schema, action.attr, value)
             else:
                 raise self.rule_error(
                     action.loc, f"set {action.var}.{action.attr}: {node.op} is not a catalog "

@@ -1,16 +1,22 @@
 """`surgery support`: nodes a TensorRT target's ONNX parser cannot take, and rules that fix them.
 
-A `.pb` is exported to ONNX first (plugin nodes as custom ops). Standard ops are asked of the
-target's own parser (`supports_operator`) when its Python API is installed, else looked up in a
-short table of ONNX ops TensorRT has no importer for. Custom (plugin) ops are supported when the
-target can host a creator: TensorRT's plugin library (classic `trt-8.6` catalog plugins, `tensorrt`
-only) or surgery's Python creators (`plugins.trt`). Each unsupported op lists the rules in
-`rules/` whose patterns anchor on it (the op of a match root), found by parsing the rule files.
+A `.pb` is exported to ONNX first (plugin nodes as custom ops; which nodes are plugin nodes is
+`surgery.plugin_identity`'s call, so TensorFlow's own `CropAndResize` stays a TensorFlow op).
+Standard ops are asked of the target's own parser (`supports_operator`) when its Python API is
+installed, else looked up in a short table of ONNX ops TensorRT has no importer for. Custom
+(plugin) ops are supported when the target can host a creator: TensorRT's plugin library (classic
+`trt-8.6` catalog plugins, `tensorrt` only) or surgery's Python creators (`plugins.trt`). Each
+unsupported op lists the rules in `rules/` whose patterns anchor on it (the op of a match root),
+found by parsing the rule files.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import signal
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -160,8 +166,8 @@ def check_support(
         if trt is not None:
             parser = _Parser(trt)
         if trt is not None and _can_parse_here(trt, onnx_model):
-            parse_errors = _parse_errors(trt, path if path.suffix == ".onnx" else
-                                         Path(workdir) / "model.onnx")  # fmt: skip
+            onnx_path = path if path.suffix == ".onnx" else Path(workdir) / "model.onnx"
+            parse_errors = _parse_errors(target, onnx_path, python_plugins, onnx_model)
     index = rule_index(rules_dir)
     groups: dict[str, Finding] = {}
     for node in onnx_model.graph.node:
@@ -176,8 +182,11 @@ def check_support(
     for node_name, (op, desc) in (parse_errors or {}).items():
         if any(node_name in f.nodes for f in groups.values()):
             continue
-        item = groups.setdefault(op, Finding(op, f"the ONNX parser rejects it: {desc}"))
+        item = groups.setdefault(op, Finding(op, desc))
         item.nodes.append(node_name)
+        source = tf_ops.get(node_name)
+        if source and source not in item.source_ops:
+            item.source_ops.append(source)
     for item in groups.values():
         item.rules = _rules_for([item.op, *item.source_ops], index)
     checked = f"parser {trt.__name__} {trt.__version__}" if trt is not None else "static table"
@@ -187,6 +196,8 @@ def check_support(
 
         status = plugin_status()
         for node in onnx_model.graph.node:
+            if not _is_custom(node):
+                continue  # a standard op that shares a creator's name is no plugin
             if status.get(node.op_type) == "build only" and node.op_type in hosted:
                 build_only[node.op_type] = build_only.get(node.op_type, 0) + 1
     return SupportReport(
@@ -224,8 +235,50 @@ def _can_parse_here(trt: Any, model: Any) -> bool:
     return not (is_rtx(trt) and plugin_nodes(model) and not rtx_library_fix()[0])
 
 
-def _parse_errors(trt: Any, onnx_path: Path) -> dict[str, tuple[str, str]]:
-    """node name -> (op, message) for the errors of a real parse (the parser stops early)."""
+def _parse_errors(
+    target: str, onnx_path: Path, python_plugins: bool, model: Any
+) -> dict[str, tuple[str, str]]:
+    """node name -> (op, reason) for the errors of a real parse (the parser stops early).
+
+    The parse runs in a child process: TensorRT-RTX 1.7's parser crashes (SIGSEGV) where a node
+    inside a Loop body fails to import (tf2onnx's Loop for TensorFlow's own CropAndResize holds
+    a Resize in `tf_crop_and_resize` mode, which TensorRT refuses). A crash is blamed on the
+    nodes that hold subgraphs, or on the model when it has none."""
+    root = str(Path(__file__).resolve().parent.parent)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+    request = {"target": target, "onnx": str(onnx_path), "python_plugins": python_plugins}
+    proc = subprocess.run(
+        [sys.executable, "-m", "surgery.support"], input=json.dumps(request), env=env,
+        stdout=subprocess.PIPE, text=True, check=False,
+    )  # fmt: skip
+    lines = proc.stdout.strip().splitlines()
+    try:
+        reply = json.loads(lines[-1]) if lines else {}
+    except ValueError:
+        reply = {}
+    if proc.returncode == 0 and "errors" in reply:
+        return {
+            name: (op, f"the ONNX parser rejects it: {desc}")
+            for name, (op, desc) in reply["errors"].items()
+        }
+    code = proc.returncode
+    how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
+    why = f"the ONNX parser crashed ({how}) parsing the model"
+    holders = [n for n in model.graph.node if any(a.HasField("g") or a.graphs
+                                                  for a in n.attribute)]  # fmt: skip
+    if not holders:
+        return {"(the whole model)": ("?", why)}
+    return {
+        n.name or n.op_type: (n.op_type, f"{why}; this node holds a subgraph, the likely place "
+                              "(an import failure inside a Loop body crashes TensorRT-RTX 1.7's "
+                              "parser)")
+        for n in holders
+    }  # fmt: skip
+
+
+def _parse_here(trt: Any, onnx_path: Path) -> dict[str, tuple[str, str]]:
+    """node name -> (op, the parser's message) for the errors of a parse in this process."""
     holder = _Parser(trt)
     parser = holder.parser
     if parser.parse_from_file(str(onnx_path)):
@@ -238,9 +291,16 @@ def _parse_errors(trt: Any, onnx_path: Path) -> dict[str, tuple[str, str]]:
     return errors
 
 
+def _is_custom(node: Any) -> bool:
+    """Whether an ONNX node is a custom op (a plugin): by its domain, never by its op type (the
+    export writes plugin nodes, `surgery.plugin_identity`, in `trt.plugins`; TensorFlow's own
+    `CropAndResize` becomes standard ONNX ops)."""
+    return node.domain not in ("", "ai.onnx")
+
+
 def _why_unsupported(node: Any, parser: Any, hosted: set[str], target: str) -> str | None:
     """Why `target` cannot take `node`, or None."""
-    if node.domain not in ("", "ai.onnx"):
+    if _is_custom(node):
         if node.op_type in hosted:
             return None
         return f"custom op with no plugin creator available to {target}"
@@ -257,3 +317,20 @@ def _rules_for(ops: Iterable[str], index: dict[str, list[str]]) -> list[str]:
             if rule not in found:
                 found.append(rule)
     return found
+
+
+def _child_main() -> int:
+    """Child-process entry of `_parse_errors`: a JSON request on stdin, one JSON line out."""
+    request = json.loads(sys.stdin.read())
+    from surgery.trt_backend import load_trt
+
+    target = request["target"]
+    trt = load_trt(TARGETS[target])
+    _hosted_plugins(target, trt, request["python_plugins"])  # registers what the parent did
+    errors = _parse_here(trt, Path(request["onnx"]))
+    print(json.dumps({"errors": errors}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_child_main())

@@ -111,17 +111,24 @@ def _is_tf_op(op: str) -> bool:
 
 
 def plugin_nodes(graph: Graph) -> list[str]:
-    """Names of the nodes the references must run, in topological order; errors for unknown ops."""
+    """Names of the nodes the references must run, in topological order; errors for unknown ops.
+
+    A plugin node is recognised by `plugin_schema_of`, not by its op alone: TensorFlow's own
+    `CropAndResize` (attrs `T`, `method`, ...) runs in TensorFlow, the catalog plugin of that
+    name (fields `crop_height`, `crop_width`) by its reference."""
     from plugins.registry import has_reference
+    from surgery.plugin_identity import plugin_schema_of
     from surgery.plugin_schema import load_catalog
 
     catalog = load_catalog()
     found = []
     for name in graph.topological_order():
-        op = graph.node(name).op
-        if has_reference(op):
+        node = graph.node(name)
+        op = node.op
+        schema = plugin_schema_of(node, catalog)
+        if schema is not None and has_reference(schema.name):
             found.append(name)
-        elif op in catalog:
+        elif schema is not None:
             raise ValidationError(f"node {name!r}: plugin {op} has no reference implementation")
         elif not _is_tf_op(op):
             raise ValidationError(

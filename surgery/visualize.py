@@ -98,7 +98,8 @@ def plugin_catalog() -> dict[str, Any]:
 
 def is_plugin_op(op: str) -> bool:
     """TensorRT plugin ops: in the plugin catalog, named `*_TRT`, or (when TensorFlow is already
-    imported, never importing it for a picture) unknown to TensorFlow's op registry."""
+    imported, never importing it for a picture) unknown to TensorFlow's op registry. By name
+    only: `CropAndResize` is also TensorFlow's op, so ask `is_plugin_node` about a node."""
     if op in plugin_catalog() or op.endswith("_TRT"):
         return True
     if op in _OPS or "tensorflow" not in sys.modules:
@@ -111,10 +112,31 @@ def is_plugin_op(op: str) -> bool:
 
 
 def op_category(op: str) -> str:
-    """The colour category of an op type (`plugin` before anything else)."""
+    """The colour category of an op type (`plugin` before anything else); `node_category` for a
+    node."""
     if is_plugin_op(op):
         return "plugin"
     return _OPS.get(op, "other")
+
+
+def is_plugin_node(node: Node) -> bool:
+    """Whether `node` is a plugin node: a catalog op is one unless the node is TensorFlow's op of
+    that name (`surgery.plugin_identity`: `CropAndResize` with attrs `T`, `method` is TF's);
+    other ops as `is_plugin_op`. TensorFlow is consulted only when already imported."""
+    catalog = plugin_catalog()
+    if node.op in catalog:
+        from surgery.plugin_identity import is_plugin_node as in_catalog
+
+        return in_catalog(node, catalog, use_tf="tensorflow" in sys.modules)
+    return is_plugin_op(node.op)
+
+
+def node_category(node: Node) -> str:
+    """The colour category of a node: `plugin` for a plugin node, else its op's category
+    (TensorFlow's `CropAndResize` is `pool`, the plugin of that name `plugin`)."""
+    if is_plugin_node(node):
+        return "plugin"
+    return _OPS.get(node.op, "other")
 
 
 # --------------------------------------------------------------------------- attribute text
@@ -188,7 +210,7 @@ def node_info(node: Node) -> dict[str, Any]:
     info: dict[str, Any] = {
         "name": node.name,
         "op": node.op,
-        "cat": op_category(node.op),
+        "cat": node_category(node),
         "attrs": attrs,
         "inputs": [str(ref) for ref in node.inputs],
         "controls": list(node.controls),
@@ -280,7 +302,8 @@ def to_networkx(graph: Graph, names: Iterable[str] | None = None) -> nx.MultiDiG
     view = nx.MultiDiGraph()
     for name in wanted:
         node = graph.node(name)
-        view.add_node(name, op=node.op, cat=op_category(node.op), info=node_info(node), cut=0)
+        info = node_info(node)
+        view.add_node(name, op=node.op, cat=info["cat"], info=info, cut=0)
     for name in wanted:
         node = graph.node(name)
         for slot, ref in enumerate(node.inputs):

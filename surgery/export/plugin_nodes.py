@@ -1,9 +1,10 @@
 """Plugin nodes: find them in a graph, check their fields, encode them as ONNX attributes.
 
-A plugin node has `op` = creator name and one attr per schema field. In ONNX it becomes a node
-of domain `PLUGIN_DOMAIN` whose op type is the creator name and whose attributes are the fields
-plus `plugin_version`/`plugin_namespace`, the two keys TensorRT's ONNX parser uses to look the
-creator up in its plugin registry. Types are exact: int32 -> INT(S), float32 -> FLOAT(S),
+A plugin node has `op` = creator name and one attr per schema field (which nodes are plugin
+nodes: `surgery.plugin_identity`; TensorFlow's own `CropAndResize` is none). In ONNX it becomes
+a node of domain `PLUGIN_DOMAIN` whose op type is the creator name and whose attributes are the
+fields plus `plugin_version`/`plugin_namespace`, the two keys TensorRT's ONNX parser uses to look
+the creator up in its plugin registry. Types are exact: int32 -> INT(S), float32 -> FLOAT(S),
 string -> STRING; int8/int16/float16/float64 travel as TENSOR attributes of that dtype (the parser
 maps a tensor attribute's dtype to the plugin field type), bool as INT 0/1.
 """
@@ -18,6 +19,7 @@ import numpy as np
 from surgery.attrs import attr_value
 from surgery.errors import RuleError, SurgeryError
 from surgery.graph import Graph, Node
+from surgery.plugin_identity import plugin_schema_of
 from surgery.plugin_schema import Catalog, PluginSchema, coerce_field
 
 PLUGIN_DOMAIN = "trt.plugins"
@@ -77,11 +79,12 @@ def plugin_fields(node: Node, schema: PluginSchema) -> dict[str, Any]:
 
 
 def find_plugin_nodes(graph: Graph, catalog: Catalog) -> list[PluginNode]:
-    """Every node whose op is a catalog plugin, in graph order, fields checked."""
+    """Every plugin node (`plugin_schema_of`: a catalog op, and not TensorFlow's op of the same
+    name, such as `CropAndResize` with attrs `T`, `method`), in graph order, fields checked."""
     found = []
     for node in graph:
-        if node.op in catalog:
-            schema = catalog.get(node.op)
+        schema = plugin_schema_of(node, catalog)
+        if schema is not None:
             found.append(PluginNode(node.name, schema, plugin_fields(node, schema)))
     return found
 
