@@ -316,12 +316,12 @@ def refuse_plugin_nodes(graph: Graph, shown: int = 3) -> None:
     """LayoutError if `graph` already has plugin nodes (catalog ops TensorFlow does not know;
     CropAndResize is both): the pass reads ranks through TensorFlow, which cannot import them,
     so layout comes before apply."""
-    from surgery.opdefs import is_known
+    from surgery.plugin_identity import is_plugin_node
     from surgery.plugin_schema import load_catalog
 
     catalog = load_catalog()
-    plugins = {op for op in graph.op_types() if op in catalog and not is_known(op)}
-    found = [node for node in graph if node.op in plugins] if plugins else []
+    ops = {op for op in graph.op_types() if op in catalog}
+    found = [n for n in graph if n.op in ops and is_plugin_node(n, catalog)] if ops else []
     if not found:
         return
     names = ", ".join(f"{n.name!r} ({n.op})" for n in found[:shown])

@@ -438,7 +438,7 @@ def render_report(
             )
         for name in app.nodes:
             node = after.get(name)
-            if node is not None and viz.op_category(node.op) == "plugin":
+            if node is not None and viz.node_category(node) == "plugin":
                 parts.append(plugin_section(name, before, after))
         parts.append(
             _rows([[r.kind, r.node, r.detail] for r in app.records], ["kind", "node", "detail"])
@@ -462,7 +462,7 @@ def render_report(
     for (_, marker), svg in zip(slots, svgs, strict=True):
         page_body = page_body.replace(marker, viz.inline_svg(svg), 1)
     cats = {
-        viz.op_category(n.op)
+        viz.node_category(n)
         for g in (before, after)
         for n in (g.get(x) for x in diff.touched())
         if n

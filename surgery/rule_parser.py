@@ -322,11 +322,13 @@ def _check_name_pattern(kind: str):
 
     def build(text: str, offset: int, toks: list) -> ast.NamePattern:
         pattern = toks[-1]
-        if kind == "regex":
+        if kind == "regex":  # as the matcher will: RE2 (linear time; no backreferences)
+            from surgery.expr_eval import name_regex
+
             try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise pp.ParseFatalException(text, offset, f"bad regex: {exc}") from None
+                name_regex(pattern)
+            except RuleError as exc:
+                raise pp.ParseFatalException(text, offset, str(exc)) from None
         elif pattern.count("{") != pattern.count("}") or not pattern:
             raise pp.ParseFatalException(text, offset, f"bad namespace glob '{pattern}'")
         return ast.NamePattern(kind, pattern, _loc(offset))

@@ -369,10 +369,13 @@ def side_placeholders(graph: Graph) -> set[str]:
 def _plugin_fields(graph: Graph) -> tuple[PluginFields, ...]:
     """`PluginFields` of every plugin node with a reference, in graph order (defaults filled)."""
     from plugins.registry import PluginFields, full_fields, has_reference, reference
+    from surgery.plugin_identity import is_plugin_node
+    from surgery.plugin_schema import load_catalog
 
+    catalog = load_catalog()
     found = []
-    for node in graph:
-        if has_reference(node.op):
+    for node in graph:  # TensorFlow's CropAndResize is no plugin node: surgery.plugin_identity
+        if has_reference(node.op) and is_plugin_node(node, catalog):
             try:
                 fields = full_fields(reference(node.op).schema, node)
             except SurgeryError as exc:
