@@ -7,7 +7,7 @@ export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONHASHSEED := 0
 
-.PHONY: setup sysdeps native demo test lint bench clean
+.PHONY: setup sysdeps native demo test lint bench fuzz clean
 
 setup: $(STAMP) sysdeps native
 
@@ -47,6 +47,13 @@ lint: setup
 
 bench: setup
 	$(BIN)/python -m benchmarks.run $(BENCH)
+
+# Fuzzing and properties (fuzz/): FUZZ_CASES cases split across the properties, on every core;
+# prints the count per property and every failure (exit 1 on one not already known).
+FUZZ_CASES ?= 100000
+fuzz: setup
+	$(BIN)/ruff check fuzz
+	$(BIN)/python -m fuzz --cases $(FUZZ_CASES)
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache build surgery/*.so surgery/native_build.json
