@@ -37,12 +37,12 @@ demo: setup
 	$(BIN)/python -m surgery.demo --out demo_out
 
 test: setup
-	$(BIN)/ruff check surgery plugins viz tests benchmarks
+	$(BIN)/ruff check surgery plugins viz tests benchmarks fuzz
 	$(BIN)/mypy surgery
 	$(BIN)/pytest -q -ra
 
 lint: setup
-	$(BIN)/ruff check surgery plugins viz tests benchmarks
+	$(BIN)/ruff check surgery plugins viz tests benchmarks fuzz
 	$(BIN)/mypy surgery
 
 bench: setup

@@ -53,24 +53,7 @@ class Failure(AssertionError):
 # Failures found and reported, not fixed yet (in files the fuzz does not own): a signature
 # containing the key is "known". Each has a strict xfail reproduction in tests/test_fuzz.py,
 # which turns red once the bug is fixed: then remove the entry.
-KNOWN: dict[str, str] = {
-    "at rules/l2_normalize.rules:15:47": "l2_normalize.rules: int(axis.value) fails on a "
-    "one-element axis Const (tf.math.l2_normalize(x, axis=[k])); "
-    "test_known_l2_normalize_one_element_axis",
-    "echoes control or line-separator characters": "one-line errors quote raw input "
-    "characters (model_io .pbtxt syntax errors, rule_parser's found '...', tf_reference's "
-    "import errors); test_known_error_line_echoes_control_characters",
-    "in surgery/tensor_values.py:to_numpy": "to_numpy raises ValueError/MemoryError (not "
-    "TensorValueError) on a Const whose tensor_content is no multiple of the element size, "
-    "whose dtype enum has no name, or whose shape is huge with no values; "
-    "test_known_to_numpy_errors_escape",
-    "reload: ModelLoadError for a file we wrote": "a whitespace- or comment-only .pbtxt loads "
-    "as a graph of no nodes, which saves as 0 bytes, which load refuses; "
-    "test_known_empty_pbtxt_round_trip",
-    "the process died (SIGABRT)": "TensorFlow aborts the process (CHECK failure in a shape "
-    "function) importing a Const whose tensor dtype contradicts its dtype attr "
-    "(tf_reference.import_graph); test_known_tf_import_aborts_on_contradicting_const",
-}
+KNOWN: dict[str, str] = {}  # every failure the fuzzing found is fixed (tests/test_fuzz.py)
 
 
 def known(signature: str) -> str | None:

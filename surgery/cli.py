@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         _silence_stdout()
         return EXIT_BROKEN_PIPE
     except SurgeryError as exc:
-        print(f"surgery {args.command}: error: {exc}", file=sys.stderr)
+        print(f"surgery {args.command}: error: {printable(str(exc))}", file=sys.stderr)
         return 2 if isinstance(exc, UsageError) else 1
     except KeyboardInterrupt:
         print(f"surgery {args.command}: interrupted", file=sys.stderr)
@@ -92,6 +92,14 @@ def _silence_stdout() -> None:
         os.close(devnull)
     except (OSError, ValueError):
         pass
+
+
+def printable(text: str) -> str:
+    """`text` with every non-printable character escaped (`\x1b`, `\x85`): an error line quotes
+    names and tokens from the user's files, which must not drive the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
 
 
 if __name__ == "__main__":

@@ -583,12 +583,11 @@ class Evaluator:
             if func in ("min", "max"):
                 items = args[0] if len(args) == 1 else args
                 return _norm((min if func == "min" else max)(_flat(items)))
-            if func == "int":
+            if func in ("int", "float"):  # a one-element list is its element (`axis = [3]`)
                 (arg,) = args
-                return int(arg)
-            if func == "float":
-                (arg,) = args
-                return float(arg)
+                if _is_seq(arg) and len(arg) == 1:
+                    arg = _norm(arg[0])
+                return int(arg) if func == "int" else float(arg)
             if func == "prod":
                 (arg,) = args
                 return math.prod(_flat(arg))

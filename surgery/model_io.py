@@ -51,6 +51,8 @@ def read_graph_def(path: str | os.PathLike) -> GraphDef:
             where = f"{p}:{line}:{col}" if line is not None else str(p)
             detail = str(exc).split(" : ", 1)[-1]
             raise ModelLoadError(f"{where}: .pbtxt syntax error: {detail}") from None
+        if not graph_def.ByteSize():  # comments only: it would save as an empty file
+            raise ModelLoadError(f"{p}: no graph in it (only blanks and comments)")
     else:
         try:
             graph_def.ParseFromString(data)

@@ -187,17 +187,32 @@ def shape_proto(shape: Any) -> tensor_shape_pb2.TensorShapeProto:
     return out
 
 
+# The largest tensor `to_numpy` makes (a Const with no values and shape [2**40] is 146 bytes).
+MAX_DECODED_BYTES = 1 << 34
+
+
 def to_numpy(tensor: TensorProto) -> np.ndarray:
     """Decode a TensorProto (tensor_content or typed `*_val` fields, short fields padded)."""
     enum = tensor.dtype
     if enum not in ENUM_TO_NUMPY:
-        raise TensorValueError(f"cannot decode a tensor of type {_DT.Name(enum)}")
+        name = _DT.Name(enum) if enum in _DT.values() else f"number {enum} (no such type)"
+        raise TensorValueError(f"cannot decode a tensor of type {name}")
     np_dtype = ENUM_TO_NUMPY[enum]
     shape = shape_of(tensor.tensor_shape)
     if shape is None or any(d < 0 for d in shape):
         raise TensorValueError(f"tensor has no static shape ({shape})")
-    count = int(np.prod(shape, dtype=np.int64))
+    count = int(np.prod([int(d) for d in shape], dtype=object))  # no int64 overflow
+    if count * np_dtype.itemsize > MAX_DECODED_BYTES:
+        raise TensorValueError(
+            f"tensor of shape {list(shape)} would take {count * np_dtype.itemsize} bytes "
+            f"(more than {MAX_DECODED_BYTES}): not decoded"
+        )
     if tensor.tensor_content and enum != _DT.Value("DT_STRING"):
+        if len(tensor.tensor_content) % np_dtype.itemsize:
+            raise TensorValueError(
+                f"tensor_content has {len(tensor.tensor_content)} bytes, not a multiple of "
+                f"{np_dtype.itemsize} ({np_dtype.name})"
+            )
         data = np.frombuffer(tensor.tensor_content, dtype=np_dtype.newbyteorder("<"))
         if data.size != count:
             raise TensorValueError(

@@ -46,6 +46,7 @@ def tensor_name(name: str) -> str:
 
 def import_graph(graph_def: GraphDef, purpose: str = "run the numeric reference") -> Any:
     """A tf.Graph holding `graph_def`; GraphError with TF's first line if TF refuses it."""
+    _check_consts(graph_def)
     tf = import_tensorflow(purpose)
     tf_graph_def = tf.compat.v1.GraphDef.FromString(graph_def.SerializeToString())
     graph = tf.Graph()
@@ -55,6 +56,31 @@ def import_graph(graph_def: GraphDef, purpose: str = "run the numeric reference"
         except Exception as exc:  # unknown ops, bad attrs: one line for the user
             raise GraphError(f"TensorFlow cannot import the graph: {exc}".splitlines()[0]) from None
     return graph
+
+
+def _check_consts(graph_def: GraphDef) -> None:
+    """GraphError for a Const whose tensor's dtype contradicts its `dtype` attr: TensorFlow's
+    shape inference aborts the whole process on some of them (a string tensor as a slice's
+    strides), so they are refused before TensorFlow sees the graph."""
+    for node in graph_def.node:
+        if node.op != "Const" or "value" not in node.attr or "dtype" not in node.attr:
+            continue
+        declared, held = node.attr["dtype"].type, node.attr["value"].tensor.dtype
+        if declared != held:
+            from surgery.tensor_values import dtype_name
+
+            raise GraphError(
+                f"Const {node.name!r}: its dtype attr is {_name(dtype_name, declared)} but its "
+                f"value holds {_name(dtype_name, held)}"
+            )
+
+
+def _name(dtype_name: Any, enum: int) -> str:
+    """A dtype's name, or its number when it has none."""
+    try:
+        return str(dtype_name(enum))
+    except Exception:  # an unknown enum value: a corrupted file
+        return f"type {enum}"
 
 
 def run_graph_def(

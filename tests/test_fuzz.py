@@ -5,8 +5,8 @@ Each property is described in fuzz/props.py: broken `.pb`/`.pbtxt`/rule files en
 SurgeryError (library) or exit 1/2 with one line and no traceback (CLI), never another
 exception, a hang or a partial output; random valid graphs rewritten by the shipped rule files
 stay valid, deterministic and (TensorFlow installed) numerically equal where the rules keep the
-meaning. Failures already reported (fuzz.props.KNOWN) are tolerated in the slice and pinned by
-the strict xfail reproductions at the end, which turn red once the bug is fixed.
+meaning. The failures the fuzzing found are fixed; their reproductions are the
+`test_found_by_fuzzing_*` tests at the end (a new one goes to fuzz.props.KNOWN while open).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from fuzz.props import (
 )
 from fuzz.run import plan, run_case
 from surgery.attrs import make_attr
-from surgery.errors import ModelLoadError, RuleError
+from surgery.errors import ModelLoadError
 from surgery.graph import Graph
 from surgery.protos import GraphDef
 
@@ -133,9 +133,8 @@ def test_plan_splits_the_cases_exactly() -> None:
     assert chunks == plan(100_000, None, 0)  # seeds are derived, not drawn
 
 
-# ----------------------------------------------------------------------------- known failures
-# Found by the fuzz, in files it does not own; reported, not fixed here. strict: once fixed
-# these pass, the xfail turns red, and the entry in fuzz.props.KNOWN goes.
+# ----------------------------------------------------------------------------- found, fixed
+# Failures the fuzzing found, each fixed: the reproductions stay as regression tests.
 def _l2_normalize_graph(axis: Any) -> GraphDef:
     i32 = ("int32", "type")
     return _graph([
@@ -159,13 +158,7 @@ def test_l2_normalize_scalar_axis_rewrites() -> None:
     assert graph.node("y").op == "L2Norm_Surgery"
 
 
-@pytest.mark.xfail(
-    strict=True, raises=RuleError,
-    reason="rules/l2_normalize.rules:15 `int(axis.value)` raises "
-    "RuleError on a one-element axis Const (tf.math.l2_normalize(x, axis=[3])), "
-    "which the rule's own comment and `prod(axis.shape) == 1` accept",
-)
-def test_known_l2_normalize_one_element_axis() -> None:
+def test_found_by_fuzzing_l2_normalize_one_element_axis() -> None:
     from surgery.engine import apply_rules
     from surgery.rule_parser import load_rules
 
@@ -186,14 +179,8 @@ CONTROL_CHAR_CASES = {
 }
 
 
-@pytest.mark.xfail(
-    strict=True, raises=Failure,
-    reason="one-line errors echo raw control characters of the "
-    "input (ESC, NEL, \\x01): a crafted file writes terminal escapes, and "
-    "NEL splits the line for str.splitlines()",
-)
 @pytest.mark.parametrize("case", list(CONTROL_CHAR_CASES))
-def test_known_error_line_echoes_control_characters(case: str) -> None:
+def test_found_by_fuzzing_error_line_echoes_control_characters(case: str) -> None:
     command, rules, model, suffix = CONTROL_CHAR_CASES[case]
     if case == "tf_import":
         pytest.importorskip("tensorflow")
@@ -235,15 +222,9 @@ def _huge_and_empty(tensor: Any) -> None:
     tensor.tensor_shape.dim.add(size=2**40)  # 4 TiB of int32 from a 146-byte file
 
 
-@pytest.mark.xfail(
-    strict=True, raises=(ValueError, MemoryError),
-    reason="surgery.tensor_values.to_numpy lets ValueError "
-    "(np.frombuffer; DataType.Name of an unknown enum) and MemoryError (np.zeros "
-    "of the declared shape) escape instead of TensorValueError",
-)
 @pytest.mark.parametrize("corrupt", [_odd_content, _unnamed_dtype, _huge_and_empty],
                          ids=["content_length", "dtype_enum", "huge_shape"])  # fmt: skip
-def test_known_to_numpy_errors_escape(corrupt: Any) -> None:
+def test_found_by_fuzzing_to_numpy_errors_escape(corrupt: Any) -> None:
     from surgery.engine import apply_rules
     from surgery.errors import SurgeryError
     from surgery.rule_parser import load_rules
@@ -256,13 +237,7 @@ def test_known_to_numpy_errors_escape(corrupt: Any) -> None:
         pass
 
 
-@pytest.mark.xfail(
-    strict=True, raises=ModelLoadError,
-    reason="surgery.model_io: a .pbtxt of only whitespace or a "
-    "comment loads as a graph of no nodes, which saves as a 0-byte file, which "
-    "load refuses ('empty file (0 bytes), not a GraphDef')",
-)
-def test_known_empty_pbtxt_round_trip(tmp_path: Path) -> None:
+def test_found_by_fuzzing_empty_pbtxt_round_trip(tmp_path: Path) -> None:
     from surgery import model_io
 
     (tmp_path / "in.pbtxt").write_text("# nothing here\n", encoding="utf-8")
@@ -274,14 +249,7 @@ def test_known_empty_pbtxt_round_trip(tmp_path: Path) -> None:
     model_io.load(tmp_path / "out.pbtxt")
 
 
-@pytest.mark.xfail(
-    strict=True, raises=AssertionError,
-    reason="TensorFlow aborts the process (CHECK failure "
-    "strided_slice_op.cc: 'begin must be either int16, int32 or int64') when "
-    "surgery.tf_reference.import_graph hands it a Const whose tensor dtype "
-    "(string) contradicts its dtype attr (int32): `surgery shapes` dies by SIGABRT",
-)
-def test_known_tf_import_aborts_on_contradicting_const(tmp_path: Path) -> None:
+def test_found_by_fuzzing_tf_import_aborts_on_contradicting_const(tmp_path: Path) -> None:
     pytest.importorskip("tensorflow")
     i32 = ("int32", "type")
     graph_def = _graph([
