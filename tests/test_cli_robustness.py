@@ -110,8 +110,13 @@ def test_zero_byte_file_and_empty_graph(tmp_path: Path, capsys) -> None:
         assert main(argv) == 1
         assert one_line(capsys.readouterr().err).endswith(
             f"error: {empty}: empty file (0 bytes), not a GraphDef")
+    comments = tmp_path / "comments.pbtxt"
+    comments.write_text("# no nodes\n")  # it would save as an empty file: refused like one
+    assert main(["inspect", "--no-tf", str(comments)]) == 1
+    assert one_line(capsys.readouterr().err).endswith(
+        f"error: {comments}: no graph in it (only blanks and comments)")
     nothing = tmp_path / "nothing.pbtxt"
-    nothing.write_text("# no nodes\n")
+    nothing.write_text("versions { producer: 1 }\n")
     assert main(["inspect", "--no-tf", str(nothing)]) == 0
     assert "  the graph has no nodes" in capsys.readouterr().out
     assert main(["apply", LEAKY, str(nothing), "-o", str(tmp_path / "o.pb")]) == 1
