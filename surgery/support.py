@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 from collections.abc import Iterable
@@ -244,25 +243,15 @@ def _parse_errors(
     inside a Loop body fails to import (tf2onnx's Loop for TensorFlow's own CropAndResize holds
     a Resize in `tf_crop_and_resize` mode, which TensorRT refuses). A crash is blamed on the
     nodes that hold subgraphs, or on the model when it has none."""
-    root = str(Path(__file__).resolve().parent.parent)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+    from surgery.trt_backend import run_child
+
     request = {"target": target, "onnx": str(onnx_path), "python_plugins": python_plugins}
-    proc = subprocess.run(
-        [sys.executable, "-m", "surgery.support"], input=json.dumps(request), env=env,
-        stdout=subprocess.PIPE, text=True, check=False,
-    )  # fmt: skip
-    lines = proc.stdout.strip().splitlines()
-    try:
-        reply = json.loads(lines[-1]) if lines else {}
-    except ValueError:
-        reply = {}
-    if proc.returncode == 0 and "errors" in reply:
+    code, reply = run_child("surgery.support", request, dict(os.environ))
+    if code == 0 and "errors" in reply:
         return {
             name: (op, f"the ONNX parser rejects it: {desc}")
             for name, (op, desc) in reply["errors"].items()
         }
-    code = proc.returncode
     how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
     why = f"the ONNX parser crashed ({how}) parsing the model"
     holders = [n for n in model.graph.node if any(a.HasField("g") or a.graphs

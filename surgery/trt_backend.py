@@ -374,17 +374,15 @@ def build_engine(
     return _build_here(str(onnx_path), str(out), **kwargs)
 
 
-def _build_in_child(onnx_path: str, engine_path: str, kwargs: dict, lib_dir: Any) -> BuildResult:
-    """Run `_build_here` in a child whose LD_LIBRARY_PATH holds `libtensorrt_rtx.so`."""
-    env = dict(os.environ)
-    env["LD_LIBRARY_PATH"] = os.pathsep.join(
-        p for p in (str(lib_dir), env.get("LD_LIBRARY_PATH", "")) if p
-    )
+def run_child(module: str, request: dict, env: dict[str, str]) -> tuple[int, dict]:
+    """Run `python -m module` with this checkout on PYTHONPATH and `request` as JSON on stdin
+    (TensorRT work that may crash the process); (exit status, its last stdout line as JSON, or
+    {} when there is none)."""
+    env = dict(env)
     root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
-    request = json.dumps({"onnx": onnx_path, "engine": engine_path, "kwargs": kwargs})
     proc = subprocess.run(
-        [sys.executable, "-m", "surgery.trt_backend"], input=request, env=env,
+        [sys.executable, "-m", module], input=json.dumps(request), env=env,
         stdout=subprocess.PIPE, text=True, check=False,
     )  # fmt: skip
     lines = proc.stdout.strip().splitlines()
@@ -392,10 +390,21 @@ def _build_in_child(onnx_path: str, engine_path: str, kwargs: dict, lib_dir: Any
         reply = json.loads(lines[-1]) if lines else {}
     except ValueError:
         reply = {}
+    return proc.returncode, reply if isinstance(reply, dict) else {}
+
+
+def _build_in_child(onnx_path: str, engine_path: str, kwargs: dict, lib_dir: Any) -> BuildResult:
+    """Run `_build_here` in a child whose LD_LIBRARY_PATH holds `libtensorrt_rtx.so`."""
+    env = dict(os.environ)
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(
+        p for p in (str(lib_dir), env.get("LD_LIBRARY_PATH", "")) if p
+    )
+    request = {"onnx": onnx_path, "engine": engine_path, "kwargs": kwargs}
+    code, reply = run_child("surgery.trt_backend", request, env)
     if "error" in reply:
         raise BuildError(reply["error"])
-    if proc.returncode != 0 or "result" not in reply:
-        raise BuildError(f"the TensorRT build process died (exit status {proc.returncode})")
+    if code != 0 or "result" not in reply:
+        raise BuildError(f"the TensorRT build process died (exit status {code})")
     result = BuildResult(**reply["result"])
     result.isolated = True
     return result
