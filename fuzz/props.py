@@ -487,18 +487,26 @@ def _check_cli_outcome(
     return "exit0"
 
 
-def check_cli(command: str, rules: bytes, model: bytes, suffix: str, out_suffix: str) -> str:
-    """`surgery COMMAND` in-process (cli.main) on the given rule and model files."""
-    from surgery.cli import main
-
-    workdir = scratch() / "cli"
+def _cli_files(
+    name: str, rules: bytes, model: bytes, suffix: str, out_suffix: str
+) -> tuple[Path, Path, Path, Path]:
+    """A fresh scratch folder `name` holding the rule and model files: (folder, rules, model,
+    the output path a command is given)."""
+    workdir = scratch() / name
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir()
     rules_path = workdir / "r.rules"
     model_path = workdir / f"m{suffix}"
     rules_path.write_bytes(rules)
     model_path.write_bytes(model)
-    out = workdir / f"out{out_suffix}"
+    return workdir, rules_path, model_path, workdir / f"out{out_suffix}"
+
+
+def check_cli(command: str, rules: bytes, model: bytes, suffix: str, out_suffix: str) -> str:
+    """`surgery COMMAND` in-process (cli.main) on the given rule and model files."""
+    from surgery.cli import main
+
+    workdir, rules_path, model_path, out = _cli_files("cli", rules, model, suffix, out_suffix)
     log = len(model) % 2 == 0
     argv = _cli_argv(command, rules_path, model_path, out, log)
     out_io, err_io = io.StringIO(), io.StringIO()
@@ -521,14 +529,7 @@ def check_cli(command: str, rules: bytes, model: bytes, suffix: str, out_suffix:
 def check_cli_process(command: str, rules: bytes, model: bytes, suffix: str,
                       out_suffix: str) -> str:  # fmt: skip
     """The same as `check_cli`, through a real `python -m surgery` process."""
-    workdir = scratch() / "proc"
-    shutil.rmtree(workdir, ignore_errors=True)
-    workdir.mkdir()
-    rules_path = workdir / "r.rules"
-    model_path = workdir / f"m{suffix}"
-    rules_path.write_bytes(rules)
-    model_path.write_bytes(model)
-    out = workdir / f"out{out_suffix}"
+    workdir, rules_path, model_path, out = _cli_files("proc", rules, model, suffix, out_suffix)
     argv = _cli_argv(command, rules_path, model_path, out, False)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     try:
