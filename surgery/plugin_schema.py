@@ -9,7 +9,9 @@ Each output declares its dtype and its shape as expressions over input dims and 
 
 For `surgery validate` (optional keys): `"side_inputs"` and `"deviations"`, lists of
 `{"name", "reference", "doc"}`, and per output `"compare": {"padding": {"column", "plugin",
-"original", "name", "doc"}}` (see `surgery.plugin_contracts`).
+"original", "name", "doc"}}` (see `surgery.plugin_contracts`). `"precisions"`: the dtypes the
+plugin's float tensors may take together (default `["float32"]`; `"float16"` where its kernel
+has a half-precision path).
 """
 
 from __future__ import annotations
@@ -105,6 +107,7 @@ class PluginSchema:
     path: str = ""
     side_inputs: tuple[NamedReference, ...] = ()
     deviations: tuple[NamedReference, ...] = ()
+    precisions: tuple[str, ...] = ("float32",)  # float tensors' dtypes the kernel takes
 
     def side_input(self, name: str) -> NamedReference | None:
         """The side input called `name`, if the plugin declares one."""
@@ -379,9 +382,23 @@ def load_schema(path: str | Path) -> PluginSchema:
         path=str(path),
         side_inputs=named_references(raw.get("side_inputs"), "side_inputs", path),
         deviations=named_references(raw.get("deviations"), "deviations", path),
+        precisions=_precisions(raw.get("precisions", ["float32"]), path),
     )
     _check_shapes(schema, path)
     return schema
+
+
+PRECISIONS = ("float32", "float16")
+
+
+def _precisions(raw: Any, path: Path) -> tuple[str, ...]:
+    """The schema's "precisions": a list from PRECISIONS, float32 first."""
+    if not isinstance(raw, list) or not raw or raw[0] != "float32":
+        raise RuleError(f"{path}: \"precisions\" must be a list starting with \"float32\"")
+    unknown = [p for p in raw if p not in PRECISIONS]
+    if unknown:
+        raise RuleError(f"{path}: unknown precision(s) {unknown} (known: {', '.join(PRECISIONS)})")
+    return tuple(raw)
 
 
 def canonical_catalog_name(name: str) -> str:

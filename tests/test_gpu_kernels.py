@@ -126,10 +126,10 @@ def test_runs_on_the_given_stream(cp: Any) -> None:
 
 
 def test_external_stream_wraps_the_given_handle(cp: Any) -> None:
-    from plugins.gpu.kernels import _external_stream
+    from plugins.gpu.runtime import external_stream
 
     stream = cp.cuda.Stream(non_blocking=True)
-    assert _external_stream(stream.ptr, cp.cuda.Device().id).ptr == stream.ptr
+    assert external_stream(stream.ptr, cp.cuda.Device().id).ptr == stream.ptr
 
 
 def test_bad_shapes_are_refused(cp: Any) -> None:

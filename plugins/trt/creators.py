@@ -61,9 +61,12 @@ def has_gpu_kernel(name: str) -> bool:
     return name in GPU_KERNELS
 
 
+_TRT_TYPES = {"float32": "FLOAT", "float16": "HALF", "int32": "INT32"}
+
+
 def _trt_dtype(trt: Any, name: str) -> Any:
     """The TensorRT DataType of a schema tensor dtype."""
-    return {"float32": trt.DataType.FLOAT, "int32": trt.DataType.INT32}[name]
+    return getattr(trt.DataType, _TRT_TYPES[name])
 
 
 _NP_TYPES = {"float32": np.float32, "int32": np.int32, "int8": np.int8, "int16": np.int16,
@@ -96,7 +99,7 @@ def _dtype_name(trt: Any, plugin: str, data_type: Any) -> str:
     """The kernels' dtype name of a TensorRT DataType; GpuKernelError for others."""
     from plugins.gpu import GpuKernelError
 
-    for name, attr in (("float32", "FLOAT"), ("float16", "HALF")):
+    for name, attr in _TRT_TYPES.items():
         if data_type == getattr(trt.DataType, attr, None):
             return name
     raise GpuKernelError(f"{plugin}: no GPU kernel for TensorRT data type {data_type}")
@@ -133,24 +136,44 @@ def _plugin_class(trt: Any) -> type:
             return SchemaPlugin(self.schema, self.fields)
 
         def get_output_data_types(self, input_types: Any) -> list[Any]:
-            """The schema's output dtypes."""
-            return [_trt_dtype(trt, d) for d in self.out_dtypes]
+            """The schema's output dtypes; float outputs follow the float inputs' precision."""
+            half = trt.DataType.HALF in list(input_types) and "float16" in self.schema.precisions
+            return [trt.DataType.HALF if half and d == "float32" else _trt_dtype(trt, d)
+                    for d in self.out_dtypes]  # fmt: skip
 
         def get_output_shapes(self, inputs: Any, shape_inputs: Any, builder: Any) -> list[Any]:
             """By the schema's shape expressions, on TensorRT's expression builder."""
             return output_dims_exprs(trt, self.schema, self.fields, inputs, builder)
 
         def supports_format_combination(self, pos: int, in_out: Any, num_inputs: int) -> bool:
-            """Linear layout; float32, or int32 where the schema says."""
-            if pos < num_inputs:
-                want = self.schema.input_dtype(pos)
-            else:
-                want = self.out_dtypes[pos - num_inputs]
+            """Linear layout; the schema's dtypes, where float tensors may all take one of the
+            schema's precisions (float16 only where its kernel has a half path)."""
             desc = in_out[pos].desc
-            return desc.type == _trt_dtype(trt, want) and desc.format == trt.TensorFormat.LINEAR
+            if desc.format != trt.TensorFormat.LINEAR:
+                return False
+            want = self._dtype(pos, num_inputs)
+            if want != "float32":
+                return bool(desc.type == _trt_dtype(trt, want))
+            if desc.type not in [_trt_dtype(trt, p) for p in self.schema.precisions]:
+                return False
+            first = next(k for k in range(pos + 1) if self._dtype(k, num_inputs) == "float32")
+            return bool(desc.type == in_out[first].desc.type)
+
+        def _dtype(self, pos: int, num_inputs: int) -> str:
+            """The schema dtype of tensor `pos` (inputs, then outputs)."""
+            if pos < num_inputs:
+                return self.schema.input_dtype(pos)
+            return self.out_dtypes[pos - num_inputs]
 
         def configure_plugin(self, inputs: Any, outputs: Any) -> None:
-            """Nothing to precompute."""
+            """The kernel's build-time check of the input shapes and dtypes (GpuKernelError)."""
+            from plugins.gpu import GPU_KERNELS, check
+
+            name = self.schema.name
+            if name in GPU_KERNELS:
+                descs = [i.desc for i in inputs]
+                dtypes = [_dtype_name(trt, name, d.type) for d in descs]
+                check(name, [tuple(d.dims) for d in descs], dtypes, self.fields)
 
         def on_shape_change(self, inputs: Any, outputs: Any) -> None:
             """Nothing depends on shapes."""
@@ -190,8 +213,8 @@ def _plugin_class(trt: Any) -> type:
             workspace: Any,
             stream: int,
         ) -> None:
-            """Run the plugin's CuPy kernel on TensorRT's stream (plugins.gpu.launch)."""
-            from plugins.gpu import GpuKernelError, launch
+            """Run the plugin's CuPy kernel on TensorRT's stream (plugins.gpu.launch_io)."""
+            from plugins.gpu import GpuKernelError, launch_io
 
             if not has_gpu_kernel(self.schema.name):
                 raise GpuKernelError(
@@ -199,16 +222,12 @@ def _plugin_class(trt: Any) -> type:
                     "lets the engine build; run it where TensorRT's own plugin library has "
                     f"{self.schema.name}, or validate with the NumPy reference"
                 )
-            launch(
-                self.schema.name,
-                self.fields,
-                tuple(input_desc[0].dims),
-                tuple(output_desc[0].dims),
-                _dtype_name(trt, self.schema.name, input_desc[0].type),
-                int(inputs[0]),
-                int(outputs[0]),
-                int(stream),
-            )
+            name = self.schema.name
+            ins = [(tuple(d.dims), _dtype_name(trt, name, d.type), int(p))
+                   for d, p in zip(input_desc, inputs, strict=True)]  # fmt: skip
+            outs = [(tuple(d.dims), _dtype_name(trt, name, d.type), int(p))
+                    for d, p in zip(output_desc, outputs, strict=True)]  # fmt: skip
+            launch_io(name, self.fields, ins, outs, int(stream))
 
     return SchemaPlugin
 
