@@ -45,7 +45,9 @@ lint: setup
 	$(BIN)/ruff check surgery plugins viz tests benchmarks fuzz
 	$(BIN)/mypy surgery
 
+# Benchmark-only dependencies (the `bench` extra), installed on first use.
 bench: setup
+	@$(BIN)/python -c 'import onnx_graphsurgeon' 2>/dev/null || $(BIN)/pip install --quiet -e '.[tf,onnx,trt,dev,bench]'
 	$(BIN)/python -m benchmarks.run $(BENCH)
 
 # Fuzzing and properties (fuzz/): FUZZ_CASES cases split across the properties, on every core;

@@ -1,0 +1,135 @@
+"""The engine against onnx-graphsurgeon on the same job: every LeakyRelu of a synthetic CNN graph
+becomes an LReLU_TRT plugin node, end to end (load, edit, clean up, save).
+
+surgery: `surgery apply rules/leaky_relu.rules model.pb -o out.pb` on the GraphDef of
+`benchmarks.synthetic.conv_graph`. onnx-graphsurgeon 0.6 (a benchmark-only dependency, the `bench`
+extra): import the same blocks written as ONNX -> replace each LeakyRelu -> cleanup -> toposort ->
+export -> onnx.save, the script its users write by hand. Each side runs in its own process, so
+its wall time and peak RSS (wait4) are its own; the models are written once, outside the timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.synthetic import conv_graph
+
+ROOT = Path(__file__).resolve().parent.parent
+GOAL_RATIO = 5.0
+
+OGS_SCRIPT = """
+import sys, onnx, onnx_graphsurgeon as gs
+graph = gs.import_onnx(onnx.load(sys.argv[1]))
+count = 0
+for node in [n for n in graph.nodes if n.op == "LeakyRelu"]:
+    plugin = gs.Node(op="LReLU_TRT", name=node.name, attrs={"negSlope": float(node.attrs["alpha"])},
+                     inputs=list(node.inputs), outputs=list(node.outputs))
+    node.inputs.clear()
+    node.outputs.clear()
+    graph.nodes.append(plugin)
+    count += 1
+graph.cleanup().toposort()
+onnx.save(gs.export_onnx(graph), sys.argv[2])
+print(count)
+"""
+
+
+def onnx_model(blocks: int) -> object:
+    """The blocks of `conv_graph` as an ONNX model: Identity(kernel), Conv, Add(bias), LeakyRelu,
+    Split, Add(split:1, split:0), Identity, with one-element initializers for the weights."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes, inits = [], []
+    one = np.zeros((1, 1, 1, 1), dtype=np.float32)
+    prev = "input"
+    for i in range(blocks):
+        ns = f"block_{i}"
+        inits.append(numpy_helper.from_array(one, f"{ns}/kernel"))
+        inits.append(numpy_helper.from_array(one.reshape(1), f"{ns}/bias"))
+        nodes += [
+            helper.make_node("Identity", [f"{ns}/kernel"], [f"{ns}/kernel/read"], f"{ns}/read"),
+            helper.make_node("Conv", [prev, f"{ns}/kernel/read"], [f"{ns}/conv"], f"{ns}/Conv"),
+            helper.make_node("Add", [f"{ns}/conv", f"{ns}/bias"], [f"{ns}/b"], f"{ns}/bias_add"),
+            helper.make_node("LeakyRelu", [f"{ns}/b"], [f"{ns}/act"], f"{ns}/act", alpha=0.1),
+            helper.make_node("Split", [f"{ns}/act"], [f"{ns}/s0", f"{ns}/s1"], f"{ns}/split",
+                             axis=1, num_outputs=2),
+            helper.make_node("Add", [f"{ns}/s1", f"{ns}/s0"], [f"{ns}/sum"], f"{ns}/add"),
+            helper.make_node("Identity", [f"{ns}/sum"], [f"{ns}/out"], f"{ns}/out"),
+        ]  # fmt: skip
+        prev = f"{ns}/out"
+    graph = helper.make_graph(
+        nodes, "synthetic", [helper.make_tensor_value_info("input", TensorProto.FLOAT, None)],
+        [helper.make_tensor_value_info(prev, TensorProto.FLOAT, None)], initializer=inits,
+    )  # fmt: skip
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+
+
+def measure(argv: list[str]) -> tuple[float, float, str]:
+    """(seconds, peak RSS in MB, last output line) of one child process; exits on failure."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_USE_LEGACY_KERAS="1")
+    start = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as log:
+        proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - start
+        log.seek(0)
+        lines = [line for line in log.read().splitlines() if line.strip()]
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"bench_ogs: {' '.join(argv[:4])}... failed:\n" + "\n".join(lines[-10:]))
+    return seconds, usage.ru_maxrss / 1024, lines[-1] if lines else ""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", type=int, nargs="+", default=[100_000, 1_000_000],
+                        help="GraphDef sizes (10 nodes a block; the ONNX model has the same "
+                        "blocks)")  # fmt: skip
+    parser.add_argument("--repeat", type=int, default=2, help="runs per side; the fastest counts")
+    args = parser.parse_args(argv)
+    try:
+        import onnx
+        import onnx_graphsurgeon  # noqa: F401
+    except ImportError as exc:
+        print(f"bench_ogs: skipped: onnx-graphsurgeon is not installed ({exc}); "
+              "`pip install -e .[bench]` (make bench does)")  # fmt: skip
+        return 0
+    print(f"{'nodes':>9} | {'surgery s':>9} | {'MB':>6} | {'ogs s':>7} | {'MB':>6} | "
+          f"{'speed-up':>8} | goal >= {GOAL_RATIO:.0f}x")  # fmt: skip
+    for size in args.nodes:
+        with tempfile.TemporaryDirectory() as tmp:
+            work = Path(tmp)
+            pb, onnx_path = work / "model.pb", work / "model.onnx"
+            graph = conv_graph(size)
+            blocks = (len(graph.node) - 1) // 10
+            pb.write_bytes(graph.SerializeToString())
+            del graph
+            onnx.save(onnx_model(blocks), str(onnx_path))
+            gc.collect()
+            ours = [measure([sys.executable, "-m", "surgery", "apply",
+                             str(ROOT / "rules" / "leaky_relu.rules"), str(pb), "-o",
+                             str(work / "out.pb")]) for _ in range(args.repeat)]  # fmt: skip
+            theirs = [measure([sys.executable, "-c", OGS_SCRIPT, str(onnx_path),
+                               str(work / "out.onnx")]) for _ in range(args.repeat)]  # fmt: skip
+            if theirs[0][2] != str(blocks):
+                raise SystemExit(f"bench_ogs: onnx-graphsurgeon replaced {theirs[0][2]} of "
+                                 f"{blocks} LeakyRelu nodes")  # fmt: skip
+        s_time, s_mb = min(t for t, _, _ in ours), max(m for _, m, _ in ours)
+        o_time, o_mb = min(t for t, _, _ in theirs), max(m for _, m, _ in theirs)
+        ratio = o_time / s_time
+        verdict = "met" if ratio >= GOAL_RATIO else "NOT met"
+        less = o_mb / s_mb
+        print(f"{size:>9} | {s_time:>9.2f} | {s_mb:>6.0f} | {o_time:>7.2f} | {o_mb:>6.0f} | "
+              f"{ratio:>7.1f}x | {verdict}; {less:.1f}x less memory", flush=True)  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
