@@ -303,15 +303,6 @@ def describe(defects: list[Defect], limit: int = _SHOWN_IN_REFUSAL) -> str:
     return shown
 
 
-def add_allow_invalid_option(parser: Any) -> None:
-    """`--allow-invalid`, declared the same way on apply, layout and export."""
-    parser.add_argument(
-        "--allow-invalid", action="store_true",
-        help="go on with a graph that has structural defects (cycles, self-loops, missing "
-        "ports or nodes; `surgery inspect` lists them): for the brave",
-    )  # fmt: skip
-
-
 def refuse_invalid(
     graph: Graph, path: str, allow_invalid: bool = False, stream: TextIO | None = None
 ) -> list[Defect]:
@@ -332,5 +323,5 @@ def refuse_invalid(
 
 
 __all__ = [
-    "KINDS", "Defect", "add_allow_invalid_option", "describe", "find_defects", "refuse_invalid",
+    "KINDS", "Defect", "describe", "find_defects", "refuse_invalid",
 ]  # fmt: skip

@@ -13,7 +13,6 @@ TensorFlow is imported lazily (folding only): `surgery --help` stays TF-free.
 
 from __future__ import annotations
 
-import argparse
 import difflib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,11 +41,6 @@ CONTROL_FLOW_OPS = ENTER_OPS | EXIT_OPS | MERGE_OPS | SWITCH_OPS | {
 MAX_FOLDED_ELEMENTS = 64  # a folded value is shape arithmetic, not weights
 MAX_EVALUATED_ELEMENTS = 1 << 16  # intermediate values evaluated on the way (bounds the work)
 _UNFOLDABLE_DTYPES = frozenset({"resource", "variant", "string"})
-
-FLAG_HELP = (
-    "pin a placeholder's shape, e.g. input_image=1,128,128,3 (repeatable); the shape "
-    "arithmetic that becomes constant is folded into Consts"
-)
 
 
 class InputShapeError(ShapeError):
@@ -77,16 +71,6 @@ class InputReport:
 
 
 # --------------------------------------------------------------------------- the flag
-def add_input_option(parser: argparse.ArgumentParser, *aliases: str, help: str = FLAG_HELP) -> None:
-    """Add the repeatable `--input NAME=D0,D1,...` option (values in `args.input`), so that every
-    command that takes it declares it the same way; `aliases` are older spellings kept working
-    (validate's `--shape`)."""
-    parser.add_argument(
-        "--input", *aliases, dest="input", action="append", default=[],
-        metavar="NAME=D0,D1,...", help=help,
-    )  # fmt: skip
-
-
 def parse_input_flag(text: str) -> tuple[str, tuple[int, ...]]:
     """`input_image=1,128,128,3` -> ("input_image", (1, 128, 128, 3)); `NAME:0=...` is accepted
     (the placeholder's tensor) and `NAME=` pins a scalar. InputShapeError on anything else, so

@@ -221,11 +221,3 @@ def drop_inferred_shapes(graph: Any) -> None:
     for node in graph:
         if "_output_shapes" in node.attr:
             del node.attr["_output_shapes"]
-
-
-def add_set_option(parser: Any) -> None:
-    """`--set NAME=VALUE` (repeatable), declared the same way on apply, match and explain."""
-    parser.add_argument(
-        "--set", action="append", default=[], metavar="NAME=VALUE",
-        help="value of a rule file's `param NAME` for this run (repeatable)",
-    )  # fmt: skip

@@ -29,8 +29,6 @@ from pathlib import Path
 from typing import Any
 
 from surgery.errors import SurgeryError
-from surgery.export.plugin_nodes import PLUGIN_DOMAIN, PluginFieldError, check_onnx_plugin_node
-from surgery.model_io import check_output_path, write_atomic
 
 BACKENDS = ("tensorrt", "tensorrt_rtx_bindings")
 RTX_LIB = "libtensorrt_rtx.so"
@@ -159,6 +157,11 @@ def plugin_nodes(model: Any) -> list[Any]:
 
 def check_plugin_nodes(model: Any) -> list[str]:
     """Check custom nodes against the catalog; the creator names used (BuildError if wrong)."""
+    from surgery.export.plugin_nodes import (
+        PLUGIN_DOMAIN,
+        PluginFieldError,
+        check_onnx_plugin_node,
+    )
     from surgery.plugin_schema import load_catalog
 
     catalog = load_catalog()
@@ -282,6 +285,8 @@ def _build_here(
     shapes: Mapping[str, Sequence[int]], backend: str | None, verbose: bool, progress: bool,
 ) -> BuildResult:  # fmt: skip
     """Parse, build and serialize in this process."""
+    from surgery import model_io
+
     start = time.perf_counter()
     trt = require_trt(backend)
     model = read_onnx(onnx_path)
@@ -320,7 +325,7 @@ def _build_here(
             detail = "\n  ".join(logger.errors[-5:]) or "no details from TensorRT"
             raise BuildError(f"TensorRT could not build the engine:\n  {detail}")
         data = bytes(serialized)
-        write_atomic(engine_path, data)
+        model_io.write_atomic(engine_path, data)
         layers: dict[str, int] = {}
         plugin_layers = []
         for i in range(network.num_layers):
@@ -359,7 +364,9 @@ def build_engine(
     progress: bool = False,
 ) -> BuildResult:
     """Build an engine from `onnx_path` into `engine_path` (atomically); BuildError on failure."""
-    out = check_output_path(engine_path, onnx_path)
+    from surgery import model_io
+
+    out = model_io.check_output_path(engine_path, onnx_path)
     trt = require_trt(backend)
     model = read_onnx(onnx_path)
     kwargs = {

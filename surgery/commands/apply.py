@@ -6,16 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from surgery import model_io
-from surgery.errors import OutputPathError
-from surgery.graph_check import add_allow_invalid_option, refuse_invalid
-from surgery.input_shapes import add_input_option
-from surgery.rule_params import (
-    add_set_option,
-    drop_inferred_shapes,
-    parse_settings,
-    prepare_graph,
-)
+from surgery.commands.options import add_allow_invalid_option, add_input_option, add_set_option
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,8 +30,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from surgery import model_io
     from surgery.engine import apply_rules
+    from surgery.errors import OutputPathError
+    from surgery.graph_check import refuse_invalid
     from surgery.provenance import changes_json
+    from surgery.rule_params import drop_inferred_shapes, parse_settings, prepare_graph
     from surgery.rule_parser import load_rules
 
     if len(args.files) < 2:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from surgery import trt_backend
-from surgery.shapes import parse_input_shape
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,6 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from surgery.shapes import parse_input_shape
+
     result = trt_backend.build_engine(
         args.model,
         args.output,

@@ -6,8 +6,6 @@ import argparse
 import os
 import sys
 
-from surgery.rule_check import check_paths
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `check` subcommand."""
@@ -22,6 +20,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print every diagnostic as `file:line:col: severity: message`; 1 if any error."""
+    from surgery.rule_check import check_paths
+
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's registry import is chatty
     errors = warnings = 0
     for diagnostic in check_paths(args.rules, use_tf=not args.no_tf):

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from surgery import model_io
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("diff", help="compare two graphs node by node (HTML report)")
@@ -19,6 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from surgery import model_io
     from surgery.graph_diff import diff_graphs
     from surgery.report import change_lines, write_report
 

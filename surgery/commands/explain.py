@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from surgery import model_io
-from surgery.errors import RuleError
-from surgery.input_shapes import add_input_option
-from surgery.rule_params import add_set_option, parse_settings, prepare_graph
+from surgery.commands.options import add_input_option, add_set_option
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,9 +23,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from surgery import model_io
     from surgery.commands.match import split_files
+    from surgery.errors import RuleError
     from surgery.matcher import RuleMatcher
-    from surgery.rule_params import bind_file, check_settings
+    from surgery.rule_params import bind_file, check_settings, parse_settings, prepare_graph
     from surgery.rule_parser import load_rules
 
     rule_paths, model = split_files(args.files)

@@ -5,10 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from surgery import model_io, onnx_export
-from surgery.graph_check import add_allow_invalid_option, refuse_invalid
-from surgery.input_shapes import add_input_option, parse_input_flags, pin_inputs
-from surgery.shapes import ShapeError, parse_input_shape
+from surgery.commands.options import add_allow_invalid_option, add_input_option
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      "sees static shapes (repeatable)")
     parser.add_argument("--shape", action="append", default=[], metavar="NODE:PORT=D0,D1,...",
                         help="a plugin output's shape when its reference cannot infer it")
-    parser.add_argument("--opset", type=int, default=onnx_export.DEFAULT_OPSET)
+    parser.add_argument("--opset", type=int)  # default: onnx_export.DEFAULT_OPSET
     parser.add_argument("--large-model", action="store_true",
                         help="weights as external data (<output>.data); automatic above 1 GiB")
     add_allow_invalid_option(parser)
@@ -30,6 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _plugin_shape(text: str) -> tuple[str, tuple[int | None, ...]]:
     """`node:0=-1,3,8,8` -> ("node:0", (None, 3, 8, 8))."""
+    from surgery.shapes import ShapeError, parse_input_shape
+
     name, dims = parse_input_shape(text)
     if ":" not in name:
         raise ShapeError(f"--shape {text!r}: expected NODE:PORT=D0,D1,...")
@@ -37,6 +36,10 @@ def _plugin_shape(text: str) -> tuple[str, tuple[int | None, ...]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from surgery import model_io, onnx_export
+    from surgery.graph_check import refuse_invalid
+    from surgery.input_shapes import parse_input_flags, pin_inputs
+
     input_shapes = parse_input_flags(args.input)
     model_io.check_output_path(args.output, args.model)
     source: Any = model_io.load(args.model)
@@ -50,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         outputs=args.outputs,
         input_shapes=input_shapes,
         shape_overrides=dict(_plugin_shape(t) for t in args.shape),
-        opset=args.opset,
+        opset=onnx_export.DEFAULT_OPSET if args.opset is None else args.opset,
         large_model=True if args.large_model else None,
     )
     print(result.summary())

@@ -5,11 +5,6 @@ failed on: the exit status stays 0 (apply, layout and export are the ones that r
 from __future__ import annotations
 
 import argparse
-import json
-from dataclasses import asdict
-
-from surgery import model_io
-from surgery.inspection import format_summary, summarize
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,6 +18,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import json
+    from dataclasses import asdict
+
+    from surgery import model_io
+    from surgery.inspection import format_summary, summarize
+
     graph = model_io.load(args.model)
     summary = summarize(graph, with_tf=not args.no_tf)
     print(json.dumps(asdict(summary), indent=1) if args.json else format_summary(summary))

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from surgery import layout, model_io
-from surgery.graph_check import add_allow_invalid_option, refuse_invalid
-from surgery.input_shapes import add_input_option, pin_and_fold, print_report
+from surgery.commands.options import add_allow_invalid_option, add_input_option
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,6 +21,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from surgery import layout, model_io
+    from surgery.graph_check import refuse_invalid
+    from surgery.input_shapes import pin_and_fold, print_report
+
     model_io.check_output_path(args.output, args.model)
     graph = model_io.load(args.model)
     refuse_invalid(graph, args.model, args.allow_invalid)  # cycles, missing ports or nodes, empty

@@ -9,10 +9,8 @@ import argparse
 import json
 import sys
 
-from surgery import model_io
+from surgery.commands.options import add_input_option, add_set_option
 from surgery.errors import UsageError
-from surgery.input_shapes import add_input_option
-from surgery.rule_params import add_set_option, parse_settings, prepare_graph
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -36,8 +34,9 @@ def split_files(files: list[str]) -> tuple[list[str], str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from surgery import model_io
     from surgery.engine import find_matches
-    from surgery.rule_params import check_settings
+    from surgery.rule_params import check_settings, parse_settings, prepare_graph
     from surgery.rule_parser import load_rules
 
     rule_paths, model = split_files(args.files)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from surgery.preprocess import preprocess_file
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `preprocess` subcommand."""
@@ -29,6 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the script and report node counts."""
+    from surgery.preprocess import preprocess_file
+
     result = preprocess_file(args.config, args.model, args.output, check=not args.no_check)
     print(f"wrote {result.output}: {result.nodes_before} -> {result.nodes_after} nodes")
     return 0

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from surgery import model_io, shapes
-from surgery.input_shapes import add_input_option, parse_input_flags, pin_inputs
-from surgery.ports import TensorRef
+from surgery.commands.options import add_input_option
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,6 +22,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from surgery import model_io, shapes
+    from surgery.input_shapes import parse_input_flags, pin_inputs
+    from surgery.ports import TensorRef
+
     if (args.static_reshape or args.annotate) and not args.output:
         raise shapes.ShapeError("--static-reshape and --annotate write a new graph: give -o")
     if args.output:

@@ -6,8 +6,8 @@ import argparse
 import os
 from typing import TYPE_CHECKING
 
+from surgery.commands.options import add_input_option
 from surgery.errors import SurgeryError
-from surgery.input_shapes import add_input_option
 
 if TYPE_CHECKING:
     from surgery.graph import Graph

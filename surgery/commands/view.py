@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from surgery import model_io
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -38,6 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from surgery import model_io
     from surgery.visualize import write_view
 
     out = model_io.check_output_path(args.output, args.model)

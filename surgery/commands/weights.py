@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from surgery import model_io, weights
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("weights", help="dump Const weights as TensorRT .wts")
@@ -19,6 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from surgery import model_io, weights
+
     model_io.check_output_path(args.output, args.model)
     graph = model_io.load(args.model)
     written = weights.write(graph, args.output, version=int(args.format[1]), layout=args.layout)
