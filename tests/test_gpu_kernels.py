@@ -73,41 +73,70 @@ def test_lrelu(cp: Any, shape: tuple, dtype: Any, offset: int) -> None:
     np.testing.assert_array_equal(got, expected("LReLU_TRT", x, fields))
 
 
+def bits(a: np.ndarray) -> np.ndarray:
+    """The raw bits of a float array, so NaN payloads and -0.0 compare exactly."""
+    return a.view(np.uint32 if a.itemsize == 4 else np.uint16)
+
+
+# Scale 2 and 4 take the vectorised kernel when W is a multiple of 4 / scale (float32) or
+# 8 / scale (float16) and the pointers are aligned (offset 0); the rest the element-wise one.
+# (8, 128, 64, 64) x2 has more vectors than threads launched, so threads loop.
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(
     ("shape", "scale"),
     [((1, 3, 5, 7), 2.0), ((2, 16, 33, 17), 2.0), ((1, 8, 9, 300), 3.0), ((1, 4, 6, 6), 1.0),
      ((2, 5, 7, 11), 1.5), ((3, 4, 4), 4.0), ((2, 8, 5, 16), 2.0), ((1, 4, 6, 24), 4.0),
-     ((3, 7, 32), 2.0)],  # fmt: skip
+     ((3, 7, 32), 2.0), ((2, 3, 5, 6), 2.0), ((1, 2, 3, 5), 4.0), ((2, 3, 7, 2), 4.0),
+     ((8, 128, 64, 64), 2.0)],  # fmt: skip
 )
 @pytest.mark.parametrize("offset", [0, 1])
 def test_resize_nearest(cp: Any, shape: tuple, scale: float, dtype: Any, offset: int) -> None:
     x = rand(shape, dtype, seed=7)
+    x.flat[:4] = [np.nan, -0.0, np.inf, -np.inf]
+    bits(x).flat[4] = 0x7FC00000 + 0x1234 if x.itemsize == 4 else 0x7E12  # a NaN with a payload
     fields = {"scale": scale}
     want = expected("ResizeNearest_TRT", x, fields)
     got = run_gpu(cp, "ResizeNearest_TRT", x, fields, want.shape, offset=offset)
-    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(bits(got), bits(want))
 
 
+# Aligned (offset 0), the last axis a multiple of 16 bytes takes `l2norm_rows` (one or more warps
+# per row: (37, 256) leaves a block part empty, (5, 4096) has rows of several warps); an inner
+# extent a multiple of 16 bytes with K <= 4096 takes `l2norm_cols` ((3, 40, 6, 8): a partial
+# tile; (2, 4096, 8): the largest K); the rest, and offset 1, the element-wise kernels.
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(
     ("shape", "axis"),
     [((2, 16, 5, 7), 1), ((1, 512, 32, 32), 1), ((4, 3, 64, 64), 1), ((3, 1000), -1),
      ((3, 1000), 0), ((2, 5, 7, 9), 3), ((2, 5, 7, 9), -2), ((6, 3), 1), ((7,), 0),
-     ((2, 20000), 1), ((1, 17000, 3), 1), ((2, 300, 1, 1), 1)],  # fmt: skip
+     ((2, 20000), 1), ((1, 17000, 3), 1), ((2, 300, 1, 1), 1), ((37, 256), 1),
+     ((5, 4096), -1), ((3, 40, 6, 8), 1), ((2, 4096, 8), 1), ((2, 4097, 8), 1),
+     ((2, 1, 4, 8), 1), ((8, 512, 16, 16), 1)],  # fmt: skip
 )
-def test_l2norm(cp: Any, shape: tuple, axis: int, dtype: Any) -> None:
+@pytest.mark.parametrize("offset", [0, 1])
+def test_l2norm(cp: Any, shape: tuple, axis: int, dtype: Any, offset: int) -> None:
     x = rand(shape, dtype, seed=11)
     index = tuple(0 if d != axis % len(shape) else slice(None) for d in range(len(shape)))
     if len(shape) > 1:
         x[index] = 0  # one all-zero line along the axis: the epsilon floor
     fields = {"axis": axis, "epsilon": 1e-12}
-    got = run_gpu(cp, "L2Norm_Surgery", x, fields, shape)
+    got = run_gpu(cp, "L2Norm_Surgery", x, fields, shape, offset=offset)
     want = expected("L2Norm_Surgery", x, fields)
     tol = {"rtol": 1e-5, "atol": 1e-6} if dtype == np.float32 else {"rtol": 1e-3, "atol": 1e-3}
     np.testing.assert_allclose(got.astype(np.float32), want.astype(np.float32), **tol)
     if len(shape) > 1:
         assert np.all(got[index] == 0)
+
+
+@pytest.mark.parametrize(("shape", "axis"), [((4, 64), 1), ((2, 8, 4, 8), 1), ((2, 8, 3, 3), 1)])
+def test_l2norm_nan_spreads_over_its_line_only(cp: Any, shape: tuple, axis: int) -> None:
+    x = rand(shape, np.float32, seed=2)
+    x[(1,) * len(shape)] = np.nan
+    got = run_gpu(cp, "L2Norm_Surgery", x, {"axis": axis, "epsilon": 1e-12}, shape)
+    want = expected("L2Norm_Surgery", x, {"axis": axis, "epsilon": 1e-12})
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    assert 0 < np.isnan(got).sum() < got.size
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
 def test_l2norm_default_epsilon_and_large_epsilon(cp: Any) -> None:

@@ -8,11 +8,23 @@ from typing import Any
 
 import numpy as np
 
-from plugins.gpu._source import INT_SCALES, L2NORM_CACHE, SOURCE, STORAGE, name_expressions
+from plugins.gpu._source import (
+    COLS_CACHE,
+    COLS_THREADS,
+    INT_SCALES,
+    L2NORM_CACHE,
+    ROWS_CACHE,
+    ROWS_THREADS,
+    SOURCE,
+    STORAGE,
+    name_expressions,
+)
 from plugins.gpu.dispatch import Kernel
 from plugins.gpu.runtime import GpuKernelError, compiled, pow2_at_least, scalar_field, sm_count
 
 _THREADS = 256
+ROWS_TARGET = 8
+"""`l2norm_rows`: a row gets enough threads that each keeps at most this many 16-byte vectors."""
 
 
 def _lrelu(get: Callable[..., Any], x: Any, y: Any, fields: Mapping[str, Any], sms: int) -> None:
@@ -44,12 +56,13 @@ def _resize(get: Callable[..., Any], x: Any, y: Any, fields: Mapping[str, Any], 
     oh, ow = want
     vec = 16 // x.itemsize
     factor = int(scale) if float(scale).is_integer() else 0
-    if (factor in INT_SCALES and w % vec == 0 and x.data.ptr % 16 == 0 and y.data.ptr % 16 == 0
-            and max(oh, ow) < 2**24):  # fmt: skip
-        nvec = x.size // vec
-        blocks = max(1, min(-(-nvec // _THREADS), sms * 16))
+    if (factor in INT_SCALES and w % (vec // factor) == 0 and x.data.ptr % (16 // factor) == 0
+            and y.data.ptr % 16 == 0 and max(oh, ow) < 2**24):  # fmt: skip
+        # One item per 16-byte output vector of the first of the S rows an input row makes.
+        n = y.size // (vec * factor)
+        blocks = max(1, min(-(-n // _THREADS), sms * 16))
         kernel = get("resize_nearest_int", f", {factor}")
-        kernel((blocks,), (_THREADS,), (x, y, np.int64(nvec), np.int32(w // vec)))
+        kernel((blocks,), (_THREADS,), (x, y, np.int64(n), np.int32(ow // vec)))
         return
     rows = y.size // ow
     bx = min(_THREADS, 32 * -(-ow // 32))
@@ -78,6 +91,50 @@ def _l2norm(get: Callable[..., Any], x: Any, y: Any, fields: Mapping[str, Any], 
         inner = math.prod(x.shape[axis + 1 :])
     if size >= 2**31:
         raise GpuKernelError(f"L2Norm_Surgery: axis of {size} values is too long")
+    vec = 16 // x.itemsize
+    aligned = x.data.ptr % 16 == 0 and y.data.ptr % 16 == 0
+    if aligned and inner == 1 and size % vec == 0 and size <= vec * ROWS_THREADS * ROWS_CACHE[-1]:
+        _l2norm_rows(get, x, y, outer, size // vec, eps)
+    elif aligned and inner > 1 and inner % vec == 0 and size <= COLS_CACHE * COLS_THREADS:
+        _l2norm_cols(get, x, y, (outer, size, inner // vec), eps, sms)
+    else:
+        _l2norm_scalar(get, x, y, (outer, size, inner), eps, sms)
+
+
+def _l2norm_rows(get: Callable[..., Any], x: Any, y: Any, rows: int, nvec: int,
+                 eps: np.float32) -> None:  # fmt: skip
+    """`l2norm_rows`: `rows` contiguous rows of `nvec` 16-byte vectors each."""
+    # Threads per row: enough that each keeps at most ROWS_TARGET vectors, a warp at least.
+    tpr = min(ROWS_THREADS, max(32, pow2_at_least(-(-nvec // ROWS_TARGET))))
+    per_thread = pow2_at_least(-(-nvec // tpr))
+    rows_per_block = max(1, _THREADS // tpr)
+    blocks = -(-rows // rows_per_block)
+    if blocks >= 2**31:
+        raise GpuKernelError(f"L2Norm_Surgery: {x.shape} needs too many blocks")
+    get("l2norm_rows", f", {per_thread}")((blocks,), (tpr, rows_per_block),
+                                          (x, y, np.int64(rows), np.int32(nvec), eps))  # fmt: skip
+
+
+def _l2norm_cols(get: Callable[..., Any], x: Any, y: Any, dims: tuple[int, int, int],
+                 eps: np.float32, sms: int) -> None:  # fmt: skip
+    """`l2norm_cols`: x as [outer, size, innerv 16-byte vectors], normalised along `size`."""
+    outer, size, innerv = dims
+    ty = pow2_at_least(-(-size // COLS_CACHE))  # thread rows: at most COLS_CACHE values each
+    tx = max(1, min(pow2_at_least(innerv), COLS_THREADS // ty))
+    while tx > 1 and tx * ty > 64 and outer * -(-innerv // tx) < 2 * sms:  # more, smaller
+        tx //= 2
+    blocks = outer * -(-innerv // tx)
+    if blocks >= 2**31:
+        raise GpuKernelError(f"L2Norm_Surgery: {x.shape} needs too many blocks")
+    get("l2norm_cols", f", {COLS_CACHE}")((blocks,), (tx, ty),
+                                          (x, y, np.int32(size), np.int64(innerv), eps),
+                                          shared_mem=tx * ty * (16 // x.itemsize) * 4)  # fmt: skip
+
+
+def _l2norm_scalar(get: Callable[..., Any], x: Any, y: Any, dims: tuple[int, int, int],
+                   eps: np.float32, sms: int) -> None:  # fmt: skip
+    """`l2norm_cached` or `l2norm` element by element: any shape and alignment."""
+    outer, size, inner = dims
     # Block: tx adjacent inner columns x ty rows splitting the axis (both powers of two).
     cached = size <= L2NORM_CACHE * 1024  # then ty >= size / 16: x stays in registers
     ty = min(pow2_at_least(size), _THREADS // min(32, pow2_at_least(inner)))
