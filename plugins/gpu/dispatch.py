@@ -33,6 +33,8 @@ KERNELS: dict[str, str] = {
     "LReLU_TRT": "plugins.gpu.kernels:LRELU",
     "ResizeNearest_TRT": "plugins.gpu.kernels:RESIZE_NEAREST",
     "L2Norm_Surgery": "plugins.gpu.kernels:L2NORM",
+    "PyramidROIAlign_TRT": "plugins.gpu.roi_align:PYRAMID_ROI_ALIGN",
+    "CropAndResize": "plugins.gpu.roi_align:CROP_AND_RESIZE",
 }
 """Plugin name -> "module:attribute" of its Kernel."""
 
