@@ -284,7 +284,8 @@ def test_every_catalog_plugin_has_a_creator():
     assert set(IMPLEMENTED) == {s.name for s in load_catalog()}
     status = plugin_status()
     assert {n for n, s in status.items() if s == "gpu kernel"} == set(GPU_KERNELS) == {
-        "LReLU_TRT", "ResizeNearest_TRT", "L2Norm_Surgery",
+        "LReLU_TRT", "ResizeNearest_TRT", "L2Norm_Surgery", "PyramidROIAlign_TRT", "CropAndResize",
+        "SpecialSlice_TRT", "FlattenConcat_TRT", "GridAnchor_TRT", "Normalize_TRT",
     }  # fmt: skip
     assert status["ProposalLayer_TRT"] == "build only"
 

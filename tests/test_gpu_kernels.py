@@ -172,8 +172,8 @@ def test_bad_shapes_are_refused(cp: Any) -> None:
 
 
 def test_unknown_plugin_and_dtype_are_refused() -> None:
-    with pytest.raises(GpuKernelError, match="Normalize_TRT has no GPU kernel"):
-        launch("Normalize_TRT", {}, (1,), (1,), "float32", 0, 0)
+    with pytest.raises(GpuKernelError, match="NoSuchPlugin_TRT has no GPU kernel"):
+        launch("NoSuchPlugin_TRT", {}, (1,), (1,), "float32", 0, 0)
     with pytest.raises(GpuKernelError, match="dtype int8"):
         launch("LReLU_TRT", {"negSlope": 0.1}, (1,), (1,), "int8", 0, 0)
 

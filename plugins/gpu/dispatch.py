@@ -35,6 +35,10 @@ KERNELS: dict[str, str] = {
     "L2Norm_Surgery": "plugins.gpu.kernels:L2NORM",
     "PyramidROIAlign_TRT": "plugins.gpu.roi_align:PYRAMID_ROI_ALIGN",
     "CropAndResize": "plugins.gpu.roi_align:CROP_AND_RESIZE",
+    "SpecialSlice_TRT": "plugins.gpu.layout_ops:SPECIAL_SLICE",
+    "FlattenConcat_TRT": "plugins.gpu.layout_ops:FLATTEN_CONCAT",
+    "GridAnchor_TRT": "plugins.gpu.layout_ops:GRID_ANCHOR",
+    "Normalize_TRT": "plugins.gpu.layout_ops:NORMALIZE_KERNEL",
 }
 """Plugin name -> "module:attribute" of its Kernel."""
 
