@@ -6,6 +6,7 @@ for that would cost seconds, so the conversion is done here from the proto field
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -13,20 +14,14 @@ import numpy as np
 from surgery.errors import SurgeryError
 from surgery.protos import TensorProto, tensor_shape_pb2, types_pb2
 
-try:  # ships with TensorFlow; gives numpy a bfloat16 dtype
-    import ml_dtypes as _ml_dtypes
-
-    _BFLOAT16: np.dtype | None = np.dtype(_ml_dtypes.bfloat16)
-except ImportError:  # pragma: no cover - only without TensorFlow's dependencies
-    _BFLOAT16 = None
-
 
 class TensorValueError(SurgeryError):
     """A TensorProto or dtype that cannot be converted."""
 
 
 _DT = types_pb2.DataType
-#: DataType enum -> numpy dtype, for the types a frozen graph's Const can hold.
+#: DataType enum -> numpy dtype, for the types a frozen graph's Const can hold (bfloat16 aside:
+#: see `_numpy_of`).
 ENUM_TO_NUMPY: dict[int, np.dtype] = {
     _DT.Value("DT_FLOAT"): np.dtype(np.float32),
     _DT.Value("DT_DOUBLE"): np.dtype(np.float64),
@@ -49,8 +44,7 @@ ENUM_TO_NUMPY: dict[int, np.dtype] = {
     _DT.Value("DT_QUINT16"): np.dtype(np.uint16),
     _DT.Value("DT_QINT32"): np.dtype(np.int32),
 }
-if _BFLOAT16 is not None:
-    ENUM_TO_NUMPY[_DT.Value("DT_BFLOAT16")] = _BFLOAT16
+_DT_BFLOAT16 = _DT.Value("DT_BFLOAT16")
 
 #: numpy dtype -> DataType enum (the plain, non-quantized type for each numpy dtype).
 NUMPY_TO_ENUM: dict[np.dtype, int] = {}
@@ -117,6 +111,26 @@ _VAL_FIELD: dict[int, str] = {
 }
 
 
+@functools.cache
+def _bfloat16() -> np.dtype | None:
+    """numpy's bfloat16 dtype, from ml_dtypes (it ships with TensorFlow); None without it.
+    Imported on first use, not with this module: the import takes most of a second, and most
+    graphs hold no bfloat16 tensor."""
+    try:
+        import ml_dtypes
+    except ImportError:  # pragma: no cover - only without TensorFlow's dependencies
+        return None
+    return np.dtype(ml_dtypes.bfloat16)
+
+
+def _numpy_of(enum: int) -> np.dtype | None:
+    """The numpy dtype of a DataType enum, or None when numpy has none."""
+    found = ENUM_TO_NUMPY.get(enum)
+    if found is None and enum == _DT_BFLOAT16:
+        found = _bfloat16()
+    return found
+
+
 def dtype_enum(dtype: Any) -> int:
     """Any spelling of a dtype -> DataType enum: enum, `DT_FLOAT`, `float32`, numpy, tf.DType."""
     if isinstance(dtype, bool):
@@ -143,6 +157,8 @@ def dtype_enum(dtype: Any) -> int:
         raise TensorValueError(f"{dtype!r} is not a dtype") from None
     if np_dtype.kind in "OSU":
         return _DT.Value("DT_STRING")
+    if np_dtype.name == "bfloat16" and np_dtype == _bfloat16():  # only once ml_dtypes is loaded
+        return _DT_BFLOAT16
     if np_dtype not in NUMPY_TO_ENUM:
         raise TensorValueError(f"numpy dtype {np_dtype} has no TensorFlow DataType")
     return NUMPY_TO_ENUM[np_dtype]
@@ -156,9 +172,10 @@ def dtype_name(enum: int) -> str:
 def numpy_dtype(dtype: Any) -> np.dtype:
     """Any spelling of a dtype -> numpy dtype (object for strings)."""
     enum = dtype_enum(dtype)
-    if enum not in ENUM_TO_NUMPY:
+    found = _numpy_of(enum)
+    if found is None:
         raise TensorValueError(f"{_DT.Name(enum)} has no numpy equivalent")
-    return ENUM_TO_NUMPY[enum]
+    return found
 
 
 def shape_of(proto: Any) -> tuple[int, ...] | None:
@@ -194,10 +211,10 @@ MAX_DECODED_BYTES = 1 << 34
 def to_numpy(tensor: TensorProto) -> np.ndarray:
     """Decode a TensorProto (tensor_content or typed `*_val` fields, short fields padded)."""
     enum = tensor.dtype
-    if enum not in ENUM_TO_NUMPY:
+    np_dtype = _numpy_of(enum)
+    if np_dtype is None:
         name = _DT.Name(enum) if enum in _DT.values() else f"number {enum} (no such type)"
         raise TensorValueError(f"cannot decode a tensor of type {name}")
-    np_dtype = ENUM_TO_NUMPY[enum]
     shape = shape_of(tensor.tensor_shape)
     if shape is None or any(d < 0 for d in shape):
         raise TensorValueError(f"tensor has no static shape ({shape})")
