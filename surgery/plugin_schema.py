@@ -11,7 +11,8 @@ For `surgery validate` (optional keys): `"side_inputs"` and `"deviations"`, list
 `{"name", "reference", "doc"}`, and per output `"compare": {"padding": {"column", "plugin",
 "original", "name", "doc"}}` (see `surgery.plugin_contracts`). `"precisions"`: the dtypes the
 plugin's float tensors may take together (default `["float32"]`; `"float16"` where its kernel
-has a half-precision path).
+has a half-precision path). `"targets"`: per TensorRT target, what its plugin library has of
+the plugin (`surgery.targets`).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from surgery.plugin_shapes import (
 )
 from surgery.plugin_shapes import parse as parse_shape_expr
 from surgery.protos import AttrValue
+from surgery.targets import TargetPlugin, parse_catalog_targets
 
 CATALOG_DIR = Path(__file__).resolve().parent.parent / "plugins" / "catalog"
 FIELD_TYPES = ("int8", "int16", "int32", "float16", "float32", "float64", "string", "bool")
@@ -108,6 +110,7 @@ class PluginSchema:
     side_inputs: tuple[NamedReference, ...] = ()
     deviations: tuple[NamedReference, ...] = ()
     precisions: tuple[str, ...] = ("float32",)  # float tensors' dtypes the kernel takes
+    targets: tuple[tuple[str, TargetPlugin], ...] = ()  # target -> what its library has
 
     def side_input(self, name: str) -> NamedReference | None:
         """The side input called `name`, if the plugin declares one."""
@@ -383,6 +386,7 @@ def load_schema(path: str | Path) -> PluginSchema:
         side_inputs=named_references(raw.get("side_inputs"), "side_inputs", path),
         deviations=named_references(raw.get("deviations"), "deviations", path),
         precisions=_precisions(raw.get("precisions", ["float32"]), path),
+        targets=parse_catalog_targets(raw.get("targets"), path),
     )
     _check_shapes(schema, path)
     return schema
