@@ -380,6 +380,7 @@ class Rule:
     loc: Loc
     max_iterations: int = 100
     doc: str = ""  # the comment lines directly above the rule
+    targets: tuple[str, ...] = ()  # `rule NAME targets "tensorrt-10":`; empty: every target
 
 
 @dataclass(frozen=True)
@@ -412,3 +413,5 @@ class RuleFile:
     header: str = field(default="", compare=False)  # leading comment block
     params: tuple[Param, ...] = ()
     lets: tuple[Let, ...] = ()
+    targets: tuple[str, ...] = ()  # `targets "tensorrt-8.6", ...`; empty: every target
+    targets_loc: Loc | None = field(default=None, compare=False)  # where the statement is

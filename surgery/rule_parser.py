@@ -20,9 +20,10 @@ import pyparsing as pp
 
 from surgery import rule_ast as ast
 from surgery.errors import RuleError, RuleSyntaxError
+from surgery.targets import unknown_target
 
 # --------------------------------------------------------------------------- vocabulary
-TOP_LEVEL = ("rule", "use", "commutative", "param", "let")
+TOP_LEVEL = ("rule", "use", "targets", "commutative", "param", "let")
 STATEMENTS = (
     "match", "where", "scope", "replace", "collapse", "remove", "forward",
     "connect", "disconnect", "set", "insert", "prune",
@@ -516,10 +517,27 @@ def _make_collapse(text: str, offset: int, toks: list) -> ast.Collapse:
     return ast.Collapse(toks[0], call, _loc(offset), outputs=_outputs(found), name=name)
 
 
+def _check_target(text: str, offset: int, toks: list) -> str:
+    """A target name string; a known one (`surgery.targets.TARGETS`), else a fatal error."""
+    message = unknown_target(toks[0])
+    if message is not None:
+        raise pp.ParseFatalException(text, offset, message)
+    return toks[0]
+
+
+def _make_targets(text: str, offset: int, toks: list) -> _Tagged:
+    """`targets "a", "b"` (a file's or a rule's) -> _Tagged("targets", names); no repeats."""
+    if len(set(toks)) != len(toks):
+        twice = next(n for n in toks if toks.count(n) > 1)
+        raise pp.ParseFatalException(text, offset, f"target '{twice}' is listed twice")
+    return _Tagged("targets", tuple(toks), offset)
+
+
 def _make_rule(text: str, offset: int, toks: list) -> ast.Rule:
     """Assemble a rule from its header and statements (match/scope/where parts + actions)."""
     name = toks[0]
     max_iterations = 100
+    targets: tuple[str, ...] = ()
     body_parts: list[_Tagged] = []
     actions: list[ast.Action] = []
     for tok in toks[1:]:
@@ -527,6 +545,8 @@ def _make_rule(text: str, offset: int, toks: list) -> ast.Rule:
             max_iterations = tok.value
             if max_iterations < 1:
                 raise pp.ParseFatalException(text, tok.offset, "max_iterations must be >= 1")
+        elif isinstance(tok, _Tagged) and tok.tag == "targets":
+            targets = tok.value
         elif isinstance(tok, _Tagged) and tok.tag in ("match", "scope", "where"):
             if actions:
                 raise pp.ParseFatalException(
@@ -538,8 +558,9 @@ def _make_rule(text: str, offset: int, toks: list) -> ast.Rule:
     body = _rule_body(text, offset, name, body_parts)
     loc = _loc(offset)
     return ast.Rule(
-        name, body, tuple(actions), loc, max_iterations=max_iterations, doc=_doc_above(loc.line)
-    )
+        name, body, tuple(actions), loc, max_iterations=max_iterations,
+        doc=_doc_above(loc.line), targets=targets,
+    )  # fmt: skip
 
 
 def _rule_body(text: str, offset: int, name: str, parts: list[_Tagged]):
@@ -889,10 +910,16 @@ def _grammar() -> pp.ParserElement:
     )  # fmt: skip
 
     # ---------------------------------------------------------------- top level
+    target = string.copy().add_parse_action(_action(_check_target))
+    targets = (
+        kw("targets") + _Expect(target, "expected a target name string after 'targets'")
+        + pp.ZeroOrMore(sym(",") + _Expect(target, "expected a target name string after ','"))
+    ).set_parse_action(_action(_make_targets))  # fmt: skip
     rule = (
         kw("rule") + _Expect(ident, "expected a rule name after 'rule'")
         + pp.Optional(_tag("max_iterations", kw("max_iterations")
                            + _Expect(integer, "expected a number after 'max_iterations'")))
+        + pp.Optional(targets)
         + _Expect(":", "expected ':' after the rule header")
         + pp.ZeroOrMore(statement)
     ).set_parse_action(_action(_make_rule))  # fmt: skip
@@ -920,8 +947,8 @@ def _grammar() -> pp.ParserElement:
         + _Expect(expr, "expected a value after '='")
     ).set_parse_action(_action(lambda s, o, t: ast.Let(t[0], t[1], _loc(o))))  # fmt: skip
     top_unknown = ident.copy().set_parse_action(_unknown_statement("top"))
-    grammar = pp.ZeroOrMore(rule | use | commutative | param | let | top_unknown) + _Expect(
-        pp.StringEnd(), "expected 'rule', 'use', 'commutative', 'param' or 'let'"
+    grammar = pp.ZeroOrMore(rule | use | targets | commutative | param | let | top_unknown) + (
+        _Expect(pp.StringEnd(), f"expected {', '.join(map(repr, TOP_LEVEL[:-1]))} or 'let'")
     )
     return grammar.parse_with_tabs()
 
@@ -1011,14 +1038,38 @@ def parse_rules(text: str, path: str = "<rules>") -> ast.RuleFile:
     _check_file_names(source, rules, params, lets)
     plugins: list[str] = []
     commutative: list[str] = []
+    stated = [t for t in tokens if isinstance(t, _Tagged) and t.tag == "targets"]
     for tok in tokens:
-        if isinstance(tok, _Tagged):
+        if isinstance(tok, _Tagged) and tok.tag != "targets":
             values = tok.value if isinstance(tok.value, tuple) else (tok.value,)
             (plugins if tok.tag == "use" else commutative).extend(values)
+    targets_loc = source.loc(stated[0].offset) if stated else None
+    targets: tuple[str, ...] = stated[0].value if stated else ()
+    _check_targets(source, stated, rules)
     return ast.RuleFile(
         path, rules, plugins=tuple(plugins), commutative=tuple(commutative), header=_header(text),
-        params=params, lets=lets,
+        params=params, lets=lets, targets=targets, targets_loc=targets_loc,
     )  # fmt: skip
+
+
+def _check_targets(source: _Source, stated: list[_Tagged], rules: tuple[ast.Rule, ...]) -> None:
+    """A file states its targets once; a rule's targets are among the file's."""
+    if len(stated) > 1:
+        first = source.loc(stated[0].offset)
+        raise RuleSyntaxError(
+            f"{source.loc(stated[1].offset)}: 'targets' is stated twice (first at line "
+            f"{first.line}); list every target in one statement"
+        )
+    if not stated:
+        return
+    for rule in rules:
+        outside = [t for t in rule.targets if t not in stated[0].value]
+        if outside:
+            raise RuleSyntaxError(
+                f"{rule.loc}: rule '{rule.name}' is for {outside[0]}, which the file's targets "
+                f"(line {source.loc(stated[0].offset).line}: {', '.join(stated[0].value)}) "
+                "do not include"
+            )
 
 
 def _check_file_names(
