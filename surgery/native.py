@@ -13,9 +13,7 @@ expects the compiled classes of its neighbours). Both run the same code: compili
 from __future__ import annotations
 
 import hashlib
-import importlib.abc
 import importlib.machinery
-import importlib.util
 import json
 import os
 import sys
@@ -56,8 +54,10 @@ def state() -> str:
     return f"pure (stale: {', '.join(stale)})" if stale else "compiled"
 
 
-class _SourceFinder(importlib.abc.MetaPathFinder):
-    """Loads the compiled modules from their .py files (an extension module would win)."""
+class _SourceFinder:
+    """Loads the compiled modules from their .py files (an extension module would win). A
+    meta path finder by its `find_spec` alone: subclassing importlib.abc.MetaPathFinder would
+    import importlib.resources and more on every start (20 ms of `surgery --help`)."""
 
     def find_spec(
         self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
@@ -65,6 +65,8 @@ class _SourceFinder(importlib.abc.MetaPathFinder):
         package, _, name = fullname.rpartition(".")
         if package != "surgery" or name not in COMPILED:
             return None
+        import importlib.util
+
         return importlib.util.spec_from_file_location(fullname, _HERE / f"{name}.py")
 
 
