@@ -2,6 +2,12 @@
 
 `check_rules(rule_file, catalog)` returns every problem found (not only the first) as
 `Diagnostic`s; `check_paths(paths)` also reports syntax errors and unknown catalogs.
+
+With a TensorRT `target` (`surgery.targets`), every plugin a rule emits is checked against it:
+a warning where neither the target's plugin library nor a surgery GPU kernel computes it, a note
+on deprecation, renamed creators and native alternatives, a warning for a file whose `targets`
+leave the target out, a note for a rule left out there. Without one, a file that states its
+targets is checked against each of them, warnings only.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from surgery.plugin_schema import (
     load_catalog,
 )
 from surgery.rule_parser import FUNCTIONS, load_rules
+from surgery.targets import file_mismatch, provision, rule_skipped
 
 _opdefs: ModuleType | None
 try:  # operand roles come from surgery.opdefs (built-in table, TF registry when present)
@@ -38,7 +45,7 @@ _ARITY = {"len": (1, 1), "abs": (1, 1), "int": (1, 1), "float": (1, 1), "prod": 
 
 @dataclass(frozen=True)
 class Diagnostic:
-    """One problem: where, how bad ("error" or "warning"), and what."""
+    """One finding: where, how bad ("error", "warning", or "note": no problem), and what."""
 
     loc: ast.Loc
     severity: str
@@ -94,6 +101,8 @@ class _RuleChecker:
     ops: _Ops
     out: list[Diagnostic]
     kinds: dict[str, str] = field(default_factory=dict)  # var -> tensor | list | scope
+    targets: tuple[str, ...] = ()  # TensorRT targets the emitted plugins are checked against
+    notes: bool = False  # also say what is no problem there (deprecations, native ops)
 
     def error(self, loc: ast.Loc, message: str) -> None:
         """Record an error."""
@@ -362,6 +371,9 @@ class _RuleChecker:
         if call.op in self.catalog:
             schema = self.catalog.get(call.op)
             self.plugin_call(call, schema)
+            for target in self.targets:
+                for severity, message in provision(schema, target).diagnostics(self.notes):
+                    self.out.append(Diagnostic(call.loc, severity, message))
             return schema
         if call.op in self.everything:
             catalogs = ", ".join(f'"{c}"' for c in self.everything.get(call.op).catalogs)
@@ -473,9 +485,11 @@ def _sel_key(sel: object) -> str:
 
 # --------------------------------------------------------------------------- API
 def check_rules(
-    rule_file: ast.RuleFile, catalog: Catalog | None = None, *, use_tf: bool = True
-) -> list[Diagnostic]:
-    """Every problem in a parsed rule file, in file order."""
+    rule_file: ast.RuleFile, catalog: Catalog | None = None, *, use_tf: bool = True,
+    target: str | None = None,
+) -> list[Diagnostic]:  # fmt: skip
+    """Every problem in a parsed rule file, in file order (plugins checked against `target`,
+    or, without one, against the targets the file states)."""
     everything = load_catalog()
     if catalog is None:
         catalog = load_catalog(rule_file.plugins) if rule_file.plugins else everything
@@ -492,17 +506,30 @@ def check_rules(
         rule_file = bind_file(rule_file)
     except RuleError as exc:
         return [_from_message(str(exc), rule_file.path)]
+    mismatch = file_mismatch(rule_file, target) if target is not None else None
+    if mismatch is not None:
+        out.append(Diagnostic(rule_file.targets_loc or first_loc, "warning", mismatch))
     seen: dict[str, ast.Rule] = {}
     for rule in rule_file.rules:
         if rule.name in seen:
             out.append(Diagnostic(rule.loc, "error", f"duplicate rule name '{rule.name}' "
                                   f"(first defined at {seen[rule.name].loc})"))  # fmt: skip
         seen.setdefault(rule.name, rule)
-        _RuleChecker(rule, catalog, everything, ops, out).run()
+        targets = rule.targets or rule_file.targets
+        if target is not None:
+            targets = () if mismatch is not None or rule_skipped(rule, target) else (target,)
+            if mismatch is None and not targets:
+                why = f"rule '{rule.name}' is left out for {target}: it is for "
+                out.append(Diagnostic(rule.loc, "note", why + ", ".join(rule.targets)))
+        checker = _RuleChecker(rule, catalog, everything, ops, out, targets=targets,
+                               notes=target is not None)  # fmt: skip
+        checker.run()
     return sorted(out, key=lambda d: (d.loc.line, d.loc.col))
 
 
-def check_path(path: str | Path, *, use_tf: bool = True) -> list[Diagnostic]:
+def check_path(
+    path: str | Path, *, use_tf: bool = True, target: str | None = None
+) -> list[Diagnostic]:
     """Parse and check one rule file; syntax and catalog errors become diagnostics too."""
     try:
         rule_file = load_rules(path)
@@ -514,13 +541,15 @@ def check_path(path: str | Path, *, use_tf: bool = True) -> list[Diagnostic]:
         catalog = load_catalog(rule_file.plugins) if rule_file.plugins else None
     except RuleError as exc:
         return [Diagnostic(_use_loc(rule_file.path), "error", str(exc))]
-    return check_rules(rule_file, catalog, use_tf=use_tf)
+    return check_rules(rule_file, catalog, use_tf=use_tf, target=target)
 
 
-def check_paths(paths: Iterable[str | Path], *, use_tf: bool = True) -> Iterator[Diagnostic]:
+def check_paths(
+    paths: Iterable[str | Path], *, use_tf: bool = True, target: str | None = None
+) -> Iterator[Diagnostic]:
     """Diagnostics of several files, file by file."""
     for path in paths:
-        yield from check_path(path, use_tf=use_tf)
+        yield from check_path(path, use_tf=use_tf, target=target)
 
 
 def _from_message(message: str, path: str) -> Diagnostic:

@@ -265,9 +265,7 @@ def file_mismatch(rule_file: ast.RuleFile, target: str) -> str | None:
     """Why `rule_file` is not meant for `target` (its `targets` statement), or None."""
     if not rule_file.targets or target in rule_file.targets:
         return None
-    line = f" (line {rule_file.targets_loc.line})" if rule_file.targets_loc else ""
-    return (f"{rule_file.path}: this file is for {', '.join(rule_file.targets)}{line}, "
-            f"not {target}")  # fmt: skip
+    return f"this file is for {', '.join(rule_file.targets)}, not {target}"
 
 
 def rule_skipped(rule: ast.Rule, target: str) -> bool:
@@ -286,7 +284,8 @@ def select_rules(
     for rule_file in rule_files:
         mismatch = file_mismatch(rule_file, target)
         if mismatch is not None:
-            messages.append(("warning", f"{mismatch}; applying it all the same"))
+            where = rule_file.targets_loc or rule_file.path
+            messages.append(("warning", f"{where}: {mismatch}; applying it all the same"))
         kept = []
         for rule in rule_file.rules:
             if rule_skipped(rule, target):

@@ -6,6 +6,8 @@ import argparse
 import os
 import sys
 
+from surgery.targets import add_target_option
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `check` subcommand."""
@@ -15,6 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--no-tf", action="store_true",
         help="do not consult TensorFlow's op registry (unknown ops become warnings)",
     )  # fmt: skip
+    add_target_option(parser, "check the plugins the rules emit against this TensorRT target, "
+                      "with notes (default: each file against the targets it states)", None)
     parser.set_defaults(func=run)
 
 
@@ -24,11 +28,11 @@ def run(args: argparse.Namespace) -> int:
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's registry import is chatty
     errors = warnings = 0
-    for diagnostic in check_paths(args.rules, use_tf=not args.no_tf):
+    for diagnostic in check_paths(args.rules, use_tf=not args.no_tf, target=args.target):
         print(diagnostic, file=sys.stdout)
         if diagnostic.severity == "error":
             errors += 1
-        else:
+        elif diagnostic.severity == "warning":
             warnings += 1
     if errors or warnings:
         print(f"{errors} error(s), {warnings} warning(s)", file=sys.stderr)
