@@ -311,7 +311,7 @@ def graph_messages(
     for node in graph:
         if node.op not in catalog:
             continue
-        schema = plugin_schema_of(node, catalog)
+        schema = plugin_schema_of(node, catalog, use_tf=False)  # the op table knows TF's
         if schema is not None:
             counts[schema.name] = counts.get(schema.name, 0) + 1
             schemas[schema.name] = schema

@@ -7,6 +7,7 @@ import argparse
 import sys
 
 from surgery.commands.options import add_allow_invalid_option, add_input_option, add_set_option
+from surgery.targets import add_target_option
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,6 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_input_option(parser)
     add_set_option(parser)
     add_allow_invalid_option(parser)
+    add_target_option(parser, "apply for this TensorRT target: rules stating other targets are "
+                      "left out, and plugins it lacks are named (default: none, every rule)", None)
     parser.set_defaults(func=run)
 
 
@@ -52,6 +55,12 @@ def run(args: argparse.Namespace) -> int:
             raise OutputPathError(f"{path}: {flag} and {written[path]} name the same file")
         written[path] = flag
     rule_files = [load_rules(p) for p in rule_paths]
+    if args.target is not None:  # files not meant for it warned about, rules for others left out
+        from surgery.targets import select_rules
+
+        rule_files, notes = select_rules(rule_files, args.target)
+        for severity, message in notes:
+            print(f"{severity}: {message}", file=sys.stderr)
     graph = model_io.load(model)
     refuse_invalid(graph, model, args.allow_invalid)  # cycles, missing ports or nodes, empty
     settings = parse_settings(args.set)
@@ -68,6 +77,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"{name}: {count} match{'es' if count != 1 else ''} applied")
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    if args.target is not None:  # plugins the target lacks, deprecated ones, native ops
+        from surgery.targets import graph_messages
+
+        for severity, message in graph_messages(result.graph, args.target):
+            print(f"{severity}: {message}", file=sys.stderr)
     model_io.save(result.graph, args.output, inputs=(model, *rule_paths))
     print(f"nodes: {before} -> {len(result.graph)}; wrote {args.output}")
     if args.log:
