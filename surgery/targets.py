@@ -201,7 +201,7 @@ class Provision:
             if self.entry.deprecated:
                 what += f", deprecated since TensorRT {self.entry.deprecated}"
             if self.creator != self.plugin:
-                what += f"; `surgery export --target {self.target}` writes that name"
+                what += f"; an ONNX export for {self.target} carries that name"
         if not (native or self.entry.deprecated or self.provider == "surgery"
                 or self.creator != self.plugin):  # fmt: skip
             return []  # provided as the catalog says: nothing to tell

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from surgery.commands.options import add_allow_invalid_option, add_input_option
+from surgery.targets import add_target_option
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,6 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--large-model", action="store_true",
                         help="weights as external data (<output>.data); automatic above 1 GiB")
     add_allow_invalid_option(parser)
+    add_target_option(parser, "write the plugin creator names and versions this TensorRT target "
+                      "expects (default: the catalog's, which surgery's creators register)", None)
     parser.set_defaults(func=run)
 
 
@@ -55,6 +58,14 @@ def run(args: argparse.Namespace) -> int:
         shape_overrides=dict(_plugin_shape(t) for t in args.shape),
         opset=onnx_export.DEFAULT_OPSET if args.opset is None else args.opset,
         large_model=True if args.large_model else None,
+        target=args.target,
     )
     print(result.summary())
+    if args.target is not None:  # plugins the target lacks, deprecated ones, native ops
+        import sys
+
+        from surgery.targets import graph_messages
+
+        for severity, message in graph_messages(source, args.target):
+            print(f"{severity}: {message}", file=sys.stderr)
     return 0

@@ -7,6 +7,11 @@ fields plus `plugin_version`/`plugin_namespace`, the two keys TensorRT's ONNX pa
 the creator up in its plugin registry. Types are exact: int32 -> INT(S), float32 -> FLOAT(S),
 string -> STRING; int8/int16/float16/float64 travel as TENSOR attributes of that dtype (the parser
 maps a tensor attribute's dtype to the plugin field type), bool as INT 0/1.
+
+For a TensorRT target (`surgery.targets`) the op type and version are those that target's plugin
+library registers (TensorRT 11 has CropAndResize only as `CropAndResizeDynamic` version 2);
+without one, or where the library lacks the plugin, the catalog's, which surgery's own creators
+register.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from surgery.errors import RuleError, SurgeryError
 from surgery.graph import Graph, Node
 from surgery.plugin_identity import plugin_schema_of
 from surgery.plugin_schema import Catalog, PluginSchema, coerce_field
+from surgery.targets import creator_versions, export_creator
 
 PLUGIN_DOMAIN = "trt.plugins"
 VERSION_ATTR = "plugin_version"
@@ -34,11 +40,24 @@ class PluginFieldError(SurgeryError):
 
 @dataclass(frozen=True)
 class PluginNode:
-    """One plugin node of a graph: its name, schema and coerced field values (defaults filled)."""
+    """One plugin node of a graph: its name, schema and coerced field values (defaults filled),
+    and the creator name and version its ONNX node carries."""
 
     name: str
     schema: PluginSchema
     fields: dict[str, Any]
+    creator: str = ""  # "": the schema's name
+    version: str = ""  # "": the schema's version
+
+    @property
+    def onnx_op(self) -> str:
+        """The ONNX op type: the creator name TensorRT looks up."""
+        return self.creator or self.schema.name
+
+    @property
+    def onnx_version(self) -> str:
+        """The `plugin_version` attribute."""
+        return self.version or self.schema.version
 
 
 def plugin_fields(node: Node, schema: PluginSchema) -> dict[str, Any]:
@@ -78,14 +97,19 @@ def plugin_fields(node: Node, schema: PluginSchema) -> dict[str, Any]:
     return values
 
 
-def find_plugin_nodes(graph: Graph, catalog: Catalog) -> list[PluginNode]:
+def find_plugin_nodes(
+    graph: Graph, catalog: Catalog, target: str | None = None
+) -> list[PluginNode]:
     """Every plugin node (`plugin_schema_of`: a catalog op, and not TensorFlow's op of the same
-    name, such as `CropAndResize` with attrs `T`, `method`), in graph order, fields checked."""
+    name, such as `CropAndResize` with attrs `T`, `method`), in graph order, fields checked,
+    with the creator name and version `target` expects (`surgery.targets.export_creator`)."""
     found = []
     for node in graph:
         schema = plugin_schema_of(node, catalog)
         if schema is not None:
-            found.append(PluginNode(node.name, schema, plugin_fields(node, schema)))
+            creator, version = export_creator(schema, target)
+            found.append(PluginNode(node.name, schema, plugin_fields(node, schema), creator,
+                                    version))  # fmt: skip
     return found
 
 
@@ -106,7 +130,7 @@ def onnx_attributes(plugin: PluginNode) -> list[Any]:
         if spec.type == "bool":
             value = int(value) if spec.is_scalar else [int(v) for v in value]
         attrs.append(helper.make_attribute(spec.name, value, attr_type=kind))
-    attrs.append(helper.make_attribute(VERSION_ATTR, plugin.schema.version))
+    attrs.append(helper.make_attribute(VERSION_ATTR, plugin.onnx_version))
     attrs.append(helper.make_attribute(NAMESPACE_ATTR, plugin.schema.namespace))
     return attrs
 
@@ -145,11 +169,13 @@ def check_onnx_plugin_node(node: Any, schema: PluginSchema) -> dict[str, Any]:
 
     label = f"ONNX node {node.name or node.op_type!r} ({schema.name})"
     values = decode_attributes(node)
-    version = values.pop(VERSION_ATTR, schema.version)
+    versions = creator_versions(schema, node.op_type)  # the catalog's, its targets' libraries'
+    version = values.pop(VERSION_ATTR, versions[0] if versions else schema.version)
     values.pop(NAMESPACE_ATTR, None)
-    if str(version) != schema.version:
+    if str(version) not in versions:
         raise PluginFieldError(
-            f"{label}: plugin_version {version!r} but the catalog has version {schema.version}"
+            f"{label}: plugin_version {version!r} of {node.op_type}, but the catalog knows "
+            f"version(s) {', '.join(versions) or 'none'} of it (plugins/catalog/{schema.name}.json)"
         )
     kinds = {a.name: a.type for a in node.attribute}
     fields: dict[str, Any] = {}

@@ -91,7 +91,7 @@ def _plugin_handler(stand_ins: StandIns) -> Any:
         plugin = stand_ins.plugins.get(token)
         if plugin is None:
             raise ExportError(f"PyFunc {node.name!r} is not a surgery plugin stand-in")
-        node.type = plugin.schema.name
+        node.type = plugin.onnx_op  # the creator name the target's registry has
         node.domain = PLUGIN_DOMAIN
         node.attr.clear()
         for attr in onnx_attributes(plugin):
