@@ -13,6 +13,14 @@ Nothing about Python plugin objects is at fault. `rtx_library_fix` finds or make
 name (a symlink in a cache directory); when this process cannot see it, the build runs in a child
 process with `LD_LIBRARY_PATH` pointing there. `make setup` can instead create the symlink beside
 the wheel's library, after which everything runs in-process.
+
+Targets (`surgery.targets`): `--target tensorrt-11` and `tensorrt-rtx` build strongly typed
+networks (TensorRT 11 dropped the FP16/INT8 builder flags: precision is the ONNX model's tensor
+types; TensorRT-RTX networks are strongly typed whatever the flags), so `--fp16` is refused there.
+A target whose TensorRT is not importable here (`tensorrt` does not install from PyPI) is stood in
+for by TensorRT-RTX, which builds strongly typed, and the result says so; plugin creators the
+target's library has under another name or version (TensorRT 11's `CropAndResizeDynamic` v2)
+are stood in for by surgery's creator of that catalog plugin, registered under that key.
 """
 
 from __future__ import annotations
@@ -57,6 +65,11 @@ class BuildResult:
     inputs: list[str] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)
     isolated: bool = False  # built in a child process (TensorRT-RTX library-name fix)
+    target: str | None = None  # the TensorRT target built for (surgery.targets)
+    strongly_typed: bool = False  # the network's STRONGLY_TYPED flag, as TensorRT reports it
+    stand_in: str = ""  # why another TensorRT built in the target's place, or ""
+    stand_in_creators: list[str] = field(default_factory=list)  # "name vN" registered for it
+    notes: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         """A few lines for the command line."""
@@ -72,6 +85,14 @@ class BuildResult:
             lines.append(f"plugins: {', '.join(self.plugin_layers)}")
         if self.registered:
             lines.append(f"registered surgery plugins: {', '.join(self.registered)}")
+        if self.target is not None:
+            typed = "strongly typed" if self.strongly_typed else "weakly typed"
+            lines.append(f"target:  {self.target}, {typed}"
+                         + (f" ({self.stand_in})" if self.stand_in else ""))  # fmt: skip
+        if self.stand_in_creators:
+            lines.append("surgery creators standing in for the target's library (build only): "
+                         + ", ".join(self.stand_in_creators))  # fmt: skip
+        lines.extend(f"note: {note}" for note in self.notes)
         return "\n".join(lines)
 
 
@@ -156,26 +177,33 @@ def plugin_nodes(model: Any) -> list[Any]:
 
 
 def check_plugin_nodes(model: Any) -> list[str]:
-    """Check custom nodes against the catalog; the creator names used (BuildError if wrong)."""
+    """Check custom nodes against the catalog; the creator names used (BuildError if wrong).
+    A node may name a target library's creator for a catalog plugin (`resolve_creator`)."""
     from surgery.export.plugin_nodes import (
         PLUGIN_DOMAIN,
         PluginFieldError,
         check_onnx_plugin_node,
     )
     from surgery.plugin_schema import load_catalog
+    from surgery.targets import resolve_creator
 
     catalog = load_catalog()
     used: list[str] = []
     for node in plugin_nodes(model):
-        if node.op_type not in catalog:
+        name, version, _ = _plugin_key(node)
+        schema = resolve_creator(catalog, name, version)
+        if schema is None and name in catalog:
+            schema = catalog.get(name)  # a version the catalog lacks: its check says which
+        if schema is None:
             if node.domain == PLUGIN_DOMAIN:
                 raise BuildError(
-                    f"ONNX node {node.name!r}: plugin op {node.op_type!r} is not in the plugin "
-                    "catalog (plugins/catalog/)"
+                    f"ONNX node {node.name!r}: plugin op {node.op_type!r} (version {version}) is "
+                    "not in the plugin catalog (plugins/catalog/), under its own name or a "
+                    "target's"
                 )
             continue  # someone else's custom op: left to the registry check
         try:
-            check_onnx_plugin_node(node, catalog.get(node.op_type))
+            check_onnx_plugin_node(node, schema)
         except PluginFieldError as exc:
             raise BuildError(str(exc)) from None
         if node.op_type not in used:
@@ -189,6 +217,119 @@ def _plugin_key(node: Any) -> tuple[str, str, str]:
     version = attrs["plugin_version"].s.decode() if "plugin_version" in attrs else "1"
     space = attrs["plugin_namespace"].s.decode() if "plugin_namespace" in attrs else ""
     return node.op_type, version, space
+
+
+# --------------------------------------------------------------------------- targets
+@dataclass(frozen=True)
+class BuildPlan:
+    """How an engine for a target is built here: by which module, strongly typed or not."""
+
+    target: str | None  # None: the installed module's release is no known target
+    module: str
+    strongly_typed: bool
+    stand_in: str = ""  # why `module` builds in the target's place, or ""
+
+
+def target_of(trt: Any) -> str | None:
+    """The target a TensorRT module builds for (`tensorrt` by its release), or None."""
+    from surgery.targets import TARGETS
+
+    if is_rtx(trt):
+        return "tensorrt-rtx"
+    version = str(trt.__version__)
+    return next((t.name for t in TARGETS.values()
+                 if t.module == trt.__name__ and t.release and version.startswith(t.release)),
+                None)  # fmt: skip
+
+
+def plan_build(target: str | None, backend: str | None = None) -> BuildPlan:
+    """The BuildPlan for `target` (None: whichever TensorRT is installed, `backend` first).
+
+    The target's own module builds when it is importable and of the target's release; else
+    TensorRT-RTX stands in (it installs from PyPI and builds on any machine), strongly typed as
+    all its networks are. `backend` forces a module. TensorRTMissing when nothing can build."""
+    from surgery.targets import TARGETS
+
+    if target is None:
+        trt = require_trt(backend)
+        found = target_of(trt)
+        strong = is_rtx(trt) or (found is not None and TARGETS[found].strongly_typed)
+        return BuildPlan(found, trt.__name__, strong)
+    spec = TARGETS[target]
+    trt = load_trt(backend or spec.module)
+    if trt is not None and target_of(trt) == target:
+        return BuildPlan(target, trt.__name__, spec.strongly_typed or is_rtx(trt))
+    if trt is None:
+        why = f"{spec.label} is not installed here, no `{backend or spec.module}` module"
+    else:
+        why = f"`{trt.__name__}` here is {trt.__version__}, not {spec.label}"
+    if trt is None or not is_rtx(trt):
+        trt = require_trt("tensorrt_rtx_bindings")
+    return BuildPlan(target, trt.__name__, True,
+                     f"{why}; {trt.__name__} {trt.__version__} built in its place, strongly "
+                     "typed like every TensorRT-RTX network")  # fmt: skip
+
+
+def _refuse_fp16(plan: BuildPlan) -> None:
+    """BuildError for --fp16 where the network is strongly typed (no FP16 builder flag)."""
+    from surgery.targets import TARGETS
+
+    who = TARGETS[plan.target].label if plan.target else plan.module
+    if plan.stand_in:
+        who = f"{plan.module}, standing in for {who},"
+    raise BuildError(
+        f"--fp16: {who} builds strongly typed networks, which have no FP16 builder flag: "
+        "precision is the ONNX model's own tensor types. Export the model in float16 (or with "
+        "Cast nodes where float16 is wanted) and build without --fp16"
+    )
+
+
+def _register_stand_ins(trt: Any, model: Any) -> list[str]:
+    """For each plugin node naming a target library's creator that is not registered (TensorRT
+    11's CropAndResizeDynamic v2 on a stand-in build), surgery's creator of that catalog plugin
+    under the node's name and version; the "name vN" registered. Such creators build only:
+    surgery's kernels go by the catalog's name."""
+    from dataclasses import replace
+
+    from plugins.trt.creators import make_creator
+    from surgery.plugin_schema import load_catalog
+    from surgery.targets import resolve_creator
+
+    catalog = load_catalog()
+    registry = trt.get_plugin_registry()
+    done: list[str] = []
+    for node in plugin_nodes(model):
+        name, version, space = _plugin_key(node)
+        schema = resolve_creator(catalog, name, version)
+        if schema is None or registry.get_creator(name, version, space) is not None:
+            continue
+        creator = make_creator(trt, replace(schema, name=name, version=version, namespace=space))
+        if registry.register_creator(creator, space):
+            _LOGGERS.append(creator)  # the registry holds a raw pointer: keep the object alive
+            done.append(f"{name} v{version}")
+    return done
+
+
+def _target_notes(model: Any, target: str) -> list[str]:
+    """Plugin nodes whose creator name/version is not the one `target` expects (exported for
+    another target): they build with surgery's creator instead of the target's library's."""
+    from surgery.plugin_schema import load_catalog
+    from surgery.targets import export_creator, resolve_creator
+
+    catalog = load_catalog()
+    notes = []
+    for node in plugin_nodes(model):
+        name, version, _ = _plugin_key(node)
+        schema = resolve_creator(catalog, name, version)
+        if schema is None:
+            continue
+        wanted = export_creator(schema, target)
+        if (name, version) != wanted:
+            notes.append(f"ONNX node {node.name!r}: {name} version {version} is not what "
+                         f"{target} has ({wanted[0]} version {wanted[1]}): surgery's plugin "
+                         f"builds in its place; `surgery export --target {target}` writes "
+                         "the target's")  # fmt: skip
+    return notes
 
 
 # --------------------------------------------------------------------------- building
@@ -283,8 +424,9 @@ def _profile(trt: Any, builder: Any, network: Any, shapes: Mapping[str, Sequence
 def _build_here(
     onnx_path: str, engine_path: str, *, fp16: bool, plugins: list[str] | None,
     shapes: Mapping[str, Sequence[int]], backend: str | None, verbose: bool, progress: bool,
+    target: str | None = None, strongly_typed: bool = False, stand_in: str = "",
 ) -> BuildResult:  # fmt: skip
-    """Parse, build and serialize in this process."""
+    """Parse, build and serialize in this process (strongly typed where the plan says)."""
     from surgery import model_io
 
     start = time.perf_counter()
@@ -293,6 +435,7 @@ def _build_here(
     used = check_plugin_nodes(model)
     logger = _logger(trt, verbose)
     registered = register_plugins(trt, logger, plugins if plugins is not None else used)
+    stand_ins = _register_stand_ins(trt, model)
     registry = trt.get_plugin_registry()
     for node in plugin_nodes(model):
         if registry.get_creator(*_plugin_key(node)) is None:
@@ -302,7 +445,15 @@ def _build_here(
                 f"namespace {space!r}) is registered with {trt.__name__}"
             )
     builder = trt.Builder(logger)
-    network = builder.create_network(0)
+    typed_flag = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
+    flags = 0
+    if strongly_typed:
+        if typed_flag is None:
+            raise BuildError(f"{trt.__name__} {trt.__version__} cannot build strongly typed "
+                             "networks")  # fmt: skip
+        flags = 1 << int(typed_flag)
+    network = builder.create_network(flags)
+    strong = bool(typed_flag is not None and network.get_flag(typed_flag))
     parser = trt.OnnxParser(network, logger)
     try:
         if not parser.parse_from_file(str(onnx_path)):
@@ -349,6 +500,11 @@ def _build_here(
         registered=registered,
         inputs=inputs,
         outputs=outputs,
+        target=target,
+        strongly_typed=strong,
+        stand_in=stand_in,
+        stand_in_creators=stand_ins,
+        notes=_target_notes(model, target) if target else [],
     )
 
 
@@ -362,17 +518,23 @@ def build_engine(
     backend: str | None = None,
     verbose: bool = False,
     progress: bool = False,
+    target: str | None = None,
 ) -> BuildResult:
-    """Build an engine from `onnx_path` into `engine_path` (atomically); BuildError on failure."""
+    """Build an engine from `onnx_path` into `engine_path` (atomically); BuildError on failure.
+    `target` (surgery.targets): the TensorRT to build for (None: the one installed)."""
     from surgery import model_io
 
     out = model_io.check_output_path(engine_path, onnx_path)
-    trt = require_trt(backend)
+    plan = plan_build(target, backend)
+    if fp16 and plan.strongly_typed:
+        _refuse_fp16(plan)
+    trt = require_trt(plan.module)
     model = read_onnx(onnx_path)
     kwargs = {
         "fp16": fp16, "plugins": list(plugins) if plugins is not None else None,
         "shapes": {k: list(v) for k, v in (shapes or {}).items()}, "backend": trt.__name__,
-        "verbose": verbose, "progress": progress,
+        "verbose": verbose, "progress": progress, "target": plan.target,
+        "strongly_typed": plan.strongly_typed, "stand_in": plan.stand_in,
     }  # fmt: skip
     if is_rtx(trt) and plugin_nodes(model):
         in_process, lib_dir = rtx_library_fix()

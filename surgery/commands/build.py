@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from surgery import trt_backend
+from surgery.targets import add_target_option
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -19,6 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--backend", choices=trt_backend.BACKENDS,
                         help="force a TensorRT module (default: tensorrt, else TensorRT-RTX)")
     parser.add_argument("--verbose", action="store_true", help="print TensorRT warnings")
+    add_target_option(parser, "the TensorRT to build for: tensorrt-11 and tensorrt-rtx build "
+                      "strongly typed (no --fp16); one not installed here is stood in for by "
+                      "TensorRT-RTX (default: the installed one, tensorrt else tensorrt-rtx)", None)
     parser.set_defaults(func=run)
 
 
@@ -34,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
         backend=args.backend,
         verbose=args.verbose,
         progress=True,
+        target=args.target,
     )
     print(result.summary())
     return 0
