@@ -2,12 +2,15 @@
 
 A `.pb` is exported to ONNX first (plugin nodes as custom ops; which nodes are plugin nodes is
 `surgery.plugin_identity`'s call, so TensorFlow's own `CropAndResize` stays a TensorFlow op).
+Targets are `surgery.targets`' (`tensorrt-8.6`, `tensorrt-10`, `tensorrt-11`, `tensorrt-rtx`).
 Standard ops are asked of the target's own parser (`supports_operator`) when its Python API is
-installed, else looked up in a short table of ONNX ops TensorRT has no importer for. Custom
-(plugin) ops are supported when the target can host a creator: TensorRT's plugin library (classic
-`trt-8.6` catalog plugins, `tensorrt` only) or surgery's Python creators (`plugins.trt`). Each
-unsupported op lists the rules in `rules/` whose patterns anchor on it (the op of a match root),
-found by parsing the rule files.
+installed at the target's release, else looked up in a short table of ONNX ops TensorRT has no
+importer for. Custom (plugin) ops are supported when the target can host a creator: its plugin
+library (the registry when installed, else what the catalog's `"targets"` record for it) or
+surgery's Python creators (`plugins.trt`). Each plugin op is described for the target (library
+version and deprecation, or surgery's plugin, and the native ONNX op that would serve instead),
+and each unsupported op lists the rules in `rules/` whose patterns anchor on it (the op of a
+match root), found by parsing the rule files, leaving out files and rules stating other targets.
 """
 
 from __future__ import annotations
@@ -23,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from surgery.errors import SurgeryError
+from surgery.targets import TARGETS, unknown_target
 
-TARGETS = {"tensorrt": "tensorrt", "tensorrt-rtx": "tensorrt_rtx_bindings"}
 RULES_DIR = Path(__file__).resolve().parent.parent / "rules"
 # ONNX ops that TensorRT's ONNX parser has no importer for (sequences, strings, optional, ML).
 NO_IMPORTER = frozenset({
@@ -60,6 +63,7 @@ class SupportReport:
     nodes: int
     findings: list[Finding] = field(default_factory=list)
     build_only: dict[str, int] = field(default_factory=dict)  # plugin op -> nodes, no GPU kernel
+    plugins: dict[str, tuple[int, str]] = field(default_factory=dict)  # op -> (nodes, on target)
 
     @property
     def supported(self) -> bool:
@@ -73,6 +77,10 @@ class SupportReport:
             shown = ", ".join(f"{op} x{n}" for op, n in sorted(self.build_only.items()))
             head += (f"\nparsed and built by surgery's Python plugins, but no GPU kernel yet "
                      f"(the engine cannot execute them): {shown}")
+        if self.plugins:
+            head += f"\nplugins on {self.target}:" + "".join(
+                f"\n  {op} x{count}: {what}" for op, (count, what) in sorted(self.plugins.items())
+            )
         if self.supported:
             return head + "\nall nodes supported"
         lines = [head, f"{sum(len(f.nodes) for f in self.findings)} node(s) unsupported:"]
@@ -87,15 +95,24 @@ class SupportReport:
         return "\n".join(lines)
 
 
-def rule_index(rules_dir: str | os.PathLike | None = None) -> dict[str, list[str]]:
-    """op name -> ["file.rules:rule", ...] for every rule whose match roots name that op."""
+def rule_index(
+    rules_dir: str | os.PathLike | None = None, target: str | None = None
+) -> dict[str, list[str]]:
+    """op name -> ["file.rules:rule", ...] for every rule whose match roots name that op
+    (with `target`, only files and rules meant for it: `targets` statements)."""
     from surgery import rule_ast as ast
     from surgery.rule_parser import load_rules
+    from surgery.targets import file_mismatch, rule_skipped
 
     index: dict[str, list[str]] = {}
     for path in sorted(Path(rules_dir or RULES_DIR).glob("*.rules")):
-        for rule in load_rules(path).rules:
+        rule_file = load_rules(path)
+        if target is not None and file_mismatch(rule_file, target) is not None:
+            continue
+        for rule in rule_file.rules:
             if not isinstance(rule.body, ast.MatchStmt):
+                continue
+            if target is not None and rule_skipped(rule, target):
                 continue
             for root in rule.body.roots:
                 for op in root.ops:
@@ -103,10 +120,19 @@ def rule_index(rules_dir: str | os.PathLike | None = None) -> dict[str, list[str
     return index
 
 
+def _load_target(target: str) -> Any:
+    """The target's TensorRT module when it is installed at the target's release, else None."""
+    from surgery.trt_backend import load_trt, target_of
+
+    trt = load_trt(TARGETS[target].module)
+    return trt if trt is not None and target_of(trt) == target else None
+
+
 def _hosted_plugins(target: str, trt: Any, python_plugins: bool) -> set[str]:
-    """Creator names the target can host (library registry, else what is known statically)."""
+    """Creator names the target can host (library registry, else what the catalog records)."""
     from plugins.trt import IMPLEMENTED
     from surgery.plugin_schema import load_catalog
+    from surgery.targets import provision
 
     hosted = set(IMPLEMENTED) if python_plugins else set()
     if trt is not None:
@@ -115,8 +141,9 @@ def _hosted_plugins(target: str, trt: Any, python_plugins: bool) -> set[str]:
         register_plugins(trt, kept(trt.Logger(trt.Logger.ERROR)), None if python_plugins else [])
         ours = set() if python_plugins else set(IMPLEMENTED)
         hosted |= {c.name for c in trt.get_plugin_registry().all_creators} - ours
-    elif target == "tensorrt":
-        hosted |= {s.name for s in load_catalog() if "trt-8.6" in s.catalogs}
+    else:
+        found = (provision(s, target, kernels=()) for s in load_catalog())
+        hosted |= {f.creator for f in found if f.provider == "library"}
     return hosted
 
 
@@ -152,11 +179,10 @@ def check_support(
 
     `python_plugins=False` counts only creators the TensorRT library itself provides.
     """
-    if target not in TARGETS:
-        raise SupportError(f"unknown target {target!r} (targets: {', '.join(TARGETS)})")
-    from surgery.trt_backend import load_trt
-
-    trt = load_trt(TARGETS[target])
+    message = unknown_target(target)
+    if message is not None:
+        raise SupportError(message)
+    trt = _load_target(target)
     path = Path(model)
     hosted = _hosted_plugins(target, trt, python_plugins)
     parser = parse_errors = None
@@ -167,7 +193,7 @@ def check_support(
         if trt is not None and _can_parse_here(trt, onnx_model):
             onnx_path = path if path.suffix == ".onnx" else Path(workdir) / "model.onnx"
             parse_errors = _parse_errors(target, onnx_path, python_plugins, onnx_model)
-    index = rule_index(rules_dir)
+    index = rule_index(rules_dir, target)
     groups: dict[str, Finding] = {}
     for node in onnx_model.graph.node:
         reason = _why_unsupported(node, parser, hosted, target)
@@ -202,8 +228,34 @@ def check_support(
     return SupportReport(
         str(path), target, checked, len(onnx_model.graph.node), sorted(
             groups.values(), key=lambda f: (-len(f.nodes), f.op)
-        ), build_only,
+        ), build_only, _plugins_on(onnx_model, target),
     )  # fmt: skip
+
+
+def _plugins_on(model: Any, target: str) -> dict[str, tuple[int, str]]:
+    """Plugin op -> (nodes, who provides it on `target` and the native alternative), for the
+    custom nodes that are catalog plugins (by creator name and version, any target's)."""
+    from surgery.plugin_schema import load_catalog
+    from surgery.targets import describe, export_creator, provision, resolve_creator
+    from surgery.trt_backend import plugin_key
+
+    catalog = load_catalog()
+    out: dict[str, tuple[int, str]] = {}
+    for node in model.graph.node:
+        if not _is_custom(node):
+            continue
+        name, version, _ = plugin_key(node)
+        schema = resolve_creator(catalog, name, version)
+        if schema is None:
+            continue
+        what = describe(provision(schema, target))
+        wanted = export_creator(schema, target)
+        if (name, version) != wanted:
+            what = (f"{target} expects {wanted[0]} version {wanted[1]} (`surgery export --target "
+                    f"{target}`); {what}")  # fmt: skip
+        count = out.get(node.op_type, (0, what))[0] + 1
+        out[node.op_type] = (count, what)
+    return out
 
 
 class _Parser:
@@ -311,10 +363,8 @@ def _rules_for(ops: Iterable[str], index: dict[str, list[str]]) -> list[str]:
 def _child_main() -> int:
     """Child-process entry of `_parse_errors`: a JSON request on stdin, one JSON line out."""
     request = json.loads(sys.stdin.read())
-    from surgery.trt_backend import load_trt
-
     target = request["target"]
-    trt = load_trt(TARGETS[target])
+    trt = _load_target(target)
     _hosted_plugins(target, trt, request["python_plugins"])  # registers what the parent did
     errors = _parse_here(trt, Path(request["onnx"]))
     print(json.dumps({"errors": errors}))

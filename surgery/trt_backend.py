@@ -190,7 +190,7 @@ def check_plugin_nodes(model: Any) -> list[str]:
     catalog = load_catalog()
     used: list[str] = []
     for node in plugin_nodes(model):
-        name, version, _ = _plugin_key(node)
+        name, version, _ = plugin_key(node)
         schema = resolve_creator(catalog, name, version)
         if schema is None and name in catalog:
             schema = catalog.get(name)  # a version the catalog lacks: its check says which
@@ -211,7 +211,7 @@ def check_plugin_nodes(model: Any) -> list[str]:
     return used
 
 
-def _plugin_key(node: Any) -> tuple[str, str, str]:
+def plugin_key(node: Any) -> tuple[str, str, str]:
     """(creator name, version, namespace) the parser will look up for a custom node."""
     attrs = {a.name: a for a in node.attribute}
     version = attrs["plugin_version"].s.decode() if "plugin_version" in attrs else "1"
@@ -299,7 +299,7 @@ def _register_stand_ins(trt: Any, model: Any) -> list[str]:
     registry = trt.get_plugin_registry()
     done: list[str] = []
     for node in plugin_nodes(model):
-        name, version, space = _plugin_key(node)
+        name, version, space = plugin_key(node)
         schema = resolve_creator(catalog, name, version)
         if schema is None or registry.get_creator(name, version, space) is not None:
             continue
@@ -319,7 +319,7 @@ def _target_notes(model: Any, target: str) -> list[str]:
     catalog = load_catalog()
     notes = []
     for node in plugin_nodes(model):
-        name, version, _ = _plugin_key(node)
+        name, version, _ = plugin_key(node)
         schema = resolve_creator(catalog, name, version)
         if schema is None:
             continue
@@ -438,8 +438,8 @@ def _build_here(
     stand_ins = _register_stand_ins(trt, model)
     registry = trt.get_plugin_registry()
     for node in plugin_nodes(model):
-        if registry.get_creator(*_plugin_key(node)) is None:
-            name, version, space = _plugin_key(node)
+        if registry.get_creator(*plugin_key(node)) is None:
+            name, version, space = plugin_key(node)
             raise BuildError(
                 f"ONNX node {node.name!r}: no plugin creator {name!r} (version {version!r}, "
                 f"namespace {space!r}) is registered with {trt.__name__}"

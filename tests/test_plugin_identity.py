@@ -160,7 +160,7 @@ def test_support_and_view_treat_the_tf_op_as_tf(tmp_path: Path, monkeypatch) -> 
         assert "faster_rcnn.rules:crop_and_resize" in report.findings[0].rules
         assert "custom op" not in report.findings[0].reason
     monkeypatch.setattr(trt_backend, "_import_module", lambda name: None)
-    report = check_support(pb, "tensorrt")  # static table: no custom op anywhere
+    report = check_support(pb, "tensorrt-10")  # static table: no custom op anywhere
     assert report.checked_by == "static table" and report.supported
 
 

@@ -74,7 +74,7 @@ def test_static_table_for_tensorrt_without_library(tmp_path, monkeypatch):
     )  # fmt: skip
     path = tmp_path / "m.onnx"
     onnx.save(helper.make_model(graph), str(path))
-    report = check_support(path, "tensorrt", GOLDEN)
+    report = check_support(path, "tensorrt-10", GOLDEN)
     assert report.checked_by == "static table"
     assert {f.op: f.nodes for f in report.findings} == {
         "Unique": ["uniq"], "Mystery_TRT": ["mystery"],

@@ -1,10 +1,11 @@
-"""`surgery support MODEL.pb|model.onnx [--target tensorrt|tensorrt-rtx]`."""
+"""`surgery support MODEL.pb|model.onnx [--target TARGET]`."""
 
 from __future__ import annotations
 
 import argparse
 
 from surgery import support
+from surgery.targets import add_target_option
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -12,7 +13,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "support", help="which nodes a TensorRT target cannot take, and the rules that fix them"
     )
     parser.add_argument("model", help=".pb/.pbtxt (exported first) or .onnx")
-    parser.add_argument("--target", choices=sorted(support.TARGETS), default="tensorrt-rtx")
+    add_target_option(parser, "the TensorRT to check for (default: tensorrt-rtx, the one "
+                      "that installs here)", "tensorrt-rtx")
     parser.add_argument("--rules", help="directory of rule files (default: rules/)")
     parser.add_argument("--no-python-plugins", action="store_true",
                         help="count only plugins the TensorRT library itself provides")
