@@ -22,6 +22,7 @@ BENCHMARKS = [
     "bench_view",
     "bench_export",
     "bench_gpu_kernels",
+    "bench_gpu_nms",
     "bench_gpu_roi",
     "bench_maskrcnn_build",
     "bench_maskrcnn_pipeline",

@@ -8,9 +8,9 @@ each a run of L boxes already sorted best first, of which the first `counts[s]` 
   whether box i suppresses box 64w + j, a later box of the segment (overlap > threshold and, when
   labels are given, the same label). Fully parallel.
 * `nms_walk` (one block per segment): walks the boxes 64 at a time without leaving the device;
-  one thread settles the 64 decisions from the diagonal tile, then the block ORs the rows of the
-  boxes just kept into the `removed` bits of the later words. It writes the kept positions in
-  order and their count, and stops at `limit` kept.
+  one thread settles the 64 decisions from the diagonal tile, then the whole block ORs the rows
+  of the boxes just kept into the `removed` bits of the later words (coalesced reads). It writes
+  the kept positions in order and their count, and stops at `limit` kept.
 
 Sorting uses 64-bit integer keys (`KeyLayout`): segment, then the score as an order-preserving
 32-bit code (best first, NaN last, -0 equal to +0, as the references' stable argsort of -score),
@@ -144,16 +144,15 @@ __global__ void nms_mask(const float4* __restrict__ boxes, const int* __restrict
     mask[(base + row0 + t) * words + cb] = bits;
 }
 
-// grid (segments), block 256 (8 warps), dynamic shared memory words * 8 bytes. Greedy walk of
-// segment blockIdx.x: keep[s, 0:kept[s]] = positions kept, in order, at most `limit`.
+// grid (segments), block 256, dynamic shared memory words * 8 bytes. Greedy walk of segment
+// blockIdx.x: keep[s, 0:kept[s]] = positions kept, in order, at most `limit`.
 __global__ void nms_walk(const u64* __restrict__ mask, const int* __restrict__ counts, int L,
                          int words, int limit, int cap, int* __restrict__ keep,
                          int* __restrict__ kept) {
     extern __shared__ u64 removed[];
     __shared__ u64 diag[64];
     __shared__ u64 chosen;
-    const int s = blockIdx.x, tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-    const int warps = blockDim.x >> 5;
+    const int s = blockIdx.x, tid = threadIdx.x;
     const int n = min(counts[s], L);
     const int nw = (n + 63) / 64;
     const u64* m = mask + (long long)s * L * words;
@@ -183,13 +182,19 @@ __global__ void nms_walk(const u64* __restrict__ mask, const int* __restrict__ c
             keep[(long long)s * cap + total + __popcll(bits & ((1ull << tid) - 1ull))] = base + tid;
         }
         total += __popcll(bits);
-        if (total < limit) {
-            for (int j = w + 1 + warp; j < nw; j += warps) {
+        // Work item = (later word j, group of 8 rows): consecutive threads read consecutive
+        // words of a row (coalesced), 8 independent loads each, one shared atomic OR.
+        const int rest = nw - w - 1;
+        if (total < limit && bits) {
+            for (int item = tid; item < rest * 8; item += blockDim.x) {
+                const int j = w + 1 + item % rest, g = item / rest;
+                const u64* col = m + (long long)(base + g * 8) * words + j;
                 u64 v = 0ull;
-                if ((bits >> lane) & 1ull) v |= m[(long long)(base + lane) * words + j];
-                if ((bits >> (lane + 32)) & 1ull) v |= m[(long long)(base + lane + 32) * words + j];
-                for (int off = 16; off > 0; off >>= 1) v |= __shfl_xor_sync(0xFFFFFFFFu, v, off);
-                if (lane == 0) removed[j] |= v;
+#pragma unroll
+                for (int b = 0; b < 8; ++b) {
+                    if ((bits >> (g * 8 + b)) & 1ull) v |= col[(long long)b * words];
+                }
+                if (v) atomicOr(&removed[j], v);
             }
         }
         __syncthreads();
