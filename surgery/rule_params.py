@@ -200,19 +200,35 @@ def prepare_graph(
     """What the rules see: placeholders pinned and shape arithmetic folded (`--input`), then
     inferred shapes recorded when asked or when a rule reads shapes (needs TensorFlow). True
     when shapes were recorded: they go stale as rules rewrite, so `drop_inferred_shapes`
-    removes them before the graph is written or run."""
+    removes them before the graph is written or run.
+
+    Both steps import the graph into TensorFlow (seconds); their edits are cached by the
+    graph's bytes, the flags and TensorFlow's identity (`surgery.cache.edit_graph`), so the same
+    graph is prepared again without TensorFlow."""
     from surgery.opdefs import tensorflow_available
 
-    if inputs:
-        from surgery.input_shapes import pin_and_fold, print_report
+    shapes = infer_shapes or (needs_shapes(rule_files) and tensorflow_available())
+    if not inputs and not shapes:
+        return False
+    from surgery import cache
+    from surgery.input_shapes import pin_and_fold, print_report
 
-        print_report(pin_and_fold(graph, inputs), stream=stream)
-    if infer_shapes or (needs_shapes(rule_files) and tensorflow_available()):
-        from surgery.shapes import annotate_shapes
+    def prepare() -> Any:
+        report = None
+        if inputs:
+            report = pin_and_fold(graph, inputs)
+            print_report(report, stream=stream)
+        if shapes:
+            from surgery.shapes import annotate_shapes
 
-        annotate_shapes(graph)
-        return True
-    return False
+            annotate_shapes(graph)
+        return report
+
+    params = ("prepare", cache.tensorflow_identity(), str(shapes), *inputs)
+    replayed, report = cache.edit_graph(graph, params, prepare)
+    if replayed and report is not None:
+        print_report(report, stream=stream)
+    return shapes
 
 
 def drop_inferred_shapes(graph: Any) -> None:

@@ -34,12 +34,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from surgery import model_io
+    from surgery.cache import load_rules
     from surgery.engine import apply_rules
     from surgery.errors import OutputPathError
     from surgery.graph_check import refuse_invalid
     from surgery.provenance import changes_json
     from surgery.rule_params import drop_inferred_shapes, parse_settings, prepare_graph
-    from surgery.rule_parser import load_rules
 
     if len(args.files) < 2:
         print("surgery apply: error: give at least one rule file and a model", file=sys.stderr)
