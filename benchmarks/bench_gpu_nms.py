@@ -122,8 +122,8 @@ def nms_case(cp: Any, n: int, classes: int, repeats: int, tv: Any) -> dict[str, 
     from plugins.gpu.nms import batched_nms
 
     rng = np.random.default_rng(n + classes)
-    corner = rng.random((n, 2)) * 1000
-    boxes = np.concatenate([corner, corner + 10 + rng.random((n, 2)) * 90], axis=1)
+    corner = rng.integers(0, 1000, (n, 2))  # whole pixels: both compute the same overlaps
+    boxes = np.concatenate([corner, corner + rng.integers(10, 100, (n, 2))], axis=1)
     b = cp.asarray(boxes.astype(np.float32))
     s = cp.asarray(rng.random(n).astype(np.float32))
     label = cp.asarray(rng.integers(0, classes, n).astype(np.int32))

@@ -300,9 +300,11 @@ def test_proposal_edges(cp: Any) -> None:
 
 
 def random_boxes(rng: np.random.Generator, n: int, classes: int) -> tuple[np.ndarray, ...]:
-    """(boxes [n, 4] as x1, y1, x2, y2, scores [n], labels [n] int32)."""
-    corner = rng.random((n, 2)) * 1000
-    boxes = np.concatenate([corner, corner + 10 + rng.random((n, 2)) * 90], axis=1)
+    """(boxes [n, 4] as x1, y1, x2, y2, scores [n], labels [n] int32). Whole-pixel corners:
+    every overlap is then exact up to its one division, whatever the order of operations (and
+    torchvision's class offsets stay exact), so implementations must agree bit for bit."""
+    corner = rng.integers(0, 1000, (n, 2))
+    boxes = np.concatenate([corner, corner + rng.integers(10, 100, (n, 2))], axis=1)
     return (boxes.astype(np.float32), rng.random(n).astype(np.float32),
             rng.integers(0, classes, n).astype(np.int32))  # fmt: skip
 
