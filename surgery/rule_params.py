@@ -195,7 +195,7 @@ def needs_shapes(rule_files: Iterable[ast.RuleFile]) -> bool:
 
 def prepare_graph(
     graph: Any, rule_files: Sequence[ast.RuleFile], inputs: Sequence[str] = (),
-    infer_shapes: bool = False, stream: Any = None,
+    infer_shapes: bool = False, stream: Any = None, source: Any = None,
 ) -> bool:  # fmt: skip
     """What the rules see: placeholders pinned and shape arithmetic folded (`--input`), then
     inferred shapes recorded when asked or when a rule reads shapes (needs TensorFlow). True
@@ -203,8 +203,9 @@ def prepare_graph(
     removes them before the graph is written or run.
 
     Both steps import the graph into TensorFlow (seconds); their edits are cached by the
-    graph's bytes, the flags and TensorFlow's identity (`surgery.cache.edit_graph`), so the same
-    graph is prepared again without TensorFlow."""
+    graph's bytes (or `source`, a `surgery.cache.SourceDigest` of the file it was loaded from),
+    the flags and TensorFlow's identity (`surgery.cache.edit_graph`), so the same graph is
+    prepared again without TensorFlow."""
     from surgery.opdefs import tensorflow_available
 
     shapes = infer_shapes or (needs_shapes(rule_files) and tensorflow_available())
@@ -225,7 +226,7 @@ def prepare_graph(
         return report
 
     params = ("prepare", cache.tensorflow_identity(), str(shapes), *inputs)
-    replayed, report = cache.edit_graph(graph, params, prepare)
+    replayed, report = cache.edit_graph(graph, params, prepare, source)
     if replayed and report is not None:
         print_report(report, stream=stream)
     return shapes

@@ -34,12 +34,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from surgery import model_io
-    from surgery.cache import load_rules
+    from surgery.cache import SourceDigest, directory, load_rules
     from surgery.engine import apply_rules
     from surgery.errors import OutputPathError
     from surgery.graph_check import refuse_invalid
     from surgery.provenance import changes_json
-    from surgery.rule_params import drop_inferred_shapes, parse_settings, prepare_graph
+    from surgery.rule_params import (
+        drop_inferred_shapes,
+        needs_shapes,
+        parse_settings,
+        prepare_graph,
+    )
 
     if len(args.files) < 2:
         print("surgery apply: error: give at least one rule file and a model", file=sys.stderr)
@@ -61,11 +66,14 @@ def run(args: argparse.Namespace) -> int:
         rule_files, notes = select_rules(rule_files, args.target)
         for severity, message in notes:
             print(f"{severity}: {message}", file=sys.stderr)
+    prepared = args.input or args.infer_shapes or needs_shapes(rule_files)
+    # what keys the cached --input and shape edits: hashed in a thread while the model loads
+    source = SourceDigest(model) if prepared and directory() is not None else None
     graph = model_io.load(model)
     refuse_invalid(graph, model, args.allow_invalid)  # cycles, missing ports or nodes, empty
     settings = parse_settings(args.set)
     # the rules see (and -o gets) the pinned, folded graph, with shapes when rules read them
-    shaped = prepare_graph(graph, rule_files, args.input, args.infer_shapes)
+    shaped = prepare_graph(graph, rule_files, args.input, args.infer_shapes, source=source)
     before = len(graph)
     original = graph.copy() if args.report else None  # apply_rules edits `graph` in place
     result = apply_rules(graph, rule_files, settings=settings)
