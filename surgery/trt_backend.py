@@ -261,10 +261,14 @@ def plan_build(target: str | None, backend: str | None = None) -> BuildPlan:
         return BuildPlan(target, trt.__name__, spec.strongly_typed or is_rtx(trt))
     if trt is None:
         why = f"{spec.label} is not installed here, no `{backend or spec.module}` module"
+    elif is_rtx(trt):
+        why = f"--backend {trt.__name__}"
     else:
         why = f"`{trt.__name__}` here is {trt.__version__}, not {spec.label}"
     if trt is None or not is_rtx(trt):
         trt = require_trt("tensorrt_rtx_bindings")
+        if target_of(trt) == target:  # --backend named a missing module: the target's own
+            return BuildPlan(target, trt.__name__, True)
     return BuildPlan(target, trt.__name__, True,
                      f"{why}; {trt.__name__} {trt.__version__} built in its place, strongly "
                      "typed like every TensorRT-RTX network")  # fmt: skip
@@ -305,9 +309,12 @@ def _register_stand_ins(trt: Any, model: Any) -> list[str]:
             continue
         creator = make_creator(trt, replace(schema, name=name, version=version, namespace=space))
         if registry.register_creator(creator, space):
-            _LOGGERS.append(creator)  # the registry holds a raw pointer: keep the object alive
+            _STAND_INS.append(creator)  # the registry holds a raw pointer: keep it alive
             done.append(f"{name} v{version}")
     return done
+
+
+_STAND_INS: list[Any] = []  # creators registered by _register_stand_ins, alive with the process
 
 
 def _target_notes(model: Any, target: str) -> list[str]:
