@@ -33,8 +33,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from surgery import cache
+
+    # The model's digest keys the cached --input and shape edits (prepare_graph below); with
+    # those flags it is hashed in a thread from here on, while the imports and the load run.
+    cached = cache.directory() is not None and len(args.files) >= 2
+    early = cached and bool(args.input or args.infer_shapes)
+    source = cache.SourceDigest(args.files[-1]) if early else None
+
     from surgery import model_io
-    from surgery.cache import SourceDigest, directory, load_rules
     from surgery.engine import apply_rules
     from surgery.errors import OutputPathError
     from surgery.graph_check import refuse_invalid
@@ -59,16 +66,15 @@ def run(args: argparse.Namespace) -> int:
         if path in written:
             raise OutputPathError(f"{path}: {flag} and {written[path]} name the same file")
         written[path] = flag
-    rule_files = [load_rules(p) for p in rule_paths]
+    rule_files = [cache.load_rules(p) for p in rule_paths]
     if args.target is not None:  # files not meant for it warned about, rules for others left out
         from surgery.targets import select_rules
 
         rule_files, notes = select_rules(rule_files, args.target)
         for severity, message in notes:
             print(f"{severity}: {message}", file=sys.stderr)
-    prepared = args.input or args.infer_shapes or needs_shapes(rule_files)
-    # what keys the cached --input and shape edits: hashed in a thread while the model loads
-    source = SourceDigest(model) if prepared and directory() is not None else None
+    if cached and source is None and needs_shapes(rule_files):  # the rules read shapes
+        source = cache.SourceDigest(model)
     graph = model_io.load(model)
     refuse_invalid(graph, model, args.allow_invalid)  # cycles, missing ports or nodes, empty
     settings = parse_settings(args.set)
