@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 from google.protobuf import message, text_format
@@ -116,14 +117,16 @@ def check_output_path(output: str | os.PathLike, *inputs: str | os.PathLike) -> 
     return out
 
 
-def write_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Write to a temporary file beside `path`, then rename: readers never see a partial file."""
+def write_atomic(path: str | os.PathLike, data: bytes | Iterable[bytes | memoryview]) -> None:
+    """Write to a temporary file beside `path`, then rename: readers never see a partial file.
+    `data` may be chunks, written as they come (a file larger than memory, made piece by piece)."""
     target = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give what open() would
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            for chunk in [data] if isinstance(data, bytes) else data:
+                handle.write(chunk)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, target)

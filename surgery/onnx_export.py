@@ -17,12 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from surgery.errors import SurgeryError, TensorFlowMissing
+from surgery.export.initializers import attach_weights
+from surgery.export.onnx_file import write_model
 from surgery.export.plugin_nodes import PLUGIN_DOMAIN, find_plugin_nodes
 from surgery.export.standin import Shape, build_stand_ins
 from surgery.export.tf2onnx_run import ExportError, convert
+from surgery.export.weight_standins import select_weights
 from surgery.graph import Graph
-from surgery.model_io import write_atomic
 from surgery.plugin_schema import Catalog, load_catalog
+from surgery.protos import GraphDef
 
 DEFAULT_OPSET = 17
 # Above this many bytes of constants the model is written with external data (protobuf's 2 GiB
@@ -79,9 +82,9 @@ def graph_io(graph: Graph) -> tuple[list[str], list[str]]:
     return inputs, outputs
 
 
-def _const_bytes(graph: Graph) -> int:
-    """Bytes held in Const tensors (decides external data)."""
-    return sum(len(n.attr["value"].tensor.tensor_content) for n in graph.nodes_by_op("Const"))
+def _const_bytes(graph_def: GraphDef) -> int:
+    """Bytes held in Const tensors (sized, not copied)."""
+    return sum(n.attr["value"].ByteSize() for n in graph_def.node if n.op == "Const")
 
 
 def _tensor_names(names: Sequence[str]) -> list[str]:
@@ -123,12 +126,17 @@ def export_onnx(
     if not out_names:
         raise ExportError("the graph has no outputs to export (give --output-names)")
     shapes = {name.split(":")[0]: shape for name, shape in (input_shapes or {}).items()}
-    stand_ins = build_stand_ins(graph, plugins, shapes, shape_overrides)
+    weights = select_weights(graph, {p.name for p in plugins}, out_names)
+    stand_ins = build_stand_ins(graph, plugins, shapes, shape_overrides, weights)
+    rest = _const_bytes(stand_ins.graph_def)  # the constants tf2onnx still holds
     if large_model is None:
-        large_model = _const_bytes(graph) > LARGE_MODEL_BYTES
-    model, storage = convert(stand_ins, in_names, out_names, opset=opset, large_model=large_model)
+        large_model = rest + sum(w.nbytes for w in weights.values()) > LARGE_MODEL_BYTES
+    model, storage = convert(
+        stand_ins, in_names, out_names, opset=opset, large_model=rest > LARGE_MODEL_BYTES
+    )
+    initializers = attach_weights(model, weights)
     onnx_plugins = _check_plugins(model, stand_ins)
-    external = _write(model, storage, out_path)
+    external = write_model(model, initializers, out_path, external=large_model, storage=storage)
     _run_checker(out_path)
     return ExportResult(
         path=out_path,
@@ -182,45 +190,6 @@ def _check_plugins(model: Any, stand_ins: Any) -> dict[str, str]:
                     "conversion; its input layout could not be made NCHW"
                 )
     return found
-
-
-def _write(model: Any, storage: Any, path: Path) -> Path | None:
-    """Save the model; with `storage`, tensors go to `<name>.data` (ONNX external data)."""
-    if storage is None:
-        try:
-            data = model.SerializeToString()
-        except ValueError as exc:  # protobuf refuses messages over 2 GiB
-            raise ExportError(f"model too large for one file ({exc}); use --large-model") from None
-        write_atomic(path, data)
-        return None
-    data_path = path.with_name(path.name + ".data")
-    chunks: dict[str, bytes] = storage.name_to_tensor_data  # tf2onnx's ExternalTensorStorage
-    blob = bytearray()
-    for tensor in _all_tensors(model):
-        if tensor.data_location != tensor.EXTERNAL:
-            continue
-        entries = {e.key: e.value for e in tensor.external_data}
-        chunk = chunks.get(entries.get("location", ""))
-        if chunk is None:
-            raise ExportError(f"external data for tensor {tensor.name!r} is missing")
-        blob.extend(b"\0" * (-len(blob) % 64))  # 64-byte alignment for mmap-friendly readers
-        offset = len(blob)
-        blob.extend(chunk)
-        del tensor.external_data[:]
-        for key, value in (("location", data_path.name), ("offset", str(offset)),
-                           ("length", str(len(chunk)))):  # fmt: skip
-            tensor.external_data.add(key=key, value=value)
-    write_atomic(data_path, bytes(blob))
-    write_atomic(path, model.SerializeToString())
-    return data_path
-
-
-def _all_tensors(model: Any) -> list[Any]:
-    """Initializers and tensor attributes of the main graph."""
-    tensors = list(model.graph.initializer)
-    for node in model.graph.node:
-        tensors.extend(a.t for a in node.attribute if a.HasField("t"))
-    return tensors
 
 
 def _run_checker(path: Path) -> None:

@@ -22,6 +22,7 @@ import numpy as np
 from surgery import tensor_values
 from surgery.errors import GraphError, SurgeryError
 from surgery.export.plugin_nodes import PluginNode
+from surgery.export.weight_standins import Weight, without_weights
 from surgery.graph import Graph
 from surgery.ports import TensorRef
 from surgery.protos import GraphDef, NodeDef, types_pb2
@@ -139,9 +140,12 @@ def build_stand_ins(
     plugins: list[PluginNode],
     input_shapes: Mapping[str, Shape],
     shape_overrides: Mapping[str, Shape] | None = None,
+    weights: Mapping[str, Weight] | None = None,
 ) -> StandIns:
-    """The stand-in GraphDef: PyFuncs for plugins, NCHW transposes where the schema asks."""
-    work = graph.copy()
+    """The stand-in GraphDef: PyFuncs for plugins, NCHW transposes where the schema asks, and
+    Placeholders for `weights` (`surgery.export.weight_standins`), whose bytes are not copied."""
+    weights = weights or {}
+    work = without_weights(graph, weights)
     plugin_ops = {p.schema.name for p in plugins}
     by_name = {p.name: p for p in plugins}
     transposed: list[str] = []
@@ -166,21 +170,28 @@ def build_stand_ins(
         node.attr["Tin"].list.type.extend(tin)
         node.attr["Tout"].list.type.extend([types_pb2.DT_FLOAT] * counts[plugin.name])
     result = StandIns(graph_def, by_name, transposed=transposed)
-    concrete = functools.cache(lambda: _concrete_input_shapes(work, plugins, input_shapes))
+    concrete = functools.cache(
+        lambda: _concrete_input_shapes(work, plugins, input_shapes, weights)
+    )
     _infer_plugin_shapes(result, counts, input_shapes, dict(shape_overrides or {}), concrete)
     return result
 
 
 def _concrete_input_shapes(
-    work: Graph, plugins: list[PluginNode], input_shapes: Mapping[str, Shape]
+    work: Graph,
+    plugins: list[PluginNode],
+    input_shapes: Mapping[str, Shape],
+    weights: Mapping[str, Weight],
 ) -> dict[str, list[Shape]]:
     """Each plugin's input shapes from one real run (TF regions + plugin references) on zero
-    inputs: static inference loses dims behind dynamic Reshapes, a run does not. Empty when a
-    graph input's shape is not fully known."""
+    inputs, the weights' stand-ins fed their values: static inference loses dims behind dynamic
+    Reshapes, a run does not. Empty when a graph input's shape is not fully known."""
     from surgery.validate import RegionEvaluator
 
-    feeds = {}
+    feeds = {name: weight.values() for name, weight in weights.items()}
     for node in work.graph_inputs():
+        if node.name in weights:
+            continue
         if not work.is_read(node.name):
             continue  # a side input a collapse dropped: it cannot change the plugins' inputs
         shape = input_shapes.get(node.name)
@@ -328,26 +339,31 @@ def _infer_plugin_shapes(
         if node is not None and shape is not None:
             node.attr["shape"].CopyFrom(make_attr(list(shape), "shape"))
     pending = list(result.plugins)
+    run = False  # the concrete run costs a forward pass: only once static shapes stall
     while pending:
         tf_graph = _import(_with_shape_checks(graph_def, result))
         progress = []
         for name in pending:
             op = tf_graph.get_operation_by_name(name)
             in_shapes = [_dims(t) for t in op.inputs]
-            if any(s is None or None in s for s in in_shapes):
+            partial = any(s is None or None in s for s in in_shapes)
+            if run and partial:
                 known = concrete().get(name)
                 if known and all(s is not None for s in known):
-                    in_shapes = known
+                    in_shapes, partial = known, False
             keys = [f"{name}:{p}" for p in range(counts[name])]
             if all(k in overrides for k in keys):
                 shapes = [overrides[k] for k in keys]
-            elif any(s is None for s in in_shapes):
-                continue
+            elif any(s is None for s in in_shapes) or (partial and not run):
+                continue  # without the run, a partly known input may still become known
             else:
                 shapes = _reference_shapes(result.plugins[name], in_shapes, counts[name])
                 shapes = [overrides.get(k, s) for k, s in zip(keys, shapes, strict=True)]
             result.shapes.update(zip(keys, shapes, strict=True))
             progress.append(name)
+        if not progress and not run:
+            run = True
+            continue
         if not progress:
             # Inputs of unknown shape (e.g. behind a dynamic Reshape): the outputs stay unknown;
             # tf2onnx converts most consumers without shapes and reports the ones it cannot.
