@@ -16,6 +16,7 @@ import time
 from surgery.launch import relaunch
 
 BENCHMARKS = [
+    "bench_startup",
     "bench_ir",
     "bench_compat",
     "bench_rules",
