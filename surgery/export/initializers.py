@@ -92,11 +92,11 @@ def attach_weights(model: Any, weights: Mapping[str, Weight]) -> list[Initialize
             lazy[node.output[0]] = folded
     _replace(graph.node, kept_nodes)
     names = _initializer_names(graph, lazy)
-    for node in graph.node:
-        for i, name in enumerate(node.input):
-            if name in names:
-                node.input[i] = names[name]
+    _rename(graph, names)
     _drop_unread(graph)
+    gone = set(lazy) - set(names.values())  # folded away: their value_info describes nothing
+    if any(v.name in gone for v in graph.value_info):
+        _replace(graph.value_info, [v for v in graph.value_info if v.name not in gone])
     made: dict[str, Initializer] = {}
     for tensor, name in names.items():
         if name not in made:
@@ -191,7 +191,7 @@ def _initializer_names(graph: Any, lazy: Mapping[str, _Lazy]) -> dict[str, str]:
     per distinct layout, the Const's own for a weight read in one layout only."""
     outputs = {o.name for o in graph.output}
     read = [o.name for o in graph.output if o.name in lazy]  # first: their names must stay
-    read += [name for node in graph.node for name in node.input if name in lazy]
+    read += [name for name in _reads(graph) if name in lazy]
     by_key: dict[tuple, str] = {}
     layouts: dict[str, set[tuple]] = {}
     for name in read:
@@ -207,9 +207,37 @@ def _initializer_names(graph: Any, lazy: Mapping[str, _Lazy]) -> dict[str, str]:
     return names
 
 
+def _rename(graph: Any, names: Mapping[str, str]) -> None:
+    """Point every read of a tensor in `names` (at any depth) at its new name."""
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            if name in names:
+                node.input[i] = names[name]
+        for sub in _subgraphs(node):
+            for value in sub.output:
+                value.name = names.get(value.name, value.name)
+            _rename(sub, names)
+
+
+def _subgraphs(node: Any) -> Iterator[Any]:
+    for attr in node.attribute:
+        if attr.HasField("g"):
+            yield attr.g
+        yield from attr.graphs
+
+
+def _reads(graph: Any) -> Iterator[str]:
+    """Every tensor name read in `graph`: node inputs and subgraph outputs, at any depth."""
+    for node in graph.node:
+        yield from node.input
+        for sub in _subgraphs(node):
+            yield from (o.name for o in sub.output)
+            yield from _reads(sub)
+
+
 def _drop_unread(graph: Any) -> None:
     """Remove tf2onnx's small initializers only the folded nodes read (reshape targets)."""
-    read = {name for node in graph.node for name in node.input}
+    read = set(_reads(graph))
     read |= {o.name for o in graph.output}
     kept = [t for t in graph.initializer if t.name in read]
     if len(kept) != len(graph.initializer):
