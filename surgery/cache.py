@@ -85,7 +85,7 @@ def load(kind: str, entry_key: str) -> Any | None:
         return None
     try:
         with open(path, "rb") as handle:
-            if os.fstat(handle.fileno()).st_uid != os.getuid():
+            if hasattr(os, "getuid") and os.fstat(handle.fileno()).st_uid != os.getuid():
                 return None
             data = handle.read()
     except OSError:
@@ -113,7 +113,8 @@ def store(kind: str, entry_key: str, value: Any) -> None:
         return
     data = _MAGIC + hashlib.sha256(payload).hexdigest().encode() + payload
     try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for folder in (path.parent.parent, path.parent):  # private: entries are pickles
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as handle:
