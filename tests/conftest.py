@@ -1,11 +1,17 @@
-"""Session-wide pytest fixtures: the frozen model fixtures (built once, cached on disk)."""
+"""Session-wide pytest fixtures: the frozen model fixtures (built once, cached on disk), and
+surgery's result cache (surgery.cache) kept in a folder of the run's own, not the user's."""
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
+
+# Set before any test runs a command (subprocesses inherit it); a test may still override it.
+os.environ.setdefault("SURGERY_CACHE_DIR", tempfile.mkdtemp(prefix="surgery-test-cache-"))
 
 from surgery import models
 from surgery.models import FixtureInfo
