@@ -3,7 +3,9 @@ surgery's result cache (surgery.cache) kept in a folder of the run's own, not th
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -11,7 +13,9 @@ from pathlib import Path
 import pytest
 
 # Set before any test runs a command (subprocesses inherit it); a test may still override it.
-os.environ.setdefault("SURGERY_CACHE_DIR", tempfile.mkdtemp(prefix="surgery-test-cache-"))
+if "SURGERY_CACHE_DIR" not in os.environ:
+    os.environ["SURGERY_CACHE_DIR"] = tempfile.mkdtemp(prefix="surgery-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["SURGERY_CACHE_DIR"], ignore_errors=True)
 
 from surgery import models
 from surgery.models import FixtureInfo
