@@ -4,10 +4,16 @@ build + freeze (ResNet101, 1024x1024, 81 classes) -> apply rules/maskrcnn.rules 
 validate -> export ONNX -> build the engine. Each stage is the real `surgery` command in its own
 process, so its peak RSS is its own (read with wait4). A stage that fails or passes its time limit
 is reported as such and the stages that need its output are skipped.
+
+    make bench BENCH="bench_maskrcnn_pipeline --stages export --workdir /tmp/mrcnn --repeat 3"
+
+runs only export (and the build, freeze and apply it needs, once: --workdir keeps their files
+for the next run), three times.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -47,34 +53,74 @@ def measure(argv: list[str], limit: float = LIMIT_S) -> tuple[int | str, float, 
     return code, seconds, usage.ru_maxrss / 1024, lines[-1] if lines else ""
 
 
-def main(config: str = "full") -> dict:
-    rows = {}
+STAGES = ("apply", "report", "validate", "export", "build")
+
+
+def _args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="bench_maskrcnn_pipeline", description=__doc__)
+    parser.add_argument("config", nargs="?", default="full", help="Mask R-CNN config (full)")
+    parser.add_argument("--stages", default=",".join(STAGES),
+                        help=f"comma-separated stages to run (of {','.join(STAGES)}); the ones "
+                        "they need run too unless --workdir already holds their files")
+    parser.add_argument("--workdir", type=Path, help="keep the files here and reuse the ones "
+                        "already there (the frozen model, the rewritten model, the ONNX)")
+    parser.add_argument("--repeat", type=int, default=1, help="run each chosen stage N times")
+    args = parser.parse_args(argv)
+    chosen = [s.strip() for s in args.stages.split(",") if s.strip()]
+    unknown = sorted(set(chosen) - set(STAGES))
+    if unknown:
+        parser.error(f"unknown stage(s) {', '.join(unknown)} (stages: {', '.join(STAGES)})")
+    args.stages = chosen
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Run the chosen stages (all by default) and print time and peak RSS of each."""
+    args = _args(sys.argv[1:] if argv is None else argv)
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        model, out = work / "maskrcnn.pb", work / "maskrcnn.trt.pb"
-        print(f"Mask R-CNN pipeline, {config} config, one process per stage:", flush=True)
-        built = run_config(config, keep=model)
+        return _run(args, args.workdir or Path(tmp))
+
+
+def _run(args: argparse.Namespace, work: Path) -> dict:
+    rows: dict[str, tuple] = {}
+    work.mkdir(parents=True, exist_ok=True)
+    model, out, onnx = work / "maskrcnn.pb", work / "maskrcnn.trt.pb", work / "m.onnx"
+    print(f"Mask R-CNN pipeline, {args.config} config, one process per stage:", flush=True)
+    if model.exists():
+        print(f"  reusing {model}", flush=True)
+    else:
+        built = run_config(args.config, keep=model)
         print(f"  build + freeze done: {built['nodes']} nodes", flush=True)
         rows["build model"] = (0, built["build_s"], built["build_rss_mb"], "")
         rows["freeze"] = (0, built["freeze_s"] + built["write_s"], built["peak_rss_mb"],
                           f"{built['nodes']} nodes, {built['bytes'] / 2**20:.0f} MiB")
-        stages = [
-            ("apply", ["apply", RULES, str(model), "-o", str(out),
-                       "--log", str(work / "changes.json")]),
-            ("report", ["diff", str(model), str(out), "-o", str(work / "report.html")]),
-            ("validate", ["validate", str(model), str(out)]),
-            ("export", ["export", str(out), "-o", str(work / "m.onnx")]),
-            ("build", ["build", str(work / "m.onnx"), "-o", str(work / "m.engine")]),
-        ]
-        failed = False
-        for name, argv in stages:
-            if failed:
-                rows[name] = ("skipped", 0.0, 0.0, "an earlier stage failed")
-                continue
-            rows[name] = measure(argv)
-            failed = name in ("apply", "export") and rows[name][0] != 0
-            code, seconds, peak, last = rows[name]
-            print(f"  {name:12s} exit {code!s:8s} {seconds:8.1f} s  peak RSS {peak:7.0f} MB"
+    commands = {
+        "apply": ["apply", RULES, str(model), "-o", str(out), "--log", str(work / "changes.json")],
+        "report": ["diff", str(model), str(out), "-o", str(work / "report.html")],
+        "validate": ["validate", str(model), str(out)],
+        "export": ["export", str(out), "-o", str(onnx)],
+        "build": ["build", str(onnx), "-o", str(work / "m.engine")],
+    }
+    needs = {"report": out, "validate": out, "export": out, "build": onnx}
+    makes = {"apply": out, "export": onnx}
+    wanted = set(args.stages)
+    for stage in reversed(STAGES):  # a chosen stage brings the ones making its missing input
+        if stage in wanted and stage in needs and not needs[stage].exists():
+            wanted |= {s for s, path in makes.items() if path == needs[stage]}
+    failed = False
+    for name in STAGES:
+        if name not in wanted:
+            continue
+        if failed:
+            rows[name] = ("skipped", 0.0, 0.0, "an earlier stage failed")
+            continue
+        runs = args.repeat if name in args.stages else 1
+        for attempt in range(runs):
+            label = name if runs == 1 else f"{name} #{attempt + 1}"
+            rows[label] = measure(commands[name])
+            code, seconds, peak, last = rows[label]
+            failed = name in ("apply", "export") and code != 0
+            print(f"  {label:12s} exit {code!s:8s} {seconds:8.1f} s  peak RSS {peak:7.0f} MB"
                   f"  {last[:300]}", flush=True)
     print("summary:")
     for name, (code, seconds, peak, last) in rows.items():
@@ -83,4 +129,4 @@ def main(config: str = "full") -> dict:
 
 
 if __name__ == "__main__":
-    main(*(sys.argv[1:2] or ["full"]))
+    main()

@@ -55,6 +55,7 @@ class StandIns:
     shapes: dict[str, Shape] = field(default_factory=dict)  # "node:port" -> shape
     transposed: list[str] = field(default_factory=list)  # plugins given NCHW inputs
     unknown_shapes: list[str] = field(default_factory=list)  # plugins exported without shapes
+    weights: Mapping[str, Weight] = field(default_factory=dict)  # Consts now Placeholders
 
 
 def _const_perm(graph: Graph, ref: TensorRef) -> tuple[int, ...] | None:
@@ -169,7 +170,7 @@ def build_stand_ins(
         node.attr["token"].s = plugin.name.encode()
         node.attr["Tin"].list.type.extend(tin)
         node.attr["Tout"].list.type.extend([types_pb2.DT_FLOAT] * counts[plugin.name])
-    result = StandIns(graph_def, by_name, transposed=transposed)
+    result = StandIns(graph_def, by_name, transposed=transposed, weights=weights)
     concrete = functools.cache(
         lambda: _concrete_input_shapes(work, plugins, input_shapes, weights)
     )

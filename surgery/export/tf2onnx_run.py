@@ -4,6 +4,11 @@ tf2onnx's `from_graph_def` converts node by node and only *logs* a node it canno
 every record of level ERROR is collected and turned into an exception. Its large-model path calls
 `np.product`, which NumPy 2 removed; `numpy_product_shim` gives tf2onnx's graph module (only it)
 a NumPy view that still has the name, for the duration of one conversion.
+
+The weights come as Placeholders (`surgery.export.weight_standins`). Grappler, which tf2onnx runs
+first, makes a filled tensor of its full shape for every Placeholder it is not told is fed, and
+keeps them all while it optimises: a second copy of every weight. `grappler_feeds` declares them
+fed, in the metagraph's signature_def as TensorFlow's OptimizeGraph documents, with no shape.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import types
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -82,6 +87,31 @@ def numpy_product_shim() -> Iterator[None]:
         tf2onnx_graph.np = original
 
 
+@contextlib.contextmanager
+def grappler_feeds(placeholders: Mapping[str, int]) -> Iterator[None]:
+    """While inside, every grappler run (tf2onnx's) lists `placeholders` (name -> dtype enum) as
+    fed inputs of its metagraph's signature, so grappler makes no full-size tensor for them."""
+    from tensorflow.python.grappler import tf_optimizer
+
+    original = tf_optimizer.OptimizeGraph
+    if not placeholders:
+        yield
+        return
+
+    def optimize(config_proto: Any, metagraph: Any, *args: Any, **kwargs: Any) -> Any:
+        inputs = metagraph.signature_def["surgery_weight_standins"].inputs
+        for name, dtype in placeholders.items():
+            inputs[name].name = f"{name}:0"
+            inputs[name].dtype = dtype  # shape left empty: a scalar is all grappler makes
+        return original(config_proto, metagraph, *args, **kwargs)
+
+    tf_optimizer.OptimizeGraph = optimize
+    try:
+        yield
+    finally:
+        tf_optimizer.OptimizeGraph = original
+
+
 def _plugin_handler(stand_ins: StandIns) -> Any:
     """A tf2onnx custom-op handler turning each PyFunc stand-in back into its plugin node."""
 
@@ -122,7 +152,8 @@ def convert(
     }
     extra = [tf2onnx_utils.make_opsetid(PLUGIN_DOMAIN, 1)] if stand_ins.plugins else None
     handlers = {"PyFunc": (_plugin_handler(stand_ins), ())}
-    with captured_errors() as collector, numpy_product_shim():
+    weights = {name: weight.dtype for name, weight in stand_ins.weights.items()}
+    with captured_errors() as collector, numpy_product_shim(), grappler_feeds(weights):
         try:
             model, storage = tf2onnx.convert.from_graph_def(
                 tf_def,
