@@ -1,10 +1,13 @@
 """`surgery export`: a (rewritten) frozen graph -> ONNX, plugin nodes as custom-domain ops.
 
-Pipeline: find plugin nodes and check their fields against the catalog -> stand them in for
-TensorFlow (`surgery.export.standin`) -> tf2onnx (`surgery.export.tf2onnx_run`, errors captured)
--> post-checks (every plugin present once, domain in opset_import, no transposes left in front of
-NCHW plugins, `onnx.checker`) -> written atomically, weights as external data when the model is
-large (or on request).
+Pipeline: find plugin nodes and check their fields against the catalog -> choose the weights
+tf2onnx need not see (`surgery.export.weight_standins`) -> stand plugins in for TensorFlow and
+weights in as Placeholders (`surgery.export.standin`) -> tf2onnx on that weightless graph
+(`surgery.export.tf2onnx_run`, errors captured) -> the weights back as initializers holding the
+GraphDef's bytes (`surgery.export.initializers`) -> post-checks (every plugin present once, domain
+in opset_import, no transposes left in front of NCHW plugins) -> streamed to the file one tensor at
+a time (`surgery.export.onnx_file`), weights as external data when the model is large (or on
+request) -> `onnx.checker` on the file. Memory stays near the loaded graph's, whatever the size.
 """
 
 from __future__ import annotations
@@ -128,12 +131,11 @@ def export_onnx(
     shapes = {name.split(":")[0]: shape for name, shape in (input_shapes or {}).items()}
     weights = select_weights(graph, {p.name for p in plugins}, out_names)
     stand_ins = build_stand_ins(graph, plugins, shapes, shape_overrides, weights)
-    rest = _const_bytes(stand_ins.graph_def)  # the constants tf2onnx still holds
     if large_model is None:
+        rest = _const_bytes(stand_ins.graph_def)  # the constants tf2onnx still holds
         large_model = rest + sum(w.nbytes for w in weights.values()) > LARGE_MODEL_BYTES
-    model, storage = convert(
-        stand_ins, in_names, out_names, opset=opset, large_model=rest > LARGE_MODEL_BYTES
-    )
+    # tf2onnx writes its own large tensors to its external storage too
+    model, storage = convert(stand_ins, in_names, out_names, opset=opset, large_model=large_model)
     initializers = attach_weights(model, weights)
     onnx_plugins = _check_plugins(model, stand_ins)
     external = write_model(model, initializers, out_path, external=large_model, storage=storage)

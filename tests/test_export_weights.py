@@ -180,3 +180,31 @@ def test_standin_layouts_run_like_tensorflow(tmp_path):
               and n.input[1] in inits]  # fmt: skip
     assert any(b.tobytes() in (consts["fc:0"].tobytes(), consts["fc:0"].T.tobytes())
                for b in gemm_b)  # fmt: skip
+
+
+def test_external_data_with_a_constant_tf2onnx_folds(tmp_path):
+    """A large Const read by an op outside the weight slots (a Transpose, which grappler folds)
+    stays with tf2onnx; with external data, tf2onnx's copy lands in the data file beside the
+    stood-in weights, and the model still runs like TensorFlow."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(3)
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [2, 64], name="x")
+        folded = tf.transpose(tf.constant(rng.standard_normal((48, 64)).astype(np.float32)))
+        hidden = tf.nn.relu(tf.matmul(x, folded))  # (2, 48)
+        dense = tf.constant(rng.standard_normal((48, 32)).astype(np.float32), name="dense")
+        tf.matmul(hidden, dense, name="y")
+    graph_def = GraphDef.FromString(graph.as_graph_def().SerializeToString())
+    out = tmp_path / "folded.onnx"
+    result = export_onnx(Graph(graph_def), out, outputs=["y:0"], large_model=True)
+    small = onnx.load(str(out), load_external_data=False)
+    external = {t.name for t in small.graph.initializer
+                if t.data_location == onnx.TensorProto.EXTERNAL}  # fmt: skip
+    assert "dense:0" in external and len(external) == 2  # the stand-in and tf2onnx's fold
+    assert result.external_data is not None
+    feeds = {"x:0": rng.standard_normal((2, 64)).astype(np.float32)}
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    expected = run_graph_def(graph_def, feeds, ["y:0"])["y:0"]
+    np.testing.assert_allclose(session.run(["y:0"], feeds)[0], expected, rtol=1e-5, atol=1e-5)

@@ -54,7 +54,7 @@ class Initializer:
         return TensorProto(name=self.name, dims=self.dims, data_type=self.weight.onnx_dtype)
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Lazy:
     """A tensor of tf2onnx's graph that is a weight in some layout (not computed yet)."""
 
@@ -242,9 +242,3 @@ def _drop_unread(graph: Any) -> None:
     kept = [t for t in graph.initializer if t.name in read]
     if len(kept) != len(graph.initializer):
         _replace(graph.initializer, kept)
-
-
-def chunks(initializers: list[Initializer]) -> Iterator[memoryview]:
-    """Each initializer's bytes in turn (one tensor in memory at a time)."""
-    for item in initializers:
-        yield item.data()

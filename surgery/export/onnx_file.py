@@ -5,9 +5,10 @@ the file is streamed: protobuf writes a message's fields in field-number order, 
 bytes are its fields before `graph`, the graph's fields up to its own initializers, then one
 encoded TensorProto per weight (its header, then the raw bytes straight from the GraphDef), then
 the remaining fields. The result is byte for byte what `ModelProto.SerializeToString()` would give
-with the initializers in place, at one tensor of memory. With external data (models over 2 GiB,
-or on request) the weights go to `<model>.onnx.data` at 64-byte aligned offsets and the model
-file holds only their headers and locations.
+with the initializers in place, at one tensor of memory. With external data (models over 1 GiB,
+or on request; protobuf cannot hold one over 2 GiB) the weights, and the large tensors tf2onnx
+kept in its external storage, go to `<model>.onnx.data` at 64-byte aligned offsets; the model
+file holds their headers and locations.
 """
 
 from __future__ import annotations
