@@ -329,6 +329,13 @@ class Graph:
         """Deterministic wire bytes (sorted maps); no copy when no node was added or removed."""
         if self._base_intact:
             return self._base.SerializeToString(deterministic=True)
+        return b"".join(self.serialize_chunks())
+
+    def serialize_chunks(self) -> list[bytes]:
+        """`serialize()` as pieces to write one after another, without joining them (a copy
+        of the whole model, and its page faults, saved)."""
+        if self._base_intact:
+            return [self._base.SerializeToString(deterministic=True)]
         # Deterministic serialisation writes fields in number order and `node` is field 1, so
         # the nodes' bytes followed by the header's bytes equal serialising a merged GraphDef,
         # without copying every NodeDef into a new message first.
@@ -338,7 +345,7 @@ class Graph:
             parts.append(_NODE_TAG + _varint(len(body)))
             parts.append(body)
         parts.append(self._header_copy().SerializeToString(deterministic=True))
-        return b"".join(parts)
+        return parts
 
     @property
     def library(self) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 import os
 import tempfile
 from collections.abc import Iterable
@@ -31,6 +32,8 @@ def read_graph_def(path: str | os.PathLike) -> GraphDef:
             else ""
         )
         raise ModelLoadError(f"{p}: is a directory, not a GraphDef file{hint}")
+    if not is_text_path(p):
+        return _read_binary(p)
     try:
         data = p.read_bytes()
     except FileNotFoundError:
@@ -40,36 +43,52 @@ def read_graph_def(path: str | os.PathLike) -> GraphDef:
     if not data:  # it would parse as a GraphDef without nodes
         raise ModelLoadError(f"{p}: empty file (0 bytes), not a GraphDef")
     graph_def = GraphDef()
-    if is_text_path(p):
-        try:
-            text_format.Parse(data.decode("utf-8"), graph_def)
-        except UnicodeDecodeError as exc:
-            raise ModelLoadError(
-                f"{p}: not a text GraphDef (byte {exc.start} is not UTF-8)"
-            ) from None
-        except text_format.ParseError as exc:
-            line, col = exc.GetLine(), exc.GetColumn()
-            where = f"{p}:{line}:{col}" if line is not None else str(p)
-            detail = str(exc).split(" : ", 1)[-1]
-            raise ModelLoadError(f"{where}: .pbtxt syntax error: {detail}") from None
-        if not graph_def.ByteSize():  # comments only: it would save as an empty file
-            raise ModelLoadError(f"{p}: no graph in it (only blanks and comments)")
-    else:
-        try:
-            graph_def.ParseFromString(data)
-        except message.DecodeError:
-            raise ModelLoadError(
-                f"{p}: not a binary GraphDef (truncated or corrupt protobuf, {len(data)} bytes)"
-            ) from None
-        _check_is_graph_def(p, data, graph_def)
+    try:
+        text_format.Parse(data.decode("utf-8"), graph_def)
+    except UnicodeDecodeError as exc:
+        raise ModelLoadError(f"{p}: not a text GraphDef (byte {exc.start} is not UTF-8)") from None
+    except text_format.ParseError as exc:
+        line, col = exc.GetLine(), exc.GetColumn()
+        where = f"{p}:{line}:{col}" if line is not None else str(p)
+        detail = str(exc).split(" : ", 1)[-1]
+        raise ModelLoadError(f"{where}: .pbtxt syntax error: {detail}") from None
+    if not graph_def.ByteSize():  # comments only: it would save as an empty file
+        raise ModelLoadError(f"{p}: no graph in it (only blanks and comments)")
     return graph_def
 
 
-def _check_is_graph_def(path: Path, data: bytes, graph_def: GraphDef) -> None:
+def _read_binary(p: Path) -> GraphDef:
+    """Parse a binary GraphDef straight from the page cache (mmap): no copy of the file in a
+    fresh buffer, whose first-touch page faults cost as much as the parse on a large model."""
+    try:
+        with open(p, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if not size:  # it would parse as a GraphDef without nodes
+                raise ModelLoadError(f"{p}: empty file (0 bytes), not a GraphDef")
+            with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+                graph_def = GraphDef()
+                view = memoryview(mapped)
+                try:
+                    graph_def.ParseFromString(view)  # copies what it keeps
+                except message.DecodeError:
+                    raise ModelLoadError(
+                        f"{p}: not a binary GraphDef (truncated or corrupt protobuf, {size} bytes)"
+                    ) from None
+                finally:
+                    view.release()
+    except FileNotFoundError:
+        raise ModelLoadError(f"{p}: no such file") from None
+    except OSError as exc:
+        raise ModelLoadError(f"{p}: cannot read ({exc.strerror})") from None
+    _check_is_graph_def(p, size, graph_def)
+    return graph_def
+
+
+def _check_is_graph_def(path: Path, size: int, graph_def: GraphDef) -> None:
     """A protobuf of another type often parses as a GraphDef full of unknown fields; refuse it."""
     unknown = len(UnknownFieldSet(graph_def))
     nameless = next((i for i, n in enumerate(graph_def.node) if not n.name or not n.op), None)
-    if data and (unknown or nameless is not None or not graph_def.node):
+    if size and (unknown or nameless is not None or not graph_def.node):
         hint = ""
         if path.name == "saved_model.pb":
             hint = " (this is a SavedModel: run `surgery freeze` on its directory)"
@@ -144,8 +163,9 @@ def _umask() -> int:
 def save(graph: Graph | GraphDef, path: str | os.PathLike, *, inputs: tuple = ()) -> Path:
     """Save as `.pbtxt` (by suffix) or binary `.pb`; `inputs` are paths the output must not hit."""
     out = check_output_path(path, *inputs)
+    data: bytes | list[bytes]
     if isinstance(graph, Graph) and not is_text_path(out):
-        data = graph.serialize()
+        data = graph.serialize_chunks()
     else:
         graph_def = graph.to_graph_def() if isinstance(graph, Graph) else graph
         data = serialize(graph_def, is_text_path(out))
