@@ -130,7 +130,7 @@ def measure_large(gigabytes: float) -> dict:
                     raise SystemExit(f"{tensor.name}: the data file's bytes differ from the Const")
                 checked += 1
         return {
-            "fixture": f"dense {weights / 2**30:.1f}G", "pb_mb": weights / 1e6,
+            "fixture": f"dense {weights / 2**30:.1f}GiB", "pb_mb": weights / 1e6,
             "nodes": len(graph), "onnx_nodes": result.nodes,
             "onnx_mb": (out.stat().st_size + result.external_data.stat().st_size) / 1e6,
             "export_s": seconds, "base_mb": base, "peak_mb": peak, "checked": checked,
