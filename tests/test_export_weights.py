@@ -6,7 +6,8 @@ initializer with the Const it came from, byte for byte (a convolution kernel per
 OIHW, nothing else), check that the streamed file is the canonical serialisation of the model it
 holds, that external data holds the same bytes, and that the layouts tf2onnx gives stood-in
 weights (depthwise kernels, transposed MatMul operands, a kernel read twice, an NCHW bias) run
-in onnxruntime as they do in TensorFlow.
+in onnxruntime as they do in TensorFlow, and that a plugin sized only by running the graph still
+gets its output shape with the weights stood in.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from surgery.tensor_values import to_numpy  # noqa: E402
 from surgery.tf_reference import run_graph_def  # noqa: E402
 
 RULES = Path(__file__).resolve().parent.parent / "rules" / "maskrcnn.rules"
+GOLDEN = Path(__file__).parent / "rules_golden"
 KERNEL_TO_ONNX = (3, 2, 0, 1)  # TF HWIO (or HWOI for a transposed conv) -> ONNX OIHW / IOHW
 WEIGHT_INPUTS = {"Conv": (1, 2), "ConvTranspose": (1, 2), "BatchNormalization": (1, 2, 3, 4),
                  "Gemm": (1, 2), "MatMul": (1,)}  # fmt: skip
@@ -208,3 +210,32 @@ def test_external_data_with_a_constant_tf2onnx_folds(tmp_path):
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     expected = run_graph_def(graph_def, feeds, ["y:0"])["y:0"]
     np.testing.assert_allclose(session.run(["y:0"], feeds)[0], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_plugin_shape_behind_a_data_dependent_reshape_comes_from_a_run(tmp_path):
+    """Static inference cannot size a plugin input reshaped by a computed shape; export then
+    runs the graph once (the weight stand-ins fed their values) and the plugin's output shape
+    reaches the ONNX model."""
+    import tensorflow as tf
+
+    from surgery.engine import apply_rules
+    from surgery.rule_parser import load_rules
+
+    rng = np.random.default_rng(5)
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [1, 8, 8, 3], name="x")
+        kernel = tf.constant(rng.standard_normal((3, 3, 3, 4)).astype(np.float32), name="k")
+        conv = tf.nn.conv2d(x, kernel, 1, "SAME")
+        width = tf.cast(tf.reduce_sum(conv * 0.0) + 4.0, tf.int32)  # 4, known only by running
+        flat = tf.reshape(conv, tf.stack([1, -1, width]))
+        tf.nn.leaky_relu(flat, alpha=0.2, name="act")
+    graph_def = GraphDef.FromString(graph.as_graph_def().SerializeToString())
+    model_graph = Graph(graph_def)
+    apply_rules(model_graph, [load_rules(GOLDEN / "leaky_relu.rules")])
+    assert [n.op for n in model_graph if n.name == "act"] == ["LReLU_TRT"]
+    out = tmp_path / "dynamic.onnx"
+    export_onnx(model_graph, out, outputs=["act:0"])
+    model = onnx.load(str(out))
+    dims = [d.dim_value for d in model.graph.output[0].type.tensor_type.shape.dim]
+    assert dims == [1, 64, 4]
