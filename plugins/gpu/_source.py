@@ -17,9 +17,8 @@ INT_SCALES = (2, 4)
 """Integer resize factors with a vectorised kernel (`resize_nearest_int<T, S>`)."""
 L2NORM_CACHE = 16
 """Values of x per thread that `l2norm_cached` keeps in registers."""
-COLS_CACHE = (8, 16)
-"""Instances `l2norm_cols<T, R>`: at most R 16-byte vectors of x per thread, in registers (the
-smallest R that fits K in a block: fewer registers, more blocks per multiprocessor)."""
+COLS_CACHE = 16
+"""16-byte vectors of x per thread that `l2norm_cols` keeps in registers."""
 COLS_THREADS = 256
 """The most threads of an `l2norm_cols` block (its `__launch_bounds__`)."""
 ROWS_CACHE = (1, 2, 4, 8)
@@ -128,16 +127,6 @@ template <> __device__ __forceinline__ uint4 pack<half_t>(const float* f) {
     v.z = w[2];
     v.w = w[3];
     return v;
-}
-
-// The vectorised L2Norm kernels scale by divisor<T>(d) with scaled<T>: float32 divides (IEEE, as
-// NumPy does); a half result, rounded to 11 bits afterwards, takes x * (1 / d), within two
-// float32 ulps of the quotient and much cheaper than a division per element.
-template <typename T> __device__ __forceinline__ float divisor(float d) {
-    return sizeof(T) == 2 ? 1.f / d : d;
-}
-template <typename T> __device__ __forceinline__ float scaled(float v, float by) {
-    return sizeof(T) == 2 ? v * by : v / by;
 }
 
 // The 16-byte output vector i of resize_nearest_int: input chunk i (V / S values of T, 16 / S
@@ -267,16 +256,15 @@ __global__ void l2norm(const T* __restrict__ x, T* __restrict__ y, long long out
 // aligned, K <= R * blockDim.y: a block owns TX = blockDim.x adjacent 16-byte column vectors
 // of one outer index (TX * V columns), its TY = blockDim.y thread rows split K, and each thread
 // keeps its (at most R) vectors of x in registers between the sum and the scaling, so x is read
-// once with 16-byte loads. Per column, the G = min(32 / TX, TY) thread rows that share a warp add
-// their sums by shuffles, the first of them writes the result to shared memory ([TY / G][TX * V]),
-// and one thread per column adds those TY / G partials.
+// once with 16-byte loads. The per-column partial sums meet in shared memory ([TY][TX * V]), and
+// one thread per column adds its TY partials.
 template <typename T, int R>
 __global__ void __launch_bounds__(256) l2norm_cols(const T* __restrict__ x, T* __restrict__ y,
                                                    int K, long long innerv, float eps) {
     constexpr int V = 16 / sizeof(T);
     extern __shared__ float partial[];
     const int tx = threadIdx.x, ty = threadIdx.y, TX = blockDim.x, TY = blockDim.y;
-    const int C = TX * V, threads = TX * TY;
+    const int C = TX * V;
     const long long tiles = (innerv + TX - 1) / TX;
     const long long o = blockIdx.x / tiles;
     const long long c = (blockIdx.x - o * tiles) * TX + tx;
@@ -303,30 +291,20 @@ __global__ void __launch_bounds__(256) l2norm_cols(const T* __restrict__ x, T* _
 #pragma unroll
         for (int e = 0; e < V; ++e) acc[e] = fmaf(f[e], f[e], acc[e]);
     }
-    // Lane = (ty * TX + tx) % 32 and TX, TY are powers of two: lane ^ s for s = TX .. TX*G/2 is
-    // the same column in another of the warp's G thread rows. Blocks under a warp mask the rest.
-    const int G = min(max(1, 32 / TX), TY);
-    const unsigned mask = threads >= 32 ? 0xffffffffu : (1u << threads) - 1u;
-    for (int s = TX; s < TX * G; s <<= 1) {
 #pragma unroll
-        for (int e = 0; e < V; ++e) acc[e] += __shfl_xor_sync(mask, acc[e], s);
-    }
-    if (ty % G == 0) {
-#pragma unroll
-        for (int e = 0; e < V; ++e) partial[(ty / G) * C + tx * V + e] = acc[e];
-    }
+    for (int e = 0; e < V; ++e) partial[ty * C + tx * V + e] = acc[e];
     __syncthreads();
-    for (int col = ty * TX + tx; col < C; col += threads) {  // only this thread reads `col`
+    for (int col = ty * TX + tx; col < C; col += TX * TY) {  // only this thread reads `col`
         float total = 0.f;
-        for (int r = 0; r < TY / G; ++r) total += partial[r * C + col];
+        for (int r = 0; r < TY; ++r) total += partial[r * C + col];
         partial[col] = total;
     }
     __syncthreads();
-    float by[V];
+    float denom[V];
 #pragma unroll
     for (int e = 0; e < V; ++e) {
         const float total = partial[tx * V + e];
-        by[e] = divisor<T>(sqrtf(total < eps ? eps : total));  // NaN stays NaN, as np.maximum
+        denom[e] = sqrtf(total < eps ? eps : total);  // NaN stays NaN, as np.maximum
     }
     if (!live) return;
     uint4* yv = reinterpret_cast<uint4*>(y) + base;
@@ -337,7 +315,7 @@ __global__ void __launch_bounds__(256) l2norm_cols(const T* __restrict__ x, T* _
             float f[V];
             unpack<T>(v[j], f);
 #pragma unroll
-            for (int e = 0; e < V; ++e) f[e] = scaled<T>(f[e], by[e]);
+            for (int e = 0; e < V; ++e) f[e] = f[e] / denom[e];
             yv[k * innerv] = pack<T>(f);
         }
     }
@@ -385,7 +363,7 @@ __global__ void __launch_bounds__(1024) l2norm_rows(const T* __restrict__ x, T* 
         for (int w = 0; w < (TPR >> 5); ++w) acc += warp_sums[first + w];
     }
     if (!live) return;
-    const float by = divisor<T>(sqrtf(acc < eps ? eps : acc));  // NaN stays NaN, as np.maximum
+    const float denom = sqrtf(acc < eps ? eps : acc);  // NaN stays NaN, as np.maximum
     uint4* yr = reinterpret_cast<uint4*>(y) + row * nvec;
 #pragma unroll
     for (int j = 0; j < N; ++j) {
@@ -394,7 +372,7 @@ __global__ void __launch_bounds__(1024) l2norm_rows(const T* __restrict__ x, T* 
             float f[V];
             unpack<T>(v[j], f);
 #pragma unroll
-            for (int e = 0; e < V; ++e) f[e] = scaled<T>(f[e], by);
+            for (int e = 0; e < V; ++e) f[e] = f[e] / denom;
             yr[c] = pack<T>(f);
         }
     }
@@ -407,6 +385,6 @@ def name_expressions() -> list[str]:
     names = [f"{kernel}<{arg}>" for kernel in KERNEL_NAMES for arg in STORAGE.values()]
     for arg in STORAGE.values():
         names += [f"resize_nearest_int<{arg}, {s}>" for s in INT_SCALES]
-        names += [f"l2norm_cols<{arg}, {r}>" for r in COLS_CACHE]
+        names.append(f"l2norm_cols<{arg}, {COLS_CACHE}>")
         names += [f"l2norm_rows<{arg}, {n}>" for n in ROWS_CACHE]
     return names

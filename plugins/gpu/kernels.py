@@ -58,10 +58,9 @@ def _resize(get: Callable[..., Any], x: Any, y: Any, fields: Mapping[str, Any], 
     factor = int(scale) if float(scale).is_integer() else 0
     if (factor in INT_SCALES and w % (vec // factor) == 0 and x.data.ptr % (16 // factor) == 0
             and y.data.ptr % 16 == 0 and max(oh, ow) < 2**24):  # fmt: skip
-        # One item per 16-byte output vector of the first of the S rows an input row makes; a
-        # thread per item (measured faster than fewer threads looping over several).
+        # One item per 16-byte output vector of the first of the S rows an input row makes.
         n = y.size // (vec * factor)
-        blocks = max(1, min(-(-n // _THREADS), 2**31 - 1))
+        blocks = max(1, min(-(-n // _THREADS), sms * 16))
         kernel = get("resize_nearest_int", f", {factor}")
         kernel((blocks,), (_THREADS,), (x, y, np.int64(n), np.int32(ow // vec)))
         return
@@ -96,7 +95,7 @@ def _l2norm(get: Callable[..., Any], x: Any, y: Any, fields: Mapping[str, Any], 
     aligned = x.data.ptr % 16 == 0 and y.data.ptr % 16 == 0
     if aligned and inner == 1 and size % vec == 0 and size <= vec * ROWS_THREADS * ROWS_CACHE[-1]:
         _l2norm_rows(get, x, y, outer, size // vec, eps)
-    elif aligned and inner > 1 and inner % vec == 0 and size <= COLS_CACHE[-1] * COLS_THREADS:
+    elif aligned and inner > 1 and inner % vec == 0 and size <= COLS_CACHE * COLS_THREADS:
         _l2norm_cols(get, x, y, (outer, size, inner // vec), eps, sms)
     else:
         _l2norm_scalar(get, x, y, (outer, size, inner), eps, sms)
@@ -120,15 +119,14 @@ def _l2norm_cols(get: Callable[..., Any], x: Any, y: Any, dims: tuple[int, int, 
                  eps: np.float32, sms: int) -> None:  # fmt: skip
     """`l2norm_cols`: x as [outer, size, innerv 16-byte vectors], normalised along `size`."""
     outer, size, innerv = dims
-    cache = next(r for r in COLS_CACHE if size <= r * COLS_THREADS)
-    ty = pow2_at_least(-(-size // cache))  # thread rows: at most `cache` vectors each
+    ty = pow2_at_least(-(-size // COLS_CACHE))  # thread rows: at most COLS_CACHE values each
     tx = max(1, min(pow2_at_least(innerv), COLS_THREADS // ty))
     while tx > 1 and tx * ty > 64 and outer * -(-innerv // tx) < 2 * sms:  # more, smaller
         tx //= 2
     blocks = outer * -(-innerv // tx)
     if blocks >= 2**31:
         raise GpuKernelError(f"L2Norm_Surgery: {x.shape} needs too many blocks")
-    get("l2norm_cols", f", {cache}")((blocks,), (tx, ty),
+    get("l2norm_cols", f", {COLS_CACHE}")((blocks,), (tx, ty),
                                           (x, y, np.int32(size), np.int64(innerv), eps),
                                           shared_mem=tx * ty * (16 // x.itemsize) * 4)  # fmt: skip
 
