@@ -20,6 +20,7 @@ BENCHMARKS = [
     "bench_ir",
     "bench_compat",
     "bench_rules",
+    "bench_ogs",
     "bench_view",
     "bench_export",
     "bench_gpu_kernels",
