@@ -1,10 +1,10 @@
 """Numeric validation: run an original and a rewritten graph on the same inputs and compare.
 
-TensorFlow cannot import a graph holding plugin ops, so the rewritten graph is evaluated region by
-region: plugin nodes are taken in waves (a plugin is ready once every plugin upstream of it has
-run); each wave fetches the inputs of its plugins with one TF run of the graph pruned to what those
-inputs need, with every plugin already run standing in as Placeholders fed its reference outputs;
-then the NumPy references run. A last TF run fetches the requested outputs the same way.
+The original runs in TensorFlow, once. TensorFlow cannot import a graph holding plugin ops, so
+the rewritten graph is evaluated region by region (`surgery.validate_regions`): its TF nodes in
+one session, its plugins by their NumPy references, in waves. The nodes it shares with the
+original (same NodeDef, same inputs all the way up) are not computed twice: the original's run
+also fetches the shared tensors the rewritten regions read.
 
 Where the rewrite changed the graph's interface, `input_map` feeds a new placeholder from an
 original tensor (optionally transposed), `exclude` names tensors not to compare (with the reason
@@ -19,7 +19,7 @@ contracts, and failures downstream of a known plugin deviation name it
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +28,6 @@ import numpy as np
 from surgery.errors import SurgeryError
 from surgery.graph import Graph
 from surgery.ports import TensorRef, parse_tensor
-from surgery.protos import GraphDef, NodeDef
 from surgery.validate_compare import (
     Comparison,
     channels_last,
@@ -58,11 +57,19 @@ from surgery.validate_inputs import (
     side_placeholders,
     sources_from_changes,
 )  # fmt: skip
+from surgery.validate_regions import (
+    PluginRun,
+    RegionEvaluator,
+    evaluate,
+    known_tensors,
+    plugin_nodes,
+    shared_nodes,
+)  # fmt: skip
 
 __all__ = [
     "DEFAULT_ATOL", "DEFAULT_RTOL", "LAYOUT_ATOL", "LAYOUT_RTOL", "layout_change",
-    "Boundary", "Comparison", "ImpliedFeed", "InputMapping",
-    "InputSpec", "RegionEvaluator", "ValidationError", "ValidationReport", "compare", "evaluate",
+    "Boundary", "Comparison", "ImpliedFeed", "InputMapping", "InputSpec", "PluginRun",
+    "RegionEvaluator", "ValidationError", "ValidationReport", "compare", "evaluate",
     "graph_output_tensors", "implied_feeds", "input_specs", "load_inputs", "merged_ports",
     "output_ports", "parse_input_map", "parse_shape_flag", "plugin_boundaries", "plugin_nodes",
     "provenance_map", "provenance_sources", "random_inputs", "side_inputs", "side_placeholders",
@@ -99,204 +106,8 @@ def layout_change(original: Graph, rewritten: Graph) -> str:
     show = lambda f: ", ".join(f"{n} {k}" for k, n in sorted(f.items())) or "none"  # noqa: E731
     return f"the rewrite changed the layout (original: {show(before)}; rewritten: {show(after)})"
 _NOT_OUTPUTS = {"NoOp", "Placeholder", "PlaceholderWithDefault", "Const", "Assert"}
-_STANDIN = "{node}/__surgery_port_{port}"
 
 
-# --------------------------------------------------------------------------- evaluation
-def _is_tf_op(op: str) -> bool:
-    """Whether TensorFlow's op registry knows `op`."""
-    from surgery.opdefs import tf_signature
-
-    return tf_signature(op) is not None
-
-
-def plugin_nodes(graph: Graph) -> list[str]:
-    """Names of the nodes the references must run, in topological order; errors for unknown ops.
-
-    A plugin node is recognised by `plugin_schema_of`, not by its op alone: TensorFlow's own
-    `CropAndResize` (attrs `T`, `method`, ...) runs in TensorFlow, the catalog plugin of that
-    name (fields `crop_height`, `crop_width`) by its reference."""
-    from plugins.registry import has_reference
-    from surgery.plugin_identity import plugin_schema_of
-    from surgery.plugin_schema import load_catalog
-
-    catalog = load_catalog()
-    found = []
-    for name in graph.topological_order():
-        node = graph.node(name)
-        op = node.op
-        schema = plugin_schema_of(node, catalog)
-        if schema is not None and has_reference(schema.name):
-            found.append(name)
-        elif schema is not None:
-            raise ValidationError(f"node {name!r}: plugin {op} has no reference implementation")
-        elif not _is_tf_op(op):
-            raise ValidationError(
-                f"node {name!r}: op {op!r} is neither a TensorFlow op nor a catalog plugin"
-            )
-    return found
-
-
-class RegionEvaluator:
-    """Evaluates a graph holding plugin nodes: TF for the TF regions, references for plugins."""
-
-    def __init__(self, graph: Graph, feeds: Mapping[str, np.ndarray]):
-        self.graph = graph
-        self.feeds = {parse_tensor(k).node: np.asarray(v) for k, v in feeds.items()}
-        self.plugins = plugin_nodes(graph)
-        self.values: dict[TensorRef, np.ndarray] = {}  # plugin outputs and fetched plugin inputs
-        self._graph_def = graph.to_graph_def()
-        self._protos = {n.name: n for n in self._graph_def.node}
-        self._done: set[str] = set()
-
-    def run(self, fetches: Iterable[str | TensorRef] = ()) -> dict[TensorRef, np.ndarray]:
-        """Run every plugin, then fetch `fetches`; returns every value computed, by tensor."""
-        pending = list(self.plugins)
-        while pending:
-            ready = [p for p in pending if not (self._plugin_ancestors(p) - self._done)]
-            needed = {ref for p in ready for ref in self.graph.node(p).inputs}
-            self.values.update(self._tf_fetch(needed))
-            for name in ready:
-                node = self.graph.node(name)
-                outputs = self._run_plugin(node)
-                for port, value in enumerate(outputs):
-                    self.values[TensorRef(name, port)] = value
-                self._done.add(name)
-            pending = [p for p in pending if p not in self._done]
-        wanted = [parse_tensor(f) if isinstance(f, str) else f for f in fetches]
-        self.values.update(self._tf_fetch(set(wanted)))
-        return self.values
-
-    def _run_plugin(self, node: Any) -> list[np.ndarray]:
-        """The reference outputs of one plugin node."""
-        from plugins.registry import run_node
-
-        inputs = [self.values[ref] for ref in node.inputs]
-        try:
-            return run_node(node, inputs)
-        except SurgeryError as exc:
-            shapes = ", ".join(str(tuple(x.shape)) for x in inputs)
-            raise ValidationError(
-                f"plugin node {node.name!r} ({node.op}) on {shapes}: {exc}"
-            ) from None
-
-    def _plugin_ancestors(self, name: str) -> set[str]:
-        """Plugin nodes upstream of `name` (through data and control edges)."""
-        plugins = set(self.plugins)
-        seen: set[str] = set()
-        stack = [r.node for r in self.graph.node(name).inputs] + list(
-            self.graph.node(name).controls
-        )
-        found = set()
-        while stack:
-            current = stack.pop()
-            if current in seen or current not in self.graph:
-                continue
-            seen.add(current)
-            if current in plugins:
-                found.add(current)
-                if current in self._done:
-                    continue
-            node = self.graph.node(current)
-            stack.extend(r.node for r in node.inputs)
-            stack.extend(node.controls)
-        return found
-
-    def _tf_fetch(self, refs: set[TensorRef]) -> dict[TensorRef, np.ndarray]:
-        """Values of `refs` not yet known: one TF run of the pruned graph with plugin stand-ins."""
-        from surgery.tf_reference import run_graph_def
-
-        todo = sorted(r for r in refs if r not in self.values and r.node not in self._done)
-        if not todo:
-            return {}
-        graph_def = self._pruned({r.node for r in todo})
-        present = {n.name for n in graph_def.node}
-        feeds = {f"{name}:0": value for name, value in self.feeds.items() if name in present}
-        feeds.update(
-            {f"{_STANDIN.format(node=r.node, port=r.port)}:0": v for r, v in self.values.items()
-             if r.node in self._done and _STANDIN.format(node=r.node, port=r.port) in present}
-        )  # fmt: skip
-        missing = [
-            n.name for n in graph_def.node
-            if n.op == "Placeholder" and f"{n.name}:0" not in feeds
-        ]  # fmt: skip
-        if missing:
-            raise ValidationError(f"no value for placeholder(s) {', '.join(missing)}")
-        try:
-            result = run_graph_def(graph_def, feeds, [str(r) for r in todo])
-        except SurgeryError:
-            raise
-        except Exception as exc:  # TF runtime errors (bad shapes after a wrong rewrite, ...)
-            raise ValidationError(
-                f"TensorFlow failed on the rewritten graph: {_tf_error_summary(exc)}"
-            ) from None
-        return {r: result[str(r)] for r in todo}
-
-    def _pruned(self, roots: set[str]) -> GraphDef:
-        """The nodes `roots` need, run plugins replaced by one Placeholder per output port."""
-        from surgery.tensor_values import dtype_enum
-
-        keep: dict[str, None] = {}
-        standins: dict[TensorRef, None] = {}
-        stack = list(roots)
-        while stack:
-            name = stack.pop()
-            if name in keep or name in self._done:
-                continue
-            if name not in self._protos:
-                raise ValidationError(f"the graph reads missing node {name!r}")
-            keep[name] = None
-            node = self.graph.node(name)
-            for ref in node.inputs:
-                if ref.node in self._done:
-                    standins[ref] = None
-                else:
-                    stack.append(ref.node)
-            stack.extend(c for c in node.controls if c not in self._done)
-        out = GraphDef()
-        out.versions.CopyFrom(self._graph_def.versions)
-        out.library.CopyFrom(self._graph_def.library)
-        for ref in standins:
-            stand = NodeDef(name=_STANDIN.format(node=ref.node, port=ref.port), op="Placeholder")
-            stand.attr["dtype"].type = dtype_enum(self.values[ref].dtype)
-            out.node.append(stand)
-        for name in self._protos:
-            if name not in keep:
-                continue
-            proto = out.node.add()
-            proto.CopyFrom(self._protos[name])
-            del proto.input[:]
-            node = self.graph.node(name)
-            for ref in node.inputs:
-                if ref.node in self._done:
-                    proto.input.append(_STANDIN.format(node=ref.node, port=ref.port))
-                else:
-                    proto.input.append(str(ref))
-            proto.input.extend(f"^{c}" for c in node.controls if c not in self._done)
-        return out
-
-
-def _tf_error_summary(exc: Exception) -> str:
-    """The node and message of a TF runtime error (its first line alone often says nothing)."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    if not lines:
-        return type(exc).__name__
-    node = next((i for i, line in enumerate(lines) if line.startswith("Node: ")), None)
-    if node is not None and node + 1 < len(lines):
-        return f"{lines[node]}: {lines[node + 1]}"
-    return lines[0]
-
-
-def evaluate(
-    graph: Graph, feeds: Mapping[str, np.ndarray], fetches: Iterable[str | TensorRef]
-) -> dict[str, np.ndarray]:
-    """Values of `fetches` (tensor names) in `graph`, plugins run by their references."""
-    wanted = [parse_tensor(f) if isinstance(f, str) else f for f in fetches]
-    values = RegionEvaluator(graph, feeds).run(wanted)
-    return {str(ref): values[ref] for ref in wanted}
-
-
-# --------------------------------------------------------------------------- comparison
 # --------------------------------------------------------------------------- boundaries
 def output_ports(node: Any) -> list[int]:
     """Every output port of `node` by its op's definition (port 0 where the count is unknown)."""
@@ -459,6 +270,7 @@ def validate(
     seed: int = 0,
     input_map: Sequence[InputMapping] = (),
     exclude: Sequence[str] = (),
+    on_plugin: Callable[[PluginRun], None] | None = None,
 ) -> ValidationReport:
     """Run both graphs on the same inputs and compare the original's outputs (and boundaries).
 
@@ -473,6 +285,10 @@ def validate(
     the value the plugins imply (`implied_feeds`), unless `feeds` has them. A compared tensor
     that is a plugin output with declared padding rows is compared under that contract; a
     failed comparison downstream of a plugin whose known deviation applies names it.
+
+    `on_plugin` is called with every plugin node run, its inputs and outputs as the reference
+    saw them (`surgery.plugin_dump`). Nodes both graphs share (`shared_nodes`) are computed once,
+    in the original's run.
     """
     from surgery.tf_reference import run_graph_def
 
@@ -551,10 +367,14 @@ def validate(
         m.source for m in input_map
         if not (m.source.node in original_inputs and m.source.port == 0)
     }  # fmt: skip
-    original_fetch = sorted(
-        {*(str(r) for r in to_compare), *(str(b.original) for b in kept_boundaries),
-         *(str(r) for r in mapped_sources)}
-    )  # fmt: skip
+    wanted = [*to_compare, *(b.rewritten for b in kept_boundaries)]
+    # placeholders fed the same array in both graphs (a mapped one is fed another)
+    same_feed = {n for n in rewritten_specs if n in original_inputs and n not in mapped}
+    fetched = {*(str(r) for r in to_compare), *(str(b.original) for b in kept_boundaries),
+               *(str(r) for r in mapped_sources)}  # fmt: skip
+    shared, known = known_tensors(original, rewritten, plugins, wanted,
+                                  shared_nodes(original, rewritten, plugins, same_feed), fetched)
+    original_fetch = sorted({*fetched, *(str(r) for r in known)})
     reference = (
         run_graph_def(
             original, {f"{k}:0": v for k, v in feeds.items() if k in original_inputs},
@@ -574,8 +394,8 @@ def validate(
         rewritten_feeds[mapping.new] = mapped_input(
             mapping, np.asarray(value), rewritten_specs[mapping.new]
         )
-    evaluator = RegionEvaluator(rewritten, rewritten_feeds)
-    values = evaluator.run([*to_compare, *(b.rewritten for b in kept_boundaries)])
+    evaluator = RegionEvaluator(rewritten, rewritten_feeds, shared=shared, on_plugin=on_plugin)
+    values = evaluator.run(wanted, known={ref: reference[str(ref)] for ref in known})
     for ref in to_compare:
         report.outputs.append(_compare(rewritten, plugins, str(ref), ref, ref,
                                        reference[str(ref)], values[ref], rtol, atol))  # fmt: skip

@@ -11,7 +11,7 @@ it and its size (`deviation_notes`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,22 +115,42 @@ def compare(
         return Comparison(label, original, rewritten, tuple(want.shape), 0.0, 0.0, True)
     if want.dtype.kind not in "fc" or got.dtype.kind not in "fc":
         same = bool(np.array_equal(want, got))
-        diff = (
-            0.0 if same else float(np.max(np.abs(want.astype(np.float64) - got.astype(np.float64))))
-        )
+        diff = 0.0 if same else _max_abs_difference(want, got)
         return Comparison(label, original, rewritten, tuple(want.shape), diff, diff, same)
-    a, b = want.astype(np.float64), got.astype(np.float64)
-    err = np.abs(a - b)
-    both_nan = np.isnan(a) & np.isnan(b)
-    err = np.where(both_nan, 0.0, err)
-    err = np.where(np.isnan(err), np.inf, err)
-    scale = np.abs(a)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rel = np.where(scale > atol, err / scale, 0.0)
-    passed = bool(np.all(err <= atol + rtol * np.where(np.isfinite(scale), scale, 0.0)))
+    max_abs, max_rel, passed = 0.0, 0.0, True
+    for a, b in _chunks(want, got):
+        err = np.abs(a - b)
+        both_nan = np.isnan(a) & np.isnan(b)
+        err = np.where(both_nan, 0.0, err)
+        err = np.where(np.isnan(err), np.inf, err)
+        scale = np.abs(a)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rel = np.where(scale > atol, err / scale, 0.0)
+        bound = atol + rtol * np.where(np.isfinite(scale), scale, 0.0)
+        passed = passed and bool(np.all(err <= bound))
+        max_abs, max_rel = max(max_abs, float(err.max())), max(max_rel, float(rel.max()))
     return Comparison(
-        label, original, rewritten, tuple(want.shape), float(err.max()), float(rel.max()), passed
+        label, original, rewritten, tuple(want.shape), max_abs, max_rel, passed
     )
+
+
+# Elements compared at a time: the differences are taken in float64 (exact for float32
+# operands), a block at a time, so that a large output costs a few MB, not eight times its size.
+_CHUNK = 1 << 18
+
+
+def _chunks(want: np.ndarray, got: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Equal-shaped `want` and `got`, flat, in float64 blocks of _CHUNK elements."""
+    flat_want, flat_got = want.reshape(-1), got.reshape(-1)
+    for start in range(0, flat_want.size, _CHUNK):
+        stop = start + _CHUNK
+        yield (flat_want[start:stop].astype(np.float64),
+               flat_got[start:stop].astype(np.float64))  # fmt: skip
+
+
+def _max_abs_difference(want: np.ndarray, got: np.ndarray) -> float:
+    """The largest |want - got| of two equal-shaped non-float arrays, in float64."""
+    return max(float(np.max(np.abs(a - b))) for a, b in _chunks(want, got))
 
 
 # --------------------------------------------------------------------------- contracts

@@ -78,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
         )
     original = model_io.load(args.original)
     rewritten = model_io.load(args.rewritten)
+    _freeze_weights(original, rewritten)
     shapes = _pin_both(original, rewritten, args.input)
     feeds = (
         load_inputs(args.inputs, original, optional=side_placeholders(rewritten))
@@ -100,6 +101,18 @@ def run(args: argparse.Namespace) -> int:
     )  # fmt: skip
     print(report.format())
     return 0 if report.passed else 1
+
+
+def _freeze_weights(*graphs: Graph) -> None:
+    """Let TensorFlow treat convolution and matmul weights as frozen in this process (unless
+    the user chose otherwise) when every such weight in the graphs is a Const: the numeric
+    reference can then feed the weights instead of copying them into every graph TensorFlow
+    builds, and computes the same results (`surgery.tf_reference.serialize_nodes`). A weight
+    computed at run time would be cached at its first value, so then nothing is set."""
+    from surgery.tf_reference import FROZEN_WEIGHTS_ENV, dynamic_weights
+
+    if not any(dynamic_weights(graph) for graph in graphs):
+        os.environ.setdefault(FROZEN_WEIGHTS_ENV, "1")
 
 
 def _pin_both(original: Graph, rewritten: Graph, texts: list[str]) -> dict[str, tuple[int, ...]]:
