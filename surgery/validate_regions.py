@@ -179,6 +179,7 @@ class _Run:
     carried_in: dict[TensorRef, None] = field(default_factory=dict)  # fed from earlier runs
     standins: dict[TensorRef, None] = field(default_factory=dict)  # plugin or known outputs read
     placeholders: dict[str, None] = field(default_factory=dict)  # graph inputs it reads
+    computed: dict[str, None] = field(default_factory=dict)  # the nodes it executes
 
 
 class RegionPlan:
@@ -218,7 +219,6 @@ class RegionPlan:
         """Assign the nodes run `index` needs, and what it is fed and fetches."""
         run = self.runs[index]
         stack: list[str] = []
-        here: set[str] = set()
 
         def need(ref: TensorRef) -> bool:
             """Note where `ref` comes from in this run; True if this run computes it."""
@@ -240,9 +240,9 @@ class RegionPlan:
                 run.fetch[ref] = None
         while stack:
             name = stack.pop()
-            if name in here:
+            if name in run.computed:
                 continue
-            here.add(name)
+            run.computed[name] = None
             node = self.graph.get(name)
             if node is None:
                 raise ValidationError(f"the graph reads missing node {name!r}")
@@ -325,6 +325,12 @@ class PluginRun:
     node: Node
     inputs: list[np.ndarray]
     outputs: list[np.ndarray]
+
+    def fields(self) -> dict[str, Any]:
+        """The plugin's field values as its reference read them (schema defaults filled in)."""
+        from plugins.registry import full_fields, reference
+
+        return full_fields(reference(self.node.op).schema, self.node)
 
 
 class RegionEvaluator:

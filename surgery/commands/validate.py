@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 from typing import TYPE_CHECKING
 
@@ -45,6 +46,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="do not compare tensors whose node (or node:port), in either "
                         "graph, matches GLOB; they are listed as not compared "
                         "(repeatable)")  # fmt: skip
+    parser.add_argument("--dump", metavar="DIR",
+                        help="write every plugin node's inputs and reference outputs, as the "
+                        "plugin sees them, to DIR (one .npz per node and manifest.json; DIR "
+                        "may hold only a previous dump)")  # fmt: skip
     parser.add_argument("--engine", metavar="model.engine",
                         help="also run this TensorRT engine against TensorFlow where the local "
                         "GPU and runtime can execute it; otherwise say why not")  # fmt: skip
@@ -55,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     """Print the report; 0 if every comparison passes, 1 otherwise."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from surgery import model_io
+    from surgery.plugin_dump import DumpWriter
     from surgery.validate import (
         DEFAULT_ATOL,
         DEFAULT_RTOL,
@@ -92,14 +98,20 @@ def run(args: argparse.Namespace) -> int:
         rtol, atol = LAYOUT_RTOL, LAYOUT_ATOL
         print(f"tolerance rtol {rtol:g}, atol {atol:g}: {moved} (float32 sums in another "
               "order); --rtol/--atol override it")  # fmt: skip
-    report = validate(
-        original, rewritten, feeds,
-        rtol=rtol if args.rtol is None else args.rtol,
-        atol=atol if args.atol is None else args.atol,
-        per_boundary=args.per_boundary or bool(args.log), provenance=provenance,
-        shapes=shapes, seed=args.seed, input_map=input_map, exclude=args.exclude,
-    )  # fmt: skip
+    dump = DumpWriter(args.dump, args.rewritten) if args.dump else None
+    with dump or contextlib.nullcontext():
+        report = validate(
+            original, rewritten, feeds,
+            rtol=rtol if args.rtol is None else args.rtol,
+            atol=atol if args.atol is None else args.atol,
+            per_boundary=args.per_boundary or bool(args.log), provenance=provenance,
+            shapes=shapes, seed=args.seed, input_map=input_map, exclude=args.exclude,
+            on_plugin=None if dump is None else (lambda run: dump.add(
+                run.node.name, run.node.op, run.fields(), run.inputs, run.outputs)),
+        )  # fmt: skip
     print(report.format())
+    if dump is not None:
+        print(f"plugin dump: {len(report.plugins)} plugin nodes in {args.dump}")
     return 0 if report.passed else 1
 
 
