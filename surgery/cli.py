@@ -37,6 +37,7 @@ COMMANDS = [
     "export",
     "support",
     "build",
+    "kernels",
 ]
 
 
