@@ -28,6 +28,7 @@ BENCHMARKS = [
     "bench_gpu_roi",
     "bench_maskrcnn_build",
     "bench_maskrcnn_pipeline",
+    "bench_validate",
     "bench_matterport",
 ]
 

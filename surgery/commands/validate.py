@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import sys
 from typing import TYPE_CHECKING
 
 from surgery.commands.options import add_input_option
@@ -116,14 +117,19 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _freeze_weights(*graphs: Graph) -> None:
-    """Let TensorFlow treat convolution and matmul weights as frozen in this process (unless
-    the user chose otherwise) when every such weight in the graphs is a Const: the numeric
-    reference can then feed the weights instead of copying them into every graph TensorFlow
-    builds, and computes the same results (`surgery.tf_reference.serialize_nodes`). A weight
-    computed at run time would be cached at its first value, so then nothing is set."""
+    """Let TensorFlow treat convolution and matmul weights as frozen (unless the user chose
+    otherwise) when this process was started as `surgery validate` and every such weight in the
+    graphs is a Const: the numeric reference can then feed the weights instead of copying them
+    into every graph TensorFlow builds, and computes the same results
+    (`surgery.tf_reference.serialize_nodes`).
+
+    The setting is TensorFlow's, for the whole process and for good: a weight that changes
+    (training, eager Keras layers sharing a kernel, a weight computed at run time) would stay
+    at the first value seen. So a program that calls the command in-process (a test) keeps
+    TensorFlow as it is, and so does a graph with a weight that is not a Const."""
     from surgery.tf_reference import FROZEN_WEIGHTS_ENV, dynamic_weights
 
-    if not any(dynamic_weights(graph) for graph in graphs):
+    if sys.argv[1:2] == ["validate"] and not any(dynamic_weights(g) for g in graphs):
         os.environ.setdefault(FROZEN_WEIGHTS_ENV, "1")
 
 
