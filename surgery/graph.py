@@ -19,22 +19,13 @@ from typing import Any
 from surgery.errors import GraphError
 from surgery.ports import TensorLike, TensorRef, as_tensor, control_name
 from surgery.protos import GraphDef, NodeDef
+from surgery.wire import GRAPHDEF_NODE_KEY, varint
 
 _new_ref = tuple.__new__
 _OPS: dict[str, str] = {}  # one string object per op type, shared by its nodes
 _NO_RANK = float("nan")  # a Node's rank before the engine ranks it (compares false to all)
 
 
-_NODE_TAG = b"\x0a"  # GraphDef.node: field 1, length-delimited
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
 
 
 _BIG = 100_000  # nodes from which a graph's objects are worth freezing out of the cyclic GC
@@ -342,7 +333,7 @@ class Graph:
         parts = []
         for node in self._nodes.values():
             body = node.proto.SerializeToString(deterministic=True)
-            parts.append(_NODE_TAG + _varint(len(body)))
+            parts.append(GRAPHDEF_NODE_KEY + varint(len(body)))
             parts.append(body)
         parts.append(self._header_copy().SerializeToString(deterministic=True))
         return parts

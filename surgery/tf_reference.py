@@ -21,6 +21,7 @@ from surgery.freeze import TensorSpecInfo, import_tensorflow
 from surgery.graph import Graph
 from surgery.ports import parse_tensor
 from surgery.protos import GraphDef, NodeDef, types_pb2
+from surgery.wire import GRAPHDEF_NODE_KEY, varint
 
 GraphLike: TypeAlias = GraphDef | Graph | bytes | str | os.PathLike
 
@@ -109,7 +110,6 @@ WEIGHT_INPUT = {
 FROZEN_WEIGHTS_ENV = "TF_ONEDNN_ASSUME_FROZEN_WEIGHTS"
 # TensorFlow uses a fed array's memory as it is (no copy) when it is aligned to this many bytes.
 _FEED_ALIGNMENT = 64
-_NODE_TAG = b"\x0a"  # GraphDef.node is field 1, length-delimited
 
 
 @dataclass(frozen=True)
@@ -165,7 +165,7 @@ def serialize_nodes(nodes: Sequence[NodeDef], header: GraphDef) -> WireGraph:
             stand.attr["shape"].shape.CopyFrom(proto.attr["value"].tensor.tensor_shape)
             proto = stand
         body = proto.SerializeToString()
-        parts.append(_NODE_TAG + _varint(len(body)) + body)
+        parts.append(GRAPHDEF_NODE_KEY + varint(len(body)) + body)
     parts.append(header.SerializeToString())
     return WireGraph(b"".join(parts), frozenset(names), weights)
 
@@ -253,16 +253,6 @@ def _aligned(value: np.ndarray) -> np.ndarray:
     aligned = buffer[start : start + value.nbytes].view(value.dtype).reshape(value.shape)
     aligned[...] = value
     return aligned
-
-
-def _varint(value: int) -> bytes:
-    """Protobuf's base-128 varint."""
-    out = bytearray()
-    while True:
-        byte, value = value & 0x7F, value >> 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
 
 
 class TFSession:

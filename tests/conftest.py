@@ -9,6 +9,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,6 +20,8 @@ if "SURGERY_CACHE_DIR" not in os.environ:
 
 from surgery import models
 from surgery.models import FixtureInfo
+
+NO_GPU = "no CUDA GPU / CuPy on this machine"
 
 
 class FixtureInfos(Mapping[str, FixtureInfo]):
@@ -71,3 +74,16 @@ def resnet50_pb(fixture_info: FixtureInfos) -> Path:
 def detector_pb(fixture_info: FixtureInfos) -> Path:
     """The frozen detector (Split/Unpack/TopKV2 ports, Conv2DBackpropInput, control edges)."""
     return fixture_info["detector"].path
+
+
+@pytest.fixture(scope="session")
+def cp() -> Any:
+    """The cupy module for the GPU kernel tests, or skip the test when CuPy or a GPU is missing."""
+    from plugins.gpu import gpu_unavailable_reason
+
+    reason = gpu_unavailable_reason()
+    if reason is not None:
+        pytest.skip(f"{NO_GPU}: {reason}")
+    import cupy
+
+    return cupy

@@ -14,23 +14,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from plugins.gpu import GpuKernelError, GpuUnavailable, gpu_unavailable_reason, launch
+from plugins.gpu import GpuKernelError, GpuUnavailable, launch
 from plugins.registry import reference
 from plugins.trt.creators import _plugin_class
 from surgery.plugin_schema import load_catalog
-
-NO_GPU = "no CUDA GPU / CuPy on this machine"
-
-
-@pytest.fixture(scope="module")
-def cp() -> Any:
-    """The cupy module, or skip the test when CuPy or a GPU is missing."""
-    reason = gpu_unavailable_reason()
-    if reason is not None:
-        pytest.skip(f"{NO_GPU}: {reason}")
-    import cupy
-
-    return cupy
 
 
 def expected(name: str, x: np.ndarray, fields: dict[str, Any]) -> np.ndarray:

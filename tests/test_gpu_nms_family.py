@@ -16,24 +16,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from plugins.gpu import GpuKernelError, check, gpu_unavailable_reason, run_arrays
+from plugins.gpu import GpuKernelError, check, run_arrays
 from plugins.reference._mrcnn import class_nms, pyramid_anchors
 from plugins.registry import reference
 from plugins.trt.creators import _plugin_class
 from surgery.plugin_schema import load_catalog
-
-NO_GPU = "no CUDA GPU / CuPy on this machine"
-
-
-@pytest.fixture(scope="module")
-def cp() -> Any:
-    """The cupy module, or skip the test when CuPy or a GPU is missing."""
-    reason = gpu_unavailable_reason()
-    if reason is not None:
-        pytest.skip(f"{NO_GPU}: {reason}")
-    import cupy
-
-    return cupy
 
 
 def run_gpu(cp: Any, name: str, inputs: list[np.ndarray], fields: dict[str, Any],

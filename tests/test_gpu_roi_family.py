@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from plugins.gpu import GpuKernelError, check, gpu_unavailable_reason, run_arrays
+from plugins.gpu import GpuKernelError, check, run_arrays
 from plugins.reference.pyramid_roi_align import _box, _settings, level_of
 from plugins.registry import reference
 from plugins.trt.creators import _plugin_class
@@ -29,17 +29,6 @@ CROP = "CropAndResize"
 MATTERPORT = {"image_size": [1024, 2048], "fpn_scale": 224, "roi_coords_absolute": 0,
               "roi_coords_swap": 1, "roi_coords_transform": -1, "sampling_ratio": 1}  # fmt: skip
 """PyramidROIAlign_TRT's fields as rules/maskrcnn.rules sets them for Matterport's Mask R-CNN."""
-
-
-@pytest.fixture(scope="module")
-def cp() -> Any:
-    """The cupy module, or skip the test when CuPy or a GPU is missing."""
-    reason = gpu_unavailable_reason()
-    if reason is not None:
-        pytest.skip(f"no CUDA GPU / CuPy on this machine: {reason}")
-    import cupy
-
-    return cupy
 
 
 def expected(name: str, fields: dict[str, Any], inputs: Sequence[np.ndarray]) -> list[np.ndarray]:

@@ -10,28 +10,11 @@ cannot fuse it into FMAs: each operation rounds as the NumPy reference's does.
 
 from __future__ import annotations
 
-STORAGE = {"float32": "float", "float16": "half_t"}
-"""dtype name -> the template argument of the kernels."""
+from plugins.gpu._source import HALF, STORAGE
 
 KERNEL_NAMES = ("pyramid_roi_align", "crop_and_resize")
 
-SOURCE = r"""
-typedef unsigned short half_t;
-
-__device__ __forceinline__ float to_f(float v) { return v; }
-__device__ __forceinline__ float to_f(half_t v) {
-    float f;
-    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(v));
-    return f;
-}
-template <typename T> __device__ __forceinline__ T from_f(float v);
-template <> __device__ __forceinline__ float from_f<float>(float v) { return v; }
-template <> __device__ __forceinline__ half_t from_f<half_t>(float v) {
-    half_t h;
-    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(v));
-    return h;
-}
-
+SOURCE = HALF + r"""
 // The four pixels around a sample of one [h, w] plane: rows y0, y1 and columns x0, x1.
 struct Corners { float tl, tr, bl, br; };
 

@@ -26,7 +26,7 @@ ROWS_CACHE = (1, 2, 4, 8)
 ROWS_THREADS = 1024
 """The most threads of an `l2norm_rows` block (its `__launch_bounds__`) and per row."""
 
-SOURCE = r"""
+HALF = r"""
 typedef unsigned short half_t;
 
 __device__ __forceinline__ float to_f(float v) { return v; }
@@ -42,7 +42,11 @@ template <> __device__ __forceinline__ half_t from_f<half_t>(float v) {
     asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(v));
     return h;
 }
+"""
+"""float16 as `half_t` bits with `to_f`/`from_f<T>` conversions (PTX `cvt`), so no kernel
+needs `cuda_fp16.h`; the start of every kernel source that has a float16 path."""
 
+SOURCE = HALF + r"""
 // y = x > 0 ? x : x * slope. With vec != 0 (both pointers 16-byte aligned) the body moves
 // 16-byte chunks; the tail (and everything when vec == 0) goes element by element.
 template <typename T>

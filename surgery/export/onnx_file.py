@@ -20,6 +20,7 @@ from typing import Any
 from surgery.export.initializers import Initializer
 from surgery.export.tf2onnx_run import ExportError
 from surgery.model_io import write_atomic
+from surgery.wire import field_key, varint
 
 PROTOBUF_LIMIT = (1 << 31) - 1  # bytes in one protobuf message
 ALIGN = 64
@@ -50,20 +51,6 @@ def write_model(
     return None
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def _key(field: int) -> bytes:
-    """The tag of a length-delimited field."""
-    return _varint(field << 3 | 2)
-
-
 def _split(message: Any, field: int) -> tuple[bytes, bytes]:
     """`message`'s bytes up to and including field number `field`, and after it."""
     head, tail = type(message)(), type(message)()
@@ -79,18 +66,19 @@ def _inline_chunks(model: Any, initializers: list[Initializer]) -> Iterator[byte
     headers = [item.header().SerializeToString() for item in initializers]
     entries = []  # (entry length, tensor length) per initializer
     for item, header in zip(initializers, headers, strict=True):
-        tensor = len(header) + len(_key(_RAW_DATA_FIELD)) + len(_varint(item.nbytes)) + item.nbytes
-        entries.append((len(_key(_INITIALIZER_FIELD)) + len(_varint(tensor)) + tensor, tensor))
+        raw_key = field_key(_RAW_DATA_FIELD)
+        tensor = len(header) + len(raw_key) + len(varint(item.nbytes)) + item.nbytes
+        entries.append((len(field_key(_INITIALIZER_FIELD)) + len(varint(tensor)) + tensor, tensor))
     graph_head, graph_tail = _split(model.graph, _INITIALIZER_FIELD)
     graph_size = len(graph_head) + sum(e for e, _ in entries) + len(graph_tail)
     model_only = type(model)()
     model_only.CopyFrom(model)
     model_only.ClearField("graph")
     model_head, model_tail = _split(model_only, _GRAPH_FIELD)
-    yield model_head + _key(_GRAPH_FIELD) + _varint(graph_size) + graph_head
+    yield model_head + field_key(_GRAPH_FIELD) + varint(graph_size) + graph_head
     for item, header, (_, tensor) in zip(initializers, headers, entries, strict=True):
-        yield _key(_INITIALIZER_FIELD) + _varint(tensor) + header
-        yield _key(_RAW_DATA_FIELD) + _varint(item.nbytes)
+        yield field_key(_INITIALIZER_FIELD) + varint(tensor) + header
+        yield field_key(_RAW_DATA_FIELD) + varint(item.nbytes)
         yield item.data()
     yield graph_tail + model_tail
 
