@@ -3,7 +3,8 @@
 Builds Matterport's own Mask R-CNN (PyPI mrcnn-colab, its small test config, randomised weights,
 frozen with dynamic input dims), converts it to NCHW, rewrites it with `rules/maskrcnn.rules`
 into TensorRT plugin nodes (every field read from the graph), writes the HTML report, validates
-the rewrite against TensorFlow with the plugins' reference implementations, exports ONNX and
+the rewrite against TensorFlow with the plugins' reference implementations (keeping every plugin
+node's inputs and reference outputs for `surgery kernels` on a GPU machine), exports ONNX and
 builds a TensorRT(-RTX) engine; every step is the real `surgery` command a user would type.
 """
 
@@ -48,6 +49,7 @@ def run(out: Path) -> int:
     report = out / "report.html"
     onnx_path = out / "maskrcnn_small.onnx"
     engine = out / "maskrcnn_small.engine"
+    dump = out / "plugin_dump"
     for stale in (nchw, rewritten, log, report, onnx_path, engine):
         stale.unlink(missing_ok=True)
     rules = str(REPO / "rules" / "maskrcnn.rules")
@@ -62,7 +64,7 @@ def run(out: Path) -> int:
           "--report", str(report)])  # fmt: skip
     step("inspect the rewritten graph", ["inspect", "--no-tf", str(rewritten)])
     step("validate against TensorFlow (plugins run their NumPy references)",
-         ["validate", str(model), str(rewritten), *pin])  # fmt: skip
+         ["validate", str(model), str(rewritten), *pin, "--dump", str(dump)])  # fmt: skip
     step("export ONNX with plugin ops", ["export", str(rewritten), "-o", str(onnx_path), *pin])
     step("what TensorRT can take", ["support", str(onnx_path)], allowed=(0, 3))
     step("build a TensorRT engine", ["build", str(onnx_path), "-o", str(engine)])
@@ -74,6 +76,8 @@ def run(out: Path) -> int:
     print(f"   HTML report       {report}")
     print(f"   ONNX              {onnx_path}")
     print(f"   engine            {engine}")
+    print(f"   plugin dump       {dump}   (on a GPU machine: surgery kernels {dump} "
+          f"--model {rewritten})")  # fmt: skip
     return 0
 
 

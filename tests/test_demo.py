@@ -30,3 +30,11 @@ def test_demo_pipeline_writes_every_output(tmp_path: Path, capsys: pytest.Captur
                               "DetectionLayer_TRT", "SpecialSlice_TRT"])
     model = onnx.load(str(out / "maskrcnn_small.onnx"), load_external_data=False)
     assert sum(n.domain == "trt.plugins" for n in model.graph.node) == 8
+    # the engine has no plugin left without a GPU kernel, and the dump holds each plugin node
+    from plugins.gpu import GPU_KERNELS
+    from surgery.plugin_dump import load_dump
+
+    assert {n.op_type for n in model.graph.node if n.domain == "trt.plugins"} <= set(GPU_KERNELS)
+    dump = load_dump(out / "plugin_dump")
+    assert sorted(e.op for e in dump.plugins) == plugins
+    assert "surgery kernels" in printed
