@@ -1,7 +1,9 @@
 """Numeric reference: run a GraphDef in TensorFlow, and make seeded random feeds for its inputs.
 
-This is what later validation compares rewritten graphs and TensorRT engines against. TensorFlow
-is imported lazily (`TensorFlowMissing` if it is not installed).
+This is what later validation compares rewritten graphs and TensorRT engines against. A graph is
+imported into a `TFSession` once and run any number of times, each run cut at what it feeds;
+its conv and matmul weights are fed rather than held where that changes no result
+(`serialize_nodes`). TensorFlow is imported lazily (`TensorFlowMissing` if it is not installed).
 """
 
 from __future__ import annotations

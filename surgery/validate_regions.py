@@ -10,8 +10,8 @@ fetches what the caller asked for.
 The runs are planned before the first (`RegionPlan`): a node belongs to the first run that needs
 it, and a tensor that a later run reads again is fetched by the run that computed it and fed to
 the later one, so a backbone under several plugins is computed once, not once per wave. A TF1
-control-flow region (a tensor inside a loop frame or an untaken branch cannot be fetched) is
-recomputed where it is needed instead.
+control-flow region (a tensor inside a loop frame or an untaken branch cannot be fetched) and
+what is computed from Consts alone are computed again where needed instead.
 
 Nodes of the rewritten graph that compute exactly what the original's node of that name
 computes (`shared_nodes`) need not run twice: `validate` fetches their values from the original's
@@ -34,7 +34,7 @@ from surgery.protos import NodeDef
 from surgery.validate_inputs import ValidationError
 
 __all__ = ["PluginRun", "RegionEvaluator", "RegionPlan", "evaluate", "known_tensors",
-           "plugin_nodes", "shared_nodes"]  # fmt: skip
+           "plugin_nodes", "shared_nodes", "standin_name"]  # fmt: skip
 
 _STANDIN = "{node}/__surgery_port_{port}"
 # Ops whose outputs can be dead (an untaken cond branch) or live in a while loop's frame:
