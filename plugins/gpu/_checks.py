@@ -1,4 +1,4 @@
-"""Shape, dtype and layout checks shared by the ROI and layout kernels (GpuKernelError each)."""
+"""Shape, dtype and layout checks shared by the plugin kernels (GpuKernelError each)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,16 @@ def float_dtype(name: str, dtypes: Sequence[str]) -> str:
             f"{name}: all inputs must be float32 or all float16, got {', '.join(dtypes)}"
         )
     return kinds[0]
+
+
+def float32_inputs(name: str, roles: Sequence[str], dtypes: Sequence[str]) -> None:
+    """GpuKernelError unless there is one float32 input per role (the NMS-type kernels)."""
+    if len(dtypes) != len(roles):
+        raise GpuKernelError(f"{name}: expected {len(roles)} inputs ({', '.join(roles)}), got "
+                             f"{len(dtypes)}")  # fmt: skip
+    if any(d != "float32" for d in dtypes):
+        raise GpuKernelError(f"{name}: the GPU kernel takes float32 inputs only, got "
+                             f"{list(dtypes)}")  # fmt: skip
 
 
 def need_rank(name: str, role: str, shape: Shape, ranks: Sequence[int]) -> None:

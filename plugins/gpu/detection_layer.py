@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from plugins.gpu import nms
+from plugins.gpu._checks import float32_inputs
 from plugins.gpu.dispatch import Kernel, Shape
 from plugins.gpu.proposal_layer import MRCNN_DECODE
 from plugins.gpu.runtime import GpuKernelError, scalar_field
@@ -140,11 +141,7 @@ def _rois_of(shapes: list[Shape]) -> int | None:
 
 def check(shapes: list[Shape], dtypes: list[str], fields: Mapping[str, Any]) -> None:
     """delta_bbox [N, R, C*4, 1, 1], score [N, R, C, 1, 1], roi [N, R, 4], float32."""
-    if len(shapes) != 3:
-        raise GpuKernelError(f"{NAME}: expected 3 inputs (delta_bbox, score, roi), got "
-                             f"{len(shapes)}")  # fmt: skip
-    if any(d != "float32" for d in dtypes):
-        raise GpuKernelError(f"{NAME}: the GPU kernel takes float32 inputs only, got {dtypes}")
+    float32_inputs(NAME, ("delta_bbox", "score", "roi"), dtypes)
     classes, _, _, _ = _settings(fields)
     rois = _rois_of(shapes)
     batches = {s[0] for s in shapes if len(s) and s[0] >= 0}

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from plugins.gpu import nms
+from plugins.gpu._checks import float32_inputs
 from plugins.gpu.dispatch import Kernel, Shape
 from plugins.gpu.runtime import GpuKernelError, scalar_field
 
@@ -260,10 +261,7 @@ def geometry(s: Settings, shapes: list[Shape]) -> tuple[int, int | None, int | N
 
 def check(shapes: list[Shape], dtypes: list[str], fields: Mapping[str, Any]) -> None:
     """loc, conf, priors float32 (in inputOrder) whose known dims fit the fields."""
-    if len(shapes) != 3:
-        raise GpuKernelError(f"{NAME}: expected 3 inputs (loc, conf, priors), got {len(shapes)}")
-    if any(d != "float32" for d in dtypes):
-        raise GpuKernelError(f"{NAME}: the GPU kernel takes float32 inputs only, got {dtypes}")
+    float32_inputs(NAME, ("loc", "conf", "priors"), dtypes)
     s = settings(fields)
     _, count, _ = geometry(s, shapes)
     if count is not None and min(count, s.top_k) > nms.MAX_CANDIDATES:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from plugins.gpu import nms
+from plugins.gpu._checks import float32_inputs
 from plugins.gpu.dispatch import Kernel, Shape
 from plugins.gpu.runtime import GpuKernelError, load_cupy, scalar_field
 
@@ -146,10 +147,7 @@ def _anchor_sizes(sizes: tuple[float, ...], ratios: tuple[float, ...], device: i
 
 def check(shapes: list[Shape], dtypes: list[str], fields: Mapping[str, Any]) -> None:
     """scores [N, A or 2A, H, W], deltas [N, 4A, H, W], float32."""
-    if len(shapes) != 2:
-        raise GpuKernelError(f"{NAME}: expected 2 inputs (scores, deltas), got {len(shapes)}")
-    if any(d != "float32" for d in dtypes):
-        raise GpuKernelError(f"{NAME}: the GPU kernel takes float32 inputs only, got {dtypes}")
+    float32_inputs(NAME, ("scores", "deltas"), dtypes)
     s = _settings(fields)
     scores, deltas = shapes
     for role, shape in (("scores", scores), ("deltas", deltas)):

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from plugins.gpu import nms
+from plugins.gpu._checks import float32_inputs
 from plugins.gpu.dispatch import Kernel, Shape
 from plugins.gpu.runtime import GpuKernelError, load_cupy, scalar_field
 from plugins.reference._mrcnn import MIN_VALID_SCORE, pyramid_anchors
@@ -137,10 +138,7 @@ def _per_image(plugin: str, role: str, shape: Shape, per: int) -> None:
 
 def check(shapes: list[Shape], dtypes: list[str], fields: Mapping[str, Any]) -> None:
     """scores [N, A, 2, 1, 1], deltas [N, A, 4, 1, 1] float32, A anchors of image_size."""
-    if len(shapes) != 2:
-        raise GpuKernelError(f"{NAME}: expected 2 inputs (scores, deltas), got {len(shapes)}")
-    if any(d != "float32" for d in dtypes):
-        raise GpuKernelError(f"{NAME}: the GPU kernel takes float32 inputs only, got {dtypes}")
+    float32_inputs(NAME, ("scores", "deltas"), dtypes)
     pre, _, _, image = _settings(fields)
     anchors = anchor_count(*image)
     _per_image(NAME, "scores", shapes[0], anchors * 2)
