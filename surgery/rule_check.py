@@ -28,7 +28,8 @@ from surgery.plugin_schema import (
     kind_mismatch,
     load_catalog,
 )
-from surgery.rule_parser import FUNCTIONS, load_rules
+from surgery.rule_parser import load_rules
+from surgery.rule_syntax import FUNCTIONS
 from surgery.targets import file_mismatch, provision, rule_skipped
 
 _opdefs: ModuleType | None
