@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import mmap
 import os
-import tempfile
-from collections.abc import Iterable
 from pathlib import Path
 
 from google.protobuf import message, text_format
 from google.protobuf.unknown_fields import UnknownFieldSet
 
+from surgery.atomic_files import write_atomic
 from surgery.errors import ModelLoadError, OutputPathError
 from surgery.graph import Graph
 from surgery.protos import GraphDef
@@ -134,30 +133,6 @@ def check_output_path(output: str | os.PathLike, *inputs: str | os.PathLike) -> 
     if not parent.is_dir():
         raise OutputPathError(f"{out}: directory {parent} does not exist")
     return out
-
-
-def write_atomic(path: str | os.PathLike, data: bytes | Iterable[bytes | memoryview]) -> None:
-    """Write to a temporary file beside `path`, then rename: readers never see a partial file.
-    `data` may be chunks, written as they come (a file larger than memory, made piece by piece)."""
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give what open() would
-        with os.fdopen(fd, "wb") as handle:
-            for chunk in [data] if isinstance(data, bytes) else data:
-                handle.write(chunk)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def save(graph: Graph | GraphDef, path: str | os.PathLike, *, inputs: tuple = ()) -> Path:

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 from numpy.lib import format as npy_format
 
+from surgery.atomic_files import current_umask
 from surgery.errors import SurgeryError
 
 FORMAT = "surgery-plugin-dump/1"
@@ -115,7 +116,7 @@ class DumpWriter:
         self._tmp: Path | None = Path(tempfile.mkdtemp(
             prefix=f".{self.directory.name}.", suffix=".tmp", dir=self.directory.parent
         ))  # fmt: skip
-        self._tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700; give what mkdir would
+        self._tmp.chmod(0o777 & ~current_umask())  # mkdtemp makes 0700; give what mkdir would
         self._entries: list[dict[str, Any]] = []
 
     def add(
@@ -197,12 +198,6 @@ def _format_of(path: Path) -> Any:
     except (OSError, ValueError):
         return None
     return doc.get("format") if isinstance(doc, dict) else None
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _sha256(path: Path) -> str:

@@ -358,7 +358,7 @@ def run_case(case: Case, update: bool = False, numeric: bool = True) -> CaseResu
         old = golden.read_text(encoding="utf-8") if golden.exists() else None
         if old != actual:
             golden.parent.mkdir(parents=True, exist_ok=True)
-            from surgery.model_io import write_atomic
+            from surgery.atomic_files import write_atomic
 
             write_atomic(golden, actual.encode("utf-8"))
             if old is None:

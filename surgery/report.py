@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from surgery import visualize as viz
+from surgery.atomic_files import write_atomic
 from surgery.graph import Graph
 from surgery.graph_diff import GraphDiff, NodeChange, diff_graphs
-from surgery.model_io import write_atomic
 from surgery.ports import TensorRef
 
 MAX_DRAWN_SECTIONS = 60  # sections past this are listed without pictures

@@ -680,7 +680,7 @@ def write_view(
     title: str | None = None,
 ) -> tuple[Path, str]:
     """Write the picture `surgery view` makes (format by suffix); returns (path, caption)."""
-    from surgery.model_io import write_atomic
+    from surgery.atomic_files import write_atomic
 
     out = Path(path)
     suffix = out.suffix.lower()

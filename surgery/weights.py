@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from surgery import opdefs
+from surgery.atomic_files import write_atomic
 from surgery.errors import SurgeryError
 from surgery.graph import Graph, Node
-from surgery.model_io import write_atomic
 from surgery.tensor_values import to_numpy
 
 V2_MAGIC = "surgery-wts 2"

@@ -17,9 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from surgery.atomic_files import write_atomic
 from surgery.export.initializers import Initializer
 from surgery.export.tf2onnx_run import ExportError
-from surgery.model_io import write_atomic
 from surgery.wire import field_key, varint
 
 PROTOBUF_LIMIT = (1 << 31) - 1  # bytes in one protobuf message

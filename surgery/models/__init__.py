@@ -17,9 +17,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from surgery.atomic_files import write_atomic
 from surgery.errors import SurgeryError
 from surgery.freeze import TensorSpecInfo
-from surgery.model_io import write_atomic
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_ROOT = PACKAGE_DIR.parent.parent
