@@ -11,7 +11,6 @@ kernel cannot take, so a bad engine fails to build instead of computing a wrong 
 from __future__ import annotations
 
 import importlib
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -86,12 +85,7 @@ def run_arrays(name: str, fields: Mapping[str, Any], inputs: Sequence[Any],
                outputs: Sequence[Any]) -> None:  # fmt: skip
     """Run plugin `name` on CuPy arrays, on CuPy's current stream (schema defaults filled)."""
     kernel = kernel_of(name)
-    full = full_fields(name, fields)
-    if kernel.check is not None:
-        kernel.check([tuple(x.shape) for x in inputs], [x.dtype.name for x in inputs], full)
-    if any(y.size == 0 for y in outputs):
-        return
-    kernel.run(load_cupy(name), list(inputs), list(outputs), full)
+    _checked_run(kernel, load_cupy(name), inputs, outputs, full_fields(name, fields))
 
 
 def launch_io(
@@ -117,12 +111,16 @@ def launch_io(
     device = cupy.cuda.runtime.getDevice()
     with external_stream(int(stream), device):
         arrays = [wrap(cupy, ptr, shape, dtype, device) for shape, dtype, ptr in specs]
-        ins, outs = arrays[: len(inputs)], arrays[len(inputs) :]
-        if kernel.check is not None:
-            kernel.check([tuple(x.shape) for x in ins], [x.dtype.name for x in ins], fields)
-        if any(math.prod(y.shape) == 0 for y in outs):
-            return
-        kernel.run(cupy, ins, outs, fields)
+        _checked_run(kernel, cupy, arrays[: len(inputs)], arrays[len(inputs) :], fields)
+
+
+def _checked_run(kernel: Kernel, cupy: Any, inputs: Sequence[Any], outputs: Sequence[Any],
+                 fields: Mapping[str, Any]) -> None:  # fmt: skip
+    """The kernel's check of the input arrays, then its run unless an output is empty."""
+    if kernel.check is not None:
+        kernel.check([tuple(x.shape) for x in inputs], [x.dtype.name for x in inputs], fields)
+    if all(y.size for y in outputs):
+        kernel.run(cupy, list(inputs), list(outputs), fields)
 
 
 def launch(
@@ -138,5 +136,4 @@ def launch(
     """`launch_io` for a plugin of one input and one output of the same dtype."""
     if dtype not in ("float32", "float16"):
         raise GpuKernelError(f"{name}: no GPU kernel for dtype {dtype} (have: float32, float16)")
-    kernel_of(name)
     launch_io(name, fields, [(in_shape, dtype, x_ptr)], [(out_shape, dtype, y_ptr)], stream)
