@@ -25,6 +25,7 @@ import pickle
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -179,27 +180,50 @@ class SourceDigest:
     release the GIL). `edit_graph` keys by it instead of serialising and hashing the loaded
     graph; it stands for the graph only while the file is unchanged, so `result` answers None
     unless the file's inode, size and change and modify times are the same when asked as
-    around the hashing."""
+    around the hashing.
+
+    A file hashed before is not read again: the digest is kept under the file's identity
+    (device, inode, size, modify and change times, as git's index and ccache do), but only
+    once both times are SETTLE_NS older than the hashing began. Any later write sets the
+    change time (which no program can set back) to a later tick, so a kept identity never
+    stands for other bytes; a write in the same clock tick as the hashing could, hence the
+    margin."""
+
+    SETTLE_NS = 2_000_000_000
 
     def __init__(self, path: str | os.PathLike):
         self._path = path
         self._found: tuple[tuple[int, ...], str] | None = None
+        self._thread: threading.Thread | None = None
+        try:
+            identity = _identity(os.stat(path))
+        except OSError:
+            return
+        kept = load("digests", key("digest", map(str, identity)))
+        if isinstance(kept, str):
+            self._found = (identity, kept)
+            return
         self._thread = threading.Thread(target=self._hash, daemon=True)
         self._thread.start()
 
     def _hash(self) -> None:
+        started = time.time_ns()
         try:
             with open(self._path, "rb") as handle:
                 before = _identity(os.fstat(handle.fileno()))
                 digest = hashlib.file_digest(handle, "sha256").hexdigest()
-                if _identity(os.fstat(handle.fileno())) == before:
-                    self._found = (before, digest)
+                if _identity(os.fstat(handle.fileno())) != before:
+                    return
         except OSError:
             return
+        self._found = (before, digest)
+        if max(before[3], before[4]) < started - self.SETTLE_NS:
+            store("digests", key("digest", map(str, before)), digest)
 
     def result(self) -> str | None:
         """The file's digest, or None: unreadable, or changed since (or while) it was hashed."""
-        self._thread.join()
+        if self._thread is not None:
+            self._thread.join()
         if self._found is None:
             return None
         before, digest = self._found

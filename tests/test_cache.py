@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -179,10 +180,35 @@ def test_a_source_digest_stands_for_the_file_only_while_unchanged(tmp_path: Path
 
     assert digest.result() == hashlib.sha256(model.read_bytes()).hexdigest()
     later = cache.SourceDigest(model)
-    later._thread.join()
+    if later._thread is not None:
+        later._thread.join()
     model.write_bytes(_graph().serialize() + b"\n")
     assert later.result() is None
     assert cache.SourceDigest(tmp_path / "missing.pb").result() is None
+
+
+def test_a_settled_file_is_hashed_once_and_again_after_any_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hashlib
+
+    monkeypatch.setattr(cache.SourceDigest, "SETTLE_NS", 0)  # no clock tick to wait for
+    model = tmp_path / "m.pb"
+    model.write_bytes(b"a" * 1000)
+    first = cache.SourceDigest(model)
+    assert first._thread is not None and first.result() == hashlib.sha256(b"a" * 1000).hexdigest()
+    kept = cache.SourceDigest(model)
+    assert kept._thread is None, "the kept digest of the unchanged file is used"
+    assert kept.result() == first.result()
+    time.sleep(0.05)  # past the file system's clock tick (at most 10 ms)
+    model.write_bytes(b"b" * 1000)  # same size, new content: a later change time
+    again = cache.SourceDigest(model)
+    assert again._thread is not None
+    assert again.result() == hashlib.sha256(b"b" * 1000).hexdigest()
+    monkeypatch.setattr(cache.SourceDigest, "SETTLE_NS", 10**15)  # times too recent to keep
+    model.write_bytes(b"c" * 1000)
+    cache.SourceDigest(model).result()
+    assert cache.SourceDigest(model)._thread is not None
 
 
 # --------------------------------------------------------------------------- the commands

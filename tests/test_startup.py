@@ -52,7 +52,8 @@ def test_help_imports_nothing_heavy(argv: list[str]) -> None:
         f"try:\n    main({argv!r})\nexcept SystemExit as exc:\n    assert exc.code == 0, exc\n"
     )
     loaded = _modules_after(code)
-    assert "surgery.commands.apply" in loaded  # the probe did build the whole parser
+    command = argv[0] if argv[0] != "--help" else "apply"  # `--help` builds every command
+    assert f"surgery.commands.{command}" in loaded  # the probe did build the parser
     assert not _heavy(loaded), f"`surgery {' '.join(argv)}` imported {_heavy(loaded)}"
 
 
@@ -126,3 +127,14 @@ def test_console_script_relaunches_only_for_large_inputs(tmp_path: Path) -> None
     small = tmp_path / "small.pbtxt"
     small.write_text('node { name: "x" op: "Placeholder" }\n')
     assert _interpreter_starts(["inspect", "--no-tf", str(small)], tmp_path) == 1
+
+
+def test_a_command_builds_only_its_own_parser() -> None:
+    code = (
+        "from surgery.cli import main\n"
+        "try:\n    main(['check', '--help'])\nexcept SystemExit as exc:\n"
+        "    assert exc.code == 0, exc\n"
+    )
+    loaded = _modules_after(code)
+    assert "surgery.commands.check" in loaded
+    assert "surgery.commands.validate" not in loaded
