@@ -84,7 +84,7 @@ def compare(key: str, got: np.ndarray, want: np.ndarray, rtol: float, atol: floa
 def check_dump(dump: Any, *, rtol: float = 1e-4, atol: float = 1e-5,
                plugins: Sequence[str] = ()) -> list[KernelCheck]:  # fmt: skip
     """Run every dumped plugin node (or those of the `plugins` ops) on the GPU and compare."""
-    cupy = load_cupy("surgery kernels")
+    cupy = load_cupy("the plugin kernels")
     results = []
     for entry in dump.plugins:
         if plugins and entry.op not in plugins:
