@@ -15,6 +15,7 @@ from surgery.graph import Graph
 from surgery.protos import GraphDef
 
 TEXT_SUFFIXES = (".pbtxt", ".pbtext", ".prototxt")
+ONNX_SUFFIX = ".onnx"
 
 
 def is_text_path(path: str | os.PathLike) -> bool:
@@ -101,8 +102,16 @@ def _check_is_graph_def(path: Path, size: int, graph_def: GraphDef) -> None:
         raise ModelLoadError(f"{path}: protobuf is not a GraphDef ({why}){hint}")
 
 
+def is_onnx_path(path: str | os.PathLike) -> bool:
+    return str(path).lower().endswith(ONNX_SUFFIX)
+
+
 def load(path: str | os.PathLike) -> Graph:
-    """Read a `.pb` or `.pbtxt` file into a Graph."""
+    """Read a `.pb`, `.pbtxt` or `.onnx` file into a Graph."""
+    if is_onnx_path(path):
+        from surgery.onnx_io import load_onnx
+
+        return load_onnx(path)
     graph_def = read_graph_def(path)
     try:
         return Graph(graph_def)
@@ -135,8 +144,25 @@ def check_output_path(output: str | os.PathLike, *inputs: str | os.PathLike) -> 
     return out
 
 
-def save(graph: Graph | GraphDef, path: str | os.PathLike, *, inputs: tuple = ()) -> Path:
-    """Save as `.pbtxt` (by suffix) or binary `.pb`; `inputs` are paths the output must not hit."""
+def save(
+    graph: Graph | GraphDef, path: str | os.PathLike, *, inputs: tuple = (),
+    target: str | None = None,
+) -> Path:  # fmt: skip
+    """Save as `.pbtxt` (by suffix), `.onnx` (a graph loaded from ONNX; its plugin nodes as
+    `target`'s parser reads them) or binary `.pb`; `inputs` are paths the output must not hit."""
+    from surgery.onnx_io import is_onnx_graph  # light: onnx itself only when it is one
+
+    if isinstance(graph, Graph) and is_onnx_graph(graph):
+        if not is_onnx_path(path):
+            raise OutputPathError(f"{path}: a model loaded from ONNX is saved as .onnx")
+        from surgery.onnx_io import save_onnx
+        from surgery.onnx_plugins import encode_plugins
+
+        return save_onnx(graph, path, inputs=inputs, encoded=encode_plugins(graph, target))
+    if is_onnx_path(path):
+        raise OutputPathError(
+            f"{path}: a TensorFlow graph is saved as .pb or .pbtxt (`surgery export` makes ONNX)"
+        )
     out = check_output_path(path, *inputs)
     data: bytes | list[bytes]
     if isinstance(graph, Graph) and not is_text_path(out):

@@ -123,12 +123,20 @@ def load_onnx(path: str | os.PathLike) -> Graph:
     return load_model(Path(path))
 
 
-def save_onnx(graph: Graph, path: str | os.PathLike, *, inputs: tuple = ()) -> Path:
+def save_onnx(
+    graph: Graph, path: str | os.PathLike, *, inputs: tuple = (), encoded: Any = None
+) -> Path:
     """Write a Graph made by `load_onnx` as an ONNX model, atomically and deterministically;
-    `inputs` are paths the output must not overwrite."""
+    `inputs` are paths the output must not overwrite; `encoded`: {node name: NodeProto} for
+    nodes written as given (plugin nodes: `surgery.onnx_plugins.encode_plugins`)."""
     from surgery.onnx_save import save_model
 
-    return save_model(graph, path, inputs=inputs)
+    return save_model(graph, path, inputs=inputs, encoded=encoded)
+
+
+def is_onnx_graph(graph: Graph) -> bool:
+    """Whether `graph` was loaded from an ONNX model (it holds the model header node)."""
+    return bool(graph.nodes_by_op(MODEL_OP))
 
 
 @dataclass(frozen=True)

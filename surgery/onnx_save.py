@@ -9,7 +9,7 @@ remaining tensors are named `<node>` (port 0) or `<node>:<port>`, made unique.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +42,15 @@ EXTERNAL_MIN_TENSOR = 1024
 ALIGN = 64
 
 
-def save_model(graph: Graph, path: str | os.PathLike, *, inputs: tuple = ()) -> Path:
+def save_model(
+    graph: Graph, path: str | os.PathLike, *, inputs: tuple = (),
+    encoded: Mapping[str, NodeProto] | None = None,
+) -> Path:  # fmt: skip
+    """`encoded`: nodes written as given (op type, domain, attributes) rather than from their
+    attrs; the plugin nodes, which `surgery.onnx_plugins` encodes as TensorRT's parser reads
+    them. Their inputs and outputs are still the graph's."""
     out = check_output_path(path, *inputs)
-    model = _Saver(graph).model()
+    model = _Saver(graph, encoded or {}).model()
     external = _externalize(graph, model)
     if external:
         data_path = out.with_name(out.name + ".data")
@@ -244,8 +250,9 @@ def _import_domains(model: ModelProto) -> None:
 class _Saver:
     """One save: settle the tensor names, then build the ModelProto's lists."""
 
-    def __init__(self, graph: Graph):
+    def __init__(self, graph: Graph, encoded: Mapping[str, NodeProto]):
         self.graph = graph
+        self.encoded = encoded
         self.header = io.model_header(graph)
         nodes = list(graph)
         self.sources = [n for n in nodes if n.op in _SOURCES]
@@ -386,7 +393,12 @@ class _Saver:
             ref = TensorRef(node.name, port)
             known = ref in self.names or port in used or stored is None or bool(stored[port])
             out.output.append(self.tensor(ref, node.name) if known else "")
-        out.attribute.extend(_attributes(node))
+        given = self.encoded.get(node.name)
+        if given is not None:
+            out.op_type, out.domain = given.op_type, given.domain
+            out.attribute.extend(given.attribute)
+        else:
+            out.attribute.extend(_attributes(node))
         if io.NODE_EXTRA_ATTR in node.attr:
             out.MergeFromString(node.attr[io.NODE_EXTRA_ATTR].s)
         return out

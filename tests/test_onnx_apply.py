@@ -1,0 +1,81 @@
+"""`surgery apply RULES model.onnx -o out.onnx`: the rule language on ONNX models.
+
+The model is a real export: the box3d network (LeakyReLU 0.1) frozen, then converted by
+tf2onnx through `surgery export`; rules/leaky_relu.rules, written for TensorFlow graphs, turns
+its LeakyRelu nodes into LReLU_TRT plugin nodes encoded as TensorRT's ONNX parser reads them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import helper
+
+from surgery.cli import main
+from surgery.errors import OutputPathError
+from surgery.model_io import load, save
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+REPO = Path(__file__).resolve().parent.parent
+pytest.importorskip("tf2onnx", reason="the ONNX model is made by tf2onnx")
+
+
+@pytest.fixture(scope="module")
+def box3d_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from surgery.models import fixture_info
+
+    path = tmp_path_factory.mktemp("onnx_apply") / "box3d.onnx"
+    assert main(["export", str(fixture_info("box3d").path), "-o", str(path)]) == 0
+    return path
+
+
+def test_leaky_relu_rules_rewrite_an_onnx_export_into_plugin_nodes(box3d_onnx: Path) -> None:
+    out = box3d_onnx.with_name("box3d.lrelu.onnx")
+    before = onnx.load(str(box3d_onnx))
+    assert main(["apply", str(REPO / "rules" / "leaky_relu.rules"), str(box3d_onnx),
+                 "-o", str(out)]) == 0  # fmt: skip
+    after = onnx.load(str(out))
+    onnx.checker.check_model(after)
+    leaky = [n for n in before.graph.node if n.op_type == "LeakyRelu"]
+    plugins = [n for n in after.graph.node if n.op_type == "LReLU_TRT"]
+    assert len(leaky) == len(plugins) == 5
+    assert not [n for n in after.graph.node if n.op_type == "LeakyRelu"]
+    by_name = {n.name: n for n in leaky}
+    for node in plugins:
+        assert node.domain == "trt.plugins"
+        attrs = {a.name: a for a in node.attribute}
+        assert attrs["negSlope"].type == onnx.AttributeProto.FLOAT
+        assert attrs["negSlope"].f == pytest.approx(by_name[node.name].attribute[0].f)
+        assert helper.get_attribute_value(attrs["plugin_version"]) == b"1"
+        assert list(node.input) == list(by_name[node.name].input)
+    assert ("trt.plugins", 1) in [(o.domain, o.version) for o in after.opset_import]
+    # the model's interface is kept: same inputs and outputs by name, type and shape
+    assert after.graph.input == before.graph.input
+    assert after.graph.output == before.graph.output
+    assert len(after.graph.initializer) == len(before.graph.initializer)
+
+
+def test_an_onnx_model_is_unchanged_where_no_rule_matches(box3d_onnx: Path, tmp_path: Path) -> None:
+    rules = tmp_path / "none.rules"
+    rules.write_text("rule nothing:\n    match y = Softsign(x)\n    remove y\n")
+    out = tmp_path / "same.onnx"
+    assert main(["apply", str(rules), str(box3d_onnx), "-o", str(out)]) == 0
+    assert out.read_bytes() == box3d_onnx.read_bytes()
+    feed = {"input_1:0": np.random.default_rng(0).random((1, 64, 64, 3), dtype=np.float32)}
+    ran = [ort.InferenceSession(str(p)).run(None, feed) for p in (box3d_onnx, out)]
+    assert all(np.array_equal(a, b) for a, b in zip(*ran, strict=True))
+
+
+def test_formats_are_not_mixed_on_save(box3d_onnx: Path, tmp_path: Path) -> None:
+    from surgery.models import fixture_info
+
+    with pytest.raises(OutputPathError, match=r"saved as \.onnx"):
+        save(load(box3d_onnx), tmp_path / "x.pb")
+    with pytest.raises(OutputPathError, match="surgery export"):
+        save(load(fixture_info("box3d").path), tmp_path / "x.onnx")
