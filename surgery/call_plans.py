@@ -44,12 +44,13 @@ def is_literal(expr: Any) -> bool:
 
 
 def plan_call(
-    call: ast.NodeCall, catalog: Any, fail: Fail
+    call: ast.NodeCall, catalog: Any, fail: Fail, ops: Any = None
 ) -> CallPlan:
-    """The plan of `call`; `fail(loc, why)` makes the error for a mistake in the rule."""
+    """The plan of `call` for a graph of op set `ops` (`surgery.opdefs.OpSet`; None:
+    TensorFlow's); `fail(loc, why)` makes the error for a mistake in the rule."""
     if catalog is not None and call.op in catalog:
         return _plan_plugin(call, catalog.get(call.op), fail)
-    return _plan_tf(call, fail)
+    return _plan_op(call, fail, ops)
 
 
 def _plan_plugin(call: ast.NodeCall, schema: Any, fail: Fail) -> CallPlan:
@@ -101,7 +102,7 @@ def _plan_plugin(call: ast.NodeCall, schema: Any, fail: Fail) -> CallPlan:
                     schema.output_count()[1])  # fmt: skip
 
 
-def _plan_tf(call: ast.NodeCall, fail: Fail) -> CallPlan:
+def _plan_op(call: ast.NodeCall, fail: Fail, ops: Any) -> CallPlan:
     from surgery.attrs import make_attr  # deferred: it imports ml_dtypes (0.4 s)
 
     roles: list[str] | None = None
@@ -115,7 +116,7 @@ def _plan_tf(call: ast.NodeCall, fail: Fail) -> CallPlan:
             from surgery.opdefs import input_roles
 
             try:
-                roles = input_roles(call.op, None, len(call.args))
+                roles = input_roles(call.op, None, len(call.args), ops=ops)
             except GraphError as exc:
                 raise fail(call.loc, str(exc)) from None
         if arg.role not in roles:

@@ -23,6 +23,7 @@ from typing import Any, TextIO
 
 from surgery.errors import GraphError
 from surgery.graph import Graph, Node
+from surgery.onnx_io import OUTPUTS_ATTR as ONNX_OUTPUTS
 
 KINDS = ("empty", "self-loop", "cycle", "port", "dangling")
 _SHOWN_IN_CYCLE = 8  # nodes of a cycle spelled out in its text
@@ -102,6 +103,9 @@ class _OutputCounts:
     def count(self, producer: Node, port: int) -> int | None:
         """The producer's number of outputs (None: not known), looked up as `port` needs: port
         0 without importing TensorFlow."""
+        recorded = producer.attr.get(ONNX_OUTPUTS)  # a node loaded from ONNX names them all
+        if recorded is not None:
+            return len(recorded.list.s)
         with_tf = self._use_tf and port > 0
         kind, value = self._kind(producer.op, with_tf)
         if kind == "fixed":

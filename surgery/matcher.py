@@ -172,6 +172,7 @@ class RuleMatcher:
     def __init__(self, graph: Graph, rule: ast.Rule, commutative: Iterable[str] = ()):
         self.graph = graph
         self.rule = rule
+        self._ops: Any = None  # the graph's op set (`opdefs.opset_of`), found on first need
         self.commutative = BUILTIN_COMMUTATIVE | frozenset(commutative)
         self._first: tuple[Any, ast.Loc, str | None] | Failure | None = None
         self._roles_cache: dict[tuple[str, int], list[str] | None] = {}
@@ -397,12 +398,15 @@ class RuleMatcher:
     def _roles(self, node: Node) -> list[str] | None:
         key = (node.op, len(node.inputs))
         if key not in self._roles_cache:
-            from surgery.opdefs import input_roles
+            from surgery.opdefs import input_roles, opset_of
 
+            if self._ops is None:
+                self._ops = opset_of(self.graph)
+            ops = self._ops
             try:
-                roles = input_roles(node.op, None, len(node.inputs))
+                roles = input_roles(node.op, None, len(node.inputs), ops=ops)
                 if any(r.endswith("[*]") for r in roles) or len(roles) != len(node.inputs):
-                    roles = input_roles(node.op, node.attr, len(node.inputs))
+                    roles = input_roles(node.op, node.attr, len(node.inputs), ops=ops)
             except GraphError:
                 roles = None
             self._roles_cache[key] = roles

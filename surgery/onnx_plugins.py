@@ -25,7 +25,7 @@ def encode_plugins(graph: Graph, target: str | None = None) -> dict[str, Any]:
     from surgery.plugin_schema import load_catalog
 
     encoded = {}
-    for plugin in find_plugin_nodes(graph, load_catalog(), target):
+    for plugin in find_plugin_nodes(graph, load_catalog(), target, use_tf=False):
         if DOMAIN_ATTR in graph.node(plugin.name).attr:  # loaded as it is: written back so
             continue
         proto = NodeProto(op_type=plugin.onnx_op, domain=PLUGIN_DOMAIN)

@@ -25,11 +25,12 @@ class ArgSpec:
     name: str
     number_attr: str = ""  # int attribute giving the count ("N", "num_split")
     type_list_attr: str = ""  # type-list attribute whose length is the count ("T", "Tin")
+    rest: bool = False  # ONNX's variadic: however many tensors the node has left
 
     @property
     def variadic(self) -> bool:
         """Whether this argument stands for a list of tensors."""
-        return bool(self.number_attr or self.type_list_attr)
+        return bool(self.number_attr or self.type_list_attr or self.rest)
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,30 @@ class OpSignature:
     op: str
     inputs: tuple[ArgSpec, ...]
     outputs: tuple[ArgSpec, ...]
-    source: str  # "builtin" or "tensorflow"
+    source: str  # "builtin", "tensorflow" or "onnx"
+
+
+@dataclass(frozen=True)
+class OpSet:
+    """Whose ops a graph's op types name: TensorFlow's (the built-in table, then TensorFlow's
+    registry when `use_tf`), or ONNX's default domain at `opset` (`onnx.defs`; None: newest)."""
+
+    format: str = "tf"
+    opset: int | None = None
+    use_tf: bool = True
+
+
+TF = OpSet()
+TF_TABLE = OpSet(use_tf=False)
+
+
+def opset_of(graph: Any, *, use_tf: bool = True) -> OpSet:
+    """The op set of a Graph: ONNX's at the model's opset for a model loaded from ONNX."""
+    from surgery.onnx_io import graph_opset, is_onnx_graph
+
+    if is_onnx_graph(graph):
+        return OpSet("onnx", graph_opset(graph))
+    return TF if use_tf else TF_TABLE
 
 
 # op: (inputs, outputs)
@@ -280,23 +304,49 @@ def builtin_signature(op: str) -> OpSignature | None:
     return OpSignature(op, _parse_args(entry[0]), _parse_args(entry[1]), "builtin")
 
 
-def signature(op: str, *, use_tf: bool = True) -> OpSignature | None:
-    """Built-in table first, then (if `use_tf`) TensorFlow's registry; None if neither knows."""
+@functools.cache
+def onnx_signature(op: str, opset: int | None = None) -> OpSignature | None:
+    """The op's signature in ONNX's default domain at `opset` (`onnx.defs`), or None."""
+    from onnx import defs
+
+    try:
+        schema = defs.get_schema(op, opset, "") if opset is not None else defs.get_schema(op, "")
+    except defs.SchemaError:
+        return None
+    variadic = defs.OpSchema.FormalParameterOption.Variadic
+
+    def specs(params: Any) -> tuple[ArgSpec, ...]:
+        return tuple(ArgSpec(p.name, rest=p.option == variadic) for p in params)
+
+    return OpSignature(op, specs(schema.inputs), specs(schema.outputs), "onnx")
+
+
+def signature(op: str, *, use_tf: bool = True, ops: OpSet | None = None) -> OpSignature | None:
+    """Under an ONNX `ops`, onnx.defs at its opset; else the built-in table first, then (if
+    `use_tf`) TensorFlow's registry; None if none of them knows `op`."""
+    if ops is not None:
+        if ops.format == "onnx":
+            return onnx_signature(op, ops.opset)
+        use_tf = ops.use_tf
     found = builtin_signature(op)
     if found is None and use_tf:
         found = tf_signature(op)
     return found
 
 
-def is_known(op: str, *, use_tf: bool = True) -> bool:
-    """Whether the table or TensorFlow's registry defines `op` (plugin ops are unknown)."""
-    return signature(op, use_tf=use_tf) is not None
+def is_known(op: str, *, use_tf: bool = True, ops: OpSet | None = None) -> bool:
+    """Whether the op set defines `op` (plugin ops are unknown)."""
+    return signature(op, use_tf=use_tf, ops=ops) is not None
 
 
-def _require(op: str, use_tf: bool) -> OpSignature:
+def _require(op: str, use_tf: bool, ops: OpSet | None = None) -> OpSignature:
     """The signature of `op`, or a GraphError saying where we looked."""
-    found = signature(op, use_tf=use_tf)
+    found = signature(op, use_tf=use_tf, ops=ops)
+    if found is None and ops is not None and ops.format == "onnx":
+        at = f" at opset {ops.opset}" if ops.opset is not None else ""
+        raise GraphError(f"unknown op {op!r}: not an ONNX operator{at} (onnx.defs)")
     if found is None:
+        use_tf = use_tf if ops is None else ops.use_tf
         where = "the built-in op table"
         if use_tf:
             where += (
@@ -308,19 +358,19 @@ def _require(op: str, use_tf: bool) -> OpSignature:
     return found
 
 
-def arg_specs(op: str, *, use_tf: bool = True) -> list[ArgSpec]:
+def arg_specs(op: str, *, use_tf: bool = True, ops: OpSet | None = None) -> list[ArgSpec]:
     """The op's input arguments as defined (a variadic one is a single ArgSpec)."""
-    return list(_require(op, use_tf).inputs)
+    return list(_require(op, use_tf, ops).inputs)
 
 
-def output_specs(op: str, *, use_tf: bool = True) -> list[ArgSpec]:
+def output_specs(op: str, *, use_tf: bool = True, ops: OpSet | None = None) -> list[ArgSpec]:
     """The op's output arguments as defined (a variadic one is a single ArgSpec)."""
-    return list(_require(op, use_tf).outputs)
+    return list(_require(op, use_tf, ops).outputs)
 
 
 def _attr_count(attrs: Mapping[str, Any] | None, spec: ArgSpec) -> int | None:
     """How many tensors a variadic argument stands for, from an attr map (protos or plain)."""
-    if attrs is None:
+    if attrs is None or spec.rest:
         return None
     key = spec.number_attr or spec.type_list_attr
     if key not in attrs:
@@ -363,21 +413,28 @@ def input_roles(
     num_inputs: int | None = None,
     *,
     use_tf: bool = True,
+    ops: OpSet | None = None,
 ) -> list[str]:
     """The role of each data input slot of `op`, e.g. ConcatV2 -> values[0], values[1], axis.
 
     Variadic arguments are sized by their attribute in `attrs` (a NodeDef's attr map or plain
     ints/lists), else by `num_inputs` (the node's data input count) when only one is unsized;
-    one that cannot be sized stays a single `name[*]` entry.
+    one that cannot be sized stays a single `name[*]` entry. ONNX's optional trailing inputs
+    a node leaves out have no slot (`Conv(X, W)`: X, W).
     """
-    return _expand(_require(op, use_tf).inputs, attrs, num_inputs)
+    sig = _require(op, use_tf, ops)
+    roles = _expand(sig.inputs, attrs, num_inputs)
+    if sig.source == "onnx" and num_inputs is not None:
+        return roles[:num_inputs]
+    return roles
 
 
 def output_roles(
-    op: str, attrs: Mapping[str, Any] | None = None, *, use_tf: bool = True
-) -> list[str]:
+    op: str, attrs: Mapping[str, Any] | None = None, *, use_tf: bool = True,
+    ops: OpSet | None = None,
+) -> list[str]:  # fmt: skip
     """The meaning of each output port of `op`, e.g. TopKV2 -> values, indices."""
-    return _expand(_require(op, use_tf).outputs, attrs, None)
+    return _expand(_require(op, use_tf, ops).outputs, attrs, None)
 
 
 def role_slot(
@@ -387,9 +444,10 @@ def role_slot(
     num_inputs: int | None = None,
     *,
     use_tf: bool = True,
+    ops: OpSet | None = None,
 ) -> int:
     """The input slot of `role` in `op` (`filter` of Conv2DBackpropInput -> 1)."""
-    roles = input_roles(op, attrs, num_inputs, use_tf=use_tf)
+    roles = input_roles(op, attrs, num_inputs, use_tf=use_tf, ops=ops)
     if role in roles:
         return roles.index(role)
     shown = ", ".join(roles) or "no inputs"

@@ -49,6 +49,7 @@ class Editor:
         self.outputs_before: frozenset[str] | None = None  # graph outputs `prune` never removes
         self.warnings: list[str] = []  # the engine reports them (clamped plugin fields)
         self._memo: dict[int, tuple[Any, Any]] = {}  # id(rule syntax) -> (it, what it makes)
+        self.ops: Any = None  # the graph's op set (`Rewriter.ops`)
 
     def begin(self) -> None:
         """Start a fresh journal (one per match)."""
@@ -355,7 +356,18 @@ class Rewriter:
     # ---------------------------------------------------------------- building a node
     def plan(self, call: ast.NodeCall) -> CallPlan:
         """The call's plan, made on its first use (see `surgery.call_plans`)."""
-        return self.editor.memo(call, lambda: plan_call(call, self.catalog, self.rule_error))
+        return self.editor.memo(
+            call, lambda: plan_call(call, self.catalog, self.rule_error, self.ops())
+        )
+
+    def ops(self) -> Any:
+        """The graph's op set (`surgery.opdefs.opset_of`), looked up once per apply."""
+        editor = self.editor
+        if editor.ops is None:
+            from surgery.opdefs import opset_of
+
+            editor.ops = opset_of(editor.graph)
+        return editor.ops
 
     def build(self, call: ast.NodeCall, name: str) -> tuple[list[TensorRef], dict[str, AttrValue]]:
         """Inputs in the order the op expects and typed attributes for `call`; a plugin field
@@ -703,7 +715,8 @@ class Rewriter:
                 from surgery.plugin_identity import plugin_schema_of
                 from surgery.plugin_schema import field_attr
 
-                schema = plugin_schema_of(node, self.catalog)  # TF's CropAndResize is none
+                # TF's CropAndResize is none; an ONNX graph holds no TensorFlow op
+                schema = plugin_schema_of(node, self.catalog, use_tf=self.ops().format == "tf")
                 if schema is None:
                     attrs = ", ".join(sorted(k for k in node.attr if not k.startswith("_")))
                     raise self.rule_error(

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from surgery.errors import GraphError
-from surgery.opdefs import role_slot
+from surgery.opdefs import opset_of, role_slot
 
 # Ops whose output 0 is their input 0 (for a value): looked through.
 _PASS = frozenset({"Identity", "StopGradient", "Snapshot", "PreventGradient", "Enter"})
@@ -143,6 +143,7 @@ def operand_values(
     """For each node of `ops` ("A|B") in the region (and the functions it calls): (where,
     value of operand `role`) when known; and the places where it is not known."""
     wanted = frozenset(o.strip() for o in ops.split("|") if o.strip())
+    opset = opset_of(graph)
     known: list[tuple[str, Any]] = []
     unknown: list[str] = []
     for view in scope_views(graph, nodes, wanted):
@@ -150,7 +151,7 @@ def operand_values(
             slot = role
         else:
             try:
-                slot = role_slot(view.op, role, view.attr, len(view.inputs))
+                slot = role_slot(view.op, role, view.attr, len(view.inputs), ops=opset)
             except GraphError as exc:
                 raise GraphError(f"{view.where}: {exc}") from None
         value = static_value(_input(view, slot), bound)

@@ -98,14 +98,14 @@ def plugin_fields(node: Node, schema: PluginSchema) -> dict[str, Any]:
 
 
 def find_plugin_nodes(
-    graph: Graph, catalog: Catalog, target: str | None = None
+    graph: Graph, catalog: Catalog, target: str | None = None, *, use_tf: bool = True
 ) -> list[PluginNode]:
     """Every plugin node (`plugin_schema_of`: a catalog op, and not TensorFlow's op of the same
     name, such as `CropAndResize` with attrs `T`, `method`), in graph order, fields checked,
     with the creator name and version `target` expects (`surgery.targets.export_creator`)."""
     found = []
     for node in graph:
-        schema = plugin_schema_of(node, catalog)
+        schema = plugin_schema_of(node, catalog, use_tf=use_tf)
         if schema is not None:
             creator, version = export_creator(schema, target)
             found.append(PluginNode(node.name, schema, plugin_fields(node, schema), creator,
