@@ -1,4 +1,5 @@
-"""`surgery validate ORIGINAL.pb REWRITTEN.pb`: compare a rewrite with its original numerically."""
+"""`surgery validate ORIGINAL REWRITTEN`: compare a rewrite with its original numerically (two
+frozen graphs, or two ONNX models: `surgery.validate_onnx`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from surgery.commands.options import add_input_option
-from surgery.errors import SurgeryError
+from surgery.errors import SurgeryError, UsageError
 
 if TYPE_CHECKING:
     from surgery.graph import Graph
@@ -22,8 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Run both graphs (TensorFlow for TF regions, NumPy references for plugin "
         "nodes) on the same inputs and compare the original's outputs. Exit 0 pass, 1 fail.",
     )  # fmt: skip
-    parser.add_argument("original", help="the original frozen graph (.pb/.pbtxt)")
-    parser.add_argument("rewritten", help="the rewritten graph (.pb/.pbtxt)")
+    parser.add_argument("original", help="the original frozen graph (.pb/.pbtxt) or .onnx model")
+    parser.add_argument("rewritten", help="the rewritten graph (.pb/.pbtxt) or .onnx model")
     parser.add_argument("--inputs", metavar="FILE.npz", help="input values by placeholder name")
     add_input_option(parser, "--shape", help="pin a placeholder's shape in both graphs and "
                      "make the random inputs that shape (repeatable; --shape is the old "
@@ -61,6 +62,18 @@ def run(args: argparse.Namespace) -> int:
     """Print the report; 0 if every comparison passes, 1 otherwise."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from surgery import model_io
+
+    onnx = [model_io.is_onnx_path(p) for p in (args.original, args.rewritten)]
+    if any(onnx) and not all(onnx):
+        raise UsageError(
+            f"{args.original} and {args.rewritten}: one is an ONNX model, the other a "
+            "TensorFlow graph; validate compares two of a kind (`surgery export` the graph, "
+            "then rewrite the export)"
+        )
+    if all(onnx):
+        from surgery.validate_onnx import command
+
+        return command(args)
     from surgery.plugin_dump import DumpWriter
     from surgery.validate import (
         DEFAULT_ATOL,
