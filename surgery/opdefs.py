@@ -53,6 +53,10 @@ class OpSet:
     use_tf: bool = True
 
 
+ONNX_GRAPH_OPS = frozenset({"Const", "Placeholder"})
+"""How an ONNX model's initializers and graph inputs appear in the IR (`surgery.onnx_io`): ops of
+its op set too, so that rules match `w = Const()` in both formats."""
+
 TF = OpSet()
 TF_TABLE = OpSet(use_tf=False)
 
@@ -321,11 +325,22 @@ def onnx_signature(op: str, opset: int | None = None) -> OpSignature | None:
     return OpSignature(op, specs(schema.inputs), specs(schema.outputs), "onnx")
 
 
+@functools.cache
+def onnx_op_names() -> frozenset[str]:
+    """Every operator of ONNX's default domain that the installed onnx knows."""
+    from onnx import defs
+
+    names = {s.name for s in defs.get_all_schemas() if s.domain in ("", "ai.onnx")}
+    return frozenset(names | ONNX_GRAPH_OPS)
+
+
 def signature(op: str, *, use_tf: bool = True, ops: OpSet | None = None) -> OpSignature | None:
     """Under an ONNX `ops`, onnx.defs at its opset; else the built-in table first, then (if
     `use_tf`) TensorFlow's registry; None if none of them knows `op`."""
     if ops is not None:
         if ops.format == "onnx":
+            if op in ONNX_GRAPH_OPS:  # initializers and graph inputs in the IR
+                return builtin_signature(op)
             return onnx_signature(op, ops.opset)
         use_tf = ops.use_tf
     found = builtin_signature(op)

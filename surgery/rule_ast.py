@@ -415,3 +415,9 @@ class RuleFile:
     lets: tuple[Let, ...] = ()
     targets: tuple[str, ...] = ()  # `targets "tensorrt-8.6", ...`; empty: every target
     targets_loc: Loc | None = field(default=None, compare=False)  # where the statement is
+    formats: tuple[str, ...] = ()  # `formats "tensorflow", "onnx"`; empty: TensorFlow's only
+
+    @property
+    def model_formats(self) -> tuple[str, ...]:
+        """The model formats the file is written for: its op names are those formats' ops."""
+        return self.formats or ("tensorflow",)

@@ -15,6 +15,7 @@ from surgery.rule_syntax import (
     ATTR_KINDS,
     CURRENT_SOURCE,
     DTYPES,
+    FORMATS,
     FUNCTIONS,
     RESERVED,
     STATEMENTS,
@@ -349,6 +350,15 @@ def check_target(text: str, offset: int, toks: list) -> str:
     return toks[0]
 
 
+def check_format(text: str, offset: int, toks: list) -> str:
+    """A model format string: one of `FORMATS`, else a fatal error."""
+    if toks[0] not in FORMATS:
+        known = ", ".join(f'"{f}"' for f in FORMATS)
+        hint = did_you_mean(toks[0], FORMATS)
+        raise pp.ParseFatalException(text, offset, f"unknown format '{toks[0]}'{hint} ({known})")
+    return toks[0]
+
+
 def make_targets(text: str, offset: int, toks: list) -> Tagged:
     """`targets "a", "b"` (a file's or a rule's) -> Tagged("targets", names); no repeats."""
     if len(set(toks)) != len(toks):
@@ -473,7 +483,6 @@ def unknown_statement(where: str):
         raise pp.ParseFatalException(text, offset, message)
 
     return action(fail)
-
 
 
 def fold_index(text: str, offset: int, toks: list) -> object:

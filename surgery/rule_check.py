@@ -16,8 +16,8 @@ import difflib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 
+from surgery import opdefs as _opdefs
 from surgery import rule_ast as ast
 from surgery.errors import RuleError, RuleSyntaxError
 from surgery.expr_eval import glob_regex, name_regex, scope_tensor_text
@@ -29,14 +29,8 @@ from surgery.plugin_schema import (
     load_catalog,
 )
 from surgery.rule_parser import load_rules
-from surgery.rule_syntax import FUNCTIONS
+from surgery.rule_syntax import FORMATS, FUNCTIONS
 from surgery.targets import file_mismatch, provision, rule_skipped
-
-_opdefs: ModuleType | None
-try:  # operand roles come from surgery.opdefs (built-in table, TF registry when present)
-    from surgery import opdefs as _opdefs
-except ImportError:  # pragma: no cover - opdefs is written in parallel
-    _opdefs = None
 
 _ARITY = {"len": (1, 1), "abs": (1, 1), "int": (1, 1), "float": (1, 1), "prod": (1, 1),
           "matches": (2, 2), "min": (1, None), "max": (1, None), "sqrt": (1, 1),
@@ -66,29 +60,64 @@ def _suggest(word: str, candidates: Iterable[str]) -> str:
 # --------------------------------------------------------------------------- op knowledge
 @dataclass
 class _Ops:
-    """What we know about TensorFlow ops: known names and their input roles."""
+    """What we know about the ops of the formats a rule file is for (TensorFlow's, ONNX's):
+    known names and their input roles. An op must be known in every one of them."""
 
     use_tf: bool = True
+    formats: tuple[str, ...] = ("tensorflow",)
+
+    def _sets(self) -> list[tuple[str, _opdefs.OpSet]]:
+        return [(f, _opset(f, self.use_tf)) for f in self.formats]
 
     def known(self, op: str) -> bool | None:
         """True/False when we can tell, None when nothing can be consulted."""
-        if _opdefs is None:
-            return None
-        if _opdefs.is_known(op, use_tf=self.use_tf):
+        if self.missing_in(op) is None:
             return True
-        if self.use_tf and _opdefs.tensorflow_available():
+        if "onnx" in self.formats or (self.use_tf and _opdefs.tensorflow_available()):
             return False
         return None  # only the built-in table was consulted: cannot be sure
 
+    def which(self, op: str) -> str:
+        """` for onnx` naming the format that lacks `op`, when the file is for several or for
+        another than TensorFlow ('' otherwise)."""
+        missing = self.missing_in(op)
+        if missing is None or self.formats == ("tensorflow",):
+            return ""
+        other = [f for f in FORMATS if f != missing]
+        elsewhere = [f for f in other if _opdefs.is_known(op, ops=_opset(f, self.use_tf))]
+        names = {"tensorflow": "TensorFlow", "onnx": "ONNX"}
+        note = f": a {names[elsewhere[0]]} op" if elsewhere else ""
+        return f" for {names[missing]}{note}"
+
+    def missing_in(self, op: str) -> str | None:
+        """The first format whose ops lack `op`, or None when all have it."""
+        for name, ops in self._sets():
+            if not _opdefs.is_known(op, ops=ops):
+                return name
+        return None
+
     def roles(self, op: str) -> list[tuple[str, bool]] | None:
-        """(role, variadic) for each declared input of `op`, or None if unknown."""
-        if _opdefs is None or not _opdefs.is_known(op, use_tf=self.use_tf):
-            return None
-        return [(a.name, a.variadic) for a in _opdefs.arg_specs(op, use_tf=self.use_tf)]
+        """(role, variadic) for each declared input of `op` in the first format, or None if
+        unknown (the other formats' roles are checked by `role_sets`)."""
+        sets = self.role_sets(op)
+        return sets[0][1] if sets else None
+
+    def role_sets(self, op: str) -> list[tuple[str, list[tuple[str, bool]]]]:
+        """(format, its (role, variadic) list) for each format that knows `op`."""
+        return [(name, [(a.name, a.variadic) for a in _opdefs.arg_specs(op, ops=ops)])
+                for name, ops in self._sets() if _opdefs.is_known(op, ops=ops)]  # fmt: skip
 
     def names(self) -> list[str]:
         """Op names for did-you-mean suggestions."""
-        return sorted(getattr(_opdefs, "BUILTIN", {}) or {}) if _opdefs else []
+        names = set(_opdefs.BUILTIN) if "tensorflow" in self.formats else set()
+        if "onnx" in self.formats:
+            names |= _opdefs.onnx_op_names()
+        return sorted(names)
+
+
+def _opset(fmt: str, use_tf: bool) -> _opdefs.OpSet:
+    """The `opdefs.OpSet` of a rule-file format ("tensorflow" or "onnx")."""
+    return _opdefs.OpSet("onnx") if fmt == "onnx" else _opdefs.OpSet(use_tf=use_tf)
 
 
 # --------------------------------------------------------------------------- checker
@@ -179,7 +208,7 @@ class _RuleChecker:
             return
         hint = _suggest(op, self.ops.names() + [s.name for s in self.everything])
         if known is False:
-            self.error(loc, f"unknown op '{op}'{hint}")
+            self.error(loc, f"unknown op '{op}'{self.ops.which(op)}{hint}")
         else:
             self.warn(loc, f"op '{op}' is not in the built-in op table{hint} "
                       "(TensorFlow's registry was not consulted)")  # fmt: skip
@@ -196,13 +225,16 @@ class _RuleChecker:
             )
 
     def operand_roles(self, op: str, pattern: ast.OpPattern) -> None:
-        """Roles used in `pattern` must exist in `op`; positional operands must fit."""
+        """Roles used in `pattern` must exist in `op` (in each format); positional operands
+        must fit."""
         roles = self.ops.roles(op)
         if roles is None:
             return
-        names = [r for r, _ in roles]
-        for operand in pattern.operands:
-            self.known_role(operand.loc, op, operand.role, names, "operand")
+        for fmt, fmt_roles in self.ops.role_sets(op):
+            names = [r for r, _ in fmt_roles]
+            noun = "operand" if len(self.ops.formats) == 1 else f"{fmt} operand"
+            for operand in pattern.operands:
+                self.known_role(operand.loc, op, operand.role, names, noun)
         positional = [o for o in pattern.operands if o.role is None and not o.variadic]
         if not any(v for _, v in roles) and not any(o.variadic for o in pattern.operands):
             if len(positional) > len(roles):
@@ -487,14 +519,15 @@ def _sel_key(sel: object) -> str:
 # --------------------------------------------------------------------------- API
 def check_rules(
     rule_file: ast.RuleFile, catalog: Catalog | None = None, *, use_tf: bool = True,
-    target: str | None = None,
+    target: str | None = None, fmt: str | None = None,
 ) -> list[Diagnostic]:  # fmt: skip
     """Every problem in a parsed rule file, in file order (plugins checked against `target`,
-    or, without one, against the targets the file states)."""
+    or, without one, against the targets the file states; ops against the model format `fmt`,
+    or, without one, against the formats the file states)."""
     everything = load_catalog()
     if catalog is None:
         catalog = load_catalog(rule_file.plugins) if rule_file.plugins else everything
-    ops = _Ops(use_tf=use_tf)
+    ops = _Ops(use_tf=use_tf, formats=(fmt,) if fmt else rule_file.model_formats)
     out: list[Diagnostic] = []
     first_loc = ast.Loc(rule_file.path, 1, 1)
     for op in rule_file.commutative:
@@ -529,7 +562,7 @@ def check_rules(
 
 
 def check_path(
-    path: str | Path, *, use_tf: bool = True, target: str | None = None
+    path: str | Path, *, use_tf: bool = True, target: str | None = None, fmt: str | None = None
 ) -> list[Diagnostic]:
     """Parse and check one rule file; syntax and catalog errors become diagnostics too."""
     try:
@@ -542,15 +575,16 @@ def check_path(
         catalog = load_catalog(rule_file.plugins) if rule_file.plugins else None
     except RuleError as exc:
         return [Diagnostic(_use_loc(rule_file.path), "error", str(exc))]
-    return check_rules(rule_file, catalog, use_tf=use_tf, target=target)
+    return check_rules(rule_file, catalog, use_tf=use_tf, target=target, fmt=fmt)
 
 
 def check_paths(
-    paths: Iterable[str | Path], *, use_tf: bool = True, target: str | None = None
-) -> Iterator[Diagnostic]:
+    paths: Iterable[str | Path], *, use_tf: bool = True, target: str | None = None,
+    fmt: str | None = None,
+) -> Iterator[Diagnostic]:  # fmt: skip
     """Diagnostics of several files, file by file."""
     for path in paths:
-        yield from check_path(path, use_tf=use_tf, target=target)
+        yield from check_path(path, use_tf=use_tf, target=target, fmt=fmt)
 
 
 def _from_message(message: str, path: str) -> Diagnostic:

@@ -206,8 +206,15 @@ def prepare_graph(
     graph's bytes (or `source`, a `surgery.cache.SourceDigest` of the file it was loaded from),
     the flags and TensorFlow's identity (`surgery.cache.edit_graph`), so the same graph is
     prepared again without TensorFlow."""
+    from surgery.formats import model_format
     from surgery.opdefs import tensorflow_available
 
+    if model_format(graph) == "onnx":  # shapes: the model's value_info, read at load
+        if inputs or infer_shapes:
+            flag = "--input" if inputs else "--infer-shapes"
+            raise UsageError(f"{flag} takes TensorFlow graphs; for an ONNX model, pin the input "
+                             "dims and infer shapes with onnx's tools first")  # fmt: skip
+        return False
     shapes = infer_shapes or (needs_shapes(rule_files) and tensorflow_available())
     if not inputs and not shapes:
         return False

@@ -19,6 +19,7 @@ from surgery import rule_ast as ast
 from surgery.errors import RuleError, RuleSyntaxError
 from surgery.rule_builders import (
     check_dtype,
+    check_format,
     check_function,
     check_kind,
     check_name_pattern,
@@ -55,6 +56,7 @@ from surgery.rule_builders import (
 from surgery.rule_syntax import (
     COMMENT_OR_STRING,
     CURRENT_SOURCE,
+    FORMATS,
     RESERVED,
     TOP_LEVEL,
     Bracketed,
@@ -96,9 +98,7 @@ def _grammar() -> pp.ParserElement:
     bool_lit = (pp.Keyword("true") | pp.Keyword("false")).set_parse_action(
         action(lambda s, o, t: ast.Literal(t[0] == "true", loc_at(o)))
     )
-    list_lit: pp.ParserElement = Bracketed(
-        "[", comma_list(expr, "]", "an expression"), "]", "','"
-    )
+    list_lit: pp.ParserElement = Bracketed("[", comma_list(expr, "]", "an expression"), "]", "','")
     list_lit = pp.Group(list_lit).set_parse_action(
         action(lambda s, o, t: ast.Literal(tuple(t[0]), loc_at(o)))
     )
@@ -339,10 +339,18 @@ def _grammar() -> pp.ParserElement:
 
     # ---------------------------------------------------------------- top level
     target = string.copy().add_parse_action(action(check_target))
+    fmt = string.copy().add_parse_action(action(check_format))
+    known_formats = ", ".join(f'"{f}"' for f in FORMATS)
     targets = (
         kw("targets") + Expect(target, "expected a target name string after 'targets'")
         + pp.ZeroOrMore(sym(",") + Expect(target, "expected a target name string after ','"))
     ).set_parse_action(action(make_targets))  # fmt: skip
+    formats = tag_clause(
+        "formats",
+        kw("formats")
+        + Expect(fmt, f"expected a format string after 'formats' ({known_formats})")
+        + pp.ZeroOrMore(sym(",") + Expect(fmt, "expected a format string after ','")),
+    )  # fmt: skip
     rule = (
         kw("rule") + Expect(ident, "expected a rule name after 'rule'")
         + pp.Optional(tag_clause("max_iterations", kw("max_iterations")
@@ -375,9 +383,9 @@ def _grammar() -> pp.ParserElement:
         + Expect(expr, "expected a value after '='")
     ).set_parse_action(action(lambda s, o, t: ast.Let(t[0], t[1], loc_at(o))))  # fmt: skip
     top_unknown = ident.copy().set_parse_action(unknown_statement("top"))
-    grammar = pp.ZeroOrMore(rule | use | targets | commutative | param | let | top_unknown) + (
-        Expect(pp.StringEnd(), f"expected {', '.join(map(repr, TOP_LEVEL[:-1]))} or 'let'")
-    )
+    grammar = pp.ZeroOrMore(
+        rule | use | targets | formats | commutative | param | let | top_unknown
+    ) + (Expect(pp.StringEnd(), f"expected {', '.join(map(repr, TOP_LEVEL[:-1]))} or 'let'"))
     return grammar.parse_with_tabs()
 
 
@@ -417,10 +425,19 @@ def parse_rules(text: str, path: str = "<rules>") -> ast.RuleFile:
     plugins: list[str] = []
     commutative: list[str] = []
     stated = [t for t in tokens if isinstance(t, Tagged) and t.tag == "targets"]
+    formats = [t for t in tokens if isinstance(t, Tagged) and t.tag == "formats"]
     for tok in tokens:
-        if isinstance(tok, Tagged) and tok.tag != "targets":
+        if isinstance(tok, Tagged) and tok.tag in ("use", "commutative"):
             values = tok.value if isinstance(tok.value, tuple) else (tok.value,)
             (plugins if tok.tag == "use" else commutative).extend(values)
+    if len(formats) > 1:
+        raise RuleSyntaxError(f"{source.loc(formats[1].offset)}: 'formats' is stated twice "
+                              f"(first at line {source.loc(formats[0].offset).line})")  # fmt: skip
+    stated_formats = formats[0].value if formats else ()
+    stated_formats = stated_formats if isinstance(stated_formats, tuple) else (stated_formats,)
+    if len(set(stated_formats)) != len(stated_formats):
+        twice = next(f for f in stated_formats if stated_formats.count(f) > 1)
+        raise RuleSyntaxError(f"{source.loc(formats[0].offset)}: format '{twice}' is listed twice")
     targets_loc = source.loc(stated[0].offset) if stated else None
     targets: tuple[str, ...] = stated[0].value if stated else ()
     _check_targets(source, stated, rules)
@@ -428,6 +445,7 @@ def parse_rules(text: str, path: str = "<rules>") -> ast.RuleFile:
         path, rules, plugins=tuple(plugins), commutative=tuple(commutative),
         header=file_header(text),
         params=params, lets=lets, targets=targets, targets_loc=targets_loc,
+        formats=stated_formats,
     )  # fmt: skip
 
 
@@ -466,7 +484,8 @@ def _check_file_names(
             )
         seen[item.name] = item.loc
         if first_rule is not None and (item.loc.line, item.loc.col) > (
-            first_rule.line, first_rule.col
+            first_rule.line,
+            first_rule.col,
         ):
             kind = "param" if isinstance(item, ast.Param) else "let"
             raise RuleSyntaxError(

@@ -16,7 +16,10 @@ import pyparsing as pp
 from surgery import rule_ast as ast
 
 # --------------------------------------------------------------------------- vocabulary
-TOP_LEVEL = ("rule", "use", "targets", "commutative", "param", "let")
+TOP_LEVEL = ("rule", "use", "targets", "formats", "commutative", "param", "let")
+FORMATS = ("tensorflow", "onnx")
+"""Model formats a rule file can state it is written for (`formats "onnx"`); none stated:
+TensorFlow's, whose op names the file then uses."""
 STATEMENTS = (
     "match", "where", "scope", "replace", "collapse", "remove", "forward",
     "connect", "disconnect", "set", "insert", "prune",

@@ -79,3 +79,58 @@ def test_formats_are_not_mixed_on_save(box3d_onnx: Path, tmp_path: Path) -> None
         save(load(box3d_onnx), tmp_path / "x.pb")
     with pytest.raises(OutputPathError, match="surgery export"):
         save(load(fixture_info("box3d").path), tmp_path / "x.onnx")
+
+
+ONNX_RULES = """formats "onnx"
+use plugins "trt-8.6"
+rule conv_relu:
+    match y = Relu(X: c = Conv(W: w = Const(), X: x, ...)) where w.shape[1] > 0
+    replace y with LReLU_TRT(c) { negSlope = 0.0 }
+"""
+
+
+def test_a_rule_file_for_onnx_names_onnx_ops_and_roles(
+    box3d_onnx: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rules = tmp_path / "onnx.rules"
+    rules.write_text(ONNX_RULES)
+    assert main(["check", str(rules)]) == 0
+    out = tmp_path / "roles.onnx"
+    assert main(["apply", str(rules), str(box3d_onnx), "-o", str(out)]) == 0
+    printed = capsys.readouterr()
+    assert "warning" not in printed.err
+    nodes = onnx.load(str(box3d_onnx)).graph.node
+    convs = {n.output[0] for n in nodes if n.op_type == "Conv"}
+    relus = [n for n in nodes if n.op_type == "Relu" and n.input[0] in convs]
+    plugins = [n for n in onnx.load(str(out)).graph.node if n.op_type == "LReLU_TRT"]
+    assert len(plugins) == len(relus) > 0
+    assert all(n.input[0] in convs for n in plugins)  # only a Relu after a Conv
+    wrong = tmp_path / "wrong.rules"
+    wrong.write_text(ONNX_RULES.replace("W: w", "filter: w"))
+    assert main(["check", str(wrong)]) == 1
+    assert "Conv has no operand 'filter'" in capsys.readouterr().out
+
+
+def test_check_says_which_ops_the_onnx_op_set_lacks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rules = tmp_path / "tf.rules"
+    rules.write_text("rule r:\n    match y = Conv2D(input: x, filter: w)\n    remove y\n")
+    assert main(["check", str(rules)]) == 0  # TensorFlow's op, as the file is by default
+    assert main(["check", "--format", "onnx", str(rules)]) == 1
+    assert "unknown op 'Conv2D' for ONNX: a TensorFlow op" in capsys.readouterr().out
+    both = tmp_path / "both.rules"
+    both.write_text('formats "tensorflow", "onnx"\n' + rules.read_text())
+    assert main(["check", str(both)]) == 1
+
+
+def test_applying_tensorflow_rules_to_an_onnx_model_warns(
+    box3d_onnx: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rules = tmp_path / "tf.rules"
+    rules.write_text("rule r:\n    match y = Relu6(x)\n    remove y\n")
+    assert main(["apply", str(rules), str(box3d_onnx), "-o", str(tmp_path / "o.onnx")]) == 0
+    assert "written for TensorFlow graphs, and the model is ONNX" in capsys.readouterr().err
+    refused = main(["apply", str(rules), str(box3d_onnx), "-o", str(tmp_path / "p.onnx"),
+                    "--input", "input_1_0=1,64,64,3"])  # fmt: skip
+    assert refused == 2

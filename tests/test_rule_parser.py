@@ -279,7 +279,7 @@ def test_every_bad_file_has_a_case() -> None:
         ),
         (
             "rule a:\n match y = X(x)\n remove y\n )",
-            "4:2: expected 'rule', 'use', 'targets', 'commutative', 'param' or 'let'",
+            "4:2: expected 'rule', 'use', 'targets', 'formats', 'commutative', 'param' or 'let'",
         ),
         ("rule a:\n match y = X(x...)", "2:14: "),
         ("rule a:\n match y = X(Y(a)...)", "2:14: only a captured variable can be variadic"),

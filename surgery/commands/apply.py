@@ -77,6 +77,10 @@ def run(args: argparse.Namespace) -> int:
         source = cache.SourceDigest(model)
     graph = model_io.load(model)
     refuse_invalid(graph, model, args.allow_invalid)  # cycles, missing ports or nodes, empty
+    from surgery.formats import format_warnings
+
+    for warning in format_warnings(rule_files, graph):
+        print(f"warning: {warning}", file=sys.stderr)
     settings = parse_settings(args.set)
     # the rules see (and -o gets) the pinned, folded graph, with shapes when rules read them
     shaped = prepare_graph(graph, rule_files, args.input, args.infer_shapes, source=source)
@@ -96,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
 
         for severity, message in graph_messages(result.graph, args.target):
             print(f"{severity}: {message}", file=sys.stderr)
-    model_io.save(result.graph, args.output, inputs=(model, *rule_paths))
+    model_io.save(result.graph, args.output, inputs=(model, *rule_paths), target=args.target)
     print(f"nodes: {before} -> {len(result.graph)}; wrote {args.output}")
     if args.log:
         text = changes_json(

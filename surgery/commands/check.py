@@ -17,6 +17,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--no-tf", action="store_true",
         help="do not consult TensorFlow's op registry (unknown ops become warnings)",
     )  # fmt: skip
+    parser.add_argument(
+        "--format", choices=("tensorflow", "onnx"), dest="fmt",
+        help="check the ops against this model format's op set (default: the formats each file "
+        "states with `formats`, else TensorFlow's)",
+    )  # fmt: skip
     add_target_option(parser, "check the plugins the rules emit against this TensorRT target, "
                       "with notes (default: each file against the targets it states)", None)
     parser.set_defaults(func=run)
@@ -28,7 +33,8 @@ def run(args: argparse.Namespace) -> int:
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's registry import is chatty
     errors = warnings = 0
-    for diagnostic in check_paths(args.rules, use_tf=not args.no_tf, target=args.target):
+    found = check_paths(args.rules, use_tf=not args.no_tf, target=args.target, fmt=args.fmt)
+    for diagnostic in found:
         print(diagnostic, file=sys.stdout)
         if diagnostic.severity == "error":
             errors += 1
