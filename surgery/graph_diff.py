@@ -10,7 +10,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from surgery.graph import Graph, Node
+from surgery.onnx_io import BOOKKEEPING_ATTRS as ONNX_BOOKKEEPING
+from surgery.onnx_io import DOMAIN_ATTR as ONNX_DOMAIN
+from surgery.onnx_io import MODEL_OP as ONNX_MODEL_OP
 from surgery.ports import TensorRef
+
+ONNX_SHOWN = {ONNX_DOMAIN: "domain", "model": "opsets"}
+"""ONNX bookkeeping attrs a diff shows, under these names (the `_OnnxModel` header's `model`
+attr as the opsets it imports)."""
 
 
 @dataclass
@@ -103,10 +110,20 @@ class GraphDiff:
         return ", ".join(parts)
 
 
-def _attr_text(value: Any) -> str:
+def _attr_text(key: str, value: Any) -> str:
     from surgery.visualize import format_attr
 
     return format_attr(value)
+
+
+def _onnx_text(key: str, value: Any) -> str:
+    """An ONNX node's domain, or the opsets of an ONNX model's header."""
+    if key == ONNX_DOMAIN:
+        return repr(value.s.decode())
+    from onnx import ModelProto
+
+    header = ModelProto.FromString(value.s)
+    return ", ".join(f"{e.domain or 'ai.onnx'} {e.version}" for e in header.opset_import)
 
 
 def compare_nodes(a: Node, b: Node) -> NodeChange | None:
@@ -132,14 +149,18 @@ def compare_nodes(a: Node, b: Node) -> NodeChange | None:
         change.controls_removed = [c for c in ctl_a if c not in set_b]
     if pa.attr != pb.attr:
         for key in sorted(set(pa.attr) | set(pb.attr)):
+            if key in ONNX_BOOKKEEPING:  # how the IR keeps an ONNX node: not the user's
+                continue
             va = pa.attr[key] if key in pa.attr else None
             vb = pb.attr[key] if key in pb.attr else None
             if va != vb:
+                onnx = key == ONNX_DOMAIN or (key == "model" and b.op == ONNX_MODEL_OP)
+                shown = _onnx_text if onnx else _attr_text
                 change.attrs.append(
                     (
-                        key,
-                        None if va is None else _attr_text(va),
-                        None if vb is None else _attr_text(vb),
+                        ONNX_SHOWN[key] if onnx else key,
+                        None if va is None else shown(key, va),
+                        None if vb is None else shown(key, vb),
                     )
                 )
     if pa.device != pb.device:

@@ -21,6 +21,7 @@ class Summary:
     namespaces: list[tuple[str, int, int]]  # (namespace, depth, node count)
     functions: list[str]
     unknown_ops: list[tuple[str, int]] | None = None  # None: TensorFlow not installed
+    op_set: str = "TensorFlow"  # whose ops `unknown_ops` are not: TensorFlow's or ONNX's
     dangling: list[tuple[str, str]] = field(default_factory=list)
     defects: list[Defect] = field(default_factory=list)  # cycles, self-loops, bad ports, ...
 
@@ -61,6 +62,18 @@ def unknown_ops(ops: list[str]) -> list[str] | None:
 
 
 def summarize(graph: Graph, *, with_tf: bool = True) -> Summary:
+    from surgery.onnx_io import (
+        MODEL_OP,
+        NONE_OP,
+        OUTPUT_OP,
+        SPARSE_OP,
+        interface_names,
+        is_onnx_graph,
+    )  # fmt: skip
+
+    onnx = is_onnx_graph(graph)
+    # an ONNX model's own input and output names, not the IR's nodes
+    onnx_names: tuple[dict[str, str], dict[str, str]] = interface_names(graph) if onnx else ({}, {})
     hist = sorted(graph.op_types().items(), key=lambda kv: (-kv[1], kv[0]))
     inputs = []
     for node in graph.graph_inputs():
@@ -69,17 +82,25 @@ def summarize(graph: Graph, *, with_tf: bool = True) -> Summary:
         dims = "?" if shape is None or shape.unknown_rank else (
             "[" + ", ".join("?" if d.size < 0 else str(d.size) for d in shape.dim) + "]"
         )
-        inputs.append((node.name, f"{_dtype_name(dtype)}{dims}"))
-    unknown = unknown_ops([op for op, _ in hist]) if with_tf else None
+        inputs.append((onnx_names[0].get(node.name, node.name), f"{_dtype_name(dtype)}{dims}"))
+    if onnx:
+        from surgery.opdefs import ONNX_GRAPH_OPS, onnx_op_names
+
+        known = onnx_op_names() | ONNX_GRAPH_OPS | {MODEL_OP, NONE_OP, OUTPUT_OP, SPARSE_OP}
+        unknown: list[str] | None = [op for op, _ in hist if op not in known]
+    else:
+        unknown = unknown_ops([op for op, _ in hist]) if with_tf else None
     counts = dict(hist)
     return Summary(
         nodes=len(graph),
         ops=hist,
         inputs=inputs,
-        outputs=[n.name for n in graph.graph_outputs()],
+        outputs=[onnx_names[1].get(n.name, n.name) for n in graph.graph_outputs()
+                 if n.op != MODEL_OP],  # fmt: skip
         namespaces=namespace_tree(graph),
         functions=[f.signature.name for f in graph.library.function],
         unknown_ops=None if unknown is None else [(op, counts[op]) for op in unknown],
+        op_set="ONNX" if onnx else "TensorFlow",
         dangling=graph.dangling_inputs(),
         defects=find_defects(graph, use_tf=with_tf),
     )
@@ -112,7 +133,7 @@ def format_summary(summary: Summary, *, max_ops: int = 40, max_defects: int = 50
         lines.append("ops unknown to TensorFlow: (TensorFlow not installed; not checked)")
     else:
         shown = ", ".join(f"{op} x{n}" for op, n in summary.unknown_ops) or "none"
-        lines.append(f"ops unknown to TensorFlow: {shown}")
+        lines.append(f"ops unknown to {summary.op_set}: {shown}")
     if not summary.defects:
         lines.append("defects: none")
     else:

@@ -89,6 +89,13 @@ SPARSE_ATTR = "_onnx_sparse"
 VALUE_INFO_ATTR = "_onnx_value_info"
 SHAPES_ATTR = "_output_shapes"
 
+BOOKKEEPING_ATTRS = frozenset({
+    OUTPUTS_ATTR, NAME_ATTR, ATTR_ORDER_ATTR, NODE_EXTRA_ATTR, VALUE_INFO_ATTR,
+    "value_info_order",
+})  # fmt: skip
+"""Attrs that record how an ONNX node was written (names, orders, value_info): not the node's
+meaning, so diffs and reports leave them out."""
+
 _DT = types_pb2.DataType
 # ONNX TensorProto.DataType -> TensorFlow DataType, for the types both have.
 ONNX_TO_TF: dict[int, int] = {
@@ -194,6 +201,18 @@ def opset_warning(domain: str, version: int) -> str | None:
         f"the model imports opset {version} of {label}; the installed onnx {__version__} "
         f"knows up to {known}: its schemas may miss or misdescribe newer operators"
     )
+
+
+def interface_names(graph: Graph) -> tuple[dict[str, str], dict[str, str]]:
+    """({Placeholder node: ONNX input name}, {output sink node: ONNX output name}): the model's
+    own names, which node names can only approximate (`input_1:0` is node `input_1_0`)."""
+    from onnx import ValueInfoProto
+
+    def named(op: str, attr: str) -> dict[str, str]:
+        return {n.name: ValueInfoProto.FromString(n.attr[attr].s).name
+                for n in graph.nodes_by_op(op) if attr in n.attr}  # fmt: skip
+
+    return named("Placeholder", INPUT_ATTR), named(OUTPUT_OP, OUTPUT_ATTR)
 
 
 def model_header(graph: Graph) -> Any:

@@ -134,3 +134,23 @@ def test_applying_tensorflow_rules_to_an_onnx_model_warns(
     refused = main(["apply", str(rules), str(box3d_onnx), "-o", str(tmp_path / "p.onnx"),
                     "--input", "input_1_0=1,64,64,3"])  # fmt: skip
     assert refused == 2
+
+
+def test_inspect_and_diff_speak_of_the_onnx_model(
+    box3d_onnx: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "lrelu.onnx"
+    assert main(["apply", str(REPO / "rules" / "leaky_relu.rules"), str(box3d_onnx),
+                 "-o", str(out)]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert main(["inspect", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "inputs: input_1:0 float[?, 64, 64, 3]" in text  # the model's names, not node names
+    assert "outputs: Identity:0, Identity_2:0, Identity_1:0\n" in text
+    assert "ops unknown to ONNX: LReLU_TRT x5" in text
+    assert main(["diff", str(box3d_onnx), str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "op LeakyRelu -> LReLU_TRT; attr domain: (unset) -> 'trt.plugins'" in text
+    assert "_onnx_outputs" not in text and "_onnx_attr_order" not in text
+    opsets = "ai.onnx 17, ai.onnx.ml 2"
+    assert f"attr opsets: {opsets} -> {opsets}, trt.plugins 1" in text

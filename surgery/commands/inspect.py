@@ -25,6 +25,9 @@ def run(args: argparse.Namespace) -> int:
     from surgery.inspection import format_summary, summarize
 
     graph = model_io.load(args.model)
-    summary = summarize(graph, with_tf=not args.no_tf)
+    from surgery.formats import model_format
+
+    with_tf = not args.no_tf and model_format(graph) == "tensorflow"  # ONNX: its own op set
+    summary = summarize(graph, with_tf=with_tf)
     print(json.dumps(asdict(summary), indent=1) if args.json else format_summary(summary))
     return 0
