@@ -17,11 +17,23 @@ def model_format(graph: Graph) -> str:
     return "onnx" if is_onnx_graph(graph) else "tensorflow"
 
 
+def opset_warnings(graph: Graph) -> list[str]:
+    """For an ONNX model, a warning per opset it imports that the installed onnx does not know
+    (checks against its operator schemas may then be wrong)."""
+    if model_format(graph) != "onnx":
+        return []
+    from surgery.onnx_io import model_header, opset_warning
+
+    found = (opset_warning(e.domain, e.version) for e in model_header(graph).opset_import)
+    return [w for w in found if w is not None]
+
+
 def format_warnings(rule_files: Iterable[ast.RuleFile], graph: Graph) -> list[str]:
-    """A warning per rule file that does not state the graph's format: its ops are another
-    format's op names, so its patterns may match nothing or mean something else."""
+    """A warning per rule file that does not state the graph's format (its ops are another
+    format's op names, so its patterns may match nothing or mean something else), and the
+    model's unknown opsets (`opset_warnings`)."""
     fmt = model_format(graph)
-    warnings = []
+    warnings = opset_warnings(graph)
     for rule_file in rule_files:
         if fmt not in rule_file.model_formats:
             stated = ", ".join(NAMES[f] for f in rule_file.model_formats)

@@ -154,3 +154,21 @@ def test_inspect_and_diff_speak_of_the_onnx_model(
     assert "_onnx_outputs" not in text and "_onnx_attr_order" not in text
     opsets = "ai.onnx 17, ai.onnx.ml 2"
     assert f"attr opsets: {opsets} -> {opsets}, trt.plugins 1" in text
+
+
+def test_an_opset_newer_than_onnx_knows_is_named(
+    box3d_onnx: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = onnx.load(str(box3d_onnx))
+    for entry in model.opset_import:
+        if entry.domain == "":
+            entry.version = onnx.defs.onnx_opset_version() + 5
+    future = tmp_path / "future.onnx"
+    onnx.save(model, str(future))
+    capsys.readouterr()
+    assert main(["inspect", str(future)]) == 0
+    want = f"imports opset {onnx.defs.onnx_opset_version() + 5} of ai.onnx; the installed onnx"
+    assert want in capsys.readouterr().err
+    rules = str(REPO / "rules" / "leaky_relu.rules")
+    assert main(["apply", rules, str(future), "-o", str(tmp_path / "o.onnx")]) == 0
+    assert want in capsys.readouterr().err

@@ -5,6 +5,7 @@ failed on: the exit status stays 0 (apply, layout and export are the ones that r
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,8 +26,10 @@ def run(args: argparse.Namespace) -> int:
     from surgery.inspection import format_summary, summarize
 
     graph = model_io.load(args.model)
-    from surgery.formats import model_format
+    from surgery.formats import model_format, opset_warnings
 
+    for warning in opset_warnings(graph):
+        print(f"warning: {warning}", file=sys.stderr)
     with_tf = not args.no_tf and model_format(graph) == "tensorflow"  # ONNX: its own op set
     summary = summarize(graph, with_tf=with_tf)
     print(json.dumps(asdict(summary), indent=1) if args.json else format_summary(summary))
