@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from surgery.graph import Graph, Node
-from surgery.onnx_io import BOOKKEEPING_ATTRS as ONNX_BOOKKEEPING
 from surgery.onnx_io import DOMAIN_ATTR as ONNX_DOMAIN
 from surgery.onnx_io import MODEL_OP as ONNX_MODEL_OP
+from surgery.onnx_io import shown_attrs
 from surgery.ports import TensorRef
 
 ONNX_SHOWN = {ONNX_DOMAIN: "domain", "model": "opsets"}
@@ -148,9 +148,7 @@ def compare_nodes(a: Node, b: Node) -> NodeChange | None:
         change.controls_added = [c for c in ctl_b if c not in set_a]
         change.controls_removed = [c for c in ctl_a if c not in set_b]
     if pa.attr != pb.attr:
-        for key in sorted(set(pa.attr) | set(pb.attr)):
-            if key in ONNX_BOOKKEEPING:  # how the IR keeps an ONNX node: not the user's
-                continue
+        for key in sorted(set(shown_attrs(a)) | set(shown_attrs(b))):  # not ONNX bookkeeping
             va = pa.attr[key] if key in pa.attr else None
             vb = pb.attr[key] if key in pb.attr else None
             if va != vb:

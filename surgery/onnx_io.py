@@ -96,6 +96,15 @@ BOOKKEEPING_ATTRS = frozenset({
 """Attrs that record how an ONNX node was written (names, orders, value_info): not the node's
 meaning, so diffs and reports leave them out."""
 
+
+def shown_attrs(node: Any) -> list[str]:
+    """The attr keys of `node` a person reads (sorted): not the bookkeeping above, nor the
+    serialized protos the save writes back (inputs', outputs' and initializers' own records);
+    attributes kept whole (`_onnx_attr:body`) by their ONNX name's key."""
+    hidden = BOOKKEEPING_ATTRS | {INPUT_ATTR, INPUT_INDEX_ATTR, OUTPUT_ATTR, TENSOR_ATTR,
+                                  EXTERNAL_ATTR, SPARSE_ATTR}  # fmt: skip
+    return sorted(k for k in node.attr if k not in hidden)
+
 _DT = types_pb2.DataType
 # ONNX TensorProto.DataType -> TensorFlow DataType, for the types both have.
 ONNX_TO_TF: dict[int, int] = {

@@ -25,6 +25,8 @@ import networkx as nx
 
 from surgery.errors import OutputPathError, SurgeryError
 from surgery.graph import Graph, Node
+from surgery.onnx_io import MODEL_OP as ONNX_MODEL_OP
+from surgery.onnx_io import shown_attrs
 
 DEFAULT_MAX_NODES = 600  # above this a whole-graph view collapses namespaces
 DOT_TIMEOUT_S = 180
@@ -206,7 +208,7 @@ def _python_text(value: Any) -> str:
 
 def node_info(node: Node) -> dict[str, Any]:
     """What the hover panel shows for a node: op, attrs, inputs by slot, plugin fields."""
-    attrs = {key: format_attr(node.attr[key]) for key in sorted(node.attr)}
+    attrs = {key: format_attr(node.attr[key]) for key in shown_attrs(node)}
     info: dict[str, Any] = {
         "name": node.name,
         "op": node.op,
@@ -229,7 +231,7 @@ def plugin_fields(node: Node) -> list[list[str]]:
     for spec in getattr(schema, "fields", None) or ():
         describe = getattr(spec, "describe", None)
         declared[spec.name] = describe() if callable(describe) else str(getattr(spec, "type", ""))
-    rows = [[key, declared.get(key, ""), format_attr(node.attr[key])] for key in sorted(node.attr)]
+    rows = [[key, declared.get(key, ""), format_attr(node.attr[key])] for key in shown_attrs(node)]
     rows += [[name, kind, "(missing)"] for name, kind in declared.items() if name not in node.attr]
     return rows
 
@@ -297,7 +299,8 @@ def to_networkx(graph: Graph, names: Iterable[str] | None = None) -> nx.MultiDiG
     Node attributes: op, cat, info (hover data), cut (number of edges to nodes left out).
     Edge attributes: port (source output), slot (consumer input; -1 for control), control.
     """
-    wanted = list(graph.names if names is None else names)
+    hidden = {h.name for h in graph.nodes_by_op(ONNX_MODEL_OP)}  # an ONNX model's header
+    wanted = [n for n in (graph.names if names is None else names) if n not in hidden]
     keep = set(wanted)
     view = nx.MultiDiGraph()
     for name in wanted:

@@ -172,3 +172,13 @@ def test_an_opset_newer_than_onnx_knows_is_named(
     rules = str(REPO / "rules" / "leaky_relu.rules")
     assert main(["apply", rules, str(future), "-o", str(tmp_path / "o.onnx")]) == 0
     assert want in capsys.readouterr().err
+
+
+def test_view_draws_the_onnx_model_without_the_irs_records(box3d_onnx: Path) -> None:
+    from surgery.visualize import to_networkx
+
+    view = to_networkx(load(box3d_onnx))
+    assert "_onnx_model" not in view.nodes
+    shown = {key for _, data in view.nodes(data=True) for key in data["info"]["attrs"]}
+    assert "alpha" in shown  # the LeakyRelu nodes' own attribute
+    assert not shown & {"_onnx_outputs", "_onnx_output", "_onnx_input", "_onnx_value_info"}
