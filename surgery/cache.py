@@ -319,18 +319,23 @@ def replay(graph: Graph, edits: GraphEdits) -> None:
         graph.remove_nodes(edits.removed)
 
 
-def tensorflow_identity() -> str:
-    """Which TensorFlow is installed, told without importing it (that takes seconds): its
-    package folder and the size and time of its main files, which any reinstall changes."""
-    spec = importlib.util.find_spec("tensorflow")
+def package_identity(package: str, *files: str) -> str:
+    """Which `package` is installed, told without importing it (TensorFlow takes seconds): its
+    folder and the size and time of its `files` (globs), which any reinstall changes."""
+    spec = importlib.util.find_spec(package)
     if spec is None or not spec.origin:
-        return "no tensorflow"
+        return f"no {package}"
     root = Path(spec.origin).parent
     parts = [str(root)]
-    for name in ("__init__.py", "libtensorflow_framework.so.2", "libtensorflow_cc.so.2"):
-        try:
-            found = (root / name).stat()
-        except OSError:
-            continue
-        parts.append(f"{name}:{found.st_size}:{found.st_mtime_ns}")
+    for pattern in files:
+        for path in sorted(root.glob(pattern)):
+            found = path.stat()
+            parts.append(f"{path.name}:{found.st_size}:{found.st_mtime_ns}")
     return "|".join(parts)
+
+
+def tensorflow_identity() -> str:
+    """`package_identity` of TensorFlow: its `__init__.py` and framework libraries."""
+    return package_identity(
+        "tensorflow", "__init__.py", "libtensorflow_framework.so.2", "libtensorflow_cc.so.2"
+    )

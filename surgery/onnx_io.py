@@ -212,6 +212,12 @@ def opset_warning(domain: str, version: int) -> str | None:
     )
 
 
+def onnx_name(node: Any) -> str:
+    """The name `node` has in its ONNX model (`load_onnx` renames `input:0` to `input_0`, and
+    names nameless nodes)."""
+    return node.attr[NAME_ATTR].s.decode() if NAME_ATTR in node.attr else node.name
+
+
 def interface_names(graph: Graph) -> tuple[dict[str, str], dict[str, str]]:
     """({Placeholder node: ONNX input name}, {output sink node: ONNX output name}): the model's
     own names, which node names can only approximate (`input_1:0` is node `input_1_0`)."""

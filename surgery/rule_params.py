@@ -209,12 +209,9 @@ def prepare_graph(
     from surgery.formats import model_format
     from surgery.opdefs import tensorflow_available
 
-    if model_format(graph) == "onnx":  # shapes: the model's value_info, read at load
-        if inputs or infer_shapes:
-            flag = "--input" if inputs else "--infer-shapes"
-            raise UsageError(f"{flag} takes TensorFlow graphs; for an ONNX model, pin the input "
-                             "dims and infer shapes with onnx's tools first")  # fmt: skip
-        return False
+    if model_format(graph) == "onnx":
+        _prepare_onnx(graph, rule_files, inputs, infer_shapes, stream, source)
+        return False  # onnx's inferred shapes are right after rewrites too: kept as value_info
     shapes = infer_shapes or (needs_shapes(rule_files) and tensorflow_available())
     if not inputs and not shapes:
         return False
@@ -237,6 +234,29 @@ def prepare_graph(
     if replayed and report is not None:
         print_report(report, stream=stream)
     return shapes
+
+
+def _prepare_onnx(
+    graph: Any, rule_files: Sequence[ast.RuleFile], inputs: Sequence[str], infer_shapes: bool,
+    stream: Any, source: Any,
+) -> None:  # fmt: skip
+    """`prepare_graph` for an ONNX model: inputs pinned and shapes inferred by onnx
+    (`surgery.onnx_shapes`) when flags ask or the rules read shapes; cached as TF's are."""
+    if not (inputs or infer_shapes or needs_shapes(rule_files)):
+        return
+    import sys
+
+    from surgery import cache
+    from surgery.onnx_shapes import pin_and_infer
+
+    def prepare() -> dict[str, tuple[int, ...]]:
+        return pin_and_infer(graph, inputs)
+
+    onnx = cache.package_identity("onnx", "__init__.py", "onnx_cpp2py*")
+    params = ("prepare-onnx", onnx, *inputs)
+    _, pinned = cache.edit_graph(graph, params, prepare, source)
+    for name, dims in pinned.items():
+        print(f"pinned {name} to {list(dims)}", file=stream or sys.stderr)
 
 
 def drop_inferred_shapes(graph: Any) -> None:

@@ -22,6 +22,7 @@ import numpy as np
 from surgery.errors import UsageError
 from surgery.graph import Graph
 from surgery.onnx_evaluate import OnnxEvaluator, PluginCallback, graph_inputs
+from surgery.onnx_shapes import input_names, ir_flag
 from surgery.ports import TensorRef
 from surgery.validate import DEFAULT_ATOL, DEFAULT_RTOL, ValidationReport
 from surgery.validate_compare import (
@@ -45,19 +46,6 @@ _REFUSED = {
 
 
 # --------------------------------------------------------------------------- inputs
-def _onnx_name(node: Any) -> str:
-    """The ONNX name of a Graph IR node made by `load_onnx` (which renames `input:0` to
-    `input_0`)."""
-    from surgery.onnx_io import NAME_ATTR
-
-    return node.attr[NAME_ATTR].s.decode() if NAME_ATTR in node.attr else node.name
-
-
-def input_names(graph: Graph) -> dict[str, str]:
-    """Graph input name in the ONNX model -> its Placeholder in the Graph IR."""
-    return {_onnx_name(n): n.name for n in graph if n.op == "Placeholder"}
-
-
 def onnx_feeds(
     graph: Graph, *, npz: str | None = None, shape_flags: Sequence[str] = (), seed: int = 0
 ) -> dict[str, np.ndarray]:
@@ -70,22 +58,9 @@ def onnx_feeds(
     if npz is not None:
         return _npz_feeds(npz, graph, names)
     onnx_name = {ir: name for name, ir in names.items()}
-    shapes = pin_inputs(graph, parse_input_flags(_ir_flag(text, names) for text in shape_flags))
+    flags = [ir_flag(text, names, ValidationError) for text in shape_flags]
+    shapes = pin_inputs(graph, parse_input_flags(flags))
     return {onnx_name[k]: v for k, v in random_inputs(graph, shapes, seed).items()}
-
-
-def _ir_flag(text: str, names: Mapping[str, str]) -> str:
-    """An `--input` flag with the ONNX input name it gives replaced by the Placeholder's."""
-    name, sep, dims = text.partition("=")
-    name = name.strip()
-    if name in names:
-        return f"{names[name]}{sep}{dims}"
-    if name in names.values() or not sep:
-        return text
-    raise ValidationError(
-        f"--input {text!r}: the original model has no input {name!r} (inputs: "
-        f"{', '.join(names) or 'none'})"
-    )
 
 
 def _npz_feeds(path: str, graph: Graph, names: Mapping[str, str]) -> dict[str, np.ndarray]:
@@ -125,7 +100,7 @@ class _Contracts:
 
     def __init__(self, graph: Graph, values: Mapping[str, np.ndarray]):
         from plugins.registry import has_reference
-        from surgery.onnx_io import DOMAIN_ATTR, OUTPUTS_ATTR, PLUGIN_DOMAIN
+        from surgery.onnx_io import DOMAIN_ATTR, OUTPUTS_ATTR, PLUGIN_DOMAIN, onnx_name
 
         self.graph = graph
         self.refs: dict[str, TensorRef] = {}  # ONNX tensor name -> the IR's
@@ -134,7 +109,7 @@ class _Contracts:
                 for port, name in enumerate(node.attr[OUTPUTS_ATTR].list.s):
                     self.refs[name.decode()] = TensorRef(node.name, port)
             elif node.op in ("Placeholder", "Const"):
-                self.refs[_onnx_name(node)] = TensorRef(node.name, 0)
+                self.refs[onnx_name(node)] = TensorRef(node.name, 0)
         self.plugins = [
             n.name for n in graph
             if DOMAIN_ATTR in n.attr and n.attr[DOMAIN_ATTR].s.decode() == PLUGIN_DOMAIN

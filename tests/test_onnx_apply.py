@@ -131,9 +131,6 @@ def test_applying_tensorflow_rules_to_an_onnx_model_warns(
     rules.write_text("rule r:\n    match y = Relu6(x)\n    remove y\n")
     assert main(["apply", str(rules), str(box3d_onnx), "-o", str(tmp_path / "o.onnx")]) == 0
     assert "written for TensorFlow graphs, and the model is ONNX" in capsys.readouterr().err
-    refused = main(["apply", str(rules), str(box3d_onnx), "-o", str(tmp_path / "p.onnx"),
-                    "--input", "input_1_0=1,64,64,3"])  # fmt: skip
-    assert refused == 2
 
 
 def test_inspect_and_diff_speak_of_the_onnx_model(
@@ -182,3 +179,27 @@ def test_view_draws_the_onnx_model_without_the_irs_records(box3d_onnx: Path) -> 
     shown = {key for _, data in view.nodes(data=True) for key in data["info"]["attrs"]}
     assert "alpha" in shown  # the LeakyRelu nodes' own attribute
     assert not shown & {"_onnx_outputs", "_onnx_output", "_onnx_input", "_onnx_value_info"}
+
+
+def test_input_pins_an_onnx_model_and_rules_read_onnx_inferred_shapes(
+    box3d_onnx: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rules = tmp_path / "batch2.rules"
+    rules.write_text(
+        'formats "onnx"\nuse plugins "trt-8.6"\nrule batch2:\n'
+        "    match y = LeakyRelu(x) where x.shape[0] == 2 and x.shape[1] > 0\n"
+        "    replace y with LReLU_TRT(x) { negSlope = y.alpha }\n"
+    )
+    pinned = tmp_path / "pinned.onnx"
+    argv = ["apply", str(rules), str(box3d_onnx), "-o", str(pinned)]
+    assert main([*argv, "--input", "input_1:0=2,64,64,3"]) == 0
+    assert "pinned input_1:0 to [2, 64, 64, 3]" in capsys.readouterr().err
+    model = onnx.load(str(pinned))
+    onnx.checker.check_model(model)
+    dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == [2, 64, 64, 3]
+    assert sum(n.op_type == "LReLU_TRT" for n in model.graph.node) == 5  # shapes from onnx
+    assert main(argv[:-1] + [str(tmp_path / "dynamic.onnx")]) == 0  # batch unknown: no match
+    assert "rule 'batch2' matched nothing" in capsys.readouterr().err
+    assert main([*argv, "--input", "nope=1,2"]) == 2
+    assert "no input 'nope' (inputs: input_1:0)" in capsys.readouterr().err
