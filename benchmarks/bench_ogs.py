@@ -2,10 +2,13 @@
 becomes an LReLU_TRT plugin node, end to end (load, edit, clean up, save).
 
 surgery: `surgery apply rules/leaky_relu.rules model.pb -o out.pb` on the GraphDef of
-`benchmarks.synthetic.conv_graph`. onnx-graphsurgeon 0.6 (a benchmark-only dependency, the `bench`
-extra): import the same blocks written as ONNX -> replace each LeakyRelu -> cleanup -> toposort ->
-export -> onnx.save, the script its users write by hand. Each side runs in its own process, so
-its wall time and peak RSS (wait4) are its own; the models are written once, outside the timing.
+`benchmarks.synthetic.conv_graph`, and `surgery apply rules/leaky_relu.rules model.onnx -o
+out.onnx` on the same blocks written as ONNX. onnx-graphsurgeon 0.6 (a benchmark-only dependency,
+the `bench` extra): import that ONNX model -> replace each LeakyRelu -> cleanup -> toposort ->
+export -> onnx.save, the script its users write by hand. Each run is a process of its own, so its
+wall time and peak RSS (wait4) are its own; the models are written once, outside the timing.
+Both surgery runs are compared with onnx-graphsurgeon's. The rewritten ONNX model is checked:
+one LReLU_TRT node per block, and onnx.checker accepts it (on a small model first).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from benchmarks.synthetic import conv_graph
 
 ROOT = Path(__file__).resolve().parent.parent
 GOAL_RATIO = 5.0
+CHECKED_BLOCKS = 100  # the small model onnx.checker runs on
 
 OGS_SCRIPT = """
 import sys, onnx, onnx_graphsurgeon as gs
@@ -50,6 +54,7 @@ def onnx_model(blocks: int) -> object:
     nodes, inits = [], []
     one = np.zeros((1, 1, 1, 1), dtype=np.float32)
     prev = "input"
+    dims = ["N", "C", "H", "W"]  # symbolic: onnx.checker wants a shape on graph inputs, outputs
     for i in range(blocks):
         ns = f"block_{i}"
         inits.append(numpy_helper.from_array(one, f"{ns}/kernel"))
@@ -66,10 +71,39 @@ def onnx_model(blocks: int) -> object:
         ]  # fmt: skip
         prev = f"{ns}/out"
     graph = helper.make_graph(
-        nodes, "synthetic", [helper.make_tensor_value_info("input", TensorProto.FLOAT, None)],
-        [helper.make_tensor_value_info(prev, TensorProto.FLOAT, None)], initializer=inits,
+        nodes, "synthetic", [helper.make_tensor_value_info("input", TensorProto.FLOAT, dims)],
+        [helper.make_tensor_value_info(prev, TensorProto.FLOAT, dims)], initializer=inits,
     )  # fmt: skip
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+
+
+def surgery_apply(model: Path, out: Path) -> list[str]:
+    return [sys.executable, "-m", "surgery", "apply", str(ROOT / "rules" / "leaky_relu.rules"),
+            str(model), "-o", str(out)]  # fmt: skip
+
+
+def plugin_count(path: Path) -> int:
+    """LReLU_TRT nodes in a rewritten ONNX model, none of them LeakyRelu still."""
+    import onnx
+
+    ops = [n.op_type for n in onnx.load(str(path), load_external_data=False).graph.node]
+    if "LeakyRelu" in ops:
+        raise SystemExit(f"bench_ogs: {path} still holds LeakyRelu nodes")
+    return ops.count("LReLU_TRT")
+
+
+def check_small(work: Path) -> None:
+    """`surgery apply` on a small ONNX model gives one plugin node per block, in a model that
+    onnx.checker accepts."""
+    import onnx
+
+    model, out = work / "small.onnx", work / "small.out.onnx"
+    onnx.save(onnx_model(CHECKED_BLOCKS), str(model))
+    measure(surgery_apply(model, out))
+    onnx.checker.check_model(str(out))
+    if plugin_count(out) != CHECKED_BLOCKS:
+        raise SystemExit(f"bench_ogs: {plugin_count(out)} LReLU_TRT nodes in {out}, "
+                         f"not {CHECKED_BLOCKS}")  # fmt: skip
 
 
 def measure(argv: list[str]) -> tuple[float, float, str]:
@@ -101,8 +135,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench_ogs: skipped: onnx-graphsurgeon is not installed ({exc}); "
               "`pip install -e .[bench]` (make bench does)")  # fmt: skip
         return 0
-    print(f"{'nodes':>9} | {'surgery s':>9} | {'MB':>6} | {'ogs s':>7} | {'MB':>6} | "
-          f"{'speed-up':>8} | goal >= {GOAL_RATIO:.0f}x")  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        check_small(Path(tmp))
+    print(f"{'nodes':>9} | {'pb s':>7} | {'MB':>6} | {'onnx s':>7} | {'MB':>6} | {'ogs s':>7} | "
+          f"{'MB':>6} | speed-up pb, onnx (goal >= {GOAL_RATIO:.0f}x, less memory)")  # fmt: skip
     for size in args.nodes:
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
@@ -113,21 +149,31 @@ def main(argv: list[str] | None = None) -> int:
             del graph
             onnx.save(onnx_model(blocks), str(onnx_path))
             gc.collect()
-            ours = [measure([sys.executable, "-m", "surgery", "apply",
-                             str(ROOT / "rules" / "leaky_relu.rules"), str(pb), "-o",
-                             str(work / "out.pb")]) for _ in range(args.repeat)]  # fmt: skip
-            theirs = [measure([sys.executable, "-c", OGS_SCRIPT, str(onnx_path),
-                               str(work / "out.onnx")]) for _ in range(args.repeat)]  # fmt: skip
-            if theirs[0][2] != str(blocks):
-                raise SystemExit(f"bench_ogs: onnx-graphsurgeon replaced {theirs[0][2]} of "
+            runs = {
+                "pb": surgery_apply(pb, work / "out.pb"),
+                "onnx": surgery_apply(onnx_path, work / "out.onnx"),
+                "ogs": [sys.executable, "-c", OGS_SCRIPT, str(onnx_path), str(work / "ogs.onnx")],
+            }
+            found = {
+                side: [measure(argv) for _ in range(args.repeat)] for side, argv in runs.items()
+            }
+            if found["ogs"][0][2] != str(blocks):
+                raise SystemExit(f"bench_ogs: onnx-graphsurgeon replaced {found['ogs'][0][2]} of "
                                  f"{blocks} LeakyRelu nodes")  # fmt: skip
-        s_time, s_mb = min(t for t, _, _ in ours), max(m for _, m, _ in ours)
-        o_time, o_mb = min(t for t, _, _ in theirs), max(m for _, m, _ in theirs)
-        ratio = o_time / s_time
-        verdict = "met" if ratio >= GOAL_RATIO else "NOT met"
-        less = o_mb / s_mb
-        print(f"{size:>9} | {s_time:>9.2f} | {s_mb:>6.0f} | {o_time:>7.2f} | {o_mb:>6.0f} | "
-              f"{ratio:>7.1f}x | {verdict}; {less:.1f}x less memory", flush=True)  # fmt: skip
+            if plugin_count(work / "out.onnx") != blocks:
+                raise SystemExit(f"bench_ogs: surgery wrote {plugin_count(work / 'out.onnx')} "
+                                 f"LReLU_TRT nodes for {blocks} LeakyRelu nodes")  # fmt: skip
+        best = {side: (min(t for t, _, _ in runs_), max(m for _, m, _ in runs_))
+                for side, runs_ in found.items()}  # fmt: skip
+        (pb_s, pb_mb), (onnx_s, onnx_mb), (ogs_s, ogs_mb) = best["pb"], best["onnx"], best["ogs"]
+        verdicts = []
+        for side, (secs, mb) in (("pb", best["pb"]), ("onnx", best["onnx"])):
+            ratio = ogs_s / secs
+            met = ratio >= GOAL_RATIO and mb < ogs_mb
+            verdicts.append(f"{side} {ratio:.1f}x, {ogs_mb / mb:.1f}x less memory "
+                            f"({'met' if met else 'NOT met'})")  # fmt: skip
+        print(f"{size:>9} | {pb_s:>7.2f} | {pb_mb:>6.0f} | {onnx_s:>7.2f} | {onnx_mb:>6.0f} | "
+              f"{ogs_s:>7.2f} | {ogs_mb:>6.0f} | {'; '.join(verdicts)}", flush=True)  # fmt: skip
     return 0
 
 

@@ -1,5 +1,16 @@
 """ONNX ModelProto -> Graph: the loading half of `surgery.onnx_io` (its docstring has the
-mapping). Every failure to read or parse the file is a ModelLoadError naming it."""
+mapping). Every failure to read or parse the file is a ModelLoadError naming it.
+
+Built for a million nodes: a call into the protobuf API costs a microsecond or so, so the
+NodeDefs of operator nodes and of ordinary initializers are written as wire bytes and parsed in
+bulk (`GraphDef.MergeFromString`), not set field by field.
+Names and producers are settled in a first pass over the nodes, which also writes each node's
+name and `_onnx_outputs`; the second pass writes its inputs (the producers' input fields, made
+once per tensor) and attributes (converted once per distinct serialized AttributeProto). A node
+has fields beyond the core ones (`_onnx_node_extra`) exactly when its `ByteSize()` exceeds what
+those core fields take. Rare nodes (graph inputs, outputs, sparse and large or unusual
+initializers, the header) go through the protobuf API, in order, after what is pending.
+"""
 
 from __future__ import annotations
 
@@ -17,10 +28,11 @@ from onnx import AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto,
 
 from surgery import onnx_io as io
 from surgery.errors import ModelLoadError, SurgeryError
-from surgery.graph import Graph
+from surgery.graph import Graph, _gc_paused
 from surgery.protos import AttrValue, GraphDef, NodeDef
 from surgery.protos import TensorProto as TfTensor
 from surgery.tensor_values import shape_proto
+from surgery.wire import varint
 
 _GRAPH_LISTS = ("node", "initializer", "sparse_initializer", "input", "output", "value_info")
 _NODE_CORE = ("name", "input", "output", "op_type", "attribute", "domain")
@@ -31,9 +43,12 @@ _LIST_KINDS = {AttributeProto.INTS: "ints", AttributeProto.FLOATS: "floats"}
 
 
 def load_model(path: Path) -> Graph:
-    model = _read_model(path)
+    loader = _Loader(_read_model(path), path)
     try:
-        return Graph(_Loader(model, path).graph_def())
+        with _gc_paused(len(loader.onnx.node)):
+            graph_def = loader.graph_def()
+        del loader  # the ModelProto goes before the Graph's nodes are made
+        return Graph(graph_def)
     except ModelLoadError:
         raise
     except SurgeryError as exc:  # a tensor TensorFlow cannot describe, and the like
@@ -111,10 +126,17 @@ def _external_bytes(model_path: Path, tensor: TensorProto) -> tuple[bytes, Path]
 def tf_tensor(tensor: TensorProto) -> TfTensor | None:
     """An ONNX tensor's values as a TF TensorProto (raw bytes, no per-value work); None for a
     type TensorFlow lacks."""
+    out = TfTensor()
+    return out if _fill_tf_tensor(out, tensor) else None
+
+
+def _fill_tf_tensor(out: TfTensor, tensor: TensorProto) -> bool:
+    """`tf_tensor` written into `out` (no copy of the values in between); False, leaving `out`
+    as it is, for a type TensorFlow lacks."""
     dtype = io.ONNX_TO_TF.get(tensor.data_type)
     if dtype is None:
-        return None
-    out = TfTensor(dtype=dtype)
+        return False
+    out.dtype = dtype
     out.tensor_shape.CopyFrom(shape_proto(list(tensor.dims)))
     if tensor.data_type == TensorProto.STRING:
         out.string_val.extend(tensor.string_data)
@@ -123,7 +145,7 @@ def tf_tensor(tensor: TensorProto) -> TfTensor | None:
     else:
         array = numpy_helper.to_array(tensor)
         out.tensor_content = np.ascontiguousarray(array, array.dtype.newbyteorder("<")).tobytes()
-    return out
+    return True
 
 
 def _is_plain(tensor: TensorProto) -> bool:
@@ -205,11 +227,78 @@ def _copy_fields(source: Any, target: Any, skip: tuple[str, ...]) -> None:
             setattr(target, field.name, value)
 
 
-def _list_attr(values: Iterable[str | bytes]) -> AttrValue:
-    out = AttrValue()
-    out.list.SetInParent()
-    out.list.s.extend(v.encode() if isinstance(v, str) else v for v in values)
-    return out
+# --------------------------------------------------------------------------- wire bytes
+# Keys of the length-delimited fields written: GraphDef.node; NodeDef's name, op, input, attr;
+# a map entry's key and value; AttrValue's list and tensor; ListValue.s; TensorProto's
+# tensor_content. (Several share a number, and so a key.)
+_NODE = _NAME = _LIST = _ENTRY_KEY = b"\x0a"
+_OP = _ENTRY_VALUE = _STRING = b"\x12"
+_INPUT = b"\x1a"
+_CONTENT = b"\x22"
+_ATTR = b"\x2a"
+_TENSOR = b"\x42"
+_TYPE = b"\x30"  # AttrValue.type, a varint
+_LENGTHS = [bytes((size,)) for size in range(128)]
+_FLUSH_BYTES = 32 << 20  # wire bytes gathered before they are parsed into the GraphDef
+_BIG_TENSOR = 1 << 16  # initializer bytes from which the API path copies them fewer times
+
+
+def _ld(key: bytes, payload: bytes) -> bytes:
+    """A length-delimited field: `key`, the payload's length, the payload."""
+    size = len(payload)
+    return key + (_LENGTHS[size] if size < 128 else varint(size)) + payload
+
+
+def _field_size(size: int) -> int:
+    """The wire size of a length-delimited field (one-byte key) of `size` payload bytes."""
+    return 1 + size + (1 if size < 128 else len(varint(size)))
+
+
+def _key(name: str) -> bytes:
+    """A map entry's key field: attr `name`."""
+    return _ld(_ENTRY_KEY, name.encode())
+
+
+def _entry(key: bytes, value: bytes) -> bytes:
+    """A NodeDef `attr` entry: the serialized AttrValue `value` under key field `key`."""
+    return _ld(_ATTR, key + _ld(_ENTRY_VALUE, value))
+
+
+def _strings(values: Iterable[bytes]) -> bytes:
+    """A serialized AttrValue holding the list of strings `values` (an empty one too)."""
+    return _ld(_LIST, b"".join([_ld(_STRING, v) for v in values]))
+
+
+_OUTPUTS_KEY = _key(io.OUTPUTS_ATTR)
+_NAME_KEY = _key(io.NAME_ATTR)
+_DOMAIN_KEY = _key(io.DOMAIN_ATTR)
+_ORDER_KEY = _key(io.ATTR_ORDER_ATTR)
+_EXTRA_KEY = _key(io.NODE_EXTRA_ATTR)
+_VALUE_INFO_KEY = _key(io.VALUE_INFO_ATTR)
+_SHAPES_KEY = _key(io.SHAPES_ATTR)
+_CONST_OP = _ld(_OP, b"Const")
+_DTYPE_KEY = _key("dtype")
+_VALUE_KEY = _key("value")
+_OUTPUT_OP = _ld(_OP, io.OUTPUT_OP.encode())
+_OUTPUT_KEY = _key(io.OUTPUT_ATTR)
+_NONE_OP = _ld(_OP, io.NONE_OP.encode())
+_MODEL_OP = _ld(_OP, io.MODEL_OP.encode())
+_MODEL_KEY = _key("model")
+_ORDER_INFO_KEY = _key("value_info_order")
+
+
+def _ref_node(field: bytes) -> str:
+    """The node name in a NodeDef input field (`name` or `name:port`; node names never end in
+    `:<digits>`)."""
+    size = len(field) - 2 if field[1] < 0x80 else len(field) - 1 - len(varint(len(field)))
+    return _PORT_SUFFIX.sub("", field[-size:].decode()) if size else ""
+
+
+def _safe_name(wanted: str) -> str:
+    """`wanted` as a NodeDef name: no leading `/` or `^`, no trailing `:<digits>`."""
+    if wanted[:1] in ("/", "^") or ":" in wanted:
+        return _PORT_SUFFIX.sub(r"_\1", wanted.lstrip("/").lstrip("^"))
+    return wanted
 
 
 # --------------------------------------------------------------------------- the loader
@@ -219,18 +308,28 @@ class _Loader:
     def __init__(self, model: ModelProto, path: Path):
         self.model, self.path, self.onnx = model, path, model.graph
         self.names: set[str] = set()
-        self.producer: dict[str, tuple[str, int]] = {}  # tensor -> (node name, port)
+        # tensor -> the NodeDef input field that reads it (`producer` or `producer:port`)
+        self.producer: dict[str, bytes] = {}
+        # tensor -> wire bytes its name takes beyond len(name) + 2 (non-ASCII or long names)
+        self.long_names: dict[str, int] = {}
         self.out = GraphDef()
+        self.parts: list[bytes] = []  # wire bytes of NodeDefs not parsed into `out` yet
+        self.pending = 0
         self.none_node: str | None = None
+        # serialized AttributeProto -> (its name, its attr entry, whether it holds a graph)
+        self.converted: dict[bytes, tuple[str, bytes, bool]] = {}
         initializers = {t.name for t in self.onnx.initializer}
         self.input_index = {v.name: i for i, v in enumerate(self.onnx.input)}
         self.inputs = [v for v in self.onnx.input if v.name not in initializers]
         self.value_info = {v.name: v for v in self.onnx.value_info}
         self.output_info = {v.name: v for v in self.onnx.output}
+        self.typed = set(self.value_info) | set(self.output_info)
 
     def unique(self, wanted: str, fallback: str) -> str:
         """A node name not taken yet: `wanted` made safe as a NodeDef name."""
-        base = _PORT_SUFFIX.sub(r"_\1", wanted.lstrip("/").lstrip("^")) or fallback
+        return self.claim(_safe_name(wanted) or fallback)
+
+    def claim(self, base: str) -> str:
         name, count = base, 0
         while name in self.names:
             count += 1
@@ -241,94 +340,183 @@ class _Loader:
     def produce(self, tensor: str, node: str, port: int) -> None:
         if not tensor:
             return
-        if tensor in self.producer:
+        ref = node if port == 0 else f"{node}:{port}"
+        field = _ld(_INPUT, ref.encode())
+        if self.producer.setdefault(tensor, field) is not field:
             raise ModelLoadError(
                 f"{self.path}: tensor {tensor!r} is produced twice (by "
-                f"{self.producer[tensor][0]!r} and {node!r}); not a valid ONNX graph"
+                f"{_ref_node(self.producer[tensor])!r} and {node!r}); not a valid ONNX graph"
             )
-        self.producer[tensor] = (node, port)
+        if len(tensor) > 127 or not tensor.isascii():
+            self.long_names[tensor] = _field_size(len(tensor.encode())) - len(tensor) - 2
+
+    # ---------------------------------------------------------------- output
+    def emit(self, body: bytes) -> None:
+        """Queue one serialized NodeDef."""
+        self.parts.append(_ld(_NODE, body))
+        self.pending += len(body)
+        if self.pending > _FLUSH_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        """Parse the queued NodeDefs into the GraphDef."""
+        if self.parts:
+            self.out.MergeFromString(b"".join(self.parts))
+            self.parts.clear()
+            self.pending = 0
 
     def add(self, onnx_name: str, name: str, op: str) -> NodeDef:
+        """A NodeDef made through the protobuf API, after the queued ones."""
+        self.flush()
         proto = self.out.node.add(name=name, op=op)
         if name != onnx_name:
             proto.attr[io.NAME_ATTR].s = onnx_name.encode()
         return proto
 
     def graph_def(self) -> GraphDef:
-        node_names = self.plan_names()
-        for value in self.inputs:
-            self.placeholder(value)
-        for tensor in self.onnx.initializer:
-            self.const(tensor)
-        for sparse in self.onnx.sparse_initializer:
-            proto = self.add(sparse.values.name, self.producer[sparse.values.name][0], io.SPARSE_OP)
+        inputs, initializers, sparse_names = self.plan_sources()
+        names, heads, sizes = self.plan_nodes()
+        for value, name in zip(self.inputs, inputs, strict=True):
+            self.placeholder(value, name)
+        self.consts(initializers)
+        for sparse, name in zip(self.onnx.sparse_initializer, sparse_names, strict=True):
+            proto = self.add(sparse.values.name, name, io.SPARSE_OP)
             proto.attr[io.SPARSE_ATTR].s = sparse.SerializeToString(deterministic=True)
-        for node, name in zip(self.onnx.node, node_names, strict=True):
-            self.node(node, name)
+        self.nodes(names, heads, sizes)
         for value in self.onnx.output:
             self.sink(value)
         self.header()
         return self.out
 
-    def plan_names(self) -> list[str]:
-        """Claim every node name and record every tensor's producer before any input is read."""
-        for value in self.inputs:
-            self.produce(value.name, self.unique(value.name, "input"), 0)
-        for tensor in self.onnx.initializer:
-            self.produce(tensor.name, self.unique(tensor.name, "initializer"), 0)
-        for sparse in self.onnx.sparse_initializer:
-            self.produce(sparse.values.name, self.unique(sparse.values.name, "sparse"), 0)
-        names = []
-        for index, node in enumerate(self.onnx.node):
-            wanted = node.name or next((t for t in node.output if t), "")
-            name = self.unique(wanted, f"{node.op_type}_{index}")
-            for port, tensor in enumerate(node.output):
-                self.produce(tensor, name, port)
-            names.append(name)
-        return names
+    def plan_sources(self) -> tuple[list[str], list[str], list[str]]:
+        """Claim the names of graph inputs, initializers and sparse initializers."""
+        found: tuple[list[str], list[str], list[str]] = ([], [], [])
+        groups = (
+            (self.inputs, "input"), (self.onnx.initializer, "initializer"),
+            ([s.values for s in self.onnx.sparse_initializer], "sparse"),
+        )  # fmt: skip
+        for names, (values, fallback) in zip(found, groups, strict=True):
+            for value in values:
+                names.append(self.unique(value.name, fallback))
+                self.produce(value.name, names[-1], 0)
+        return found
 
-    def ref(self, tensor: str, reader: str) -> str:
-        """NodeDef input string of ONNX tensor `tensor` (`""`: the `_OnnxNone` node)."""
+    def plan_nodes(self) -> tuple[list[str], list[bytes], list[int]]:
+        """Claim every node's name and record every tensor's producer before any input is
+        read. For each node: its name, the start of its NodeDef (name field, `_onnx_outputs`,
+        and `_onnx_name` and value_info entries where it has them) and the wire size of its
+        ONNX outputs and name."""
+        names, heads, sizes = [], [], []
+        claim, produce, typed = self.claim, self.produce, self.typed
+        for index, node in enumerate(self.onnx.node):
+            tensors = node.output[:]
+            onnx_name = node.name
+            wanted = onnx_name or next((t for t in tensors if t), "")
+            name = claim(_safe_name(wanted) or f"{node.op_type}_{index}")
+            for port, tensor in enumerate(tensors):
+                produce(tensor, name, port)
+            outputs = b"".join([_ld(_STRING, t.encode()) for t in tensors])
+            size = len(outputs)
+            if onnx_name:
+                size += _field_size(len(onnx_name.encode()))
+            head = _ld(_NAME, name.encode()) + _entry(_OUTPUTS_KEY, _ld(_LIST, outputs))
+            if name != onnx_name:
+                head += _entry(_NAME_KEY, _ld(_STRING, onnx_name.encode()))
+            if typed and not typed.isdisjoint(tensors):
+                head += self.shapes(node.op_type, tensors)
+            names.append(name)
+            heads.append(head)
+            sizes.append(size)
+        return names, heads, sizes
+
+    def ref(self, tensor: str, reader: str) -> bytes:
+        """NodeDef input field of ONNX tensor `tensor` (`""`: the `_OnnxNone` node)."""
         if not tensor:
             if self.none_node is None:
                 self.none_node = self.unique("_onnx_none", "_onnx_none")
-            return self.none_node
+            return _ld(_INPUT, self.none_node.encode())
         found = self.producer.get(tensor)
         if found is None:
             raise ModelLoadError(
                 f"{self.path}: {reader} reads tensor {tensor!r}, which no node, graph input or "
                 "initializer produces"
             )
-        name, port = found
-        return name if port == 0 else f"{name}:{port}"
+        return found
 
-    def placeholder(self, value: Any) -> None:
-        proto = self.add(value.name, self.producer[value.name][0], "Placeholder")
+    def placeholder(self, value: Any, name: str) -> None:
+        proto = self.add(value.name, name, "Placeholder")
         proto.attr["dtype"].type = io.ONNX_TO_TF.get(_elem_type(value.type), 0)
         proto.attr["shape"].shape.CopyFrom(_dims_shape(value.type))
         proto.attr[io.INPUT_ATTR].s = value.SerializeToString(deterministic=True)
-        self.shapes(proto, [value.name])
+        if value.name in self.value_info:
+            proto.MergeFromString(self.shapes("Placeholder", [value.name]))
 
-    def const(self, tensor: TensorProto) -> None:
-        proto = self.add(tensor.name, self.producer[tensor.name][0], "Const")
+    def consts(self, names: list[str]) -> None:
+        """The initializers' Const nodes: a tensor of raw data alone, with a type TensorFlow
+        has, neither large nor a graph input nor described in value_info, as wire bytes (its
+        dtype and shape written once per pair); any other through `const`."""
+        headers: dict[tuple[int, tuple[int, ...]], tuple[bytes, bytes, int]] = {}
+        slow = self.input_index.keys() | self.value_info.keys()
+        emit = self.emit
+        for tensor, name in zip(self.onnx.initializer, names, strict=True):
+            raw = tensor.raw_data
+            onnx_name = tensor.name
+            if not raw or len(raw) > _BIG_TENSOR or onnx_name in slow:
+                self.const(tensor, name)
+                continue
+            key = (tensor.data_type, tuple(tensor.dims))
+            known = headers.get(key)
+            if known is None:
+                known = headers[key] = self.const_header(*key)
+            dtype, shape, size = known
+            name_bytes = onnx_name.encode()
+            if tensor.ByteSize() != size + _field_size(len(raw)) + (
+                _field_size(len(name_bytes)) if name_bytes else 0
+            ):  # another field is set: not plain
+                self.const(tensor, name)
+                continue
+            value = _ld(_TENSOR, shape + _ld(_CONTENT, raw))
+            body = _ld(_NAME, name.encode()) + _CONST_OP + dtype + _entry(_VALUE_KEY, value)
+            if name != onnx_name:
+                body += _entry(_NAME_KEY, _ld(_STRING, name_bytes))
+            emit(body)
+
+    def const_header(self, data_type: int, dims: tuple[int, ...]) -> tuple[bytes, bytes, int]:
+        """For initializers of this type and shape: the `dtype` attr entry, the TF tensor's
+        dtype and shape fields, and the ONNX tensor's wire size without its name and data
+        (size -1, which no tensor has, where the type has no plain raw form)."""
+        dtype = io.ONNX_TO_TF.get(data_type)
+        if dtype is None or data_type == TensorProto.STRING:
+            return b"", b"", -1
+        probe = TensorProto(dims=dims, data_type=data_type)
+        tensor = TfTensor(dtype=dtype)
+        tensor.tensor_shape.CopyFrom(shape_proto(list(dims)))
+        entry = _entry(_DTYPE_KEY, _TYPE + varint(dtype))
+        return entry, tensor.SerializeToString(deterministic=True), probe.ByteSize()
+
+    def const(self, tensor: TensorProto, name: str) -> None:
+        proto = self.add(tensor.name, name, "Const")
         if tensor.data_location == TensorProto.EXTERNAL:
             tensor = self.inline(tensor, proto)
-        value = tf_tensor(tensor)
-        proto.attr["dtype"].type = value.dtype if value is not None else 0
-        if value is not None:
-            proto.attr["value"].tensor.CopyFrom(value)
-        if value is None or not _is_plain(tensor):
+        if _fill_tf_tensor(proto.attr["value"].tensor, tensor):
+            proto.attr["dtype"].type = proto.attr["value"].tensor.dtype
+            plain = _is_plain(tensor)
+        else:
+            del proto.attr["value"]
+            proto.attr["dtype"].type = 0
+            proto.attr[io.SHAPES_ATTR].list.shape.add().CopyFrom(shape_proto(list(tensor.dims)))
+            plain = False
+        if not plain:
             kept = TensorProto()
             kept.CopyFrom(tensor)
             kept.ClearField("name")
             proto.attr[io.TENSOR_ATTR].s = kept.SerializeToString(deterministic=True)
-        if value is None:
-            proto.attr[io.SHAPES_ATTR].list.shape.add().CopyFrom(shape_proto(list(tensor.dims)))
         if tensor.name in self.input_index:
             original = self.onnx.input[self.input_index[tensor.name]]
             proto.attr[io.INPUT_ATTR].s = original.SerializeToString(deterministic=True)
             proto.attr[io.INPUT_INDEX_ATTR].i = self.input_index[tensor.name]
-        self.shapes(proto, [tensor.name])
+        if tensor.name in self.value_info:
+            proto.MergeFromString(self.shapes("Const", [tensor.name]))
 
     def inline(self, tensor: TensorProto, proto: NodeDef) -> TensorProto:
         """A copy of an external tensor with its bytes read in; `proto` notes the source."""
@@ -341,58 +529,115 @@ class _Loader:
         proto.attr[io.EXTERNAL_ATTR].s = str(data_path.resolve()).encode()
         return loaded
 
-    def node(self, node: NodeProto, name: str) -> None:
-        proto = self.add(node.name, name, node.op_type)
-        proto.input.extend(self.ref(t, repr(name)) for t in node.input)
+    def nodes(self, names: list[str], heads: list[bytes], sizes: list[int]) -> None:
+        """The operator nodes' NodeDefs, from what `plan_nodes` made."""
+        producer, long_names, emit = self.producer, self.long_names, self.emit
+        attributes = self.attributes
+        ops: dict[str, bytes] = {}
+        for index, node in enumerate(self.onnx.node):
+            name, head, size = names[index], heads[index], sizes[index]
+            heads[index] = b""  # freed as it is used
+            tensors = node.input[:]
+            try:
+                body = b"".join([producer[t] for t in tensors])
+            except KeyError:
+                body = b"".join([self.ref(t, repr(name)) for t in tensors])
+            size += sum(map(len, tensors)) + 2 * len(tensors)
+            if long_names:
+                size += sum([long_names.get(t, 0) for t in tensors])
+            op_type = node.op_type
+            op = ops.get(op_type)
+            if op is None:
+                op = ops[op_type] = _ld(_OP, op_type.encode())
+            if op_type:
+                size += len(op)
+            body = head + op + body
+            if len(node.attribute):
+                entries, attrs_size, graphs = attributes(node.attribute)
+                body += entries
+                size += attrs_size
+                if graphs:
+                    body += self.controls(node, name)
+            if node.HasField("domain"):
+                domain = node.domain.encode()
+                body += _entry(_DOMAIN_KEY, _ld(_STRING, domain))
+                size += _field_size(len(domain))
+            if node.ByteSize() != size:
+                body += self.extra(node)
+            emit(body)
+
+    def controls(self, node: NodeProto, name: str) -> bytes:
+        """Control inputs on the producers of what `node`'s subgraphs read from this graph."""
         free = dict.fromkeys(n for sub in _subgraphs(node) for n in _free_names(sub))
-        for tensor in free:
-            self.ref(tensor, repr(name))  # raises for a name nothing produces
-        controls = dict.fromkeys(self.producer[t][0] for t in free)
-        proto.input.extend(f"^{c}" for c in controls if c != name)
-        if node.HasField("domain"):
-            proto.attr[io.DOMAIN_ATTR].s = node.domain.encode()
-        proto.attr[io.OUTPUTS_ATTR].CopyFrom(_list_attr(node.output))
-        self.attributes(proto, node.attribute)
+        controls = dict.fromkeys(_ref_node(self.ref(t, repr(name))) for t in free)
+        return b"".join([_ld(_INPUT, f"^{c}".encode()) for c in controls if c != name])
+
+    def attributes(self, attributes: Iterable[AttributeProto]) -> tuple[bytes, int, bool]:
+        """A node's attributes: their attr entries, their ONNX wire size, whether one holds a
+        graph."""
+        converted = self.converted
+        entries, names, size, graphs = [], [], 0, False
+        for attr in attributes:
+            raw = attr.SerializeToString()
+            found = converted.get(raw)
+            if found is None:
+                found = self.convert(attr, raw)
+            name, entry, graph = found
+            entries.append(entry)
+            names.append(name)
+            size += _field_size(len(raw))
+            graphs = graphs or graph
+        if len(names) > 1 and names != sorted(names):
+            entries.append(_entry(_ORDER_KEY, _strings([n.encode() for n in names])))
+        return b"".join(entries), size, graphs
+
+    def convert(self, attr: AttributeProto, raw: bytes) -> tuple[str, bytes, bool]:
+        """An attribute's attr entry (kept whole, serialized, when it is not plain),
+        remembered when small."""
+        value = _attr_value(attr)
+        if value is None:
+            entry = _entry(_key(io.ATTR_PREFIX + attr.name), _ld(_STRING, raw))
+        else:
+            entry = _entry(_key(attr.name), value.SerializeToString(deterministic=True))
+        found = (attr.name, entry, attr.HasField("g") or len(attr.graphs) > 0)
+        if len(raw) <= 256:
+            self.converted[raw] = found
+        return found
+
+    def extra(self, node: NodeProto) -> bytes:
+        """The `_onnx_node_extra` entry of a node with fields beyond the core ones."""
         extra = NodeProto()
         extra.CopyFrom(node)
         for field in _NODE_CORE:
             extra.ClearField(field)
-        if extra.ByteSize():
-            proto.attr[io.NODE_EXTRA_ATTR].s = extra.SerializeToString(deterministic=True)
-        self.shapes(proto, list(node.output))
+        if not extra.ByteSize():
+            return b""
+        return _entry(_EXTRA_KEY, _ld(_STRING, extra.SerializeToString(deterministic=True)))
 
-    def attributes(self, proto: NodeDef, attributes: Iterable[AttributeProto]) -> None:
-        order = []
-        for attr in attributes:
-            value = _attr_value(attr)
-            if value is None:
-                kept = proto.attr[io.ATTR_PREFIX + attr.name]
-                kept.s = attr.SerializeToString(deterministic=True)
-            else:
-                proto.attr[attr.name].CopyFrom(value)
-            order.append(attr.name)
-        if order != sorted(order):
-            proto.attr[io.ATTR_ORDER_ATTR].CopyFrom(_list_attr(order))
-
-    def shapes(self, proto: NodeDef, tensors: list[str]) -> None:
-        """value_info of `tensors` (a node's outputs) -> `_onnx_value_info` and, with the graph
-        outputs' types, `_output_shapes`."""
+    def shapes(self, op: str, tensors: list[str]) -> bytes:
+        """The attr entries of value_info of `tensors` (a node's outputs) -> `_onnx_value_info`
+        and, with the graph outputs' types, `_output_shapes`."""
         infos = [self.value_info.get(t) if t else None for t in tensors]
         typed = [info or (self.output_info.get(t) if t else None) for t, info in zip(
             tensors, infos, strict=True)]  # fmt: skip
+        out = b""
         if any(infos):
             kept = [v.SerializeToString(deterministic=True) if v else b"" for v in infos]
-            proto.attr[io.VALUE_INFO_ATTR].CopyFrom(_list_attr(kept))
-        if proto.op in ("Placeholder", "Const") or not any(typed):
-            return
-        shapes = proto.attr[io.SHAPES_ATTR].list.shape
+            out += _entry(_VALUE_INFO_KEY, _strings(kept))
+        if op in ("Placeholder", "Const") or not any(typed):
+            return out
+        shapes = AttrValue()
         for value in typed:
-            shapes.add().CopyFrom(_dims_shape(value.type) if value else shape_proto(None))
+            shapes.list.shape.add().CopyFrom(
+                _dims_shape(value.type) if value else shape_proto(None)
+            )
+        return out + _entry(_SHAPES_KEY, shapes.SerializeToString(deterministic=True))
 
     def sink(self, value: Any) -> None:
         name = self.unique(f"_onnx_output/{value.name.lstrip('/')}", "_onnx_output")
-        proto = self.out.node.add(name=name, op=io.OUTPUT_OP, input=[self.ref(value.name, name)])
-        proto.attr[io.OUTPUT_ATTR].s = value.SerializeToString(deterministic=True)
+        info = _ld(_STRING, value.SerializeToString(deterministic=True))
+        self.emit(_ld(_NAME, name.encode()) + _OUTPUT_OP + self.ref(value.name, name)
+                  + _entry(_OUTPUT_KEY, info))  # fmt: skip
 
     def header(self) -> None:
         header = ModelProto()
@@ -401,9 +646,10 @@ class _Loader:
         produced = set(self.producer)
         header.graph.value_info.extend(v for v in self.onnx.value_info if v.name not in produced)
         if self.none_node is not None:
-            self.out.node.add(name=self.none_node, op=io.NONE_OP)
+            self.emit(_ld(_NAME, self.none_node.encode()) + _NONE_OP)
         name = self.unique("_onnx_model", "_onnx_model")
-        proto = self.out.node.add(name=name, op=io.MODEL_OP)
-        proto.attr["model"].s = header.SerializeToString(deterministic=True)
-        order = [v.name for v in self.onnx.value_info]
-        proto.attr["value_info_order"].CopyFrom(_list_attr(order))
+        model = _ld(_STRING, header.SerializeToString(deterministic=True))
+        order = _strings([v.name.encode() for v in self.onnx.value_info])
+        self.emit(_ld(_NAME, name.encode()) + _MODEL_OP + _entry(_MODEL_KEY, model)
+                  + _entry(_ORDER_INFO_KEY, order))  # fmt: skip
+        self.flush()

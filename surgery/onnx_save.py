@@ -4,6 +4,13 @@ Tensor names are settled before any node is written: graph inputs and initialize
 then every node output its recorded name (unless a graph output that reads another tensor now
 needs it), then a new node's tensor read by a graph output takes the output's name, and the
 remaining tensors are named `<node>` (port 0) or `<node>:<port>`, made unique.
+
+The model is written as wire bytes in pieces, not built as one ModelProto: each operator node
+and each initializer of raw data is serialized on its own (most nodes straight from their
+attrs, with attribute conversions made once per distinct attr value; the rest through
+`_Saver.node` and the protobuf API), and the header with the graph's other lists is serialized
+once and the pieces put where a serialization of the whole would have them (fields go out in
+number order). An initializer's bytes are written from the Const's tensor as they are.
 """
 
 from __future__ import annotations
@@ -11,7 +18,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from onnx import (
@@ -25,14 +32,16 @@ from onnx import (
 
 from surgery import onnx_io as io
 from surgery.atomic_files import write_atomic
-from surgery.graph import Graph, Node
+from surgery.graph import Graph, Node, _gc_paused
 from surgery.model_io import check_output_path
 from surgery.onnx_load import tf_tensor
 from surgery.ports import TensorRef
 from surgery.protos import AttrValue
 from surgery.protos import TensorProto as TfTensor
 from surgery.tensor_values import shape_of, to_numpy
+from surgery.wire import varint
 
+_new_ref = tuple.__new__  # TensorRef(name, port) without NamedTuple's keyword handling
 _SOURCES = ("Const", "Placeholder", io.SPARSE_OP)
 _NOT_NODES = (*_SOURCES, io.MODEL_OP, io.NONE_OP, io.OUTPUT_OP)
 # Initializer bytes past which every tensor of 1 KiB or more goes to external data (one
@@ -50,16 +59,89 @@ def save_model(
     attrs; the plugin nodes, which `surgery.onnx_plugins` encodes as TensorRT's parser reads
     them. Their inputs and outputs are still the graph's."""
     out = check_output_path(path, *inputs)
-    model = _Saver(graph, encoded or {}).model()
-    external = _externalize(graph, model)
+    with _gc_paused(len(graph)):  # millions of short-lived names, refs and pieces
+        saver = _Saver(graph, encoded or {})
+        model = saver.model()
+    tensors = saver.initializers()
+    external = _externalize(graph, tensors)
     if external:
         data_path = out.with_name(out.name + ".data")
         sources = [n.attr[io.EXTERNAL_ATTR].s.decode() for n in graph.nodes_by_op("Const")
                    if io.EXTERNAL_ATTR in n.attr]  # fmt: skip
         check_output_path(data_path, *inputs, *sources)
-        write_atomic(data_path, list(_place(external, data_path.name)))
-    write_atomic(out, model.SerializeToString(deterministic=True))
+        placed = [tensors[i] for i in external]
+        write_atomic(data_path, list(_place(placed, data_path.name)))
+    pieces = [piece for tensor in tensors for piece in _initializer_wire(tensor)]
+    write_atomic(out, _assemble(model, saver.wire, pieces))
     return out
+
+
+# --------------------------------------------------------------------------- wire bytes
+_NODE = _INPUT = b"\x0a"  # GraphProto.node; NodeProto.input
+_OUTPUT = b"\x12"  # NodeProto.output
+_NAME = b"\x1a"  # NodeProto.name
+_OP_TYPE = b"\x22"  # NodeProto.op_type
+_ATTRIBUTE = _INITIALIZER = b"\x2a"  # NodeProto.attribute; GraphProto.initializer
+_DOMAIN = b"\x3a"  # NodeProto.domain
+_TENSOR_NAME = b"\x42"  # TensorProto.name
+_RAW_DATA = b"\x4a"  # TensorProto.raw_data
+_GRAPH = b"\x3a"  # ModelProto.graph
+_LENGTHS = [bytes((size,)) for size in range(128)]
+
+
+def _ld(key: bytes, payload: bytes) -> bytes:
+    """A length-delimited field: `key`, the payload's length, the payload."""
+    size = len(payload)
+    return key + (_LENGTHS[size] if size < 128 else varint(size)) + payload
+
+
+def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+
+
+def _cut(data: bytes, number: int) -> int:
+    """Where the first field numbered `number` or more starts in serialized message `data`
+    (its end if none is)."""
+    pos = 0
+    while pos < len(data):
+        key, end = _read_varint(data, pos)
+        if key >> 3 >= number:
+            return pos
+        kind = key & 7
+        if kind == 0:
+            end = _read_varint(data, end)[1]
+        elif kind == 2:
+            size, end = _read_varint(data, end)
+            end += size
+        elif kind in (1, 5):
+            end += 8 if kind == 1 else 4
+        else:
+            raise io.OnnxSaveError(f"the model header holds a group field ({key >> 3})")
+        pos = end
+    return pos
+
+
+def _assemble(model: ModelProto, nodes: list[bytes], initializers: list[bytes]) -> list[bytes]:
+    """The wire bytes of `model` (whose graph has no nodes and no initializers) with the graph
+    fields `nodes` and `initializers` (keys and lengths included) where serializing the whole
+    would put them: the nodes first (field 1), the initializers after the graph's name."""
+    data = model.SerializeToString(deterministic=True)
+    at = _cut(data, 7)
+    graph, after = b"", data[at:]
+    if after[:1] == _GRAPH:
+        size, start = _read_varint(after, 1)
+        graph, after = after[start : start + size], after[start + size :]
+    middle = _cut(graph, 5)
+    size = sum(map(len, nodes)) + len(graph) + sum(map(len, initializers))
+    return [data[:at], _GRAPH + varint(size), *nodes, graph[:middle], *initializers,
+            graph[middle:], after]  # fmt: skip
 
 
 # --------------------------------------------------------------------------- tensors
@@ -86,6 +168,30 @@ def onnx_tensor(value: TfTensor, name: str = "") -> TensorProto:
     return out
 
 
+class _RawTensor(NamedTuple):
+    """An initializer of raw data as wire bytes: its name, its fields before raw_data (dims,
+    data_type, name) and raw_data."""
+
+    name: str
+    head: bytes
+    data: bytes
+
+    def proto(self) -> TensorProto:
+        out = TensorProto()
+        out.ParseFromString(self.head)
+        out.raw_data = self.data
+        return out
+
+
+def _initializer_wire(tensor: TensorProto | _RawTensor) -> list[bytes]:
+    """GraphProto.initializer field of `tensor`, in pieces (no copy of raw data)."""
+    if isinstance(tensor, TensorProto):
+        return [_ld(_INITIALIZER, tensor.SerializeToString(deterministic=True))]
+    data = _RAW_DATA + varint(len(tensor.data))
+    size = len(tensor.head) + len(data) + len(tensor.data)
+    return [_INITIALIZER + varint(size), tensor.head, data, tensor.data]
+
+
 def _initializer(node: Node, name: str) -> TensorProto:
     """The Const's initializer: the kept original while `value` still matches it."""
     attrs = node.attr
@@ -101,19 +207,31 @@ def _initializer(node: Node, name: str) -> TensorProto:
     return onnx_tensor(attrs["value"].tensor, name)
 
 
-def _externalize(graph: Graph, model: ModelProto) -> list[TensorProto]:
-    """Initializers to write as external data: those loaded from it, and every one of 1 KiB or
-    more when the model would be too large for one protobuf message."""
+def _externalize(graph: Graph, tensors: list[TensorProto | _RawTensor]) -> list[int]:
+    """Initializers to write as external data (indexes into `tensors`, which become
+    TensorProtos): those loaded from it, and every one of 1 KiB or more when the model would be
+    too large for one protobuf message."""
     marked = {
         n.attr[io.NAME_ATTR].s.decode() if io.NAME_ATTR in n.attr else n.name
         for n in graph.nodes_by_op("Const")
         if io.EXTERNAL_ATTR in n.attr
     }
-    tensors = [t for t in model.graph.initializer if t.HasField("raw_data")]
-    big = sum(len(t.raw_data) for t in tensors) > EXTERNAL_ABOVE
-    return [
-        t for t in tensors if t.name in marked or (big and len(t.raw_data) >= EXTERNAL_MIN_TENSOR)
+    sizes = {
+        i: len(t.data) if isinstance(t, _RawTensor) else len(t.raw_data)
+        for i, t in enumerate(tensors)
+        if isinstance(t, _RawTensor) or t.HasField("raw_data")
+    }
+    big = sum(sizes.values()) > EXTERNAL_ABOVE
+    found = [
+        i
+        for i, size in sizes.items()
+        if tensors[i].name in marked or (big and size >= EXTERNAL_MIN_TENSOR)
     ]
+    for i in found:
+        tensor = tensors[i]
+        if isinstance(tensor, _RawTensor):
+            tensors[i] = tensor.proto()
+    return found
 
 
 def _place(tensors: list[TensorProto], location: str) -> Iterator[bytes]:
@@ -236,14 +354,25 @@ def _text(node: Node, key: str) -> str | None:
     return node.attr[key].s.decode() if key in node.attr else None
 
 
-def _import_domains(model: ModelProto) -> None:
-    """Add opset 1 of each domain a node uses that the model does not import (a plugin node
-    inserted by a rule, say): the checker and runtimes refuse a node of an unimported domain."""
+def _import_domains(model: ModelProto, domains: list[str]) -> None:
+    """Add opset 1 of each domain a node uses (`domains`: each node's, in order) that the model
+    does not import (a plugin node inserted by a rule, say): the checker and runtimes refuse a
+    node of an unimported domain."""
     imported = {e.domain or "ai.onnx" for e in model.opset_import}
-    for node in model.graph.node:
-        if (node.domain or "ai.onnx") not in imported:
-            imported.add(node.domain)
-            model.opset_import.add(domain=node.domain, version=1)
+    for domain in domains:
+        if (domain or "ai.onnx") not in imported:
+            imported.add(domain)
+            model.opset_import.add(domain=domain, version=1)
+
+
+def _tensor_head(tensor: TfTensor) -> bytes | None:
+    """The dims and data_type fields of the ONNX initializer of a TF tensor of this dtype and
+    shape, or None where `onnx_tensor` would not write its tensor_content as raw_data."""
+    data_type = io.TF_TO_ONNX.get(tensor.dtype)
+    dims = shape_of(tensor.tensor_shape)
+    if data_type in (None, TensorProto.STRING) or dims is None or any(d < 0 for d in dims):
+        return None
+    return TensorProto(dims=dims, data_type=data_type).SerializeToString()
 
 
 # --------------------------------------------------------------------------- the saver
@@ -260,8 +389,14 @@ class _Saver:
         self.sinks = [n for n in nodes if n.op == io.OUTPUT_OP]
         self.names: dict[TensorRef, str] = {}
         self.used: set[str] = set()
+        self.stored: dict[str, list[bytes]] = {}  # op node -> its recorded output names
         self.outputs = {n.name: self.output_info(n) for n in self.sinks}
         self.settle_names()
+        self.wire: list[bytes] = []  # the GraphProto.node fields
+        self.domains: list[str] = []  # the nodes' domains, in order
+        self.tensors: list[TensorProto | _RawTensor] = []  # the initializers
+        self.converted: dict[tuple[str, bytes], bytes] = {}  # (key, AttrValue) -> attribute
+        self.op_types: dict[str, bytes] = {}  # op -> NodeProto.op_type field
 
     def output_info(self, sink: Node) -> ValueInfoProto:
         if len(sink.inputs) != 1 or io.OUTPUT_ATTR not in sink.attr:
@@ -285,13 +420,17 @@ class _Saver:
                 )
             self.names[ref] = name
             self.used.add(name)
+        names, used, kept = self.names, self.used, self.stored
         for node in self.ops:
-            stored = node.attr[io.OUTPUTS_ATTR].list.s if io.OUTPUTS_ATTR in node.attr else []
+            attrs = node.proto.attr
+            if io.OUTPUTS_ATTR not in attrs:
+                continue
+            stored = kept[node.name] = attrs[io.OUTPUTS_ATTR].list.s[:]
             for port, raw in enumerate(stored):
-                name, ref = raw.decode(), TensorRef(node.name, port)
-                if name and name not in self.used and wanted.get(name, ref) == ref:
-                    self.names[ref] = name
-                    self.used.add(name)
+                name, ref = raw.decode(), _new_ref(TensorRef, (node.name, port))
+                if name and name not in used and (not wanted or wanted.get(name, ref) == ref):
+                    names[ref] = name
+                    used.add(name)
         for name, ref in wanted.items():
             producer = self.graph.get(ref.node)
             if ref not in self.names and producer is not None and producer.op not in _NOT_NODES:
@@ -320,16 +459,14 @@ class _Saver:
         return name
 
     def model(self) -> ModelProto:
+        """The header with the graph's inputs, outputs, value_info and sparse initializers; the
+        nodes go to `wire` (as wire bytes), the initializers to `tensors`."""
         model = self.header
         graph = model.graph
         orphans = list(graph.value_info)
         graph.ClearField("value_info")
-        graph.node.extend(self.node(n) for n in self.ordered())
-        graph.initializer.extend(
-            _initializer(n, self.names[TensorRef(n.name, 0)])
-            for n in self.sources
-            if n.op == "Const"
-        )
+        self.wire = [self.node_wire(n) for n in self.ordered()]
+        self.tensors = self.initializers()
         for node in self.sources:
             if node.op == io.SPARSE_OP:
                 graph.sparse_initializer.add().ParseFromString(node.attr[io.SPARSE_ATTR].s)
@@ -338,15 +475,54 @@ class _Saver:
             info = self.outputs[sink.name]
             tensor = self.tensor(sink.inputs[0], sink.name)
             if tensor != info.name:
-                graph.node.add(name=sink.name, op_type="Identity", input=[tensor],
-                               output=[info.name])  # fmt: skip
+                identity = NodeProto(name=sink.name, op_type="Identity", input=[tensor],
+                                     output=[info.name])  # fmt: skip
+                self.wire.append(_ld(_NODE, identity.SerializeToString()))
+                self.domains.append("")
             graph.output.append(info)
         graph.value_info.extend(self.value_infos(orphans))
-        _import_domains(model)
+        _import_domains(model, self.domains)
         return model
+
+    def initializers(self) -> list[TensorProto | _RawTensor]:
+        """The Consts' initializers; those of raw data as `_RawTensor`s (their dims and type
+        written once per dtype and shape)."""
+        heads: dict[tuple[int, bytes], bytes | None] = {}
+        found: list[TensorProto | _RawTensor] = []
+        for node in self.sources:
+            if node.op != "Const":
+                continue
+            name = self.names[_new_ref(TensorRef, (node.name, 0))]
+            attrs = node.proto.attr
+            if io.TENSOR_ATTR not in attrs and "value" in attrs:
+                tensor = attrs["value"].tensor
+                data = tensor.tensor_content
+                if data:
+                    key = (tensor.dtype, tensor.tensor_shape.SerializeToString())
+                    head = heads[key] if key in heads else heads.setdefault(
+                        key, _tensor_head(tensor))  # fmt: skip
+                    if head is not None:
+                        if name:
+                            head += _ld(_TENSOR_NAME, name.encode())
+                        found.append(_RawTensor(name, head, data))
+                        continue
+            found.append(_initializer(node, name))
+        return found
 
     def ordered(self) -> list[Node]:
         """The nodes in graph order, but producers moved before their consumers."""
+        position = {n.name: i for i, n in enumerate(self.ops)}
+        for index, node in enumerate(self.ops):
+            for name in [r.node for r in node.inputs] + list(node.controls):
+                if position.get(name, -1) >= index:
+                    break
+            else:
+                continue
+            return self.sorted_ops()
+        return self.ops
+
+    def sorted_ops(self) -> list[Node]:
+        """`ordered` where some producer comes after a consumer."""
         ops = {n.name: n for n in self.ops}
         done: dict[str, bool] = {}  # False: on the stack, True: placed
         out: list[Node] = []
@@ -375,6 +551,71 @@ class _Saver:
                     done[node.name] = True
                     out.append(node)
         return out
+
+    def node_wire(self, node: Node) -> bytes:
+        """The GraphProto.node field of `node`: what `node` makes, serialized; written as wire
+        bytes here where the node is neither encoded nor has `_onnx_node_extra`."""
+        attrs = node.proto.attr
+        name = node.name
+        if name in self.encoded or io.NODE_EXTRA_ATTR in attrs:
+            proto = self.node(node)
+            self.domains.append(proto.domain)
+            return _ld(_NODE, proto.SerializeToString(deterministic=True))
+        names, tensor = self.names, self.tensor
+        fields = []
+        for ref in node.inputs:
+            found = names.get(ref)
+            fields.append(_ld(_INPUT, (found if found is not None else tensor(ref, name)).encode()))
+        stored = self.stored.get(name)
+        used = self.graph.used_ports(name)
+        count = max(len(stored) if stored is not None else 1, used[-1] + 1 if used else 0)
+        for port in range(count):
+            ref = _new_ref(TensorRef, (name, port))
+            known = ref in names or port in used or stored is None or bool(stored[port])
+            fields.append(_ld(_OUTPUT, tensor(ref, name).encode() if known else b""))
+        onnx_name, domain, attributes = name, None, {}
+        for key in sorted(attrs):
+            if key[0] != "_":
+                attributes[key] = self.attribute(key, attrs[key], name)
+            elif key.startswith(io.ATTR_PREFIX):
+                attributes[key[len(io.ATTR_PREFIX) :]] = self.kept_attribute(attrs[key].s)
+            elif key == io.NAME_ATTR:
+                onnx_name = attrs[key].s.decode()
+            elif key == io.DOMAIN_ATTR:
+                domain = attrs[key].s.decode()
+        if onnx_name:
+            fields.append(_ld(_NAME, onnx_name.encode()))
+        op_type = self.op_types.get(node.op)
+        if op_type is None:
+            op_type = self.op_types[node.op] = _ld(_OP_TYPE, node.op.encode())
+        fields.append(op_type)
+        if attributes:
+            order = list(attributes)
+            if io.ATTR_ORDER_ATTR in attrs:
+                order = [k.decode() for k in attrs[io.ATTR_ORDER_ATTR].list.s
+                         if k.decode() in attributes]  # fmt: skip
+                order.extend(k for k in attributes if k not in order)
+            fields.extend(_ld(_ATTRIBUTE, attributes[k]) for k in order)
+        if domain is not None:
+            fields.append(_ld(_DOMAIN, domain.encode()))
+        self.domains.append(domain or "")
+        return _ld(_NODE, b"".join(fields))
+
+    def attribute(self, key: str, value: AttrValue, node: str) -> bytes:
+        """The serialized AttributeProto of attr `key`, made once per distinct value."""
+        raw = value.SerializeToString()
+        found = self.converted.get((key, raw))
+        if found is None:
+            found = _onnx_attribute(key, value, node).SerializeToString(deterministic=True)
+            if len(raw) <= 256:
+                self.converted[key, raw] = found
+        return found
+
+    def kept_attribute(self, raw: bytes) -> bytes:
+        """A kept `_onnx_attr:` AttributeProto as the model serializes it."""
+        kept = AttributeProto()
+        kept.ParseFromString(raw)
+        return kept.SerializeToString(deterministic=True)
 
     def node(self, node: Node) -> NodeProto:
         out = NodeProto(op_type=node.op)
