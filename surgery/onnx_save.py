@@ -361,7 +361,7 @@ def _import_domains(model: ModelProto, domains: list[str]) -> None:
     imported = {e.domain or "ai.onnx" for e in model.opset_import}
     for domain in domains:
         if (domain or "ai.onnx") not in imported:
-            imported.add(domain)
+            imported.add(domain or "ai.onnx")  # "" and "ai.onnx" are one domain
             model.opset_import.add(domain=domain, version=1)
 
 
