@@ -23,6 +23,7 @@ from types import ModuleType
 
 COMPILED = (
     "graph", "ports", "engine", "matcher", "rewriter", "expr_eval", "call_plans", "provenance",
+    "onnx_load", "onnx_save", "graph_check",
 )  # fmt: skip
 LIBRARY = "surgery.native_lib"  # the shared library mypyc builds for the group
 _HERE = Path(__file__).resolve().parent

@@ -25,10 +25,14 @@ def encode_plugins(graph: Graph, target: str | None = None) -> dict[str, Any]:
     from surgery.plugin_schema import load_catalog
 
     encoded = {}
+    made: dict[tuple[str, ...], Any] = {}  # plugins of equal fields share one (most do)
     for plugin in find_plugin_nodes(graph, load_catalog(), target, use_tf=False):
         if DOMAIN_ATTR in graph.node(plugin.name).attr:  # loaded as it is: written back so
             continue
-        proto = NodeProto(op_type=plugin.onnx_op, domain=PLUGIN_DOMAIN)
-        proto.attribute.extend(onnx_attributes(plugin))
+        key = (plugin.onnx_op, plugin.onnx_version, repr(sorted(plugin.fields.items())))
+        proto = made.get(key)
+        if proto is None:
+            proto = made[key] = NodeProto(op_type=plugin.onnx_op, domain=PLUGIN_DOMAIN)
+            proto.attribute.extend(onnx_attributes(plugin))
         encoded[plugin.name] = proto
     return encoded

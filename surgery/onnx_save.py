@@ -69,8 +69,7 @@ def save_model(
         sources = [n.attr[io.EXTERNAL_ATTR].s.decode() for n in graph.nodes_by_op("Const")
                    if io.EXTERNAL_ATTR in n.attr]  # fmt: skip
         check_output_path(data_path, *inputs, *sources)
-        placed = [tensors[i] for i in external]
-        write_atomic(data_path, list(_place(placed, data_path.name)))
+        write_atomic(data_path, list(_place(external, data_path.name)))
     pieces = [piece for tensor in tensors for piece in _initializer_wire(tensor)]
     write_atomic(out, _assemble(model, saver.wire, pieces))
     return out
@@ -207,10 +206,10 @@ def _initializer(node: Node, name: str) -> TensorProto:
     return onnx_tensor(attrs["value"].tensor, name)
 
 
-def _externalize(graph: Graph, tensors: list[TensorProto | _RawTensor]) -> list[int]:
-    """Initializers to write as external data (indexes into `tensors`, which become
-    TensorProtos): those loaded from it, and every one of 1 KiB or more when the model would be
-    too large for one protobuf message."""
+def _externalize(graph: Graph, tensors: list[TensorProto | _RawTensor]) -> list[TensorProto]:
+    """The initializers to write as external data, made TensorProtos in `tensors` too: those
+    loaded from it, and every one of 1 KiB or more when the model would be too large for one
+    protobuf message."""
     marked = {
         n.attr[io.NAME_ATTR].s.decode() if io.NAME_ATTR in n.attr else n.name
         for n in graph.nodes_by_op("Const")
@@ -227,11 +226,13 @@ def _externalize(graph: Graph, tensors: list[TensorProto | _RawTensor]) -> list[
         for i, size in sizes.items()
         if tensors[i].name in marked or (big and size >= EXTERNAL_MIN_TENSOR)
     ]
+    placed = []
     for i in found:
         tensor = tensors[i]
-        if isinstance(tensor, _RawTensor):
-            tensors[i] = tensor.proto()
-    return found
+        proto = tensor.proto() if isinstance(tensor, _RawTensor) else tensor
+        tensors[i] = proto
+        placed.append(proto)
+    return placed
 
 
 def _place(tensors: list[TensorProto], location: str) -> Iterator[bytes]:

@@ -18,6 +18,9 @@ from surgery.cli import EXIT_BROKEN_PIPE, main
 
 ROOT = Path(__file__).resolve().parents[1]
 LEAKY = str(ROOT / "rules" / "leaky_relu.rules")
+LEAKY_AT = next(  # where `rule leaky_relu:` is in it
+    i for i, text in enumerate(Path(LEAKY).read_text().splitlines(), 1) if text.startswith("rule ")
+)
 L2 = str(ROOT / "rules" / "l2_normalize.rules")
 X = ("x", "Placeholder", [], {"dtype": ("float32", "type")})
 ALPHA = {"alpha": (0.1, "float"), "T": ("float32", "type")}
@@ -167,7 +170,7 @@ def test_match_takes_several_rule_files(box3d_pb: Path, capsys) -> None:
     lines = capsys.readouterr().out.splitlines()
     heads = [line for line in lines if not line.startswith(" ")]
     assert heads == [
-        f"{LEAKY}: 1 rule", f"rule leaky_relu ({LEAKY}:10:1): 5 matches",
+        f"{LEAKY}: 1 rule", f"rule leaky_relu ({LEAKY}:{LEAKY_AT}:1): 5 matches",
         f"{L2}: 1 rule", f"rule l2_normalize ({L2}:12:1): 1 match",
     ]  # fmt: skip
     assert main(["match", LEAKY, L2, str(box3d_pb), "--json"]) == 0
@@ -178,7 +181,8 @@ def test_match_takes_several_rule_files(box3d_pb: Path, capsys) -> None:
 
 def test_match_with_one_file_prints_as_before(box3d_pb: Path, capsys) -> None:
     assert main(["match", LEAKY, str(box3d_pb)]) == 0
-    assert capsys.readouterr().out.startswith(f"rule leaky_relu ({LEAKY}:10:1): 5 matches\n")
+    head = f"rule leaky_relu ({LEAKY}:{LEAKY_AT}:1): 5 matches\n"
+    assert capsys.readouterr().out.startswith(head)
 
 
 def test_match_without_a_rule_file_is_a_usage_error(box3d_pb: Path, capsys) -> None:
@@ -203,7 +207,7 @@ def test_explain_refuses_an_ambiguous_rule_name(box3d_pb: Path, tmp_path: Path, 
     assert main(argv) == 1
     assert one_line(capsys.readouterr().err) == (
         f"surgery explain: error: --rule 'leaky_relu' is ambiguous: 2 files define it "
-        f"({LEAKY}:10:1, {copy}:10:1); give only the file you mean"
+        f"({LEAKY}:{LEAKY_AT}:1, {copy}:{LEAKY_AT}:1); give only the file you mean"
     )
 
 
