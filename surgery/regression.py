@@ -3,17 +3,22 @@
 A case (see `surgery.regression_cases`) names a fixture model and the rule files to apply. The
 runner applies them, checks the case's expectations (per-rule match counts, plugin nodes and
 their fields, invariants), compares a summary of the rewrite with the case's golden JSON file
-(a unified diff on mismatch) and runs the numeric check through `surgery.validate`. `--update`
-rewrites the goldens (printing what changed) instead of comparing them.
+(a unified diff on mismatch) and runs the numeric check through `surgery.validate` (ONNX models:
+`surgery.validate_onnx`). `--update` rewrites the goldens (printing what changed) instead of
+comparing them. A case with `export` runs on the ONNX export of its TensorFlow model, made once
+by `surgery export` and cached beside the fixtures (`exported_model`).
 """
 
 from __future__ import annotations
 
 import difflib
 import fnmatch
+import hashlib
 import json
 import math
+import os
 import re
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -83,25 +88,106 @@ def _missing_cases_message(case_file: Path) -> str:
 
 
 # ----------------------------------------------------------------------------- models
-def load_model(case: Case) -> tuple[Graph, list[str]]:
-    """The case's model as a Graph, and the output tensors that must survive the rewrite."""
-    from surgery import model_io
+# What an export's bytes depend on besides the TensorFlow model and the flags: surgery's export
+# code (relative to surgery/) and the converter's distributions.
+_EXPORT_SOURCES = ("onnx_export.py", "input_shapes.py", "export")
+_EXPORT_DISTS = ("tensorflow", "tf2onnx", "onnx")
+
+
+def _model_file(case: Case) -> tuple[Path, tuple[str, ...] | None]:
+    """The case's model file, and the fixture's output tensors (None for a path)."""
     from surgery.models import FIXTURES, fixture_info
 
     if case.model in FIXTURES:
         info = fixture_info(case.model)
-        graph, outputs = model_io.load(info.path), list(info.outputs)
+        return info.path, tuple(info.outputs)
+    path = Path(case.model)
+    if not path.is_absolute():
+        path = case.case_file.resolve().parent / path
+    if not path.exists():
+        raise CaseFileError(
+            f"{case.case_file}: case {case.name!r}: model {case.model!r} is neither a "
+            f"fixture ({', '.join(FIXTURES)}) nor an existing file"
+        )
+    return path, None
+
+
+def _export_key(source: Path, inputs: Sequence[str]) -> str:
+    """16 hex digits of SHA-256 over what an export of `source` with `inputs` depends on."""
+    from importlib import metadata
+
+    from surgery.onnx_export import DEFAULT_OPSET
+
+    digest = hashlib.sha256()
+    with source.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    digest.update(f"\0{DEFAULT_OPSET}\0{json.dumps(list(inputs))}".encode())
+    for dist in _EXPORT_DISTS:
+        try:
+            digest.update(f"\0{dist} {metadata.version(dist)}".encode())
+        except metadata.PackageNotFoundError:
+            digest.update(f"\0{dist} -".encode())
+    package = Path(__file__).resolve().parent
+    for entry in _EXPORT_SOURCES:
+        for path in sorted([package / entry] if entry.endswith(".py") else
+                           (package / entry).rglob("*.py")):  # fmt: skip
+            digest.update(f"\0{path.relative_to(package)}\0".encode() + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def exported_model(case: Case) -> Path:
+    """The ONNX export of the case's TensorFlow model with its `export` inputs pinned: made by
+    `surgery export`'s code on first use, then read from the fixture cache (keyed by the
+    model's bytes, the flags, surgery's export code and the converter's versions; written
+    atomically, so concurrent runs at worst both convert)."""
+    from surgery import model_io, onnx_export
+    from surgery.input_shapes import parse_input_flags, pin_inputs
+    from surgery.models import default_cache_dir
+
+    assert case.export is not None
+    source, _ = _model_file(case)
+    inputs = case.export.inputs
+    cache = default_cache_dir()
+    target = cache / f"{source.stem}.export-{_export_key(source, inputs)}.onnx"
+    if target.exists():
+        return target
+    cache.mkdir(parents=True, exist_ok=True)
+    shapes = parse_input_flags(inputs)
+    graph = model_io.load(source)
+    if shapes:
+        pin_inputs(graph, shapes)
+    handle, temporary = tempfile.mkstemp(suffix=".onnx", dir=cache, prefix=".export-")
+    os.close(handle)
+    try:
+        onnx_export.export_onnx(graph, temporary, input_shapes=shapes)
+        os.replace(temporary, target)
+    finally:
+        Path(temporary).unlink(missing_ok=True)
+    return target
+
+
+def model_path(case: Case) -> Path:
+    """The file the case's rules are applied to (for an `export` case, the cached export)."""
+    return exported_model(case) if case.export is not None else _model_file(case)[0]
+
+
+def load_model(case: Case) -> tuple[Graph, list[str]]:
+    """The case's model as a Graph, and the output tensors that must survive the rewrite (of an
+    ONNX model: its output sinks, which keep the model's interface)."""
+    from surgery import model_io
+    from surgery.onnx_io import OUTPUT_OP
+
+    path = model_path(case)
+    graph = model_io.load(path)
+    if case.is_onnx:
+        outputs = [f"{n.name}:0" for n in graph if n.op == OUTPUT_OP]
     else:
-        path = Path(case.model)
-        if not path.is_absolute():
-            path = case.case_file.resolve().parent / path
-        if not path.exists():
-            raise CaseFileError(
-                f"{case.case_file}: case {case.name!r}: model {case.model!r} is neither a "
-                f"fixture ({', '.join(FIXTURES)}) nor an existing file"
-            )
-        graph = model_io.load(path)
-        outputs = [f"{n.name}:0" for n in graph.graph_outputs() if n.op not in ("NoOp", "Const")]
+        _, fixture_outputs = _model_file(case)
+        outputs = (
+            list(fixture_outputs) if fixture_outputs is not None else
+            [f"{n.name}:0" for n in graph.graph_outputs() if n.op not in ("NoOp", "Const")]
+        )  # fmt: skip
     if case.add_shapes:
         annotate_shapes(graph)
     return graph, outputs
@@ -137,12 +223,14 @@ def jsonable(value: Any) -> Any:
 
 
 def node_attrs(node: Any) -> dict[str, Any]:
-    """A node's attrs as Python values (without `_output_shapes`), in name order."""
+    """A node's attrs as Python values (without `_output_shapes`, nor an ONNX node's
+    bookkeeping: `surgery.onnx_io.shown_attrs`), in name order."""
     from surgery.attrs import attr_value
+    from surgery.onnx_io import shown_attrs
 
     return {
         key: jsonable(attr_value(node.attr[key]))
-        for key in sorted(node.attr)
+        for key in shown_attrs(node)
         if key != "_output_shapes"
     }
 
@@ -292,6 +380,8 @@ def check_numeric(
     """(failures, notes) of the numeric check through `surgery.validate`."""
     if case.numeric.skip is not None:
         return [], [f"numeric check skipped: {case.numeric.skip}"]
+    if case.is_onnx:
+        return _check_numeric_onnx(case, original, rewritten)
     from surgery.validate import parse_input_map, sources_from_changes, validate
 
     num = case.numeric
@@ -309,6 +399,60 @@ def check_numeric(
         )  # fmt: skip
     except SurgeryError as exc:
         return [f"numeric check cannot run: {exc}"], []
+    return _verdict(report)
+
+
+def onnx_feeds(case: Case, original: Graph, rewritten: Graph) -> dict[str, np.ndarray]:
+    """Inputs for both ONNX models, by input name: seeded random ones, and for each input of
+    `numeric.implied` the value that plugin side input implies (`implied_feeds`, as if the
+    rewrite had recorded the side input the way a TensorFlow collapse does)."""
+    from surgery.ports import SIDE_ATTR_PREFIX
+    from surgery.validate_inputs import implied_feeds, random_inputs
+    from surgery.validate_onnx import input_names
+
+    names = input_names(original)  # ONNX name -> Placeholder
+    marked = rewritten.copy()
+    for name, spec in case.numeric.implied.items():
+        op, _, role = spec.partition(".")
+        if name not in names:
+            raise SurgeryError(f"numeric.implied: the model has no input {name!r} (inputs: "
+                               f"{', '.join(names)})")  # fmt: skip
+        plugins = marked.nodes_by_op(op)
+        if not plugins:
+            raise SurgeryError(f"numeric.implied.{name}: the rewrite made no {op} node")
+        for node in plugins:
+            node.attr[SIDE_ATTR_PREFIX + role].s = f"{names[name]}:0".encode()
+    onnx_name = {ir: name for name, ir in names.items()}
+    skip = {names[name] for name in case.numeric.implied}
+    feeds = random_inputs(original, seed=case.numeric.seed, skip=skip)
+    for feed in implied_feeds(original, marked):
+        if feed.value is not None:
+            feeds[feed.tensor.partition(":")[0]] = feed.value
+    return {onnx_name[ir]: value for ir, value in feeds.items()}
+
+
+def _check_numeric_onnx(
+    case: Case, original: Graph, rewritten: Graph
+) -> tuple[list[str], list[str]]:
+    """`_check_numeric` for ONNX models: both run by onnxruntime (plugins by reference) through
+    `surgery.validate_onnx`, the rewrite saved to a temporary file for it."""
+    from surgery import model_io
+    from surgery.validate_onnx import validate_onnx
+
+    num = case.numeric
+    try:
+        feeds = onnx_feeds(case, original, rewritten)
+        with tempfile.TemporaryDirectory(prefix="surgery-case-") as folder:
+            saved = model_io.save(rewritten, Path(folder) / "rewritten.onnx")
+            report = validate_onnx(model_path(case), saved, feeds, rtol=num.rtol, atol=num.atol,
+                                   exclude=num.exclude)  # fmt: skip
+    except SurgeryError as exc:
+        return [f"numeric check cannot run: {exc}"], []
+    return _verdict(report)
+
+
+def _verdict(report: Any) -> tuple[list[str], list[str]]:
+    """(failures, notes) of a validation report."""
     text = report.format()
     if report.passed:
         compared = report.compared
@@ -342,7 +486,7 @@ def run_case(case: Case, update: bool = False, numeric: bool = True) -> CaseResu
         original, outputs = load_model(case)
         rule_files = [load_rules(p) for p in case.rules]
         rewritten = original.copy()
-        result = apply_rules(rewritten, rule_files)
+        result = apply_rules(rewritten, rule_files, settings=case.settings)
         if case.add_shapes:  # recorded for the rules (load_model); stale after the rewrite
             drop_inferred_shapes(rewritten)
     except CaseFileError:
@@ -452,8 +596,11 @@ __all__ = [
     "CaseResult",
     "check_expectations",
     "discover",
+    "exported_model",
     "golden_text",
     "load_model",
+    "model_path",
+    "onnx_feeds",
     "run_case",
     "run_suite",
     "summarize",

@@ -4,6 +4,10 @@
 `rules/cases/golden/NAME/CASE.json`. The format (every key, its type, its default) is described
 in rules/cases/README.md; an unknown key, a wrong type or a missing required key is a
 `CaseFileError` naming the file and the key.
+
+A case's model is a TensorFlow graph (a fixture or a `.pb`), an ONNX model (a `.onnx` path), or
+the ONNX export of a TensorFlow one (`export = { input = "NAME=D0,D1,..." }`: `surgery export`
+with those pinned inputs, done once and cached beside the fixtures by `surgery.regression`).
 """
 
 from __future__ import annotations
@@ -44,6 +48,16 @@ class Numeric:
     per_boundary: bool = False  # also compare every plugin's boundary tensors
     input_map: dict[str, str] = field(default_factory=dict)  # NEW placeholder -> "OLD[:PERM]"
     exclude: tuple[str, ...] = ()  # tensor globs not compared (say why in the case file)
+    # ONNX models: input name -> "PluginOp.role", the plugin side input whose implied value
+    # (its schema's `side_inputs` reference) both models are fed there
+    implied: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Export:
+    """Run the case on the ONNX export of its TensorFlow model (`surgery export`)."""
+
+    inputs: tuple[str, ...] = ()  # `--input NAME=D0,D1,...` flags: the pinned placeholders
 
 
 @dataclass(frozen=True)
@@ -67,6 +81,13 @@ class Case:
     outputs_kept: bool = True
     no_warnings: bool = False
     numeric: Numeric = field(default_factory=Numeric)
+    export: Export | None = None  # None: the model as it is
+    settings: dict[str, str] = field(default_factory=dict)  # the rule files' params (`--set`)
+
+    @property
+    def is_onnx(self) -> bool:
+        """Whether the rules see an ONNX model (an export, or a `.onnx` file)."""
+        return self.export is not None or self.model.endswith(".onnx")
 
     @property
     def label(self) -> str:
@@ -211,14 +232,85 @@ def _case(path: Path, base: Path, rules: tuple[Path, ...], index: int, raw: Any)
         per_boundary=num.get("per_boundary", (bool,), False),
         input_map=_input_map(path, num),
         exclude=num.strings("exclude"),
+        implied=_implied(num),
     )
     num.done()
+    export = _export(r)
+    settings = _settings(r)
     r.done()
-    return Case(
+    case = Case(
         name=name, case_file=path, rules=rules, model=model, golden=golden,
         description=description, add_shapes=add_shapes, matches=matches, plugins=plugins,
-        numeric=numeric, **invariants,
+        numeric=numeric, export=export, settings=settings, **invariants,
     )  # fmt: skip
+    _check_format(r, case)
+    return case
+
+
+def _export(r: _Reader) -> Export | None:
+    """`export = { input = "NAME=D0,D1,..." }` (or a list of such flags); None when absent."""
+    raw = r.get("export", (dict,))
+    if raw is None:
+        return None
+    e = _Reader(r.path, r.key("export"), raw)
+    flags = e.get("input", (str, list), [])
+    inputs = (flags,) if isinstance(flags, str) else e.strings("input")
+    for i, flag in enumerate(inputs):
+        name, sep, dims = flag.partition("=")
+        if not name.strip() or not sep or not dims.strip():
+            raise e.error(f"{e.key('input')}[{i}]", f"{flag!r}: expected NAME=D0,D1,...")
+    e.done()
+    return Export(inputs=inputs)
+
+
+def _settings(r: _Reader) -> dict[str, str]:
+    """`set = { NAME = VALUE }`: values of the rule files' params, as `--set NAME=VALUE`."""
+    table = r.get("set", (dict,), {})
+    out = {}
+    for name, value in table.items():
+        if isinstance(value, list) and all(isinstance(v, int | float) for v in value):
+            out[name] = ",".join(str(v) for v in value)
+        elif isinstance(value, str | int | float | bool):
+            out[name] = str(value).lower() if isinstance(value, bool) else str(value)
+        else:
+            raise r.error(f"{r.key('set')}.{name}",
+                          f"expected a string, number, bool or list of numbers, got "
+                          f"{_kind(value)}")  # fmt: skip
+    return out
+
+
+def _implied(num: _Reader) -> dict[str, str]:
+    """`implied = { "input_anchors:0" = "ProposalLayer_TRT.anchors" }`: input -> "Op.role"."""
+    table = num.get("implied", (dict,), {})
+    for name, spec in table.items():
+        op, dot, role = spec.partition(".") if isinstance(spec, str) else ("", "", "")
+        if not (op and dot and role):
+            raise num.error(
+                f"{num.key('implied')}.{name}",
+                f'expected "PluginOp.role" (a plugin\'s side input), got {spec!r}',
+            )
+    return dict(table)
+
+
+def _check_format(r: _Reader, case: Case) -> None:
+    """Keys that hold for one model format only."""
+    if case.export is not None and case.model.endswith((".onnx", ".pbtxt")):
+        raise r.error(r.key("export"), f"model {case.model!r}: export takes a fixture or a .pb")
+    if case.is_onnx:
+        refused = [
+            ("add_shapes", case.add_shapes, "TensorFlow shape inference"),
+            ("numeric.per_boundary", case.numeric.per_boundary, "TensorFlow graphs only"),
+            ("numeric.input_map", case.numeric.input_map, "both models keep their inputs"),
+        ]
+        for key, value, why in refused:
+            if value:
+                raise r.error(r.key(key), f"not for an ONNX model ({why})")
+    elif case.numeric.implied:
+        raise r.error(
+            r.key("numeric.implied"),
+            "for ONNX models only: a TensorFlow rewrite "
+            "records its side inputs (scope `side`) and validate feeds them itself",
+        )
 
 
 def _input_map(path: Path, num: _Reader) -> dict[str, str]:

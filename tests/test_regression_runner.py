@@ -152,3 +152,66 @@ def test_cli_exit_codes(suite: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert main(["test", str(suite / "cases" / "leaky_relu.toml"), "-k", "box3d"]) == 0
     assert main(["test", str(suite / "nowhere")]) == 1
     assert "no such file or directory" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- ONNX exports
+ONNX_CASE = CASE.replace('model = "box3d"\n', 'model = "box3d"\nexport = {}\n')
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (ONNX_CASE.replace("export = {}", 'export = { input = "image" }'),
+         "case[0].export.input[0]: 'image': expected NAME=D0,D1,..."),
+        (ONNX_CASE.replace("export = {}", "export = { inputs = [] }"),
+         "case[0].export.inputs: unknown key"),
+        (ONNX_CASE.replace("export = {}", "export = {}\nadd_shapes = true"),
+         "case[0].add_shapes: not for an ONNX model"),
+        (CASE.replace("atol = 1e-5 }", 'atol = 1e-5, implied = { x = "NMS_TRT.anchors" } }'),
+         "case[0].numeric.implied: for ONNX models only"),
+        (ONNX_CASE.replace("atol = 1e-5 }", 'atol = 1e-5, implied = { x = "anchors" } }'),
+         "case[0].numeric.implied.x: expected \"PluginOp.role\""),
+        (CASE.replace('model = "box3d"\n', 'model = "box3d"\nset = { x = { y = 1 } }\n'),
+         "case[0].set.x: expected a string, number, bool or list of numbers"),
+    ],
+)  # fmt: skip
+def test_malformed_onnx_keys_name_file_and_key(suite: Path, text: str, message: str) -> None:
+    case_file = suite / "cases" / "leaky_relu.toml"
+    case_file.write_text(text)
+    with pytest.raises(CaseFileError) as info:
+        load_cases(case_file)
+    assert message in str(info.value)
+
+
+def test_export_case_runs_on_the_cached_onnx_export(suite: Path) -> None:
+    """`export = {}`: the rules see the fixture's ONNX export (made once, then cached), the
+    plugins come out as ONNX plugin nodes and the numeric check runs both models."""
+    pytest.importorskip("tf2onnx", reason="the export is made by tf2onnx")
+    pytest.importorskip("onnxruntime")
+    from surgery.regression import exported_model, load_model
+
+    (suite / "cases" / "leaky_relu.toml").write_text(ONNX_CASE)
+    (case,) = load_cases(suite / "cases" / "leaky_relu.toml")
+    assert case.is_onnx and case.export is not None and case.export.inputs == ()
+    path = exported_model(case)
+    stamp = path.stat().st_mtime_ns
+    assert exported_model(case) == path and path.stat().st_mtime_ns == stamp  # cached
+    graph, outputs = load_model(case)
+    assert outputs and all(o.startswith("_onnx_output/") for o in outputs)
+    assert graph.nodes_by_op("LeakyRelu")
+    code, out = run(suite, update=True)
+    assert code == 0, out
+    assert "numeric: " in out and "plugins by reference: 5" in out
+    golden = (suite / "cases" / "golden" / "leaky_relu" / "box3d.json").read_text()
+    assert "LReLU_TRT" in golden and "_onnx_value_info" not in golden
+    code, out = run(suite)
+    assert code == 0, out
+
+
+def test_settings_reach_the_rules(suite: Path) -> None:
+    """`set` gives the rule files' params, as `--set` does: an unknown one fails the rewrite."""
+    (suite / "cases" / "leaky_relu.toml").write_text(
+        CASE.replace('model = "box3d"\n', 'model = "box3d"\nset = { no_such_param = 1 }\n')
+    )
+    code, out = run(suite, numeric=False)
+    assert code == 1 and "rewrite failed" in out and "no_such_param" in out
