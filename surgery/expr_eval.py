@@ -25,10 +25,7 @@ from surgery.ports import TensorRef
 
 TENSOR_PROPS = ("op", "name", "port", "value", "shape", "dtype", "rank", "scope", "consumers")
 SCOPE_PROPS = ("name", "nodes", "enters", "leaves")
-FUNCTIONS = (
-    "len", "abs", "min", "max", "int", "float", "prod", "matches", "sqrt", "log2", "round",
-    "floor", "ceil", "if", "input", "shape", "operand", "limit",
-)  # fmt: skip
+FUNCTIONS = ast.FUNCTIONS
 
 
 class EvalFailure(Exception):
@@ -227,8 +224,13 @@ def namespace_of(name: str) -> str:
 
 
 def const_value(graph: Any, ref: TensorRef) -> np.ndarray | None:
-    """The value of a Const node's output (only Const: no looking through Identity)."""
+    """The value of a Const node's output, or of an ONNX Constant's `value` (no looking through
+    Identity)."""
     node = graph.get(ref.node)
+    if node is not None and node.op == "Constant":
+        from surgery.onnx_io import constant_value
+
+        return constant_value(node)
     if node is None or node.op != "Const" or "value" not in node.attr:
         return None
     from surgery.tensor_values import to_numpy
@@ -339,7 +341,8 @@ def _is_seq(value: Any) -> bool:
 _DISPATCH: dict[type, Callable[..., Any]] = {}
 # Functions of surgery/expr_functions.py: math, `if`, graph inputs and values inside scopes.
 _GRAPH_FUNCTIONS = frozenset(
-    ("sqrt", "log2", "round", "floor", "ceil", "if", "input", "shape", "operand", "limit")
+    ("sqrt", "log2", "round", "floor", "ceil", "if", "input", "shape", "operand", "limit",
+     "opset")
 )  # expression type -> Evaluator method
 
 

@@ -34,7 +34,10 @@ _MATH: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "ceil": np.ceil,
 }
 _TO_INT = frozenset(("round", "floor", "ceil"))
-_ARITY = {"if": 3, "input": 1, "shape": 1, "operand": 3, "limit": 3, **dict.fromkeys(_MATH, 1)}
+_ARITY = {
+    "if": 3, "input": 1, "shape": 1, "operand": 3, "limit": 3, "opset": 1,
+    **dict.fromkeys(_MATH, 1),
+}  # fmt: skip
 
 
 def call(ev: Evaluator, expr: ast.Call) -> Any:
@@ -51,7 +54,21 @@ def call(ev: Evaluator, expr: ast.Call) -> Any:
         return _input(ev, ev.value(args[0]), expr)
     if func == "shape":
         return _shape(ev, ev.value(args[0]), expr)
+    if func == "opset":
+        return _opset(ev, ev.value(args[0]), expr)
     return _scope_operand(ev, expr, bound=func == "limit")
+
+
+def _opset(ev: Evaluator, domain: Any, expr: ast.Call) -> int:
+    """`opset("ai.onnx")`: the version of `domain` the ONNX model imports; 0 when it imports
+    none, and for a TensorFlow graph (no opsets), so `opset("ai.onnx") >= 17` is false there."""
+    if not isinstance(domain, str):
+        raise RuleError(f"{expr.loc}: opset() needs a domain string, got {value_text(domain)}")
+    from surgery.onnx_io import graph_opset, is_onnx_graph
+
+    if not is_onnx_graph(ev.graph):
+        return 0
+    return graph_opset(ev.graph, domain) or 0
 
 
 def _math(func: str, value: Any, expr: ast.Call) -> Any:

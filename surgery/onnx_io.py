@@ -218,6 +218,34 @@ def onnx_name(node: Any) -> str:
     return node.attr[NAME_ATTR].s.decode() if NAME_ATTR in node.attr else node.name
 
 
+def constant_value(node: Any) -> Any:
+    """The value of an ONNX `Constant` node as a numpy array (its `value` tensor, whichever way
+    the load kept it; `value_float(s)`/`value_int(s)` too), or None for another kind."""
+    from surgery.tensor_values import to_numpy
+
+    attrs = node.attr
+    if "value" in attrs and attrs["value"].HasField("tensor"):
+        return to_numpy(attrs["value"].tensor)
+    import numpy as np
+    from onnx import AttributeProto, helper, numpy_helper
+
+    for key in ("value", "value_float", "value_floats", "value_int", "value_ints"):
+        kept = attrs.get(ATTR_PREFIX + key)
+        plain = attrs.get(key)
+        if kept is not None:
+            found = helper.get_attribute_value(AttributeProto.FromString(kept.s))
+        elif plain is not None and key != "value":
+            from surgery.attrs import attr_value
+
+            found = attr_value(plain)
+        else:
+            continue
+        if key == "value":
+            return numpy_helper.to_array(found)
+        return np.asarray(found, dtype=np.float32 if "float" in key else np.int64)
+    return None
+
+
 def interface_names(graph: Graph) -> tuple[dict[str, str], dict[str, str]]:
     """({Placeholder node: ONNX input name}, {output sink node: ONNX output name}): the model's
     own names, which node names can only approximate (`input_1:0` is node `input_1_0`)."""

@@ -8,6 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+FUNCTIONS = (
+    "len", "abs", "min", "max", "int", "float", "prod", "matches", "sqrt", "log2", "round",
+    "floor", "ceil", "if", "input", "shape", "operand", "limit", "opset",
+)  # fmt: skip
+"""The functions a rule expression may call (`Call.func`); `surgery.expr_eval` evaluates them."""
+
 
 @dataclass(frozen=True)
 class Loc:

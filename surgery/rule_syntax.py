@@ -29,10 +29,7 @@ RESERVED = frozenset(
     + ("and", "or", "not", "in", "true", "false", "with", "into", "outputs", "as", "except",
        "enters", "leaves", "side", "_")
 )  # fmt: skip
-FUNCTIONS = (
-    "len", "abs", "min", "max", "int", "float", "prod", "matches", "sqrt", "log2", "round",
-    "floor", "ceil", "if", "input", "shape", "operand", "limit",
-)  # fmt: skip
+FUNCTIONS = ast.FUNCTIONS
 SCALAR_KINDS = ("int", "float", "bool", "string", "type", "shape", "tensor")
 LIST_KINDS = ("int", "float", "bool", "string", "type", "shape")
 ATTR_KINDS = SCALAR_KINDS + tuple(f"list({k})" for k in LIST_KINDS)

@@ -203,3 +203,33 @@ def test_input_pins_an_onnx_model_and_rules_read_onnx_inferred_shapes(
     assert "rule 'batch2' matched nothing" in capsys.readouterr().err
     assert main([*argv, "--input", "nope=1,2"]) == 2
     assert "no input 'nope' (inputs: input_1:0)" in capsys.readouterr().err
+
+
+def test_rules_read_the_models_opset_and_onnx_constant_values(tmp_path: Path) -> None:
+    from onnx import TensorProto
+
+    two = helper.make_tensor("two", TensorProto.FLOAT, [], [2.0])
+    graph = helper.make_graph(
+        [
+            helper.make_node("Constant", [], ["c"], name="c", value=two),
+            helper.make_node("Mul", ["x", "c"], ["y"], name="twice"),
+            helper.make_node("LeakyRelu", ["y"], ["z"], name="act", alpha=0.2),
+        ],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, [2, 3])],
+    )
+    model = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(model))
+    text = (
+        'formats "onnx"\nuse plugins "trt-8.6"\nrule doubled:\n'
+        "    match z = LeakyRelu(X: Mul(A: x, B: c = Constant()))\n"
+        '    where c.value == 2.0 and opset("ai.onnx") >= NEED and opset("trt.plugins") == 0\n'
+        "    replace z with LReLU_TRT(x) { negSlope = z.alpha }\n"
+    )
+    for need, plugins in ((17, 1), (18, 0)):
+        rules = tmp_path / f"r{need}.rules"
+        rules.write_text(text.replace("NEED", str(need)))
+        out = tmp_path / f"out{need}.onnx"
+        assert main(["apply", str(rules), str(model), "-o", str(out)]) == 0
+        assert sum(n.op_type == "LReLU_TRT" for n in onnx.load(str(out)).graph.node) == plugins
