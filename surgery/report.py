@@ -249,11 +249,13 @@ def _picture(
     """DOT text and front-end data for one side of a section (namespaces collapsed if big)."""
     present = [n for n in names if n in graph]
     view = viz.to_networkx(graph, present)
-    view, _ = (
-        viz.auto_collapse(view, MAX_PICTURE_NODES)
-        if len(present) > MAX_PICTURE_NODES
-        else (view, None)
-    )
+    if len(present) > MAX_PICTURE_NODES:
+        try:
+            view, _ = viz.auto_collapse(view, MAX_PICTURE_NODES)
+        except viz.LayoutError:  # too few namespaces to collapse (an exporter's flat names)
+            shown = present[:MAX_PICTURE_NODES]  # the match's own nodes come first
+            view = viz.to_networkx(graph, shown)
+            title = f"{title} (the first {len(shown)} of {len(present)} nodes)"
     return viz.to_dot(view, title=title, prefix=prefix, status=status)
 
 

@@ -50,8 +50,17 @@ def rewrite(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     model = exported_model(case)
     out = tmp_path_factory.mktemp(f"maskrcnn_onnx_{case.name}") / "rewritten.onnx"
     settings = [arg for k, v in case.settings.items() for arg in ("--set", f"{k}={v}")]
-    assert main(["apply", str(RULES), str(model), "-o", str(out), *settings]) == 0
+    report = out.with_name("report.html")
+    argv = ["apply", str(RULES), str(model), "-o", str(out), "--report", str(report), *settings]
+    assert main(argv) == 0
     return case, model, out
+
+
+def test_the_report_draws_every_section(rewrite: Rewrite) -> None:
+    """The detection layer's rewrite removes ~90 helper nodes tf2onnx names outside any scope
+    (nothing to collapse): its picture shows the first nodes and says so, the report is made."""
+    text = rewrite[2].with_name("report.html").read_text()
+    assert text.count('class="app"') >= 8 and "<svg" in text
 
 
 def _attrs(node: onnx.NodeProto) -> dict[str, object]:
