@@ -58,4 +58,4 @@ fuzz: setup
 	$(BIN)/python -m fuzz --cases $(FUZZ_CASES)
 
 clean:
-	rm -rf $(VENV) demo_out .pytest_cache build surgery/*.so surgery/native_build.json
+	rm -rf $(VENV) demo_out .pytest_cache build surgery/*.so surgery/*/*.so surgery/native_build.json

@@ -18,7 +18,7 @@ import time
 from collections import defaultdict
 
 from benchmarks.synthetic import conv_graph
-from surgery.protos import GraphDef, NodeDef
+from surgery.ir.protos import GraphDef, NodeDef
 
 
 def _namespace_map(num_namespaces: int, stride: int) -> dict[str, NodeDef]:

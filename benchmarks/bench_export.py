@@ -35,8 +35,8 @@ def measure(name: str, engine: bool) -> dict:
     import tensorflow  # noqa: F401
     import tf2onnx  # noqa: F401
 
+    from surgery.backends.onnx_export import export_onnx
     from surgery.models import fixture_info
-    from surgery.onnx_export import export_onnx
 
     info = fixture_info(name)
     base = _peak_mb()
@@ -51,7 +51,7 @@ def measure(name: str, engine: bool) -> dict:
             "export_s": seconds, "base_mb": base, "peak_mb": _peak_mb(),
         }  # fmt: skip
         if engine:
-            from surgery.trt_backend import build_engine, load_trt
+            from surgery.backends.trt_backend import build_engine, load_trt
 
             if load_trt() is not None:
                 built = build_engine(out, Path(tmp) / f"{name}.engine")
@@ -63,8 +63,8 @@ def large_graph(gigabytes: float):
     """A Graph of dense layers (MatMul, BiasAdd, Relu) with `gigabytes` of float32 weights."""
     import numpy as np
 
-    from surgery.graph import Graph
-    from surgery.protos import GraphDef
+    from surgery.ir.graph import Graph
+    from surgery.ir.protos import GraphDef
 
     graph_def = GraphDef()
     graph_def.versions.producer = 1882
@@ -103,7 +103,7 @@ def measure_large(gigabytes: float) -> dict:
     import tensorflow  # noqa: F401
     import tf2onnx  # noqa: F401
 
-    from surgery.onnx_export import export_onnx
+    from surgery.backends.onnx_export import export_onnx
 
     graph = large_graph(gigabytes)
     weights = sum(n.attr["value"].ByteSize() for n in graph.nodes_by_op("Const"))

@@ -18,7 +18,7 @@ from pathlib import Path
 def measure(num_nodes: int) -> dict:
     """Run in this process: write the file, then time load and save separately."""
     from benchmarks.synthetic import conv_graph
-    from surgery import model_io
+    from surgery.ir import model_io
 
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "in.pb"

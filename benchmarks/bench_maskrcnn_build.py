@@ -33,10 +33,10 @@ import collections, json, resource, sys, time
 def rss():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 t = time.perf_counter()
-from surgery.freeze import freeze_keras_model, import_tf_keras
+from surgery.passes.freeze import freeze_keras_model, import_tf_keras
 import_tf_keras()
-from surgery.atomic_files import write_atomic
-from surgery.model_io import serialize
+from surgery.ir.atomic_files import write_atomic
+from surgery.ir.model_io import serialize
 from surgery.models.maskrcnn import fixture, make_config
 out = {"import_s": time.perf_counter() - t, "import_rss_mb": rss()}
 cfg = make_config(sys.argv[1], data_format=sys.argv[2])

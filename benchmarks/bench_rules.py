@@ -24,10 +24,10 @@ from typing import Any
 
 from benchmarks.synthetic import conv_graph
 from surgery import native
-from surgery.engine import apply_rules
-from surgery.graph import Graph
-from surgery.plugin_schema import load_catalog
-from surgery.rule_parser import parse_rules
+from surgery.engine.run import apply_rules
+from surgery.ir.graph import Graph
+from surgery.lang.rule_parser import parse_rules
+from surgery.ops.plugin_schema import load_catalog
 
 RULES = """
 use plugins "trt-8.6"

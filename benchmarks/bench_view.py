@@ -7,9 +7,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from surgery import model_io
 from surgery.cli import main as cli
-from surgery.report import write_report
+from surgery.ir import model_io
+from surgery.views.report import write_report
 from viz import samples
 
 

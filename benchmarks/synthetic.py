@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from surgery.protos import GraphDef
+from surgery.ir.protos import GraphDef
 
 
 def conv_graph(num_nodes: int, block: int = 10) -> GraphDef:

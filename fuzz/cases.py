@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from fuzz import props
 from fuzz.graphs import Built, graphs
 from fuzz.mutate import corrupted_graph_defs, pb_bytes, pbtxt_bytes, rule_texts, shipped_rules
-from surgery.protos import GraphDef
+from surgery.ir.protos import GraphDef
 
 Case = dict[str, Any]
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from hypothesis import strategies as st
 
-from surgery.attrs import make_attr
-from surgery.protos import GraphDef
+from surgery.ir.attrs import make_attr
+from surgery.ir.protos import GraphDef
 
 # Namespaces the shipped rules' scopes and name globs use, and plain ones (weighted by repeats).
 NAMESPACES = (

@@ -12,8 +12,8 @@ from google.protobuf import text_format
 from hypothesis import strategies as st
 
 from fuzz.graphs import graphs
-from surgery.attrs import make_attr
-from surgery.protos import GraphDef
+from surgery.ir.attrs import make_attr
+from surgery.ir.protos import GraphDef
 
 RULES_DIR = Path(__file__).resolve().parent.parent / "rules"
 

@@ -7,7 +7,7 @@
   it) after a failure;
 * a random valid graph rewritten by a shipped rule file is a valid graph (no dangling input,
   acyclic, ports in range), byte-identical run to run, and where the rules keep the graph's
-  meaning, numerically equal to the original (`surgery.validate`, TensorFlow).
+  meaning, numerically equal to the original (`surgery.backends.validate`, TensorFlow).
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ from typing import Any
 from fuzz.graphs import Built
 from fuzz.mutate import shipped_rules
 from surgery.errors import SurgeryError
-from surgery.graph import Graph
-from surgery.protos import GraphDef
+from surgery.ir.graph import Graph
+from surgery.ir.protos import GraphDef
 
 ROOT = Path(__file__).resolve().parent.parent
 # Rule files whose rules have no scope contracts: on a valid graph they must apply cleanly.
@@ -133,8 +133,8 @@ def rule_files() -> dict[str, Any]:
     (`apply_rules` would bind them again on every call: the fuzz runs thousands)."""
     import dataclasses
 
-    from surgery.rule_params import bind_file
-    from surgery.rule_parser import parse_rules
+    from surgery.lang.rule_params import bind_file
+    from surgery.lang.rule_parser import parse_rules
 
     out = {}
     for stem, text in shipped_rules().items():
@@ -169,7 +169,7 @@ def copy_graph(graph_def: GraphDef) -> Graph:
 # ----------------------------------------------------------------------------- graph checks
 @functools.cache
 def _catalog() -> Any:
-    from surgery.plugin_schema import load_catalog
+    from surgery.ops.plugin_schema import load_catalog
 
     return load_catalog()
 
@@ -177,7 +177,7 @@ def _catalog() -> Any:
 def _num_outputs(node: Any) -> int | None:
     """How many outputs `node` has, where that is known (built-in op table, plugin schema)."""
     from surgery.errors import SurgeryError as Err
-    from surgery.opdefs import output_roles
+    from surgery.ops.opdefs import output_roles
 
     catalog = _catalog()
     if node.op in catalog:
@@ -193,9 +193,9 @@ def _num_outputs(node: Any) -> int | None:
 
 
 def defects(graph: Graph, stage: str) -> list[str]:
-    """surgery.graph_check.find_defects (without TensorFlow) as texts; a SurgeryError from it
+    """surgery.ops.graph_check.find_defects (without TensorFlow) as texts; a SurgeryError from it
     is a defect too, any other exception a Failure."""
-    from surgery.graph_check import find_defects
+    from surgery.ops.graph_check import find_defects
 
     found, error = guarded(f"{stage} find_defects", lambda: find_defects(graph, use_tf=False))
     return [str(error)] if error is not None else [d.text for d in found]
@@ -244,7 +244,7 @@ def _missing_sources(graph: Graph) -> set[str]:
 def apply_checked(graph: Graph, stem: str, stage: str) -> tuple[Any, SurgeryError | None]:
     """Apply shipped rule file `stem`; the result must not add dangling inputs or a cycle that
     the input graph did not have (the engine checks every match: it promises that)."""
-    from surgery.engine import apply_rules
+    from surgery.engine.run import apply_rules
 
     missing = _missing_sources(graph)
     acyclic = _acyclic(graph)
@@ -274,7 +274,7 @@ def _outcome(error: SurgeryError | None, stage: str = "") -> str:
 # ----------------------------------------------------------------------------- library properties
 def check_model_bytes(data: bytes, suffix: str, stem: str) -> str:
     """Load `data` as a `.pb`/`.pbtxt` file, then apply the shipped rule file `stem`."""
-    from surgery import model_io
+    from surgery.ir import model_io
 
     path = _write(f"model{suffix}", data)
     graph, error = guarded("load", lambda: model_io.load(path))
@@ -288,7 +288,7 @@ def check_model_bytes(data: bytes, suffix: str, stem: str) -> str:
 def _round_trip(graph: Graph, suffix: str) -> None:
     """What loaded saves, and what it saved loads back to the same bytes (load-then-save is
     byte-identical once the file is in our deterministic form)."""
-    from surgery import model_io
+    from surgery.ir import model_io
 
     first, error = guarded("save", lambda: model_io.serialize(graph.to_graph_def(),
                                                               suffix == ".pbtxt"))  # fmt: skip
@@ -306,9 +306,9 @@ def _round_trip(graph: Graph, suffix: str) -> None:
 def check_rule_text(text: str, built: Built) -> str:
     """Parse `text` as a rule file, lint it, apply it to a valid graph: clean errors only, and
     a successful apply leaves a valid graph."""
-    from surgery.engine import apply_rules
-    from surgery.rule_check import check_rules
-    from surgery.rule_parser import parse_rules
+    from surgery.engine.run import apply_rules
+    from surgery.lang.rule_check import check_rules
+    from surgery.lang.rule_parser import parse_rules
 
     rule_file, error = guarded("parse", lambda: parse_rules(text, "fuzz.rules"))
     if error is not None:
@@ -374,17 +374,17 @@ def _error_at(error: SurgeryError) -> str:
 
 
 def _apply(graph: Graph, stem: str) -> Any:
-    from surgery.engine import apply_rules
+    from surgery.engine.run import apply_rules
 
     return apply_rules(graph, [rule_files()[stem]])
 
 
 def check_numeric(built: Built) -> str:
-    """The semantic-preserving rule files on a random valid graph, then surgery.validate (TF
-    regions + the plugins' NumPy references) against the original."""
-    from surgery.engine import apply_rules
-    from surgery.rule_params import drop_inferred_shapes
-    from surgery.validate import validate
+    """The semantic-preserving rule files on a random valid graph, then surgery.backends.validate
+    (TF regions + the plugins' NumPy references) against the original."""
+    from surgery.backends.validate import validate
+    from surgery.engine.run import apply_rules
+    from surgery.passes.prepare import drop_inferred_shapes
 
     original = copy_graph(built.graph_def)
     rewritten = copy_graph(built.graph_def)
@@ -477,7 +477,7 @@ def _check_cli_outcome(
     if stray:
         raise Failure(f"cli {command}: stray files after success", ", ".join(sorted(stray)))
     if command in ("apply", "apply_allow_invalid", "layout", "shapes_static"):
-        from surgery import model_io
+        from surgery.ir import model_io
 
         if not out.exists():
             raise Failure(f"cli {command}: exit 0 but no file at -o", out_text[-300:])

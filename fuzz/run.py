@@ -162,7 +162,7 @@ def _record(result: ChunkResult, name: str, failure: Any, case: dict[str, Any]) 
 
 def _warm_tf() -> None:
     """Import TensorFlow before any case's clock starts (seconds, once per process)."""
-    from surgery.opdefs import tensorflow_available
+    from surgery.ops.opdefs import tensorflow_available
 
     if tensorflow_available():
         import tensorflow  # noqa: F401

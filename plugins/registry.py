@@ -33,7 +33,7 @@ from plugins.reference.pyramid_roi_align import pyramid_roi_align
 from plugins.reference.resize_nearest import resize_nearest
 from plugins.reference.special_slice import special_slice
 from surgery.errors import SurgeryError
-from surgery.plugin_schema import PluginSchema, coerce_field, load_catalog
+from surgery.ops.plugin_schema import PluginSchema, coerce_field, load_catalog
 
 __all__ = ["REFERENCES", "PluginFields", "PluginReferenceError", "Reference", "SideContext",
            "SideValue", "deviations", "full_fields", "has_reference", "implied_value",
@@ -105,7 +105,7 @@ def reference(name: str) -> Reference:
 
 def node_fields(schema: PluginSchema, node: Any) -> dict[str, Any]:
     """A plugin node's field values, coerced by the schema; unknown attrs are ignored."""
-    from surgery.attrs import attr_value
+    from surgery.ir.attrs import attr_value
 
     fields: dict[str, Any] = {}
     for spec in schema.fields:

@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
-    from surgery.graph import Graph
-    from surgery.rule_ast import RuleFile
+    from surgery.ir.graph import Graph
+    from surgery.lang.rule_ast import RuleFile
 
 MAX_ENTRIES = 256  # per kind; the oldest go first when a new entry would pass it
 _MAGIC = b"surgery-cache 1\n"
@@ -141,23 +141,23 @@ def _prune(folder: Path) -> None:
 
 # --------------------------------------------------------------------------- rule files
 def load_rules(path: str | Path) -> RuleFile:
-    """`surgery.rule_parser.load_rules`, through the cache: the same text at the same path
+    """`surgery.lang.rule_parser.load_rules`, through the cache: the same text at the same path
     (locations name it) parsed by the same surgery is unpickled, and pyparsing not imported."""
-    from surgery.rule_ast import RuleFile
+    from surgery.lang.rule_ast import RuleFile
 
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         text = None
     if text is None or directory() is None:  # the parser's own load says what went wrong
-        from surgery.rule_parser import load_rules as parse_file
+        from surgery.lang.rule_parser import load_rules as parse_file
 
         return parse_file(path)
     entry_key = key("rules", (str(path), text))
     found = load("rules", entry_key)
     if isinstance(found, RuleFile):
         return found
-    from surgery.rule_parser import parse_rules
+    from surgery.lang.rule_parser import parse_rules
 
     rule_file = parse_rules(text, str(path))  # a syntax error raises: nothing is stored
     store("rules", entry_key, rule_file)
@@ -276,7 +276,7 @@ def edit_graph(
 def diff(before: Graph, after: Graph) -> GraphEdits | None:
     """The edits that turn `before` into `after`, or None when they are more than node patches
     and removals."""
-    from surgery.protos import NodeDef
+    from surgery.ir.protos import NodeDef
 
     kept = [name for name in before.names if name in after]
     if kept != after.names:  # a node added, or the order changed
@@ -298,7 +298,7 @@ def diff(before: Graph, after: Graph) -> GraphEdits | None:
 
 def replay(graph: Graph, edits: GraphEdits) -> None:
     """Make `edits` on `graph` in place."""
-    from surgery.protos import NodeDef
+    from surgery.ir.protos import NodeDef
 
     for data, lost in edits.patches:
         patch = NodeDef.FromString(data)

@@ -22,21 +22,27 @@ from pathlib import Path
 from types import ModuleType
 
 COMPILED = (
-    "graph", "ports", "engine", "matcher", "rewriter", "expr_eval", "call_plans", "provenance",
-    "onnx_load", "onnx_save", "graph_check",
+    "ir.graph", "ir.ports", "ir.onnx_load", "ir.onnx_save", "ops.graph_check", "lang.expr_eval",
+    "engine.run", "engine.matcher", "engine.rewriter", "engine.call_plans", "engine.provenance",
 )  # fmt: skip
+"""Modules by their path under `surgery` (`ir.graph` is surgery/ir/graph.py)."""
 LIBRARY = "surgery.native_lib"  # the shared library mypyc builds for the group
 _HERE = Path(__file__).resolve().parent
 _STAMP = _HERE / "native_build.json"  # {module: sha256 of the source it was compiled from}
 
 
+def _source(module: str) -> Path:
+    return _HERE.joinpath(*module.split(".")).with_suffix(".py")
+
+
 def _source_hashes() -> dict[str, str]:
-    return {m: hashlib.sha256((_HERE / f"{m}.py").read_bytes()).hexdigest() for m in COMPILED}
+    return {m: hashlib.sha256(_source(m).read_bytes()).hexdigest() for m in COMPILED}
 
 
 def _built(module: str) -> bool:
+    base = _source(module).with_suffix("")
     suffixes = importlib.machinery.EXTENSION_SUFFIXES
-    return any((_HERE / f"{module}{suffix}").exists() for suffix in suffixes)
+    return any(base.with_name(base.name + suffix).exists() for suffix in suffixes)
 
 
 def state() -> str:
@@ -63,16 +69,16 @@ class _SourceFinder:
     def find_spec(
         self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
     ) -> importlib.machinery.ModuleSpec | None:
-        package, _, name = fullname.rpartition(".")
-        if package != "surgery" or name not in COMPILED:
+        head, _, module = fullname.partition(".")
+        if head != "surgery" or module not in COMPILED:
             return None
         import importlib.util
 
-        return importlib.util.spec_from_file_location(fullname, _HERE / f"{name}.py")
+        return importlib.util.spec_from_file_location(fullname, _source(module))
 
 
 def select() -> None:
-    """Make `import surgery.<hot module>` load the compiled build if it is current, else the
+    """Make `import surgery.<stage>.<hot module>` load the compiled build if it is current, else the
     sources (see the module docstring)."""
     if state() != "compiled" and not any(isinstance(f, _SourceFinder) for f in sys.meta_path):
         sys.meta_path.insert(0, _SourceFinder())
@@ -88,7 +94,7 @@ def build() -> None:
     hashes = _source_hashes()
     root = _HERE.parent
     os.chdir(root)
-    paths = ["--ignore-missing-imports", *(f"surgery/{m}.py" for m in COMPILED)]
+    paths = ["--ignore-missing-imports", *(str(_source(m).relative_to(root)) for m in COMPILED)]
     modules = mypycify(paths, group_name=LIBRARY, target_dir="build/native", opt_level="3")
     setup(
         name="surgery-native", ext_modules=modules, py_modules=[],

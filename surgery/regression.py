@@ -3,10 +3,10 @@
 A case (see `surgery.regression_cases`) names a fixture model and the rule files to apply. The
 runner applies them, checks the case's expectations (per-rule match counts, plugin nodes and
 their fields, invariants), compares a summary of the rewrite with the case's golden JSON file
-(a unified diff on mismatch) and runs the numeric check through `surgery.validate` (ONNX models:
-`surgery.validate_onnx`). `--update` rewrites the goldens (printing what changed) instead of
-comparing them. A case with `export` runs on the ONNX export of its TensorFlow model, made once
-by `surgery export` and cached beside the fixtures (`exported_model`).
+(a unified diff on mismatch) and runs the numeric check through `surgery.backends.validate` (ONNX
+models: `surgery.backends.validate_onnx`). `--update` rewrites the goldens (printing what changed)
+instead of comparing them. A case with `export` runs on the ONNX export of its TensorFlow model,
+made once by `surgery export` and cached beside the fixtures (`exported_model`).
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ import json
 import math
 import os
 import re
+import subprocess
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -29,7 +31,8 @@ from typing import Any
 import numpy as np
 
 from surgery.errors import SurgeryError
-from surgery.graph import Graph
+from surgery.ir.graph import Graph
+from surgery.passes.shapes import annotate_shapes
 from surgery.regression_cases import (
     CASES_DIR,
     Case,
@@ -38,7 +41,6 @@ from surgery.regression_cases import (
     cases_for_rules,
     load_cases,
 )
-from surgery.shapes import annotate_shapes
 
 GOLDEN_FORMAT = 1
 _FLOAT_DIGITS = 7  # significant digits kept in goldens (float32 precision)
@@ -90,7 +92,7 @@ def _missing_cases_message(case_file: Path) -> str:
 # ----------------------------------------------------------------------------- models
 # What an export's bytes depend on besides the TensorFlow model and the flags: surgery's export
 # code (relative to surgery/) and the converter's distributions.
-_EXPORT_SOURCES = ("onnx_export.py", "input_shapes.py", "export")
+_EXPORT_SOURCES = ("backends/onnx_export.py", "passes/input_shapes.py", "backends/export")
 _EXPORT_DISTS = ("tensorflow", "tf2onnx", "onnx")
 
 
@@ -116,7 +118,7 @@ def _export_key(source: Path, inputs: Sequence[str]) -> str:
     """16 hex digits of SHA-256 over what an export of `source` with `inputs` depends on."""
     from importlib import metadata
 
-    from surgery.onnx_export import DEFAULT_OPSET
+    from surgery.backends.onnx_export import DEFAULT_OPSET
 
     digest = hashlib.sha256()
     with source.open("rb") as handle:
@@ -138,14 +140,15 @@ def _export_key(source: Path, inputs: Sequence[str]) -> str:
 
 def exported_model(case: Case) -> Path:
     """The ONNX export of the case's TensorFlow model with its `export` inputs pinned: made by
-    `surgery export`'s code on first use, then read from the fixture cache (keyed by the
+    `surgery export` in a process of its own on first use (tf2onnx numbers the nodes it makes
+    from process-wide counters, so an export made after others in one process has other names,
+    and goldens would depend on what ran before), then read from the fixture cache (keyed by the
     model's bytes, the flags, surgery's export code and the converter's versions; written
     atomically, so concurrent runs at worst both convert)."""
-    from surgery import model_io, onnx_export
-    from surgery.input_shapes import parse_input_flags, pin_inputs
     from surgery.models import default_cache_dir
 
-    assert case.export is not None
+    if case.export is None:
+        raise CaseFileError(f"{case.case_file}: case {case.name!r} has no `export`")
     source, _ = _model_file(case)
     inputs = case.export.inputs
     cache = default_cache_dir()
@@ -153,14 +156,19 @@ def exported_model(case: Case) -> Path:
     if target.exists():
         return target
     cache.mkdir(parents=True, exist_ok=True)
-    shapes = parse_input_flags(inputs)
-    graph = model_io.load(source)
-    if shapes:
-        pin_inputs(graph, shapes)
     handle, temporary = tempfile.mkstemp(suffix=".onnx", dir=cache, prefix=".export-")
     os.close(handle)
+    argv = [sys.executable, "-m", "surgery", "export", str(source), "-o", temporary]
+    for flag in inputs:
+        argv += ["--input", flag]
+    env = {**os.environ, "PYTHONHASHSEED": "0", "SURGERY_MALLOC": "default"}
     try:
-        onnx_export.export_onnx(graph, temporary, input_shapes=shapes)
+        done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            why = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode
+            raise CaseFileError(
+                f"{case.case_file}: case {case.name!r}: `surgery export` failed: {why}"
+            )
         os.replace(temporary, target)
     finally:
         Path(temporary).unlink(missing_ok=True)
@@ -175,8 +183,8 @@ def model_path(case: Case) -> Path:
 def load_model(case: Case) -> tuple[Graph, list[str]]:
     """The case's model as a Graph, and the output tensors that must survive the rewrite (of an
     ONNX model: its output sinks, which keep the model's interface)."""
-    from surgery import model_io
-    from surgery.onnx_io import OUTPUT_OP
+    from surgery.ir import model_io
+    from surgery.ir.onnx_io import OUTPUT_OP
 
     path = model_path(case)
     graph = model_io.load(path)
@@ -224,9 +232,9 @@ def jsonable(value: Any) -> Any:
 
 def node_attrs(node: Any) -> dict[str, Any]:
     """A node's attrs as Python values (without `_output_shapes`, nor an ONNX node's
-    bookkeeping: `surgery.onnx_io.shown_attrs`), in name order."""
-    from surgery.attrs import attr_value
-    from surgery.onnx_io import shown_attrs
+    bookkeeping: `surgery.ir.onnx_io.shown_attrs`), in name order."""
+    from surgery.ir.attrs import attr_value
+    from surgery.ir.onnx_io import shown_attrs
 
     return {
         key: jsonable(attr_value(node.attr[key]))
@@ -331,7 +339,7 @@ def check_plugins(expect: PluginExpect, graph: Graph) -> str | None:
 
 def check_expectations(case: Case, graph: Graph, result: Any, outputs: list[str]) -> list[str]:
     """The case's hand-written expectations that do not hold, as messages."""
-    from surgery.ports import parse_tensor
+    from surgery.ir.ports import parse_tensor
 
     failures = []
     counts = result.per_rule_counts
@@ -377,12 +385,12 @@ def check_expectations(case: Case, graph: Graph, result: Any, outputs: list[str]
 def check_numeric(
     case: Case, original: Graph, rewritten: Graph, changes: Sequence[Any] | None = None
 ) -> tuple[list[str], list[str]]:
-    """(failures, notes) of the numeric check through `surgery.validate`."""
+    """(failures, notes) of the numeric check through `surgery.backends.validate`."""
     if case.numeric.skip is not None:
         return [], [f"numeric check skipped: {case.numeric.skip}"]
     if case.is_onnx:
         return _check_numeric_onnx(case, original, rewritten)
-    from surgery.validate import parse_input_map, sources_from_changes, validate
+    from surgery.backends.validate import parse_input_map, sources_from_changes, validate
 
     num = case.numeric
     try:
@@ -406,9 +414,9 @@ def onnx_feeds(case: Case, original: Graph, rewritten: Graph) -> dict[str, np.nd
     """Inputs for both ONNX models, by input name: seeded random ones, and for each input of
     `numeric.implied` the value that plugin side input implies (`implied_feeds`, as if the
     rewrite had recorded the side input the way a TensorFlow collapse does)."""
-    from surgery.ports import SIDE_ATTR_PREFIX
-    from surgery.validate_inputs import implied_feeds, random_inputs
-    from surgery.validate_onnx import input_names
+    from surgery.backends.validate_inputs import implied_feeds, random_inputs
+    from surgery.backends.validate_onnx import input_names
+    from surgery.ir.ports import SIDE_ATTR_PREFIX
 
     names = input_names(original)  # ONNX name -> Placeholder
     marked = rewritten.copy()
@@ -435,15 +443,15 @@ def _check_numeric_onnx(
     case: Case, original: Graph, rewritten: Graph
 ) -> tuple[list[str], list[str]]:
     """`_check_numeric` for ONNX models: both run by onnxruntime (plugins by reference) through
-    `surgery.validate_onnx`, the rewrite saved to a temporary file for it."""
-    from surgery import model_io
-    from surgery.validate_onnx import validate_onnx
+    `surgery.backends.validate_onnx`, the rewrite saved to a temporary file for it."""
+    from surgery.backends.onnx_plugins import save_graph
+    from surgery.backends.validate_onnx import validate_onnx
 
     num = case.numeric
     try:
         feeds = onnx_feeds(case, original, rewritten)
         with tempfile.TemporaryDirectory(prefix="surgery-case-") as folder:
-            saved = model_io.save(rewritten, Path(folder) / "rewritten.onnx")
+            saved = save_graph(rewritten, Path(folder) / "rewritten.onnx")
             report = validate_onnx(model_path(case), saved, feeds, rtol=num.rtol, atol=num.atol,
                                    exclude=num.exclude)  # fmt: skip
     except SurgeryError as exc:
@@ -476,9 +484,9 @@ def _indent(text: str, prefix: str = "    ") -> str:
 # ----------------------------------------------------------------------------- running
 def run_case(case: Case, update: bool = False, numeric: bool = True) -> CaseResult:
     """Apply the case's rules to its model and check everything the case asks for."""
-    from surgery.engine import apply_rules
-    from surgery.rule_params import drop_inferred_shapes
-    from surgery.rule_parser import load_rules
+    from surgery.engine.run import apply_rules
+    from surgery.lang.rule_parser import load_rules
+    from surgery.passes.prepare import drop_inferred_shapes
 
     start = time.perf_counter()
     out = CaseResult(case)
@@ -502,7 +510,7 @@ def run_case(case: Case, update: bool = False, numeric: bool = True) -> CaseResu
         old = golden.read_text(encoding="utf-8") if golden.exists() else None
         if old != actual:
             golden.parent.mkdir(parents=True, exist_ok=True)
-            from surgery.atomic_files import write_atomic
+            from surgery.ir.atomic_files import write_atomic
 
             write_atomic(golden, actual.encode("utf-8"))
             if old is None:

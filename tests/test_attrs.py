@@ -1,14 +1,14 @@
-"""Typed attributes (surgery.attrs) and TensorProto <-> numpy (surgery.tensor_values)."""
+"""Typed attributes (surgery.ir.attrs) and TensorProto <-> numpy (surgery.ir.tensor_values)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from surgery.attrs import AttrError, attr_kind, attr_value, infer_kind, make_attr
 from surgery.errors import SurgeryError
-from surgery.protos import TensorProto
-from surgery.tensor_values import dtype_enum, dtype_name, from_numpy, numpy_dtype, to_numpy
+from surgery.ir.attrs import AttrError, attr_kind, attr_value, infer_kind, make_attr
+from surgery.ir.protos import TensorProto
+from surgery.ir.tensor_values import dtype_enum, dtype_name, from_numpy, numpy_dtype, to_numpy
 
 
 @pytest.mark.parametrize(

@@ -11,9 +11,10 @@ pytest.importorskip("tf2onnx")
 
 from onnx import TensorProto, helper  # noqa: E402
 
-from surgery import cli, trt_backend  # noqa: E402
-from surgery.export.plugin_nodes import PLUGIN_DOMAIN  # noqa: E402
-from surgery.onnx_export import export_onnx  # noqa: E402
+from surgery import cli  # noqa: E402
+from surgery.backends import trt_backend  # noqa: E402
+from surgery.backends.export.plugin_nodes import PLUGIN_DOMAIN  # noqa: E402
+from surgery.backends.onnx_export import export_onnx  # noqa: E402
 from tests.test_export import unet_with_resize_plugins  # noqa: E402
 
 needs_trt = pytest.mark.skipif(
@@ -130,7 +131,7 @@ MASKRCNN_PLUGINS = {
 }  # fmt: skip
 _NETWORK_SHAPES = """
 import json, sys
-from surgery import trt_backend
+from surgery.backends import trt_backend
 trt = trt_backend.require_trt()
 logger = trt.Logger(trt.Logger.ERROR)
 trt_backend.register_plugins(trt, logger, None)
@@ -184,11 +185,11 @@ def onnx_shapes(model) -> dict[str, list]:
 
 @pytest.fixture(scope="module")
 def maskrcnn_onnx(tmp_path_factory) -> Path:
-    from surgery import model_io
-    from surgery.engine import apply_rules
+    from surgery.engine.run import apply_rules
+    from surgery.ir import model_io
+    from surgery.lang.rule_parser import load_rules
     from surgery.models import fixture_info
-    from surgery.rule_params import drop_inferred_shapes, prepare_graph
-    from surgery.rule_parser import load_rules
+    from surgery.passes.prepare import drop_inferred_shapes, prepare_graph
 
     graph = model_io.load(fixture_info("maskrcnn_small_nchw").path)
     rule_files = [load_rules(MASKRCNN_RULES)]
@@ -279,7 +280,7 @@ def test_build_only_plugins_on_symbolic_dims(tmp_path):
 def test_every_catalog_plugin_has_a_creator_and_a_gpu_kernel():
     from plugins.gpu import GPU_KERNELS
     from plugins.trt import IMPLEMENTED, plugin_status
-    from surgery.plugin_schema import load_catalog
+    from surgery.ops.plugin_schema import load_catalog
 
     names = {s.name for s in load_catalog()}
     assert set(IMPLEMENTED) == names
@@ -291,7 +292,7 @@ def test_every_catalog_plugin_has_a_creator_and_a_gpu_kernel():
 def test_creators_register_and_describe_every_plugin():
     """Each creator makes a plugin whose dtypes, outputs and formats follow the schema."""
     from plugins import trt as our_plugins
-    from surgery.plugin_schema import load_catalog
+    from surgery.ops.plugin_schema import load_catalog
 
     trt = trt_backend.load_trt()
     our_plugins.register(trt)
@@ -309,7 +310,7 @@ def test_build_only_enqueue_raises_clearly(tmp_path):
 
     from plugins.gpu import GpuKernelError
     from plugins.trt.creators import _plugin_class
-    from surgery.plugin_schema import load_catalog, load_schema
+    from surgery.ops.plugin_schema import load_catalog, load_schema
 
     trt = trt_backend.load_trt()
     path = tmp_path / "Mine_TRT.json"

@@ -16,8 +16,8 @@ from test_matcher import const, make_graph
 
 from surgery import cache
 from surgery.errors import RuleSyntaxError
-from surgery.graph import Graph
-from surgery.rule_parser import load_rules as parse_file
+from surgery.ir.graph import Graph
+from surgery.lang.rule_parser import load_rules as parse_file
 
 ROOT = Path(__file__).resolve().parents[1]
 RULE = (
@@ -243,7 +243,7 @@ def test_apply_again_replays_folding_and_shapes_without_tensorflow(
     pytest.importorskip("tensorflow")
     from test_input_shapes import _freeze
 
-    from surgery.freeze import import_tf_keras
+    from surgery.passes.freeze import import_tf_keras
 
     keras = import_tf_keras()
     keras.utils.set_random_seed(0)

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from test_matcher import make_graph
 
-from surgery import model_io
 from surgery.cli import EXIT_BROKEN_PIPE, main
+from surgery.ir import model_io
 
 ROOT = Path(__file__).resolve().parents[1]
 LEAKY = str(ROOT / "rules" / "leaky_relu.rules")

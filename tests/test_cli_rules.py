@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from test_engine import postproc_graph
 
-from surgery import model_io
 from surgery.cli import main
+from surgery.ir import model_io
 
 GOLDEN = Path(__file__).parent / "rules_golden"
 LEAKY = str(GOLDEN / "leaky_relu.rules")

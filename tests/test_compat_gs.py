@@ -7,7 +7,7 @@ import pytest
 
 from surgery.compat import graphsurgeon as gs
 from surgery.errors import GraphError
-from surgery.protos import GraphDef
+from surgery.ir.protos import GraphDef
 
 
 def make_graph(spec: list[tuple[str, str, list[str]]]) -> gs.DynamicGraph:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from surgery.compat import graphsurgeon as gs
-from surgery.preprocess import run_script
-from surgery.protos import GraphDef
+from surgery.compat.preprocess import run_script
+from surgery.ir.protos import GraphDef
 
 pytest.importorskip("tensorflow")
 from gs_scripts import tf_graphs  # noqa: E402

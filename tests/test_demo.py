@@ -7,8 +7,8 @@ from pathlib import Path
 import onnx
 import pytest
 
-from surgery import model_io
 from surgery.demo import main
+from surgery.ir import model_io
 
 pytest.importorskip("mrcnn", reason="the demo builds Matterport's Mask R-CNN (mrcnn-colab)")
 
@@ -32,7 +32,7 @@ def test_demo_pipeline_writes_every_output(tmp_path: Path, capsys: pytest.Captur
     assert sum(n.domain == "trt.plugins" for n in model.graph.node) == 8
     # the engine has no plugin left without a GPU kernel, and the dump holds each plugin node
     from plugins.gpu import GPU_KERNELS
-    from surgery.plugin_dump import load_dump
+    from surgery.backends.plugin_dump import load_dump
 
     assert {n.op_type for n in model.graph.node if n.domain == "trt.plugins"} <= set(GPU_KERNELS)
     dump = load_dump(out / "plugin_dump")

@@ -45,8 +45,8 @@ def _apply(
     rules: str, name: str, tmp: Path, capsys: Any, settings: tuple[str, ...] = ()
 ) -> tuple[int, Any, str]:
     """`surgery apply RULES MODEL -o OUT [--set ...]`: (exit code, rewritten graph, stderr)."""
-    from surgery import model_io
     from surgery.cli import main
+    from surgery.ir import model_io
     from surgery.models import fixture_path
 
     out = tmp / f"{name}.trt.pb"
@@ -61,7 +61,7 @@ def _apply(
 
 def _nodes(graph: Any, op: str) -> list[tuple[str, dict[str, Any]]]:
     """(name, attribute values) of every node of `op`."""
-    from surgery.attrs import attr_value
+    from surgery.ir.attrs import attr_value
 
     return [
         (node.name, {k: attr_value(v) for k, v in node.attr.items() if not k.startswith("_")})
@@ -167,9 +167,9 @@ def _check_frcnn(graph: Any, config: dict[str, Any]) -> None:
 
 def _validate(name: str, graph: Any) -> None:
     """The rewrite computes what the fixture computes (Proposal's reference on the plugin)."""
-    from surgery.model_io import load
+    from surgery.backends.validate import validate
+    from surgery.ir.model_io import load
     from surgery.models import fixture_path
-    from surgery.validate import validate
 
     report = validate(load(fixture_path(name)), graph, rtol=1e-4, atol=1e-5)
     assert report.passed, report.format()

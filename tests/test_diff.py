@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from google.protobuf import text_format
 
-from surgery import model_io
 from surgery.cli import main
-from surgery.graph import Graph
-from surgery.graph_diff import diff_graphs
-from surgery.protos import AttrValue, GraphDef
-from surgery.report import write_report
+from surgery.ir import model_io
+from surgery.ir.graph import Graph
+from surgery.ir.protos import AttrValue, GraphDef
+from surgery.views.graph_diff import diff_graphs
+from surgery.views.report import write_report
 from viz import samples
 
 needs_dot = pytest.mark.skipif(

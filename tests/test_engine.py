@@ -17,14 +17,14 @@ import numpy as np
 import pytest
 from test_matcher import make_graph
 
-from surgery import model_io
-from surgery.attrs import attr_value
-from surgery.engine import Engine, apply_rules
+from surgery.engine.provenance import jsonable
+from surgery.engine.run import Engine, apply_rules
 from surgery.errors import RewriteRefused, RuleError
-from surgery.graph import Graph
-from surgery.provenance import jsonable
-from surgery.rule_params import prepare_graph
-from surgery.rule_parser import load_rules, parse_rules
+from surgery.ir import model_io
+from surgery.ir.attrs import attr_value
+from surgery.ir.graph import Graph
+from surgery.lang.rule_parser import load_rules, parse_rules
+from surgery.passes.prepare import prepare_graph
 
 GOLDEN = Path(__file__).parent / "rules_golden"
 
@@ -402,10 +402,10 @@ def test_applying_rules_makes_no_reference_cycles() -> None:
         import gc
         from benchmarks.bench_rules import RULES
         from benchmarks.synthetic import conv_graph
-        from surgery.engine import apply_rules
-        from surgery.graph import Graph
-        from surgery.plugin_schema import load_catalog
-        from surgery.rule_parser import parse_rules
+        from surgery.engine.run import apply_rules
+        from surgery.ir.graph import Graph
+        from surgery.ops.plugin_schema import load_catalog
+        from surgery.lang.rule_parser import parse_rules
 
         rules, catalog = parse_rules(RULES, "bench.rules"), load_catalog(["trt-8.6"])
         graph = Graph(conv_graph(2_000))
@@ -426,11 +426,11 @@ def test_a_frozen_big_graph_is_freed_when_its_caller_returns() -> None:
     out = _in_fresh_python("""
         import gc, sys
         from benchmarks.synthetic import conv_graph
-        from surgery import graph as graph_module
-        from surgery.engine import apply_rules
-        from surgery.graph import Graph
-        from surgery.plugin_schema import load_catalog
-        from surgery.rule_parser import parse_rules
+        from surgery.ir import graph as graph_module
+        from surgery.engine.run import apply_rules
+        from surgery.ir.graph import Graph
+        from surgery.ops.plugin_schema import load_catalog
+        from surgery.lang.rule_parser import parse_rules
 
         graph_module._BIG = 2_000  # the policy at a fiftieth of its size: 20k nodes are frozen
         graph_module._FREEZE_AFTER = 20_000

@@ -1,12 +1,12 @@
 """Export keeps the weights out of tf2onnx: the ONNX initializers are the GraphDef's own bytes.
 
 A weight read only as data reaches tf2onnx as a Placeholder and comes back as an initializer
-(`surgery.export.weight_standins`, `surgery.export.initializers`); these tests compare every such
-initializer with the Const it came from, byte for byte (a convolution kernel permuted HWIO ->
-OIHW, nothing else), check that the streamed file is the canonical serialisation of the model it
-holds, that external data holds the same bytes, and that the layouts tf2onnx gives stood-in
-weights (depthwise kernels, transposed MatMul operands, a kernel read twice, an NCHW bias) run
-in onnxruntime as they do in TensorFlow, and that a plugin sized only by running the graph still
+(`surgery.backends.export.weight_standins`, `surgery.backends.export.initializers`); these tests
+compare every such initializer with the Const it came from, byte for byte (a convolution kernel
+permuted HWIO -> OIHW, nothing else), check that the streamed file is the canonical serialisation
+of the model it holds, that external data holds the same bytes, and that the layouts tf2onnx gives
+stood-in weights (depthwise kernels, transposed MatMul operands, a kernel read twice, an NCHW bias)
+run in onnxruntime as they do in TensorFlow, and that a plugin sized only by running the graph still
 gets its output shape with the weights stood in.
 """
 
@@ -23,12 +23,12 @@ ort = pytest.importorskip("onnxruntime")
 
 from onnx import numpy_helper  # noqa: E402
 
-from surgery import model_io  # noqa: E402
-from surgery.graph import Graph  # noqa: E402
-from surgery.onnx_export import export_onnx  # noqa: E402
-from surgery.protos import GraphDef  # noqa: E402
-from surgery.tensor_values import to_numpy  # noqa: E402
-from surgery.tf_reference import run_graph_def  # noqa: E402
+from surgery.backends.onnx_export import export_onnx  # noqa: E402
+from surgery.ir import model_io  # noqa: E402
+from surgery.ir.graph import Graph  # noqa: E402
+from surgery.ir.protos import GraphDef  # noqa: E402
+from surgery.ir.tensor_values import to_numpy  # noqa: E402
+from surgery.passes.tf_reference import run_graph_def  # noqa: E402
 
 RULES = Path(__file__).resolve().parent.parent / "rules" / "maskrcnn.rules"
 GOLDEN = Path(__file__).parent / "rules_golden"
@@ -40,10 +40,10 @@ WEIGHT_INPUTS = {"Conv": (1, 2), "ConvTranspose": (1, 2), "BatchNormalization": 
 def _maskrcnn_rewritten() -> Graph:
     """The small NCHW Mask R-CNN after rules/maskrcnn.rules: plugins, batch norms, NCHW
     biases, a transposed convolution and dense layers."""
-    from surgery.engine import apply_rules
+    from surgery.engine.run import apply_rules
+    from surgery.lang.rule_parser import load_rules
     from surgery.models import fixture_info
-    from surgery.rule_params import drop_inferred_shapes, prepare_graph
-    from surgery.rule_parser import load_rules
+    from surgery.passes.prepare import drop_inferred_shapes, prepare_graph
 
     graph = model_io.load(fixture_info("maskrcnn_small_nchw").path)
     rule_files = [load_rules(RULES)]
@@ -218,8 +218,8 @@ def test_plugin_shape_behind_a_data_dependent_reshape_comes_from_a_run(tmp_path)
     reaches the ONNX model."""
     import tensorflow as tf
 
-    from surgery.engine import apply_rules
-    from surgery.rule_parser import load_rules
+    from surgery.engine.run import apply_rules
+    from surgery.lang.rule_parser import load_rules
 
     rng = np.random.default_rng(5)
     graph = tf.Graph()

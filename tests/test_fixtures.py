@@ -11,9 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from surgery import model_io, models, tf_reference
+from surgery import models
 from surgery.errors import SurgeryError
-from surgery.graph import Graph
+from surgery.ir import model_io
+from surgery.ir.graph import Graph
+from surgery.passes import tf_reference
 
 REPO = Path(__file__).resolve().parent.parent
 

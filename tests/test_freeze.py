@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from surgery import freeze, model_io, tf_reference
 from surgery.cli import main
+from surgery.ir import model_io
+from surgery.passes import freeze, tf_reference
 
 REPO = Path(__file__).resolve().parent.parent
 

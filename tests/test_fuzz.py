@@ -32,10 +32,10 @@ from fuzz.props import (
     known,
 )
 from fuzz.run import plan, run_case
-from surgery.attrs import make_attr
 from surgery.errors import ModelLoadError
-from surgery.graph import Graph
-from surgery.protos import GraphDef
+from surgery.ir.attrs import make_attr
+from surgery.ir.graph import Graph
+from surgery.ir.protos import GraphDef
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -150,8 +150,8 @@ def _l2_normalize_graph(axis: Any) -> GraphDef:
 
 
 def test_l2_normalize_scalar_axis_rewrites() -> None:
-    from surgery.engine import apply_rules
-    from surgery.rule_parser import load_rules
+    from surgery.engine.run import apply_rules
+    from surgery.lang.rule_parser import load_rules
 
     graph = Graph(_l2_normalize_graph(3))
     apply_rules(graph, [load_rules(ROOT / "rules" / "l2_normalize.rules")])
@@ -159,8 +159,8 @@ def test_l2_normalize_scalar_axis_rewrites() -> None:
 
 
 def test_found_by_fuzzing_l2_normalize_one_element_axis() -> None:
-    from surgery.engine import apply_rules
-    from surgery.rule_parser import load_rules
+    from surgery.engine.run import apply_rules
+    from surgery.lang.rule_parser import load_rules
 
     graph = Graph(_l2_normalize_graph([3]))
     apply_rules(graph, [load_rules(ROOT / "rules" / "l2_normalize.rules")])
@@ -168,11 +168,11 @@ def test_found_by_fuzzing_l2_normalize_one_element_axis() -> None:
 
 
 CONTROL_CHAR_CASES = {
-    # a .pbtxt whose bad token holds U+0085 (NEL): surgery.model_io.read_graph_def's message
+    # a .pbtxt whose bad token holds U+0085 (NEL): surgery.ir.model_io.read_graph_def's message
     "pbtxt_token": ("inspect", b"", b"|\xc2\x85", ".pbtxt"),
-    # a rule file with ESC where a rule name goes: surgery.rule_parser's "found '...'"
+    # a rule file with ESC where a rule name goes: surgery.lang.rule_parser's "found '...'"
     "rule_token": ("apply", b"rule \x1b[2J:\n", _graph([X]).SerializeToString(), ".pb"),
-    # a node name with \x01, read back in TensorFlow's import error (surgery.tf_reference),
+    # a node name with \x01, read back in TensorFlow's import error (surgery.passes.tf_reference),
     # here by the shape inference `apply` runs for rules that read shapes
     "tf_import": ("apply", (ROOT / "rules" / "upsample_nearest.rules").read_bytes(),
                   _graph([("\x01x", *X[1:])]).SerializeToString(), ".pb"),
@@ -225,9 +225,9 @@ def _huge_and_empty(tensor: Any) -> None:
 @pytest.mark.parametrize("corrupt", [_odd_content, _unnamed_dtype, _huge_and_empty],
                          ids=["content_length", "dtype_enum", "huge_shape"])  # fmt: skip
 def test_found_by_fuzzing_to_numpy_errors_escape(corrupt: Any) -> None:
-    from surgery.engine import apply_rules
+    from surgery.engine.run import apply_rules
     from surgery.errors import SurgeryError
-    from surgery.rule_parser import load_rules
+    from surgery.lang.rule_parser import load_rules
 
     graph = Graph(_reshape_with_const(corrupt))
     rules = load_rules(ROOT / "rules" / "flatten_reshape.rules")  # reads c.value
@@ -238,7 +238,7 @@ def test_found_by_fuzzing_to_numpy_errors_escape(corrupt: Any) -> None:
 
 
 def test_found_by_fuzzing_empty_pbtxt_round_trip(tmp_path: Path) -> None:
-    from surgery import model_io
+    from surgery.ir import model_io
 
     (tmp_path / "in.pbtxt").write_text("# nothing here\n", encoding="utf-8")
     try:

@@ -70,7 +70,7 @@ def test_without_a_gpu_it_says_what_is_missing(
 
 def _edited(dumped: dict[str, Path], tmp_path: Path, edit: Any) -> Path:
     """The rewritten model with `edit(graph)` applied, saved beside the test."""
-    from surgery import model_io
+    from surgery.ir import model_io
 
     graph = model_io.load(dumped["rewritten"])
     edit(graph)
@@ -82,7 +82,7 @@ def _edited(dumped: dict[str, Path], tmp_path: Path, edit: Any) -> Path:
 def test_a_dump_of_another_model_is_refused_naming_the_plugin_node(
     dumped: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from surgery.plugin_dump import load_dump
+    from surgery.backends.plugin_dump import load_dump
 
     entry = next(e for e in load_dump(dumped["dir"]).plugins if e.op == "ProposalLayer_TRT")
 
@@ -99,8 +99,8 @@ def test_a_dump_of_another_model_is_refused_naming_the_plugin_node(
 def test_a_model_without_the_dumped_node_is_refused(
     dumped: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    from surgery.backends.plugin_dump import load_dump
     from surgery.models import fixture_info
-    from surgery.plugin_dump import load_dump
 
     first = load_dump(dumped["dir"]).plugins[0]
     assert kernels(str(dumped["dir"]), "--model", str(REPO / "tests" / "missing.pb")) == 1

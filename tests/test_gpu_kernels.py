@@ -17,7 +17,7 @@ import pytest
 from plugins.gpu import GpuKernelError, GpuUnavailable, launch
 from plugins.registry import reference
 from plugins.trt.creators import _plugin_class
-from surgery.plugin_schema import load_catalog
+from surgery.ops.plugin_schema import load_catalog
 
 
 def expected(name: str, x: np.ndarray, fields: dict[str, Any]) -> np.ndarray:

@@ -20,7 +20,7 @@ from plugins.gpu import GpuKernelError, check, run_arrays
 from plugins.reference._mrcnn import class_nms, pyramid_anchors
 from plugins.registry import reference
 from plugins.trt.creators import _plugin_class
-from surgery.plugin_schema import load_catalog
+from surgery.ops.plugin_schema import load_catalog
 
 
 def run_gpu(cp: Any, name: str, inputs: list[np.ndarray], fields: dict[str, Any],

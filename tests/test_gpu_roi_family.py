@@ -20,7 +20,7 @@ from plugins.gpu import GpuKernelError, check, run_arrays
 from plugins.reference.pyramid_roi_align import _box, _settings, level_of
 from plugins.registry import reference
 from plugins.trt.creators import _plugin_class
-from surgery.plugin_schema import load_catalog
+from surgery.ops.plugin_schema import load_catalog
 
 F32, F16 = np.float32, np.float16
 DTYPES = [F32, F16]

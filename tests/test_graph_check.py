@@ -1,4 +1,5 @@
-"""surgery.graph_check: an input graph's structural defects, each with its nodes and one line."""
+"""surgery.ops.graph_check: an input graph's structural defects, each with its nodes and one
+line."""
 
 from __future__ import annotations
 
@@ -7,11 +8,11 @@ from pathlib import Path
 import pytest
 from test_matcher import make_graph
 
-from surgery import model_io
 from surgery.errors import GraphError, ModelLoadError
-from surgery.graph import Graph
-from surgery.graph_check import Defect, find_defects, refuse_invalid
-from surgery.opdefs import tensorflow_available
+from surgery.ir import model_io
+from surgery.ir.graph import Graph
+from surgery.ops.graph_check import Defect, find_defects, refuse_invalid
+from surgery.ops.opdefs import tensorflow_available
 
 X = ("x", "Placeholder", [], {"dtype": ("float32", "type")})
 

@@ -9,9 +9,9 @@ import pytest
 from google.protobuf import text_format
 
 from surgery.errors import GraphError
-from surgery.graph import Graph
-from surgery.ports import TensorRef, parse_input, parse_tensor
-from surgery.protos import GraphDef
+from surgery.ir.graph import Graph
+from surgery.ir.ports import TensorRef, parse_input, parse_tensor
+from surgery.ir.protos import GraphDef
 
 SMALL = """
 node { name: "x" op: "Placeholder" }

@@ -11,10 +11,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from surgery import model_io, models
+from surgery import models
 from surgery.cli import main
-from surgery.graph import Graph
-from surgery.input_shapes import (
+from surgery.ir import model_io
+from surgery.ir.graph import Graph
+from surgery.ir.tensor_values import to_numpy
+from surgery.passes.input_shapes import (
     InputShapeError,
     fold_shape_arithmetic,
     parse_input_flag,
@@ -22,7 +24,6 @@ from surgery.input_shapes import (
     pin_and_fold,
     pin_inputs,
 )
-from surgery.tensor_values import to_numpy
 
 pytest.importorskip("tensorflow")
 
@@ -43,7 +44,7 @@ PIN = "image=1,16,16,3"
 
 def _freeze(model: Any, path: Path) -> Path:
     """Freeze a tf-keras model to `path` (TF1 control flow, as real frozen models have)."""
-    from surgery.freeze import freeze_keras_model
+    from surgery.passes.freeze import freeze_keras_model
 
     path.write_bytes(freeze_keras_model(model).graph_def.SerializeToString())
     return path
@@ -55,7 +56,7 @@ def upsample_pb(tmp_path_factory: pytest.TempPathFactory) -> Path:
     `Pack(Shape(y)[0], Shape(y)[1] * Shape(y)[2], 2)`."""
     import tensorflow as tf
 
-    from surgery.freeze import import_tf_keras
+    from surgery.passes.freeze import import_tf_keras
 
     keras = import_tf_keras()
     keras.utils.set_random_seed(0)
@@ -79,7 +80,7 @@ def control_flow_pb(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pinning those Shapes are static, but sit in a branch or a frame and must not be folded."""
     import tensorflow as tf
 
-    from surgery.freeze import import_tf_keras
+    from surgery.passes.freeze import import_tf_keras
 
     keras = import_tf_keras()
     image = keras.Input(shape=(None, 4), name="image")
@@ -127,7 +128,7 @@ def tf1_loop_pb(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _run(path: Path | Graph, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Every graph output of `path`, run in TensorFlow."""
-    from surgery.tf_reference import run_graph_def
+    from surgery.passes.tf_reference import run_graph_def
 
     graph = path if isinstance(path, Graph) else model_io.load(path)
     outputs = [f"{n.name}:0" for n in graph.graph_outputs() if n.op != "Placeholder"]

@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from surgery import layout, model_io
 from surgery.cli import main
-from surgery.tf_reference import random_feeds, run_graph_def
+from surgery.ir import model_io
+from surgery.passes import layout
+from surgery.passes.tf_reference import random_feeds, run_graph_def
 
 
 def data_formats(path: Path) -> set[str]:

@@ -9,10 +9,10 @@ import pytest
 
 from surgery import models
 from surgery.errors import SurgeryError
-from surgery.model_io import read_graph_def
+from surgery.ir.model_io import read_graph_def
+from surgery.ir.protos import GraphDef
 from surgery.models.maskrcnn import SMALL, make_config
 from surgery.models.maskrcnn.anchors import generate_anchors
-from surgery.protos import GraphDef
 
 pytest.importorskip("tensorflow")
 
@@ -56,7 +56,7 @@ def image() -> np.ndarray:
 @pytest.fixture(scope="session")
 def results(maskrcnn: dict, image: np.ndarray) -> dict[str, list[np.ndarray]]:
     """Each variant's outputs on the same image (NHWC fed the transposed image)."""
-    from surgery.tf_reference import run_graph_def
+    from surgery.passes.tf_reference import run_graph_def
 
     out = {}
     for name, (info, graph_def) in maskrcnn.items():

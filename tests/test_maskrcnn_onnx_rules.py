@@ -100,7 +100,7 @@ def test_rewrite_validates_against_the_original(
     rewrite: Rewrite, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`surgery validate`, fed what the plugins imply for the anchors and the image meta."""
-    from surgery.model_io import load
+    from surgery.ir.model_io import load
     from surgery.regression import onnx_feeds
 
     case, model, out = rewrite
@@ -116,9 +116,9 @@ def test_rewrite_validates_against_the_original(
 
 def test_other_anchors_are_not_what_the_plugin_computes(rewrite: Rewrite) -> None:
     """Fed other anchors than ProposalLayer_TRT's, the models differ: the check is not vacuous."""
-    from surgery.model_io import load
+    from surgery.backends.validate_onnx import validate_onnx
+    from surgery.ir.model_io import load
     from surgery.regression import onnx_feeds
-    from surgery.validate_onnx import validate_onnx
 
     case, model, out = rewrite
     feeds = onnx_feeds(case, load(model), load(out))

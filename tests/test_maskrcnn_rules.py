@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from surgery.graph import Graph
+from surgery.ir.graph import Graph
 
 RULES = Path(__file__).resolve().parent.parent / "rules" / "maskrcnn.rules"
 NCHW_VARIANTS = ("maskrcnn_small_nchw", "maskrcnn_small_tf1cf", "maskrcnn_small_renamed")
@@ -27,14 +27,14 @@ PLUGINS = {
 
 
 def _fixture(name: str) -> Graph:
-    from surgery import model_io
+    from surgery.ir import model_io
     from surgery.models import fixture_info
 
     return model_io.load(fixture_info(name).path)
 
 
 def _nhwc_as_nchw() -> Graph:
-    from surgery.layout import to_nchw
+    from surgery.passes.layout import to_nchw
 
     graph = _fixture("maskrcnn_small_nhwc")
     to_nchw(graph)
@@ -42,9 +42,9 @@ def _nhwc_as_nchw() -> Graph:
 
 
 def _rewrite(graph: Graph) -> Any:
-    from surgery.engine import apply_rules
-    from surgery.rule_params import drop_inferred_shapes, prepare_graph
-    from surgery.rule_parser import load_rules
+    from surgery.engine.run import apply_rules
+    from surgery.lang.rule_parser import load_rules
+    from surgery.passes.prepare import drop_inferred_shapes, prepare_graph
 
     rule_files = [load_rules(RULES)]
     prepare_graph(graph, rule_files)
@@ -56,8 +56,8 @@ def _rewrite(graph: Graph) -> Any:
 def _plugin_table(graph: Graph) -> list[tuple[Any, ...]]:
     """(op, name, input producer ops, fields) of every plugin node; names of the upsampling
     plugins are reduced to their scope (they are named after the matched resize)."""
-    from surgery.attrs import attr_value
-    from surgery.plugin_schema import load_catalog
+    from surgery.ir.attrs import attr_value
+    from surgery.ops.plugin_schema import load_catalog
 
     catalog = load_catalog()
     rows = []
@@ -140,7 +140,7 @@ def test_nhwc_after_layout_validates(rewritten: dict[str, tuple[Graph, Any]]) ->
     """Against the layout-converted graph the rules start from, every plugin reads exactly the
     tensor TensorFlow computes there (inputs in NCHW where the plugin wants NCHW). The outputs
     themselves differ on this fixture for the anchor reason of rules/cases/maskrcnn.toml."""
-    from surgery.validate import validate
+    from surgery.backends.validate import validate
 
     graph, _ = rewritten["maskrcnn_small_nhwc+layout"]
     report = validate(_nhwc_as_nchw(), graph, per_boundary=True)
@@ -165,9 +165,9 @@ def test_nhwc_after_layout_validates(rewritten: dict[str, tuple[Graph, Any]]) ->
 def test_rules_lint_and_header() -> None:
     """`surgery check` is clean but for its known false positive: it counts a list variable
     (`feature_maps = maps`, maps bound by `IdentityN(rois, maps...)`) as one input."""
-    from surgery.plugin_schema import load_catalog
-    from surgery.rule_check import check_rules
-    from surgery.rule_parser import load_rules
+    from surgery.lang.rule_check import check_rules
+    from surgery.lang.rule_parser import load_rules
+    from surgery.ops.plugin_schema import load_catalog
 
     rule_file = load_rules(RULES)
     errors = [p for p in check_rules(rule_file, load_catalog()) if p.severity == "error"]

@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from surgery import rule_ast as ast
-from surgery.attrs import make_attr
+from surgery.engine.matcher import RuleMatcher
 from surgery.errors import RuleError
-from surgery.graph import Graph
-from surgery.matcher import RuleMatcher
-from surgery.ports import TensorRef
-from surgery.protos import GraphDef
-from surgery.rule_parser import parse_rules
+from surgery.ir.attrs import make_attr
+from surgery.ir.graph import Graph
+from surgery.ir.ports import TensorRef
+from surgery.ir.protos import GraphDef
+from surgery.lang import rule_ast as ast
+from surgery.lang.rule_parser import parse_rules
 
 
 def make_graph(spec: list[tuple]) -> Graph:

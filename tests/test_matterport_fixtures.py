@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 from surgery import models
-from surgery.model_io import read_graph_def
-from surgery.protos import GraphDef
-from surgery.tensor_values import to_numpy
+from surgery.ir.model_io import read_graph_def
+from surgery.ir.protos import GraphDef
+from surgery.ir.tensor_values import to_numpy
 
 pytest.importorskip("tensorflow", reason="the Matterport fixtures are built with TensorFlow")
 if importlib.util.find_spec("mrcnn") is None:
@@ -52,7 +52,7 @@ def matterport_built() -> dict[str, tuple[models.FixtureInfo, GraphDef]]:
 @pytest.fixture(scope="session")
 def frozen_outputs(matterport_built: dict) -> dict[str, list[np.ndarray]]:
     """Each fixture's outputs on its config's feeds, run in TensorFlow."""
-    from surgery.tf_reference import run_graph_def
+    from surgery.passes.tf_reference import run_graph_def
 
     out = {}
     for name, (info, graph_def) in matterport_built.items():

@@ -35,8 +35,8 @@ def _input(config: Any) -> str:
 
 def _workflow(name: str, tmp: Path, capsys: Any) -> tuple[Any, str]:
     """layout nchw + apply, as a user runs them; (the rewritten graph, apply's stderr)."""
-    from surgery import model_io
     from surgery.cli import main
+    from surgery.ir import model_io
     from surgery.models import fixture_path
 
     model = str(fixture_path(name))
@@ -51,8 +51,8 @@ def _workflow(name: str, tmp: Path, capsys: Any) -> tuple[Any, str]:
 
 def _plugins(graph: Any) -> dict[str, list[dict[str, Any]]]:
     """op -> the field values of each node of that plugin."""
-    from surgery.attrs import attr_value
-    from surgery.plugin_schema import load_catalog
+    from surgery.ir.attrs import attr_value
+    from surgery.ops.plugin_schema import load_catalog
 
     catalog = load_catalog()
     out: dict[str, list[dict[str, Any]]] = {}

@@ -8,10 +8,10 @@ import pytest
 from google.protobuf import text_format
 from tensorboard.compat.proto import summary_pb2
 
-from surgery import model_io
 from surgery.cli import main
 from surgery.errors import ModelLoadError, OutputPathError
-from surgery.protos import GraphDef
+from surgery.ir import model_io
+from surgery.ir.protos import GraphDef
 
 GRAPH = 'node { name: "x" op: "Placeholder" }\nnode { name: "y" op: "Relu" input: "x" }\n'
 

@@ -58,16 +58,18 @@ def test_a_build_older_than_its_sources_is_not_used(tmp_path: Path, monkeypatch)
     here = tmp_path / "surgery"
     here.mkdir()
     for module in native.COMPILED:
-        shutil.copy(ROOT / "surgery" / f"{module}.py", here)
-        (here / f"{module}.cpython-311-x86_64-linux-gnu.so").write_bytes(b"")
+        stage, name = module.split(".")
+        (here / stage).mkdir(exist_ok=True)
+        shutil.copy(ROOT / "surgery" / stage / f"{name}.py", here / stage)
+        (here / stage / f"{name}.cpython-311-x86_64-linux-gnu.so").write_bytes(b"")
     monkeypatch.setattr(native, "_HERE", here)
     monkeypatch.setattr(native, "_STAMP", here / "native_build.json")
     monkeypatch.delenv("SURGERY_PURE", raising=False)
     assert native.state() == "pure (not built)"  # extension files but no record of the sources
     native._STAMP.write_text(json.dumps(native._source_hashes()))
     assert native.state() == "compiled"
-    with open(here / "graph.py", "a") as handle:
+    with open(here / "ir" / "graph.py", "a") as handle:
         handle.write("\n# edited\n")
-    assert native.state() == "pure (stale: graph)"
+    assert native.state() == "pure (stale: ir.graph)"
     monkeypatch.setenv("SURGERY_PURE", "1")
     assert native.state() == "pure (SURGERY_PURE=1)"

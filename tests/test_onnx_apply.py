@@ -18,7 +18,7 @@ from onnx import helper
 
 from surgery.cli import main
 from surgery.errors import OutputPathError
-from surgery.model_io import load, save
+from surgery.ir.model_io import load, save
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -172,7 +172,7 @@ def test_an_opset_newer_than_onnx_knows_is_named(
 
 
 def test_view_draws_the_onnx_model_without_the_irs_records(box3d_onnx: Path) -> None:
-    from surgery.visualize import to_networkx
+    from surgery.views.visualize import to_networkx
 
     view = to_networkx(load(box3d_onnx))
     assert "_onnx_model" not in view.nodes
@@ -233,3 +233,4 @@ def test_rules_read_the_models_opset_and_onnx_constant_values(tmp_path: Path) ->
         out = tmp_path / f"out{need}.onnx"
         assert main(["apply", str(rules), str(model), "-o", str(out)]) == 0
         assert sum(n.op_type == "LReLU_TRT" for n in onnx.load(str(out)).graph.node) == plugins
+

@@ -1,4 +1,4 @@
-"""ONNX models through the Graph IR (`surgery.onnx_io`): load -> save gives the model back, edits
+"""ONNX models through the Graph IR (`surgery.ir.onnx_io`): load -> save gives the model back, edits
 made with the Graph API save to models that onnx.checker accepts and onnxruntime runs, and bad
 files are ModelLoadErrors. Models come from real exporters (tf2onnx on a Keras application) and
 from onnx.helper (the features exporters rarely use at once), built once per module."""
@@ -14,9 +14,9 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from surgery.attrs import make_attr
 from surgery.errors import ModelLoadError
-from surgery.onnx_io import (
+from surgery.ir.attrs import make_attr
+from surgery.ir.onnx_io import (
     DOMAIN_ATTR,
     NAME_ATTR,
     NONE_OP,
@@ -28,8 +28,8 @@ from surgery.onnx_io import (
     opset_warning,
     save_onnx,
 )
-from surgery.protos import GraphDef
-from surgery.tensor_values import shape_of, to_numpy
+from surgery.ir.protos import GraphDef
+from surgery.ir.tensor_values import shape_of, to_numpy
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

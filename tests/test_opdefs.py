@@ -8,9 +8,11 @@ import sys
 
 import pytest
 
-from surgery import model_io, models, opdefs
+from surgery import models
 from surgery.errors import GraphError
-from surgery.protos import AttrValue
+from surgery.ir import model_io
+from surgery.ir.protos import AttrValue
+from surgery.ops import opdefs
 
 
 def test_builtin_table_agrees_with_tensorflow() -> None:
@@ -87,7 +89,7 @@ def test_fallback_to_tensorflow_registry_and_unknown_ops() -> None:
 
 def test_builtin_lookups_do_not_import_tensorflow() -> None:
     code = (
-        "import sys; from surgery import opdefs\n"
+        "import sys; from surgery.ops import opdefs\n"
         "assert opdefs.input_roles('Conv2D') == ['input', 'filter']\n"
         "assert opdefs.is_known('TopKV2') and not opdefs.is_known('X_TRT', use_tf=False)\n"
         "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'\n"

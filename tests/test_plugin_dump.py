@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from surgery.plugin_dump import FORMAT, MANIFEST, DumpError, DumpWriter, load_dump
+from surgery.backends.plugin_dump import FORMAT, MANIFEST, DumpError, DumpWriter, load_dump
 
 pytest.importorskip("tensorflow")
 
@@ -46,8 +46,8 @@ def test_the_dump_holds_every_plugin_node_and_its_reference_gives_the_outputs(
     dumped: dict[str, Any],
 ) -> None:
     from plugins.registry import reference
-    from surgery import model_io
-    from surgery.validate import plugin_nodes
+    from surgery.backends.validate import plugin_nodes
+    from surgery.ir import model_io
 
     dump = load_dump(dumped["dir"])
     rewritten = Path(dumped["rewritten"])
@@ -84,9 +84,9 @@ def test_feature_maps_are_dumped_as_the_plugin_sees_them_channels_first(
 ) -> None:
     """The NHWC build's feature map reaches PyramidROIAlign_TRT through the transposes
     `layout nchw` inserted: the dump holds it NCHW, the original's tensor transposed."""
-    from surgery import model_io
-    from surgery.tf_reference import run_graph_def
-    from surgery.validate import random_inputs
+    from surgery.backends.validate import random_inputs
+    from surgery.ir import model_io
+    from surgery.passes.tf_reference import run_graph_def
 
     original = model_io.load(dumped["original"])
     feeds = {f"{k}:0": v for k, v in random_inputs(original, seed=0).items()}
@@ -105,7 +105,7 @@ def test_a_failed_validation_still_writes_the_dump_and_reads_back_without_tensor
     assert dumped["code"] == 1
     script = (
         "import sys\n"
-        "from surgery.plugin_dump import load_dump\n"
+        "from surgery.backends.plugin_dump import load_dump\n"
         f"dump = load_dump({str(dumped['dir'])!r})\n"
         "arrays = [entry.load() for entry in dump.plugins]\n"
         "assert 'tensorflow' not in sys.modules and 'google.protobuf' not in sys.modules\n"

@@ -9,16 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from surgery import model_io
-from surgery import visualize as viz
-from surgery.attrs import make_attr
-from surgery.engine import apply_rules
+from surgery.engine.run import apply_rules
 from surgery.errors import RuleError
-from surgery.graph import Graph
-from surgery.plugin_identity import is_plugin_node, plugin_schema_of
-from surgery.plugin_schema import field_attr, load_catalog
-from surgery.protos import GraphDef, NodeDef
-from surgery.rule_parser import load_rules, parse_rules
+from surgery.ir import model_io
+from surgery.ir.attrs import make_attr
+from surgery.ir.graph import Graph
+from surgery.ir.protos import GraphDef, NodeDef
+from surgery.lang.rule_parser import load_rules, parse_rules
+from surgery.ops.plugin_identity import is_plugin_node, plugin_schema_of
+from surgery.ops.plugin_schema import field_attr, load_catalog
+from surgery.views import visualize as viz
 
 RULES = Path(__file__).resolve().parent.parent / "rules"
 CATALOG = load_catalog()
@@ -117,9 +117,9 @@ def test_tf_crop_and_resize_exports_and_validates(tmp_path: Path) -> None:
     pytest.importorskip("tf2onnx")
     onnx = pytest.importorskip("onnx")
     ort = pytest.importorskip("onnxruntime")
-    from surgery.onnx_export import export_onnx
-    from surgery.tf_reference import run_graph_def
-    from surgery.validate import plugin_nodes, validate
+    from surgery.backends.onnx_export import export_onnx
+    from surgery.backends.validate import plugin_nodes, validate
+    from surgery.passes.tf_reference import run_graph_def
 
     pb = crop_and_resize_pb(tmp_path / "roi_align.pb")
     graph = model_io.load(pb)
@@ -143,8 +143,8 @@ def test_tf_crop_and_resize_exports_and_validates(tmp_path: Path) -> None:
 def test_support_and_view_treat_the_tf_op_as_tf(tmp_path: Path, monkeypatch) -> None:
     pytest.importorskip("tf2onnx")
     pytest.importorskip("onnx")
-    from surgery import trt_backend
-    from surgery.support import check_support
+    from surgery.backends import trt_backend
+    from surgery.backends.support import check_support
 
     pb = crop_and_resize_pb(tmp_path / "roi_align.pb")
     node = model_io.load(pb).node("roi_align_classifier/CropAndResize")
@@ -167,10 +167,10 @@ def test_support_and_view_treat_the_tf_op_as_tf(tmp_path: Path, monkeypatch) -> 
 def test_faster_rcnn_rewrite_exports_the_plugin(fixture_info, tmp_path: Path) -> None:
     pytest.importorskip("tf2onnx")
     onnx = pytest.importorskip("onnx")
-    from surgery.export.plugin_nodes import PLUGIN_DOMAIN, find_plugin_nodes
-    from surgery.onnx_export import export_onnx
-    from surgery.rule_params import drop_inferred_shapes
-    from surgery.shapes import annotate_shapes
+    from surgery.backends.export.plugin_nodes import PLUGIN_DOMAIN, find_plugin_nodes
+    from surgery.backends.onnx_export import export_onnx
+    from surgery.passes.prepare import drop_inferred_shapes
+    from surgery.passes.shapes import annotate_shapes
 
     info = fixture_info["faster_rcnn_like"]
     original = model_io.load(info.path)

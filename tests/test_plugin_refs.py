@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from plugins.registry import REFERENCES, PluginReferenceError, reference
-from surgery.plugin_schema import load_catalog
+from surgery.ops.plugin_schema import load_catalog
 
 tf = pytest.importorskip("tensorflow")
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from surgery.errors import RuleError
-from surgery.plugin_schema import field_attr, load_catalog
+from surgery.ops.plugin_schema import field_attr, load_catalog
 
 EXPECTED = {
     "LReLU_TRT", "ResizeNearest_TRT", "Normalize_TRT", "ProposalLayer_TRT", "PyramidROIAlign_TRT",
@@ -226,7 +226,7 @@ class _FakeOps:
 @pytest.mark.parametrize("name", sorted(EXPECTED - {"GridAnchor_TRT"}))
 def test_symbolic_shapes_agree_with_concrete(name: str) -> None:
     """Every input dim symbolic (as TensorRT's IExprBuilder sees dynamic dims): same result."""
-    from surgery.plugin_shapes import Sym
+    from surgery.ops.plugin_shapes import Sym
 
     schema = load_catalog().get(name)
     for size in (1, 2, 3):
@@ -243,7 +243,7 @@ def test_symbolic_shapes_agree_with_concrete(name: str) -> None:
 
 
 def test_symbolic_float_scale_becomes_an_integer_ratio() -> None:
-    from surgery.plugin_shapes import Sym
+    from surgery.ops.plugin_shapes import Sym
 
     schema = load_catalog().get("ResizeNearest_TRT")
     for scale in (2.0, 1.5, 0.7, 0.3, 3.25):
@@ -255,7 +255,7 @@ def test_symbolic_float_scale_becomes_an_integer_ratio() -> None:
 
 
 def test_shape_expression_syntax_and_errors(tmp_path) -> None:
-    from surgery.plugin_shapes import Context, ShapeExprError, dim_value, parse
+    from surgery.ops.plugin_shapes import Context, ShapeExprError, dim_value, parse
 
     def value(text, shapes=((2, 3, 8, 8),), **fields):
         node = parse(text)
@@ -288,7 +288,7 @@ def test_shape_expression_syntax_and_errors(tmp_path) -> None:
 def test_bad_shape_declarations_are_refused_at_load(tmp_path) -> None:
     import json
 
-    from surgery.plugin_schema import load_schema
+    from surgery.ops.plugin_schema import load_schema
 
     base = {"name": "X_TRT", "version": "1", "fields": [{"name": "k", "type": "int32"}],
             "inputs": [{"name": "x"}]}  # fmt: skip

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from surgery import model_io
 from surgery.cli import main
+from surgery.ir import model_io
 
 pytest.importorskip("tensorflow")
 from gs_scripts import tf_graphs  # noqa: E402

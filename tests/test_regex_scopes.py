@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 
 from surgery.cli import main
+from surgery.engine.matcher import RuleMatcher
 from surgery.errors import RuleError, RuleSyntaxError
-from surgery.expr_eval import glob_match
-from surgery.graph import Graph
-from surgery.matcher import RuleMatcher
-from surgery.protos import GraphDef
-from surgery.rule_check import check_rules
-from surgery.rule_parser import parse_rules
+from surgery.ir.graph import Graph
+from surgery.ir.protos import GraphDef
+from surgery.lang.expr_eval import glob_match
+from surgery.lang.rule_check import check_rules
+from surgery.lang.rule_parser import parse_rules
 
 HANG_BOUND_S = 5.0  # a hang test, not a benchmark: Python's re took 8.5 s on 29 characters
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from surgery.report import write_report
-from surgery.visualize import write_view
+from surgery.views.report import write_report
+from surgery.views.visualize import write_view
 from viz import samples
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -88,8 +88,8 @@ RULES = Path(__file__).resolve().parent.parent / "rules"
 
 def test_leaky_relu_report(browser: Any, tmp_path: Path) -> None:
     """The report as users get it: `surgery apply rules/leaky_relu.rules ... --report`."""
-    from surgery import model_io
     from surgery.cli import main
+    from surgery.ir import model_io
 
     before = samples.leaky_graph(3)
     model, out, path = tmp_path / "leaky.pb", tmp_path / "out.pb", tmp_path / "leaky.html"

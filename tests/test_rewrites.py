@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 from test_matcher import const, make_graph
 
-from surgery.engine import apply_rules
+from surgery.engine.run import apply_rules
 from surgery.errors import RewriteRefused, RuleError
-from surgery.graph import Graph
-from surgery.ports import TensorRef
-from surgery.rule_parser import parse_rules
-from surgery.tensor_values import to_numpy
+from surgery.ir.graph import Graph
+from surgery.ir.ports import TensorRef
+from surgery.ir.tensor_values import to_numpy
+from surgery.lang.rule_parser import parse_rules
 
 
 def run(graph: Graph, text: str):

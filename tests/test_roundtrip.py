@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from surgery import model_io, models, opdefs
-from surgery.ports import TensorRef
+from surgery import models
+from surgery.ir import model_io
+from surgery.ir.ports import TensorRef
+from surgery.ops import opdefs
 
 SCOPE = "detector/detections"
 

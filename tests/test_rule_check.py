@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from surgery.cli import main
-from surgery.rule_check import check_path, check_rules
-from surgery.rule_parser import parse_rules
+from surgery.lang.rule_check import check_path, check_rules
+from surgery.lang.rule_parser import parse_rules
 
 
 def diags(text: str) -> list[str]:

@@ -9,19 +9,19 @@ from __future__ import annotations
 
 import pytest
 
-from surgery.engine import apply_rules
+from surgery.engine.run import apply_rules
 from surgery.errors import RuleError, RuleSyntaxError, UsageError
-from surgery.graph import Graph
-from surgery.rule_check import check_rules
-from surgery.rule_params import bind_file, check_settings, parse_settings
-from surgery.rule_parser import parse_rules
+from surgery.ir.graph import Graph
+from surgery.lang.rule_check import check_rules
+from surgery.lang.rule_params import bind_file, check_settings, parse_settings
+from surgery.lang.rule_parser import parse_rules
 
 tf = pytest.importorskip("tensorflow", reason="the test graphs are built with TensorFlow")
 
 
 def proposal_graph(pre_nms: int = 300, keep: int = 20, iou: float = 0.6) -> Graph:
     """`ns`: TopKV2 k = min(pre_nms, anchors), NMS with Const operands; side input `meta`."""
-    from surgery.protos import GraphDef
+    from surgery.ir.protos import GraphDef
 
     graph = tf.Graph()
     with graph.as_default():
@@ -60,7 +60,7 @@ def run(text: str, graph: Graph, settings: dict[str, str] | None = None):
 
 
 def fields(graph: Graph, name: str) -> dict[str, object]:
-    from surgery.attrs import attr_value
+    from surgery.ir.attrs import attr_value
 
     return {k: attr_value(v) for k, v in graph.node(name).attr.items()}
 
@@ -85,7 +85,7 @@ def test_a_field_above_the_plugin_limit_is_clamped_with_a_warning() -> None:
     assert fields(graph, "ns")["prenms_topk"] == 1024
     assert fields(graph, "ns")["_clamped_prenms_topk"] == 3000  # what the rule asked
     assert any("rule 'proposals'" in w and "clamped to 1024" in w for w in result.warnings)
-    from surgery.validate_compare import clamped_fields
+    from surgery.backends.validate_compare import clamped_fields
 
     (note,) = clamped_fields(graph.node("ns"))
     assert note == ("ProposalLayer_TRT at ns runs with prenms_topk 1024 where the rule asked "
@@ -141,7 +141,7 @@ rule r:
     remove y
 """
     graph = proposal_graph()
-    from surgery.protos import NodeDef
+    from surgery.ir.protos import NodeDef
 
     node = NodeDef(name="relu", op="Relu", input=["image"])
     node.attr["T"].type = 1

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from surgery import rule_ast as ast
 from surgery.errors import RuleSyntaxError
-from surgery.rule_parser import load_rules, parse_rules
+from surgery.lang import rule_ast as ast
+from surgery.lang.rule_parser import load_rules, parse_rules
 
 BAD = Path(__file__).parent / "rules_bad"
 

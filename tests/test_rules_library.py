@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from surgery.plugin_schema import load_catalog
+from surgery.lang.rule_check import check_rules
+from surgery.lang.rule_parser import load_rules
+from surgery.ops.plugin_schema import load_catalog
 from surgery.regression import run_suite
 from surgery.regression_cases import cases_for_rules, load_cases
-from surgery.rule_check import check_rules
-from surgery.rule_parser import load_rules
 
 RULES = Path(__file__).resolve().parent.parent / "rules"
 LIBRARY = sorted(p for p in RULES.glob("*.rules") if p.name != "maskrcnn.rules")
@@ -57,10 +57,10 @@ def test_detector_cases_run_the_numeric_check(stem: str) -> None:
 
 def test_faster_rcnn_without_the_layout_transposes_is_caught(tmp_path: Path) -> None:
     """The NHWC heads fed straight into the NCHW Proposal plugin: validate refuses the shapes."""
-    from surgery.engine import apply_rules
-    from surgery.model_io import load
+    from surgery.backends.validate import ValidationError, validate
+    from surgery.engine.run import apply_rules
+    from surgery.ir.model_io import load
     from surgery.models import fixture_info
-    from surgery.validate import ValidationError, validate
 
     text = (RULES / "faster_rcnn.rules").read_text(encoding="utf-8")
     start, end = text.index("rule proposal:"), text.index("rule crop_and_resize:")

@@ -7,10 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from surgery import model_io, shapes
 from surgery.cli import main
-from surgery.tensor_values import to_numpy
-from surgery.tf_reference import random_feeds, run_graph_def
+from surgery.ir import model_io
+from surgery.ir.tensor_values import to_numpy
+from surgery.passes import shapes
+from surgery.passes.tf_reference import random_feeds, run_graph_def
 
 
 def reshape_shapes(path: Path) -> dict[str, list[int] | None]:

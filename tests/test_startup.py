@@ -67,7 +67,7 @@ def test_parser_build_imports_nothing_heavy() -> None:
 
 def test_the_probe_sees_heavy_imports() -> None:
     """The checks above can fail: a module that does load numpy and protobuf shows them."""
-    loaded = _modules_after("import surgery.graph_check\nimport numpy")
+    loaded = _modules_after("import surgery.ops.graph_check\nimport numpy")
     assert {"numpy", "google.protobuf"} <= set(_heavy(loaded))
 
 
@@ -75,7 +75,7 @@ def test_ml_dtypes_loads_with_the_first_bfloat16() -> None:
     code = (
         "import sys\n"
         "import numpy as np\n"
-        "from surgery import tensor_values as tv\n"
+        "from surgery.ir import tensor_values as tv\n"
         "assert tv.to_numpy(tv.from_numpy(np.ones(3, np.float32))).sum() == 3\n"
         "assert 'ml_dtypes' not in sys.modules\n"
         "value = tv.to_numpy(tv.from_numpy([1.5, -2.0], 'bfloat16'))\n"

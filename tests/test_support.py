@@ -11,10 +11,12 @@ pytest.importorskip("tf2onnx")
 
 from onnx import TensorProto, helper  # noqa: E402
 
-from surgery import cli, model_io, trt_backend  # noqa: E402
-from surgery.engine import apply_rules  # noqa: E402
-from surgery.rule_parser import load_rules  # noqa: E402
-from surgery.support import check_support, rule_index  # noqa: E402
+from surgery import cli  # noqa: E402
+from surgery.backends import trt_backend  # noqa: E402
+from surgery.backends.support import check_support, rule_index  # noqa: E402
+from surgery.engine.run import apply_rules  # noqa: E402
+from surgery.ir import model_io  # noqa: E402
+from surgery.lang.rule_parser import load_rules  # noqa: E402
 from tests.test_export import GOLDEN, to_plugin, unet_with_resize_plugins  # noqa: E402
 
 HAS_RTX = trt_backend.load_trt("tensorrt_rtx_bindings") is not None

@@ -11,15 +11,20 @@ import pytest
 from test_matcher import const, make_graph
 
 import plugins.gpu
-from surgery import model_io, trt_backend
+from surgery.backends import trt_backend
 from surgery.cli import main
 from surgery.errors import RuleError, RuleSyntaxError
-from surgery.plugin_schema import load_catalog, load_schema
-from surgery.rule_parser import load_rules, parse_rules
-from surgery.targets import TARGET_NAMES, export_creator, provision, resolve_creator
+from surgery.ir import model_io
+from surgery.lang.rule_parser import load_rules, parse_rules
+from surgery.ops.plugin_schema import load_catalog, load_schema
+from surgery.ops.targets import TARGET_NAMES, export_creator, provision, resolve_creator
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES = ROOT / "rules"
+LEAKY_TARGETS_AT = next(  # where rules/leaky_relu.rules states its targets
+    i for i, line in enumerate((RULES / "leaky_relu.rules").read_text().splitlines(), 1)
+    if line.startswith("targets ")
+)
 CATALOG_DIR = ROOT / "plugins" / "catalog"
 LEAKY_RULE = """use plugins "trt-8.6"
 {targets}
@@ -158,8 +163,9 @@ def test_check_library_for_tensorrt_11_reports_no_missing_plugin(capsys) -> None
     assert main(["check", "--no-tf", "--target", "tensorrt-11", *files]) == 0
     out = capsys.readouterr().out
     warnings = [line for line in out.splitlines() if ": warning: " in line]
-    assert warnings == [f"{RULES / 'leaky_relu.rules'}:8:1: warning: this file is for "
-                        "tensorrt-8.6, tensorrt-10, not tensorrt-11"]  # fmt: skip
+    where = f"{RULES / 'leaky_relu.rules'}:{LEAKY_TARGETS_AT}:1"
+    assert warnings == [f"{where}: warning: this file is for tensorrt-8.6, tensorrt-10, not "
+                        "tensorrt-11"]  # fmt: skip
     assert "rule 'detection_boxes' is left out for tensorrt-11" in out
     assert "CropAndResizeDynamic version 2 (IPluginV3)" in out  # faster_rcnn's CropAndResize
     assert "native alternative: ONNX Slice" not in out  # SpecialSlice_TRT's rule is left out
@@ -210,8 +216,8 @@ def test_apply_warns_for_a_file_not_meant_for_the_target(box3d_pb, tmp_path, cap
     assert main(["apply", rules, str(box3d_pb), "-o", str(out), "--target", "tensorrt-11"]) == 0
     captured = capsys.readouterr()
     assert "leaky_relu: 5 matches applied" in captured.out  # the user named it: applied
-    assert f"warning: {rules}:8:1: this file is for tensorrt-8.6, tensorrt-10, not " \
-        "tensorrt-11; applying it all the same" in captured.err
+    assert f"warning: {rules}:{LEAKY_TARGETS_AT}:1: this file is for tensorrt-8.6, " \
+        "tensorrt-10, not tensorrt-11; applying it all the same" in captured.err
     assert "note: 5 node(s): plugin LReLU_TRT on tensorrt-11: removed in TensorRT 11.0" \
         in captured.err and "native alternative: ONNX LeakyRelu" in captured.err
     assert len(model_io.load(out).nodes_by_op("LReLU_TRT")) == 5

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from surgery import model_io
+from surgery.backends.validate import ValidationError, load_inputs, random_inputs, validate
 from surgery.cli import main
-from surgery.graph import Graph
-from surgery.plugin_schema import field_attr, load_catalog
-from surgery.tensor_values import from_numpy
-from surgery.validate import ValidationError, load_inputs, random_inputs, validate
+from surgery.ir import model_io
+from surgery.ir.graph import Graph
+from surgery.ir.tensor_values import from_numpy
+from surgery.ops.plugin_schema import field_attr, load_catalog
 
 pytest.importorskip("tensorflow")
 
@@ -106,7 +106,7 @@ def test_renamed_plugin_is_paired_through_the_log(box3d_pb: Path, tmp_path: Path
     log.write_text(json.dumps({"changes": changes}))
     rewritten = tmp_path / "renamed.pb"
     model_io.save(graph, rewritten)
-    from surgery.validate import provenance_map
+    from surgery.backends.validate import provenance_map
 
     assert provenance_map(log) == {"plugins/lrelu_1": LRELU_1}
     report = validate(model_io.load(box3d_pb), graph, per_boundary=True,
@@ -170,14 +170,14 @@ def test_unknown_op_and_missing_reference(box3d_pb: Path, monkeypatch) -> None:
 
 def field_attr_type(name: str = "float32"):
     """A `type` AttrValue."""
-    from surgery.attrs import make_attr
+    from surgery.ir.attrs import make_attr
 
     return make_attr(name, "type")
 
 
 def tensor_attr(tensor):
     """A `tensor` AttrValue."""
-    from surgery.protos import AttrValue
+    from surgery.ir.protos import AttrValue
 
     attr = AttrValue()
     attr.tensor.CopyFrom(tensor)
@@ -186,8 +186,8 @@ def tensor_attr(tensor):
 
 def test_engine_validation_says_plainly_why_it_cannot_run(tmp_path, capsys) -> None:
     """This CI machine has no NVIDIA driver: `--engine` must say so, not fail obscurely."""
+    from surgery.backends.trt_runtime import cuda_devices, why_engine_cannot_run
     from surgery.cli import main as cli
-    from surgery.trt_runtime import cuda_devices, why_engine_cannot_run
 
     engine = tmp_path / "m.engine"
     engine.write_bytes(b"not run")
@@ -205,7 +205,7 @@ def _tf_graph(build) -> Graph:
     """A Graph from a TF1-style graph built by `build(tf)` (placeholders and ops by name)."""
     import tensorflow as tf
 
-    from surgery.protos import GraphDef
+    from surgery.ir.protos import GraphDef
 
     with tf.Graph().as_default() as g:
         build(tf)
@@ -213,7 +213,7 @@ def _tf_graph(build) -> Graph:
 
 
 def test_every_port_of_a_multi_output_graph_output_is_compared() -> None:
-    from surgery.validate import graph_output_tensors
+    from surgery.backends.validate import graph_output_tensors
 
     def original(tf) -> None:
         x = tf.compat.v1.placeholder(tf.float32, [4], name="x")
@@ -233,8 +233,8 @@ def test_every_port_of_a_multi_output_graph_output_is_compared() -> None:
 
 
 def test_input_map_parses_and_rejects() -> None:
-    from surgery.ports import TensorRef
-    from surgery.validate import InputMapping, parse_input_map
+    from surgery.backends.validate import InputMapping, parse_input_map
+    from surgery.ir.ports import TensorRef
 
     assert parse_input_map("Input=image_tensor:0,3,1,2") == InputMapping(
         "Input", TensorRef("image_tensor", 0), (0, 3, 1, 2)
@@ -267,7 +267,7 @@ def _nchw_input_rewrite(perm_of_new: tuple[int, ...] = (0, 2, 3, 1)) -> tuple[Gr
 
 
 def test_input_map_feeds_a_new_placeholder_from_an_original_tensor() -> None:
-    from surgery.validate import parse_input_map
+    from surgery.backends.validate import parse_input_map
 
     before, after = _nchw_input_rewrite()
     with pytest.raises(ValidationError, match="Input that the original lacks.*--input-map"):
@@ -280,7 +280,7 @@ def test_input_map_feeds_a_new_placeholder_from_an_original_tensor() -> None:
 
 
 def test_input_map_errors_name_the_problem() -> None:
-    from surgery.validate import parse_input_map
+    from surgery.backends.validate import parse_input_map
 
     before, after = _nchw_input_rewrite()
     cases = {
@@ -295,7 +295,7 @@ def test_input_map_errors_name_the_problem() -> None:
 
 
 def test_input_map_wrong_order_same_shape_fails() -> None:
-    from surgery.validate import parse_input_map
+    from surgery.backends.validate import parse_input_map
 
     # Input is [1, 3, 4, 4]: NCHW from NHWC is (0, 3, 1, 2); (0, 3, 2, 1) fits but swaps H, W.
     def original(tf) -> None:
@@ -313,7 +313,7 @@ def test_input_map_wrong_order_same_shape_fails() -> None:
 
 
 def test_merged_outputs_are_compared_at_the_boundary_and_exclude_is_reported() -> None:
-    from surgery.validate import sources_from_changes
+    from surgery.backends.validate import sources_from_changes
 
     # Original: two outputs of separate ops; rewritten: one LReLU_TRT port stands for both
     # (a stand-in for NMS_TRT's detections replacing boxes, scores and classes).
@@ -353,7 +353,7 @@ def test_merged_outputs_are_compared_at_the_boundary_and_exclude_is_reported() -
 
 
 def test_boundaries_of_different_shape_compare_flat() -> None:
-    from surgery.validate import compare
+    from surgery.backends.validate import compare
 
     want = np.arange(8, dtype=np.float32).reshape(1, 2, 1, 4)
     same = compare("c", "c", "c", want, want.reshape(1, 8, 1, 1), 1e-5, 1e-5, flat_ok=True)

@@ -16,12 +16,12 @@ import pytest
 from plugins.reference._common import PluginFields, PluginReferenceError, SideContext
 from plugins.reference._mrcnn import image_meta, pyramid_anchors
 from plugins.registry import implied_value, reference_function
+from surgery.backends.validate import ValidationError, implied_feeds, load_inputs, validate
 from surgery.errors import RuleError
-from surgery.graph import Graph
-from surgery.plugin_schema import field_attr, load_catalog, load_schema
-from surgery.ports import SIDE_ATTR_PREFIX
-from surgery.protos import AttrValue
-from surgery.validate import ValidationError, implied_feeds, load_inputs, validate
+from surgery.ir.graph import Graph
+from surgery.ir.ports import SIDE_ATTR_PREFIX
+from surgery.ir.protos import AttrValue
+from surgery.ops.plugin_schema import field_attr, load_catalog, load_schema
 
 pytest.importorskip("tensorflow")
 
@@ -33,7 +33,7 @@ def _tf_graph(build: Callable[[Any], None]) -> Graph:
     """A Graph from a TF1-style graph built by `build(tf)`."""
     import tensorflow as tf
 
-    from surgery.protos import GraphDef
+    from surgery.ir.protos import GraphDef
 
     with tf.Graph().as_default() as g:
         build(tf)
@@ -247,7 +247,7 @@ def test_validate_feeds_the_original_what_the_plugin_implies(tmp_path: Path) -> 
         "(max abs difference"
     )
     # An .npz may leave out the placeholders the plugins have side inputs for.
-    from surgery.validate import side_placeholders
+    from surgery.backends.validate import side_placeholders
 
     path = tmp_path / "feeds.npz"
     np.savez(path, rpn_class=feeds["rpn_class"], rpn_bbox=feeds["rpn_bbox"])
@@ -456,7 +456,7 @@ def test_failure_downstream_of_roi_align_names_its_known_deviation() -> None:
 
 # --------------------------------------------------------------------------- export
 def test_export_ignores_side_attrs(tmp_path: Path) -> None:
-    from surgery.export.plugin_nodes import PluginFieldError, find_plugin_nodes
+    from surgery.backends.export.plugin_nodes import PluginFieldError, find_plugin_nodes
 
     def build(tf: Any) -> None:
         x = tf.compat.v1.placeholder(tf.float32, [1, 3, 4, 4], name="x")
@@ -469,7 +469,7 @@ def test_export_ignores_side_attrs(tmp_path: Path) -> None:
     assert plugin.fields == {"negSlope": pytest.approx(0.2)}
     onnx = pytest.importorskip("onnx")
     pytest.importorskip("tf2onnx")
-    from surgery.onnx_export import export_onnx
+    from surgery.backends.onnx_export import export_onnx
 
     out = tmp_path / "side.onnx"
     export_onnx(graph, out, outputs=["act:0"])

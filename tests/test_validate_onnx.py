@@ -96,7 +96,7 @@ def test_the_dump_holds_every_plugin_with_its_reference_outputs(
     box3d: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from plugins.registry import reference
-    from surgery.plugin_dump import load_dump
+    from surgery.backends.plugin_dump import load_dump
 
     code, out, _ = _validate(capsys, *box3d, "--dump", tmp_path / "dump")
     assert code == 0, out
@@ -132,8 +132,8 @@ def test_a_broken_rewrite_fails_and_names_the_output(
 def test_plugins_reading_plugins_run_in_topological_order(
     chain: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from surgery.onnx_evaluate import OnnxEvaluator
-    from surgery.plugin_dump import load_dump
+    from surgery.backends.onnx_evaluate import OnnxEvaluator
+    from surgery.backends.plugin_dump import load_dump
 
     original, rewritten = chain
     waves = OnnxEvaluator(onnx.load(str(rewritten)), {}).waves()

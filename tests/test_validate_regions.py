@@ -26,11 +26,11 @@ RULES = str(REPO / "rules" / "maskrcnn.rules")
 @pytest.fixture(scope="module")
 def maskrcnn(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The NCHW build, its rewrite, the plugin nodes, seeded feeds and the outputs compared."""
-    from surgery import model_io
+    from surgery.backends.validate import graph_output_tensors, plugin_nodes, random_inputs
     from surgery.cli import main
+    from surgery.ir import model_io
+    from surgery.ir.ports import parse_tensor
     from surgery.models import fixture_info
-    from surgery.ports import parse_tensor
-    from surgery.validate import graph_output_tensors, plugin_nodes, random_inputs
 
     original = fixture_info("maskrcnn_small_nchw").path
     out = tmp_path_factory.mktemp("regions") / "t.pb"
@@ -46,7 +46,7 @@ def maskrcnn(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def test_every_node_is_computed_by_one_run_and_reread_tensors_are_carried(
     maskrcnn: dict[str, Any],
 ) -> None:
-    from surgery.validate_regions import RegionPlan, _constant_nodes
+    from surgery.backends.validate_regions import RegionPlan, _constant_nodes
 
     graph = maskrcnn["rewritten"]
     plan = RegionPlan(graph, maskrcnn["plugins"], maskrcnn["outputs"])
@@ -73,13 +73,13 @@ def test_shared_nodes_come_from_the_original_and_change_no_value(
     """The rewrite left the backbone alone: its tensors are taken from the original's run, the
     rewritten graph's session holds the heads only, and every output is bit-identical to the
     evaluation that computes everything itself."""
-    from surgery.tf_reference import run_graph_def
-    from surgery.validate_regions import (
+    from surgery.backends.validate_regions import (
         RegionEvaluator,
         RegionPlan,
         known_tensors,
         shared_nodes,
     )  # fmt: skip
+    from surgery.passes.tf_reference import run_graph_def
 
     original, rewritten = maskrcnn["original"], maskrcnn["rewritten"]
     plugins, outputs, feeds = maskrcnn["plugins"], maskrcnn["outputs"], maskrcnn["feeds"]
@@ -102,8 +102,8 @@ def test_shared_nodes_come_from_the_original_and_change_no_value(
 
 
 def test_a_missing_known_value_is_an_error(maskrcnn: dict[str, Any]) -> None:
-    from surgery.validate import ValidationError
-    from surgery.validate_regions import RegionEvaluator, known_tensors, shared_nodes
+    from surgery.backends.validate import ValidationError
+    from surgery.backends.validate_regions import RegionEvaluator, known_tensors, shared_nodes
 
     original, rewritten = maskrcnn["original"], maskrcnn["rewritten"]
     plugins, outputs, feeds = maskrcnn["plugins"], maskrcnn["outputs"], maskrcnn["feeds"]
@@ -117,9 +117,9 @@ def test_a_missing_known_value_is_an_error(maskrcnn: dict[str, Any]) -> None:
 _LIFT = r"""
 import json, sys
 import numpy as np
-from surgery import model_io
+from surgery.ir import model_io
 from surgery.models import fixture_info
-from surgery.tf_reference import (
+from surgery.passes.tf_reference import (
     LIFTED_CONST_BYTES, WEIGHT_INPUT, import_graph, random_feeds, run_graph_def, weights_frozen,
     wire_graph,
 )
@@ -163,10 +163,10 @@ def test_fed_weights_give_the_results_of_consts_to_the_bit(frozen: str) -> None:
 def test_dynamic_weights_are_found() -> None:
     """A matmul of two activations has no frozen weights; a conv reading a Const through an
     Identity has."""
-    from surgery.attrs import make_attr
-    from surgery.graph import Graph
-    from surgery.tensor_values import from_numpy
-    from surgery.tf_reference import dynamic_weights
+    from surgery.ir.attrs import make_attr
+    from surgery.ir.graph import Graph
+    from surgery.ir.tensor_values import from_numpy
+    from surgery.passes.tf_reference import dynamic_weights
 
     graph = Graph()
     graph.add_node("x", "Placeholder", attrs={"dtype": make_attr("float32", "type")})
@@ -184,7 +184,7 @@ def test_dynamic_weights_are_found() -> None:
 def test_comparison_in_blocks_is_the_whole_arrays_comparison() -> None:
     """Differences, NaN pairs and infinities in several blocks give what one float64 pass over
     the whole arrays gives."""
-    from surgery.validate_compare import _CHUNK, compare
+    from surgery.backends.validate_compare import _CHUNK, compare
 
     rng = np.random.default_rng(0)
     want = rng.standard_normal(2 * _CHUNK + 1000).astype(np.float32)

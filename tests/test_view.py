@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from surgery import model_io
 from surgery.cli import main
 from surgery.errors import GraphError, OutputPathError
-from surgery.graph import Graph
-from surgery.visualize import (
+from surgery.ir import model_io
+from surgery.ir.graph import Graph
+from surgery.views.visualize import (
     LayoutError,
     collapse_namespaces,
     neighbourhood,
@@ -33,7 +33,7 @@ def split_graph() -> Graph:
     """A Split whose port 1 and port 0 feed an AddV2, and a control edge."""
     from google.protobuf import text_format
 
-    from surgery.protos import GraphDef
+    from surgery.ir.protos import GraphDef
 
     text = """
     node { name: "x" op: "Placeholder" }

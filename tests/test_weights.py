@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from surgery import model_io, weights
 from surgery.cli import main
-from surgery.tensor_values import to_numpy
+from surgery.ir import model_io
+from surgery.ir.tensor_values import to_numpy
+from surgery.passes import weights
 
 
 def const_values(path: Path) -> dict[str, np.ndarray]:

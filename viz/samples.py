@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from surgery.graph import Graph
-from surgery.protos import AttrValue, GraphDef
+from surgery.ir.graph import Graph
+from surgery.ir.protos import AttrValue, GraphDef
 
 _F32 = 1
 _I32 = 3

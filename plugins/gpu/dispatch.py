@@ -63,7 +63,7 @@ def kernel_of(name: str) -> Kernel:
 
 def full_fields(name: str, fields: Mapping[str, Any]) -> dict[str, Any]:
     """`fields` with the schema's defaults for the ones left out."""
-    from surgery.plugin_schema import load_catalog
+    from surgery.ops.plugin_schema import load_catalog
 
     full = {spec.name: spec.default for spec in load_catalog().get(name).fields}
     full.update(fields)

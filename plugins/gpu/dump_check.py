@@ -112,7 +112,7 @@ def match_model(dump: Any, graph: Any) -> None:
     """DumpMismatch unless every dumped node is in `graph` (a surgery Graph) with the same plugin
     op and the same field values: a dump of another model would check the wrong kernels."""
     from plugins.registry import node_fields
-    from surgery.plugin_schema import coerce_field, load_catalog
+    from surgery.ops.plugin_schema import coerce_field, load_catalog
 
     catalog = load_catalog()
     for entry in dump.plugins:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from plugins.trt.creators import has_gpu_kernel, make_creator
-from surgery.plugin_schema import load_catalog
+from surgery.ops.plugin_schema import load_catalog
 
 __all__ = ["IMPLEMENTED", "plugin_status", "register"]
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from surgery.plugin_schema import PluginSchema
-from surgery.plugin_shapes import Sym
+from surgery.ops.plugin_schema import PluginSchema
+from surgery.ops.plugin_shapes import Sym
 
 
 class _TrtOps:

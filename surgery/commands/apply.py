@@ -7,7 +7,7 @@ import argparse
 import sys
 
 from surgery.commands.options import add_allow_invalid_option, add_input_option, add_set_option
-from surgery.targets import add_target_option
+from surgery.ops.targets import add_target_option
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -41,17 +41,13 @@ def run(args: argparse.Namespace) -> int:
     early = cached and bool(args.input or args.infer_shapes)
     source = cache.SourceDigest(args.files[-1]) if early else None
 
-    from surgery import model_io
-    from surgery.engine import apply_rules
+    from surgery.engine.provenance import changes_json
+    from surgery.engine.run import apply_rules
     from surgery.errors import OutputPathError
-    from surgery.graph_check import refuse_invalid
-    from surgery.provenance import changes_json
-    from surgery.rule_params import (
-        drop_inferred_shapes,
-        needs_shapes,
-        parse_settings,
-        prepare_graph,
-    )
+    from surgery.ir import model_io
+    from surgery.lang.rule_params import needs_shapes, parse_settings
+    from surgery.ops.graph_check import refuse_invalid
+    from surgery.passes.prepare import drop_inferred_shapes, prepare_graph
 
     if len(args.files) < 2:
         print("surgery apply: error: give at least one rule file and a model", file=sys.stderr)
@@ -68,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         written[path] = flag
     rule_files = [cache.load_rules(p) for p in rule_paths]
     if args.target is not None:  # files not meant for it warned about, rules for others left out
-        from surgery.targets import select_rules
+        from surgery.ops.targets import select_rules
 
         rule_files, notes = select_rules(rule_files, args.target)
         for severity, message in notes:
@@ -77,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         source = cache.SourceDigest(model)
     graph = model_io.load(model)
     refuse_invalid(graph, model, args.allow_invalid)  # cycles, missing ports or nodes, empty
-    from surgery.formats import format_warnings
+    from surgery.lang.formats import format_warnings
 
     for warning in format_warnings(rule_files, graph):
         print(f"warning: {warning}", file=sys.stderr)
@@ -96,11 +92,13 @@ def run(args: argparse.Namespace) -> int:
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if args.target is not None:  # plugins the target lacks, deprecated ones, native ops
-        from surgery.targets import graph_messages
+        from surgery.ops.targets import graph_messages
 
         for severity, message in graph_messages(result.graph, args.target):
             print(f"{severity}: {message}", file=sys.stderr)
-    model_io.save(result.graph, args.output, inputs=(model, *rule_paths), target=args.target)
+    from surgery.backends.onnx_plugins import save_graph
+
+    save_graph(result.graph, args.output, inputs=(model, *rule_paths), target=args.target)
     print(f"nodes: {before} -> {len(result.graph)}; wrote {args.output}")
     if args.log:
         text = changes_json(
@@ -111,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         model_io.write_atomic(args.log, text.encode("utf-8"))
         print(f"log: {len(result.changes)} changes in {args.log}")
     if args.report and original is not None:
-        from surgery.report import write_report
+        from surgery.views.report import write_report
 
         meta = {rule: {"matches": n} for rule, n in result.per_rule_counts.items()}
         write_report(original, result.graph, args.report, changes=result.changes,

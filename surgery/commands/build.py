@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from surgery import trt_backend
-from surgery.targets import add_target_option
+from surgery.backends import trt_backend
+from surgery.ops.targets import add_target_option
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from surgery.shapes import parse_input_shape
+    from surgery.passes.shapes import parse_input_shape
 
     result = trt_backend.build_engine(
         args.model,

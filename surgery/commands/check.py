@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from surgery.targets import add_target_option
+from surgery.ops.targets import add_target_option
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print every diagnostic as `file:line:col: severity: message`; 1 if any error."""
-    from surgery.rule_check import check_paths
+    from surgery.lang.rule_check import check_paths
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's registry import is chatty
     errors = warnings = 0

@@ -17,9 +17,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from surgery import model_io
-    from surgery.graph_diff import diff_graphs
-    from surgery.report import change_lines, write_report
+    from surgery.ir import model_io
+    from surgery.views.graph_diff import diff_graphs
+    from surgery.views.report import change_lines, write_report
 
     out = model_io.check_output_path(args.output, args.before, args.after) if args.output else None
     before, after = model_io.load(args.before), model_io.load(args.after)

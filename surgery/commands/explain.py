@@ -23,12 +23,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from surgery import model_io
     from surgery.cache import load_rules
     from surgery.commands.match import split_files
+    from surgery.engine.matcher import RuleMatcher
     from surgery.errors import RuleError
-    from surgery.matcher import RuleMatcher
-    from surgery.rule_params import bind_file, check_settings, parse_settings, prepare_graph
+    from surgery.ir import model_io
+    from surgery.lang.rule_params import bind_file, check_settings, parse_settings
+    from surgery.passes.prepare import prepare_graph
 
     rule_paths, model = split_files(args.files)
     rule_files = [load_rules(p) for p in rule_paths]

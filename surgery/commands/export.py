@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from surgery.commands.options import add_allow_invalid_option, add_input_option
-from surgery.targets import add_target_option
+from surgery.ops.targets import add_target_option
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _plugin_shape(text: str) -> tuple[str, tuple[int | None, ...]]:
     """`node:0=-1,3,8,8` -> ("node:0", (None, 3, 8, 8))."""
-    from surgery.shapes import ShapeError, parse_input_shape
+    from surgery.passes.shapes import ShapeError, parse_input_shape
 
     name, dims = parse_input_shape(text)
     if ":" not in name:
@@ -39,9 +39,10 @@ def _plugin_shape(text: str) -> tuple[str, tuple[int | None, ...]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from surgery import model_io, onnx_export
-    from surgery.graph_check import refuse_invalid
-    from surgery.input_shapes import parse_input_flags, pin_inputs
+    from surgery.backends import onnx_export
+    from surgery.ir import model_io
+    from surgery.ops.graph_check import refuse_invalid
+    from surgery.passes.input_shapes import parse_input_flags, pin_inputs
 
     input_shapes = parse_input_flags(args.input)
     model_io.check_output_path(args.output, args.model)
@@ -64,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     if args.target is not None:  # plugins the target lacks, deprecated ones, native ops
         import sys
 
-        from surgery.targets import graph_messages
+        from surgery.ops.targets import graph_messages
 
         for severity, message in graph_messages(source, args.target):
             print(f"{severity}: {message}", file=sys.stderr)

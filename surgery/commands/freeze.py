@@ -28,7 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Freeze, save atomically, and print where the inputs and outputs are."""
-    from surgery import freeze, model_io
+    from surgery.ir import model_io
+    from surgery.passes import freeze
 
     model_io.check_output_path(args.out, args.input)
     frozen = freeze.freeze_to_file(args.input, args.out, args.output or None)

@@ -1,5 +1,5 @@
 """`surgery inspect MODEL.pb`: node count, op histogram, inputs/outputs, namespaces, unknown ops,
-structural defects (`surgery.graph_check`). Like the other facts, defects are reported, not
+structural defects (`surgery.ops.graph_check`). Like the other facts, defects are reported, not
 failed on: the exit status stays 0 (apply, layout and export are the ones that refuse)."""
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ def run(args: argparse.Namespace) -> int:
     import json
     from dataclasses import asdict
 
-    from surgery import model_io
-    from surgery.inspection import format_summary, summarize
+    from surgery.ir import model_io
+    from surgery.views.inspection import format_summary, summarize
 
     graph = model_io.load(args.model)
-    from surgery.formats import model_format, opset_warnings
+    from surgery.lang.formats import model_format, opset_warnings
 
     for warning in opset_warnings(graph):
         print(f"warning: {warning}", file=sys.stderr)

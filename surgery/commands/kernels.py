@@ -26,11 +26,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Check the dump; print a line per plugin node and a summary."""
     from plugins.gpu.dump_check import check_dump, match_model
-    from surgery.plugin_dump import load_dump
+    from surgery.backends.plugin_dump import load_dump
 
     dump = load_dump(args.dump)
     if args.model:
-        from surgery import model_io
+        from surgery.ir import model_io
 
         match_model(dump, model_io.load(args.model))
     results = check_dump(dump, rtol=args.rtol, atol=args.atol, plugins=args.plugin)

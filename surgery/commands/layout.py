@@ -21,9 +21,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from surgery import layout, model_io
-    from surgery.graph_check import refuse_invalid
-    from surgery.input_shapes import pin_and_fold, print_report
+    from surgery.ir import model_io
+    from surgery.ops.graph_check import refuse_invalid
+    from surgery.passes import layout
+    from surgery.passes.input_shapes import pin_and_fold, print_report
 
     model_io.check_output_path(args.output, args.model)
     graph = model_io.load(args.model)

@@ -34,10 +34,11 @@ def split_files(files: list[str]) -> tuple[list[str], str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from surgery import model_io
     from surgery.cache import load_rules
-    from surgery.engine import find_matches
-    from surgery.rule_params import check_settings, parse_settings, prepare_graph
+    from surgery.engine.run import find_matches
+    from surgery.ir import model_io
+    from surgery.lang.rule_params import check_settings, parse_settings
+    from surgery.passes.prepare import prepare_graph
 
     rule_paths, model = split_files(args.files)
     rule_files = [load_rules(p) for p in rule_paths]

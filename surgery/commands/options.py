@@ -21,7 +21,7 @@ def add_input_option(
 ) -> None:
     """Add the repeatable `--input NAME=D0,D1,...` option (values in `args.input`), so that every
     command that takes it declares it the same way; `aliases` are older spellings kept working
-    (validate's `--shape`). `surgery.input_shapes.pin_and_fold` reads the values."""
+    (validate's `--shape`). `surgery.passes.input_shapes.pin_and_fold` reads the values."""
     parser.add_argument(
         "--input", *aliases, dest="input", action="append", default=[],
         metavar="NAME=D0,D1,...", help=help,
@@ -30,7 +30,7 @@ def add_input_option(
 
 def add_set_option(parser: argparse.ArgumentParser) -> None:
     """`--set NAME=VALUE` (repeatable), declared the same way on apply, match and explain;
-    `surgery.rule_params.parse_settings` reads the values."""
+    `surgery.lang.rule_params.parse_settings` reads the values."""
     parser.add_argument(
         "--set", action="append", default=[], metavar="NAME=VALUE",
         help="value of a rule file's `param NAME` for this run (repeatable)",
@@ -39,7 +39,7 @@ def add_set_option(parser: argparse.ArgumentParser) -> None:
 
 def add_allow_invalid_option(parser: argparse.ArgumentParser) -> None:
     """`--allow-invalid`, declared the same way on apply, layout and export; read by
-    `surgery.graph_check.refuse_invalid`."""
+    `surgery.ops.graph_check.refuse_invalid`."""
     parser.add_argument(
         "--allow-invalid", action="store_true",
         help="go on with a graph that has structural defects (cycles, self-loops, missing "

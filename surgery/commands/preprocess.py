@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the script and report node counts."""
-    from surgery.preprocess import preprocess_file
+    from surgery.compat.preprocess import preprocess_file
 
     result = preprocess_file(args.config, args.model, args.output, check=not args.no_check)
     print(f"wrote {result.output}: {result.nodes_before} -> {result.nodes_after} nodes")

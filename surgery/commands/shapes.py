@@ -22,9 +22,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from surgery import model_io, shapes
-    from surgery.input_shapes import parse_input_flags, pin_inputs
-    from surgery.ports import TensorRef
+    from surgery.ir import model_io
+    from surgery.ir.ports import TensorRef
+    from surgery.passes import shapes
+    from surgery.passes.input_shapes import parse_input_flags, pin_inputs
 
     if (args.static_reshape or args.annotate) and not args.output:
         raise shapes.ShapeError("--static-reshape and --annotate write a new graph: give -o")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from surgery import support
-from surgery.targets import add_target_option
+from surgery.backends import support
+from surgery.ops.targets import add_target_option
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -1,5 +1,5 @@
 """`surgery validate ORIGINAL REWRITTEN`: compare a rewrite with its original numerically (two
-frozen graphs, or two ONNX models: `surgery.validate_onnx`)."""
+frozen graphs, or two ONNX models: `surgery.backends.validate_onnx`)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from surgery.commands.options import add_input_option
 from surgery.errors import SurgeryError, UsageError
 
 if TYPE_CHECKING:
-    from surgery.graph import Graph
+    from surgery.ir.graph import Graph
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -61,7 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Print the report; 0 if every comparison passes, 1 otherwise."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from surgery import model_io
+    from surgery.ir import model_io
 
     onnx = [model_io.is_onnx_path(p) for p in (args.original, args.rewritten)]
     if any(onnx) and not all(onnx):
@@ -71,11 +71,11 @@ def run(args: argparse.Namespace) -> int:
             "then rewrite the export)"
         )
     if all(onnx):
-        from surgery.validate_onnx import command
+        from surgery.backends.validate_onnx import command
 
         return command(args)
-    from surgery.plugin_dump import DumpWriter
-    from surgery.validate import (
+    from surgery.backends.plugin_dump import DumpWriter
+    from surgery.backends.validate import (
         DEFAULT_ATOL,
         DEFAULT_RTOL,
         LAYOUT_ATOL,
@@ -86,10 +86,10 @@ def run(args: argparse.Namespace) -> int:
         provenance_sources,
         validate,
     )  # fmt: skip
-    from surgery.validate_inputs import side_placeholders
+    from surgery.backends.validate_inputs import side_placeholders
 
     if args.engine:
-        from surgery.trt_runtime import require_runnable
+        from surgery.backends.trt_runtime import require_runnable
 
         require_runnable(args.engine)
         raise SurgeryError(
@@ -134,13 +134,13 @@ def _freeze_weights(*graphs: Graph) -> None:
     otherwise) when this process was started as `surgery validate` and every such weight in the
     graphs is a Const: the numeric reference can then feed the weights instead of copying them
     into every graph TensorFlow builds, and computes the same results
-    (`surgery.tf_reference.serialize_nodes`).
+    (`surgery.passes.tf_reference.serialize_nodes`).
 
     The setting is TensorFlow's, for the whole process and for good: a weight that changes
     (training, eager Keras layers sharing a kernel, a weight computed at run time) would stay
     at the first value seen. So a program that calls the command in-process (a test) keeps
     TensorFlow as it is, and so does a graph with a weight that is not a Const."""
-    from surgery.tf_reference import FROZEN_WEIGHTS_ENV, dynamic_weights
+    from surgery.passes.tf_reference import FROZEN_WEIGHTS_ENV, dynamic_weights
 
     if sys.argv[1:2] == ["validate"] and not any(dynamic_weights(g) for g in graphs):
         os.environ.setdefault(FROZEN_WEIGHTS_ENV, "1")
@@ -149,7 +149,7 @@ def _freeze_weights(*graphs: Graph) -> None:
 def _pin_both(original: Graph, rewritten: Graph, texts: list[str]) -> dict[str, tuple[int, ...]]:
     """Pin `--input` shapes in both graphs (the rewritten one may lack a renamed input; a name
     neither has is an error) and return those the original's random inputs take."""
-    from surgery.input_shapes import parse_input_flags, pin_inputs
+    from surgery.passes.input_shapes import parse_input_flags, pin_inputs
 
     shapes = parse_input_flags(texts)
     ours = {n: dims for n, dims in shapes.items() if n in original or n not in rewritten}

@@ -36,8 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from surgery import model_io
-    from surgery.visualize import write_view
+    from surgery.ir import model_io
+    from surgery.views.visualize import write_view
 
     out = model_io.check_output_path(args.output, args.model)
     graph = model_io.load(args.model)

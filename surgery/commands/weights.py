@@ -17,7 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from surgery import model_io, weights
+    from surgery.ir import model_io
+    from surgery.passes import weights
 
     model_io.check_output_path(args.output, args.model)
     graph = model_io.load(args.model)

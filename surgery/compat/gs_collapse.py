@@ -15,9 +15,9 @@ from typing import Any
 
 from surgery.compat.gs_nodes import as_node_def
 from surgery.errors import GraphError
-from surgery.graph import Graph
-from surgery.ports import TensorRef, parse_input, parse_tensor
-from surgery.protos import NodeDef
+from surgery.ir.graph import Graph
+from surgery.ir.ports import TensorRef, parse_input, parse_tensor
+from surgery.ir.protos import NodeDef
 
 
 def _clean_key(key: str) -> str:

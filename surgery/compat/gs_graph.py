@@ -1,4 +1,4 @@
-"""graphsurgeon's StaticGraph and DynamicGraph, built on `surgery.graph.Graph`.
+"""graphsurgeon's StaticGraph and DynamicGraph, built on `surgery.ir.graph.Graph`.
 
 Scripts receive the IR's own NodeDef protos and edit them in place (`node.input.insert(0, x)`,
 `del node.input[:]`, `node.op = ...`, `node.name = ...`). Every proto handed to a script is
@@ -16,13 +16,13 @@ import sys
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from surgery import model_io
 from surgery.compat.gs_collapse import collapse
 from surgery.compat.gs_nodes import as_node_def, is_node_def
 from surgery.errors import GraphError
-from surgery.graph import Graph
-from surgery.ports import TensorRef, parse_input, parse_tensor
-from surgery.protos import GraphDef, NodeDef
+from surgery.ir import model_io
+from surgery.ir.graph import Graph
+from surgery.ir.ports import TensorRef, parse_input, parse_tensor
+from surgery.ir.protos import GraphDef, NodeDef
 
 
 class NodeNotFound(GraphError, KeyError):

@@ -1,6 +1,6 @@
 """graphsurgeon's free functions: create_node, create_plugin_node, update_node, shape, numpy values.
 
-Attributes are typed through `surgery.attrs` (a bool is a bool, never an int); plugin fields get
+Attributes are typed through `surgery.ir.attrs` (a bool is a bool, never an int); plugin fields get
 the type suffixes UFF's parser expected (`_u_int`, `_u_float`, `_u_bool`, `_u_str`, `_u_ilist`,
 `_u_flist`), so old configs produce the same field names.
 """
@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from surgery import tensor_values
-from surgery.attrs import AttrError, infer_kind, make_attr
 from surgery.errors import GraphError
-from surgery.protos import AttrValue, NodeDef
+from surgery.ir import tensor_values
+from surgery.ir.attrs import AttrError, infer_kind, make_attr
+from surgery.ir.protos import AttrValue, NodeDef
 
 #: attribute kind -> field-name suffix a TensorRT plugin field carried for UFF.
 PLUGIN_SUFFIX = {

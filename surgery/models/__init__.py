@@ -17,9 +17,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from surgery.atomic_files import write_atomic
 from surgery.errors import SurgeryError
-from surgery.freeze import TensorSpecInfo
+from surgery.ir.atomic_files import write_atomic
+from surgery.passes.freeze import TensorSpecInfo
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_ROOT = PACKAGE_DIR.parent.parent
@@ -307,7 +307,7 @@ def cache_key(name: str) -> str:
     spec = _spec(name)
     digest = hashlib.sha256()
     sources = _module_sources(spec.module)
-    sources += [PACKAGE_DIR / "weights.py", PACKAGE_DIR.parent / "freeze.py"]
+    sources += [PACKAGE_DIR / "weights.py", PACKAGE_DIR.parent / "passes" / "freeze.py"]
     sources += [PACKAGE_DIR / extra for extra in spec.extra_sources]
     for source in sources:
         digest.update(source.read_bytes())
@@ -328,7 +328,7 @@ def _paths(name: str, cache_dir: Path) -> tuple[Path, Path]:
 
 def build_model(name: str) -> Any:
     """The randomised tf-keras model of fixture `name` (imports TensorFlow)."""
-    from surgery.freeze import import_tf_keras
+    from surgery.passes.freeze import import_tf_keras
 
     import_tf_keras()
     spec = _spec(name)
@@ -339,8 +339,8 @@ def build(name: str, cache_dir: str | os.PathLike | None = None) -> FixtureInfo:
     """Build and freeze fixture `name` now (even if cached) and write `.pb` then `.json`."""
     import time
 
-    from surgery.freeze import freeze_keras_model, import_tf_keras
-    from surgery.model_io import serialize
+    from surgery.ir.model_io import serialize
+    from surgery.passes.freeze import freeze_keras_model, import_tf_keras
 
     directory = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     directory.mkdir(parents=True, exist_ok=True)

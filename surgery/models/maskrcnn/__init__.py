@@ -22,7 +22,7 @@ def build(config: str | MaskRCNNConfig = "small", **changes: Any) -> Any:
 
 
 def freeze_model(where: str, config: str | MaskRCNNConfig = "small", **changes: Any) -> Any:
-    """The frozen Mask R-CNN (a `surgery.freeze.FrozenModel`); see `fixture.freeze_model`."""
+    """The frozen Mask R-CNN (a `surgery.passes.freeze.FrozenModel`); see `fixture.freeze_model`."""
     from surgery.models.maskrcnn import fixture
 
     return fixture.freeze_model(where, config, **changes)

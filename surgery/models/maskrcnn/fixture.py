@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from surgery.freeze import FrozenModel, TensorSpecInfo, canonical_order, freeze_keras_model
 from surgery.models.maskrcnn.config import MaskRCNNConfig, make_config
+from surgery.passes.freeze import FrozenModel, TensorSpecInfo, canonical_order, freeze_keras_model
 
 
 def reference_config(config: MaskRCNNConfig) -> MaskRCNNConfig:
@@ -134,7 +134,7 @@ def freeze_in_tf1_graph(
     import tf_keras as keras
 
     from surgery.errors import SurgeryError
-    from surgery.protos import GraphDef
+    from surgery.ir.protos import GraphDef
 
     keras.backend.clear_session()
     was_v2 = tf.compat.v1.control_flow_v2_enabled()

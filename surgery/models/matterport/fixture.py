@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from surgery.freeze import FrozenModel, freeze_keras_model
 from surgery.models.matterport.config import matterport_config, matterport_inputs
 from surgery.models.matterport.shims import import_mrcnn
+from surgery.passes.freeze import FrozenModel, freeze_keras_model
 
 # How `mrcnn_class_logits` is shaped on the fixture's feeds: each class's logit standardised over
 # the ROIs and times LOGIT_SCALE, then background put ahead by just enough that FOREGROUND_SHARE

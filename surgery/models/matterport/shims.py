@@ -113,7 +113,7 @@ def import_mrcnn() -> tuple[Any, Any]:
     global _mrcnn
     if _mrcnn is not None:
         return _mrcnn
-    from surgery.freeze import import_tf_keras
+    from surgery.passes.freeze import import_tf_keras
 
     tf_keras = import_tf_keras()
     import tensorflow as tf

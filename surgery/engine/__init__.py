@@ -1,0 +1,1 @@
+"""The rule engine: patterns matched, actions applied, rule order and fixpoint, provenance."""

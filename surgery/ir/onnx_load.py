@@ -1,0 +1,655 @@
+"""ONNX ModelProto -> Graph: the loading half of `surgery.ir.onnx_io` (its docstring has the
+mapping). Every failure to read or parse the file is a ModelLoadError naming it.
+
+Built for a million nodes: a call into the protobuf API costs a microsecond or so, so the
+NodeDefs of operator nodes and of ordinary initializers are written as wire bytes and parsed in
+bulk (`GraphDef.MergeFromString`), not set field by field.
+Names and producers are settled in a first pass over the nodes, which also writes each node's
+name and `_onnx_outputs`; the second pass writes its inputs (the producers' input fields, made
+once per tensor) and attributes (converted once per distinct serialized AttributeProto). A node
+has fields beyond the core ones (`_onnx_node_extra`) exactly when its `ByteSize()` exceeds what
+those core fields take. Rare nodes (graph inputs, outputs, sparse and large or unusual
+initializers, the header) go through the protobuf API, in order, after what is pending.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import re
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from google.protobuf import message
+from google.protobuf.unknown_fields import UnknownFieldSet
+from onnx import AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto, numpy_helper
+
+from surgery.errors import ModelLoadError, SurgeryError
+from surgery.ir import onnx_io as io
+from surgery.ir.graph import Graph, _gc_paused
+from surgery.ir.protos import AttrValue, GraphDef, NodeDef
+from surgery.ir.protos import TensorProto as TfTensor
+from surgery.ir.tensor_values import shape_proto
+from surgery.ir.wire import varint
+
+_GRAPH_LISTS = ("node", "initializer", "sparse_initializer", "input", "output", "value_info")
+_NODE_CORE = ("name", "input", "output", "op_type", "attribute", "domain")
+_PLAIN_TENSOR_FIELDS = {"name", "dims", "data_type", "raw_data", "string_data"}
+_PORT_SUFFIX = re.compile(r":(\d+)$")
+_SCALAR_KINDS = {AttributeProto.INT: "i", AttributeProto.FLOAT: "f", AttributeProto.STRING: "s"}
+_LIST_KINDS = {AttributeProto.INTS: "ints", AttributeProto.FLOATS: "floats"}
+
+
+def load_model(path: Path) -> Graph:
+    loader = _Loader(_read_model(path), path)
+    try:
+        with _gc_paused(len(loader.onnx.node)):
+            graph_def = loader.graph_def()
+        del loader  # the ModelProto goes before the Graph's nodes are made
+        return Graph(graph_def)
+    except ModelLoadError:
+        raise
+    except SurgeryError as exc:  # a tensor TensorFlow cannot describe, and the like
+        raise ModelLoadError(f"{path}: {exc}") from None
+
+
+# --------------------------------------------------------------------------- reading the file
+def _read_model(path: Path) -> ModelProto:
+    try:
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if not size:
+                raise ModelLoadError(f"{path}: empty file (0 bytes), not an ONNX model")
+            with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+                model = _parse(path, size, mapped)
+    except FileNotFoundError:
+        raise ModelLoadError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ModelLoadError(f"{path}: is a directory, not an ONNX file") from None
+    except OSError as exc:
+        raise ModelLoadError(f"{path}: cannot read ({exc.strerror})") from None
+    if not model.HasField("graph") or not model.ir_version:
+        unknown = len(UnknownFieldSet(model))
+        why = f"{unknown} fields unknown to ModelProto" if unknown else "no graph or ir_version"
+        raise ModelLoadError(f"{path}: protobuf is not an ONNX model ({why})")
+    return model
+
+
+def _parse(path: Path, size: int, mapped: mmap.mmap) -> ModelProto:
+    model = ModelProto()
+    view = memoryview(mapped)
+    try:
+        model.ParseFromString(view)
+    except message.DecodeError:
+        raise ModelLoadError(
+            f"{path}: not an ONNX model (truncated or corrupt protobuf, {size} bytes)"
+        ) from None
+    finally:
+        view.release()
+    return model
+
+
+def _external_bytes(model_path: Path, tensor: TensorProto) -> tuple[bytes, Path]:
+    """The bytes of a tensor kept in an external data file, and that file."""
+    entries = {e.key: e.value for e in tensor.external_data}
+    location = entries.get("location", "")
+    relative = Path(location)
+    if not location or relative.is_absolute() or ".." in relative.parts:
+        raise ModelLoadError(
+            f"{model_path}: tensor {tensor.name!r} has an invalid external data location "
+            f"{location!r} (it must be a path inside the model's folder)"
+        )
+    data_path = model_path.parent / relative
+    offset = int(entries.get("offset") or 0)
+    length = int(entries["length"]) if entries.get("length") else -1
+    try:
+        with open(data_path, "rb") as handle:
+            handle.seek(offset)
+            data = handle.read(length)
+    except FileNotFoundError:
+        raise ModelLoadError(
+            f"{model_path}: external data file {data_path} (tensor {tensor.name!r}) is missing"
+        ) from None
+    except OSError as exc:
+        raise ModelLoadError(f"{model_path}: cannot read {data_path} ({exc.strerror})") from None
+    if length >= 0 and len(data) != length:
+        raise ModelLoadError(
+            f"{model_path}: external data file {data_path} ends before tensor {tensor.name!r} "
+            f"(offset {offset}, length {length})"
+        )
+    return data, data_path
+
+
+# --------------------------------------------------------------------------- conversions
+def tf_tensor(tensor: TensorProto) -> TfTensor | None:
+    """An ONNX tensor's values as a TF TensorProto (raw bytes, no per-value work); None for a
+    type TensorFlow lacks."""
+    out = TfTensor()
+    return out if _fill_tf_tensor(out, tensor) else None
+
+
+def _fill_tf_tensor(out: TfTensor, tensor: TensorProto) -> bool:
+    """`tf_tensor` written into `out` (no copy of the values in between); False, leaving `out`
+    as it is, for a type TensorFlow lacks."""
+    dtype = io.ONNX_TO_TF.get(tensor.data_type)
+    if dtype is None:
+        return False
+    out.dtype = dtype
+    out.tensor_shape.CopyFrom(shape_proto(list(tensor.dims)))
+    if tensor.data_type == TensorProto.STRING:
+        out.string_val.extend(tensor.string_data)
+    elif tensor.HasField("raw_data"):
+        out.tensor_content = tensor.raw_data
+    else:
+        array = numpy_helper.to_array(tensor)
+        out.tensor_content = np.ascontiguousarray(array, array.dtype.newbyteorder("<")).tobytes()
+    return True
+
+
+def _is_plain(tensor: TensorProto) -> bool:
+    """Whether saving `tf_tensor(tensor)` gives `tensor` back byte for byte."""
+    fields = {field.name for field, _ in tensor.ListFields()}
+    data = "string_data" if tensor.data_type == TensorProto.STRING else "raw_data"
+    return fields <= _PLAIN_TENSOR_FIELDS and data in fields and tensor.data_type in io.ONNX_TO_TF
+
+
+def _dims_shape(value_type: Any) -> Any:
+    """TensorShapeProto of a TypeProto (-1 for symbolic or unknown dims; unknown rank if it
+    has no shape or is not a tensor)."""
+    kind = value_type.WhichOneof("value")
+    inner = getattr(value_type, kind) if kind in ("tensor_type", "sparse_tensor_type") else None
+    if inner is None or not inner.HasField("shape"):
+        return shape_proto(None)
+    return shape_proto([d.dim_value if d.HasField("dim_value") else -1 for d in inner.shape.dim])
+
+
+def _elem_type(value_type: Any) -> int:
+    kind = value_type.WhichOneof("value")
+    if kind in ("tensor_type", "sparse_tensor_type"):
+        return int(getattr(value_type, kind).elem_type)
+    return 0
+
+
+def _attr_value(attr: AttributeProto) -> AttrValue | None:
+    """A plain attribute as an AttrValue, or None when it must be kept whole."""
+    fields = {field.name for field, _ in attr.ListFields()} - {"name", "type"}
+    if attr.name.startswith("_") or len(fields) != 1:
+        return None
+    field = fields.pop()
+    if _SCALAR_KINDS.get(attr.type) == field:
+        return AttrValue(**{field: getattr(attr, field)})
+    if _LIST_KINDS.get(attr.type) == field:
+        values = list(getattr(attr, field))
+        return AttrValue(list={"i" if field == "ints" else "f": values})
+    if attr.type == AttributeProto.STRINGS and field == "strings":
+        return AttrValue(list=AttrValue.ListValue(s=list(attr.strings)))
+    if attr.type == AttributeProto.TENSOR and field == "t" and not attr.t.name:
+        if _is_plain(attr.t):
+            return AttrValue(tensor=tf_tensor(attr.t))
+    return None
+
+
+def _free_names(graph: GraphProto) -> list[str]:
+    """Tensor names a subgraph reads from enclosing graphs, in order of first use."""
+    defined = {v.name for v in graph.input}
+    defined.update(t.name for t in graph.initializer)
+    defined.update(t.values.name for t in graph.sparse_initializer)
+    for node in graph.node:
+        defined.update(node.output)
+    used: dict[str, None] = {}
+    for node in graph.node:
+        used.update(dict.fromkeys(node.input))
+        for sub in _subgraphs(node):
+            used.update(dict.fromkeys(_free_names(sub)))
+    used.update(dict.fromkeys(v.name for v in graph.output))
+    return [name for name in used if name and name not in defined]
+
+
+def _subgraphs(node: NodeProto) -> Iterator[GraphProto]:
+    for attr in node.attribute:
+        if attr.HasField("g"):
+            yield attr.g
+        yield from attr.graphs
+
+
+def _copy_fields(source: Any, target: Any, skip: tuple[str, ...]) -> None:
+    """Copy the set fields of `source` but `skip` into `target` (no copy of what is skipped)."""
+    for field, value in source.ListFields():
+        if field.name in skip:
+            continue
+        if field.is_repeated:
+            getattr(target, field.name).extend(value)
+        elif field.message_type is not None:
+            getattr(target, field.name).CopyFrom(value)
+        else:
+            setattr(target, field.name, value)
+
+
+# --------------------------------------------------------------------------- wire bytes
+# Keys of the length-delimited fields written: GraphDef.node; NodeDef's name, op, input, attr;
+# a map entry's key and value; AttrValue's list and tensor; ListValue.s; TensorProto's
+# tensor_content. (Several share a number, and so a key.)
+_NODE = _NAME = _LIST = _ENTRY_KEY = b"\x0a"
+_OP = _ENTRY_VALUE = _STRING = b"\x12"
+_INPUT = b"\x1a"
+_CONTENT = b"\x22"
+_ATTR = b"\x2a"
+_TENSOR = b"\x42"
+_TYPE = b"\x30"  # AttrValue.type, a varint
+_LENGTHS = [bytes((size,)) for size in range(128)]
+_FLUSH_BYTES = 32 << 20  # wire bytes gathered before they are parsed into the GraphDef
+_BIG_TENSOR = 1 << 16  # initializer bytes from which the API path copies them fewer times
+
+
+def _ld(key: bytes, payload: bytes) -> bytes:
+    """A length-delimited field: `key`, the payload's length, the payload."""
+    size = len(payload)
+    return key + (_LENGTHS[size] if size < 128 else varint(size)) + payload
+
+
+def _field_size(size: int) -> int:
+    """The wire size of a length-delimited field (one-byte key) of `size` payload bytes."""
+    return 1 + size + (1 if size < 128 else len(varint(size)))
+
+
+def _key(name: str) -> bytes:
+    """A map entry's key field: attr `name`."""
+    return _ld(_ENTRY_KEY, name.encode())
+
+
+def _entry(key: bytes, value: bytes) -> bytes:
+    """A NodeDef `attr` entry: the serialized AttrValue `value` under key field `key`."""
+    return _ld(_ATTR, key + _ld(_ENTRY_VALUE, value))
+
+
+def _strings(values: Iterable[bytes]) -> bytes:
+    """A serialized AttrValue holding the list of strings `values` (an empty one too)."""
+    return _ld(_LIST, b"".join([_ld(_STRING, v) for v in values]))
+
+
+_OUTPUTS_KEY = _key(io.OUTPUTS_ATTR)
+_NAME_KEY = _key(io.NAME_ATTR)
+_DOMAIN_KEY = _key(io.DOMAIN_ATTR)
+_ORDER_KEY = _key(io.ATTR_ORDER_ATTR)
+_EXTRA_KEY = _key(io.NODE_EXTRA_ATTR)
+_VALUE_INFO_KEY = _key(io.VALUE_INFO_ATTR)
+_SHAPES_KEY = _key(io.SHAPES_ATTR)
+_CONST_OP = _ld(_OP, b"Const")
+_DTYPE_KEY = _key("dtype")
+_VALUE_KEY = _key("value")
+_OUTPUT_OP = _ld(_OP, io.OUTPUT_OP.encode())
+_OUTPUT_KEY = _key(io.OUTPUT_ATTR)
+_NONE_OP = _ld(_OP, io.NONE_OP.encode())
+_MODEL_OP = _ld(_OP, io.MODEL_OP.encode())
+_MODEL_KEY = _key("model")
+_ORDER_INFO_KEY = _key("value_info_order")
+
+
+def _ref_node(field: bytes) -> str:
+    """The node name in a NodeDef input field (`name` or `name:port`; node names never end in
+    `:<digits>`)."""
+    size = len(field) - 2 if field[1] < 0x80 else len(field) - 1 - len(varint(len(field)))
+    return _PORT_SUFFIX.sub("", field[-size:].decode()) if size else ""
+
+
+def _safe_name(wanted: str) -> str:
+    """`wanted` as a NodeDef name: no leading `/` or `^`, no trailing `:<digits>`."""
+    if wanted[:1] in ("/", "^") or ":" in wanted:
+        return _PORT_SUFFIX.sub(r"_\1", wanted.lstrip("/").lstrip("^"))
+    return wanted
+
+
+# --------------------------------------------------------------------------- the loader
+class _Loader:
+    """One model's conversion: names first, then producers, then the NodeDefs in order."""
+
+    def __init__(self, model: ModelProto, path: Path):
+        self.model, self.path, self.onnx = model, path, model.graph
+        self.names: set[str] = set()
+        # tensor -> the NodeDef input field that reads it (`producer` or `producer:port`)
+        self.producer: dict[str, bytes] = {}
+        # tensor -> wire bytes its name takes beyond len(name) + 2 (non-ASCII or long names)
+        self.long_names: dict[str, int] = {}
+        self.out = GraphDef()
+        self.parts: list[bytes] = []  # wire bytes of NodeDefs not parsed into `out` yet
+        self.pending = 0
+        self.none_node: str | None = None
+        # serialized AttributeProto -> (its name, its attr entry, whether it holds a graph)
+        self.converted: dict[bytes, tuple[str, bytes, bool]] = {}
+        initializers = {t.name for t in self.onnx.initializer}
+        self.input_index = {v.name: i for i, v in enumerate(self.onnx.input)}
+        self.inputs = [v for v in self.onnx.input if v.name not in initializers]
+        self.value_info = {v.name: v for v in self.onnx.value_info}
+        self.output_info = {v.name: v for v in self.onnx.output}
+        self.typed = set(self.value_info) | set(self.output_info)
+
+    def unique(self, wanted: str, fallback: str) -> str:
+        """A node name not taken yet: `wanted` made safe as a NodeDef name."""
+        return self.claim(_safe_name(wanted) or fallback)
+
+    def claim(self, base: str) -> str:
+        name, count = base, 0
+        while name in self.names:
+            count += 1
+            name = f"{base}_{count}"
+        self.names.add(name)
+        return name
+
+    def produce(self, tensor: str, node: str, port: int) -> None:
+        if not tensor:
+            return
+        ref = node if port == 0 else f"{node}:{port}"
+        field = _ld(_INPUT, ref.encode())
+        if self.producer.setdefault(tensor, field) is not field:
+            raise ModelLoadError(
+                f"{self.path}: tensor {tensor!r} is produced twice (by "
+                f"{_ref_node(self.producer[tensor])!r} and {node!r}); not a valid ONNX graph"
+            )
+        if len(tensor) > 127 or not tensor.isascii():
+            self.long_names[tensor] = _field_size(len(tensor.encode())) - len(tensor) - 2
+
+    # ---------------------------------------------------------------- output
+    def emit(self, body: bytes) -> None:
+        """Queue one serialized NodeDef."""
+        self.parts.append(_ld(_NODE, body))
+        self.pending += len(body)
+        if self.pending > _FLUSH_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        """Parse the queued NodeDefs into the GraphDef."""
+        if self.parts:
+            self.out.MergeFromString(b"".join(self.parts))
+            self.parts.clear()
+            self.pending = 0
+
+    def add(self, onnx_name: str, name: str, op: str) -> NodeDef:
+        """A NodeDef made through the protobuf API, after the queued ones."""
+        self.flush()
+        proto = self.out.node.add(name=name, op=op)
+        if name != onnx_name:
+            proto.attr[io.NAME_ATTR].s = onnx_name.encode()
+        return proto
+
+    def graph_def(self) -> GraphDef:
+        inputs, initializers, sparse_names = self.plan_sources()
+        names, heads, sizes = self.plan_nodes()
+        for value, name in zip(self.inputs, inputs, strict=True):
+            self.placeholder(value, name)
+        self.consts(initializers)
+        for sparse, name in zip(self.onnx.sparse_initializer, sparse_names, strict=True):
+            proto = self.add(sparse.values.name, name, io.SPARSE_OP)
+            proto.attr[io.SPARSE_ATTR].s = sparse.SerializeToString(deterministic=True)
+        self.nodes(names, heads, sizes)
+        for value in self.onnx.output:
+            self.sink(value)
+        self.header()
+        return self.out
+
+    def plan_sources(self) -> tuple[list[str], list[str], list[str]]:
+        """Claim the names of graph inputs, initializers and sparse initializers."""
+        found: tuple[list[str], list[str], list[str]] = ([], [], [])
+        groups = (
+            (self.inputs, "input"), (self.onnx.initializer, "initializer"),
+            ([s.values for s in self.onnx.sparse_initializer], "sparse"),
+        )  # fmt: skip
+        for names, (values, fallback) in zip(found, groups, strict=True):
+            for value in values:
+                names.append(self.unique(value.name, fallback))
+                self.produce(value.name, names[-1], 0)
+        return found
+
+    def plan_nodes(self) -> tuple[list[str], list[bytes], list[int]]:
+        """Claim every node's name and record every tensor's producer before any input is
+        read. For each node: its name, the start of its NodeDef (name field, `_onnx_outputs`,
+        and `_onnx_name` and value_info entries where it has them) and the wire size of its
+        ONNX outputs and name."""
+        names, heads, sizes = [], [], []
+        claim, produce, typed = self.claim, self.produce, self.typed
+        for index, node in enumerate(self.onnx.node):
+            tensors = node.output[:]
+            onnx_name = node.name
+            wanted = onnx_name or next((t for t in tensors if t), "")
+            name = claim(_safe_name(wanted) or f"{node.op_type}_{index}")
+            for port, tensor in enumerate(tensors):
+                produce(tensor, name, port)
+            outputs = b"".join([_ld(_STRING, t.encode()) for t in tensors])
+            size = len(outputs)
+            if onnx_name:
+                size += _field_size(len(onnx_name.encode()))
+            head = _ld(_NAME, name.encode()) + _entry(_OUTPUTS_KEY, _ld(_LIST, outputs))
+            if name != onnx_name:
+                head += _entry(_NAME_KEY, _ld(_STRING, onnx_name.encode()))
+            if typed and not typed.isdisjoint(tensors):
+                head += self.shapes(node.op_type, tensors)
+            names.append(name)
+            heads.append(head)
+            sizes.append(size)
+        return names, heads, sizes
+
+    def ref(self, tensor: str, reader: str) -> bytes:
+        """NodeDef input field of ONNX tensor `tensor` (`""`: the `_OnnxNone` node)."""
+        if not tensor:
+            if self.none_node is None:
+                self.none_node = self.unique("_onnx_none", "_onnx_none")
+            return _ld(_INPUT, self.none_node.encode())
+        found = self.producer.get(tensor)
+        if found is None:
+            raise ModelLoadError(
+                f"{self.path}: {reader} reads tensor {tensor!r}, which no node, graph input or "
+                "initializer produces"
+            )
+        return found
+
+    def placeholder(self, value: Any, name: str) -> None:
+        proto = self.add(value.name, name, "Placeholder")
+        proto.attr["dtype"].type = io.ONNX_TO_TF.get(_elem_type(value.type), 0)
+        proto.attr["shape"].shape.CopyFrom(_dims_shape(value.type))
+        proto.attr[io.INPUT_ATTR].s = value.SerializeToString(deterministic=True)
+        if value.name in self.value_info:
+            proto.MergeFromString(self.shapes("Placeholder", [value.name]))
+
+    def consts(self, names: list[str]) -> None:
+        """The initializers' Const nodes: a tensor of raw data alone, with a type TensorFlow
+        has, neither large nor a graph input nor described in value_info, as wire bytes (its
+        dtype and shape written once per pair); any other through `const`."""
+        headers: dict[tuple[int, tuple[int, ...]], tuple[bytes, bytes, int]] = {}
+        slow = self.input_index.keys() | self.value_info.keys()
+        emit = self.emit
+        for tensor, name in zip(self.onnx.initializer, names, strict=True):
+            raw = tensor.raw_data
+            onnx_name = tensor.name
+            if not raw or len(raw) > _BIG_TENSOR or onnx_name in slow:
+                self.const(tensor, name)
+                continue
+            key = (tensor.data_type, tuple(tensor.dims))
+            known = headers.get(key)
+            if known is None:
+                known = headers[key] = self.const_header(*key)
+            dtype, shape, size = known
+            name_bytes = onnx_name.encode()
+            if tensor.ByteSize() != size + _field_size(len(raw)) + (
+                _field_size(len(name_bytes)) if name_bytes else 0
+            ):  # another field is set: not plain
+                self.const(tensor, name)
+                continue
+            value = _ld(_TENSOR, shape + _ld(_CONTENT, raw))
+            body = _ld(_NAME, name.encode()) + _CONST_OP + dtype + _entry(_VALUE_KEY, value)
+            if name != onnx_name:
+                body += _entry(_NAME_KEY, _ld(_STRING, name_bytes))
+            emit(body)
+
+    def const_header(self, data_type: int, dims: tuple[int, ...]) -> tuple[bytes, bytes, int]:
+        """For initializers of this type and shape: the `dtype` attr entry, the TF tensor's
+        dtype and shape fields, and the ONNX tensor's wire size without its name and data
+        (size -1, which no tensor has, where the type has no plain raw form)."""
+        dtype = io.ONNX_TO_TF.get(data_type)
+        if dtype is None or data_type == TensorProto.STRING:
+            return b"", b"", -1
+        probe = TensorProto(dims=dims, data_type=data_type)
+        tensor = TfTensor(dtype=dtype)
+        tensor.tensor_shape.CopyFrom(shape_proto(list(dims)))
+        entry = _entry(_DTYPE_KEY, _TYPE + varint(dtype))
+        return entry, tensor.SerializeToString(deterministic=True), probe.ByteSize()
+
+    def const(self, tensor: TensorProto, name: str) -> None:
+        proto = self.add(tensor.name, name, "Const")
+        if tensor.data_location == TensorProto.EXTERNAL:
+            tensor = self.inline(tensor, proto)
+        if _fill_tf_tensor(proto.attr["value"].tensor, tensor):
+            proto.attr["dtype"].type = proto.attr["value"].tensor.dtype
+            plain = _is_plain(tensor)
+        else:
+            del proto.attr["value"]
+            proto.attr["dtype"].type = 0
+            proto.attr[io.SHAPES_ATTR].list.shape.add().CopyFrom(shape_proto(list(tensor.dims)))
+            plain = False
+        if not plain:
+            kept = TensorProto()
+            kept.CopyFrom(tensor)
+            kept.ClearField("name")
+            proto.attr[io.TENSOR_ATTR].s = kept.SerializeToString(deterministic=True)
+        if tensor.name in self.input_index:
+            original = self.onnx.input[self.input_index[tensor.name]]
+            proto.attr[io.INPUT_ATTR].s = original.SerializeToString(deterministic=True)
+            proto.attr[io.INPUT_INDEX_ATTR].i = self.input_index[tensor.name]
+        if tensor.name in self.value_info:
+            proto.MergeFromString(self.shapes("Const", [tensor.name]))
+
+    def inline(self, tensor: TensorProto, proto: NodeDef) -> TensorProto:
+        """A copy of an external tensor with its bytes read in; `proto` notes the source."""
+        data, data_path = _external_bytes(self.path, tensor)
+        loaded = TensorProto()
+        loaded.CopyFrom(tensor)
+        loaded.ClearField("external_data")
+        loaded.ClearField("data_location")
+        loaded.raw_data = data
+        proto.attr[io.EXTERNAL_ATTR].s = str(data_path.resolve()).encode()
+        return loaded
+
+    def nodes(self, names: list[str], heads: list[bytes], sizes: list[int]) -> None:
+        """The operator nodes' NodeDefs, from what `plan_nodes` made."""
+        producer, long_names, emit = self.producer, self.long_names, self.emit
+        attributes = self.attributes
+        ops: dict[str, bytes] = {}
+        for index, node in enumerate(self.onnx.node):
+            name, head, size = names[index], heads[index], sizes[index]
+            heads[index] = b""  # freed as it is used
+            tensors = node.input[:]
+            try:
+                body = b"".join([producer[t] for t in tensors])
+            except KeyError:
+                body = b"".join([self.ref(t, repr(name)) for t in tensors])
+            size += sum(map(len, tensors)) + 2 * len(tensors)
+            if long_names:
+                size += sum([long_names.get(t, 0) for t in tensors])
+            op_type = node.op_type
+            op = ops.get(op_type)
+            if op is None:
+                op = ops[op_type] = _ld(_OP, op_type.encode())
+            if op_type:
+                size += len(op)
+            body = head + op + body
+            if len(node.attribute):
+                entries, attrs_size, graphs = attributes(node.attribute)
+                body += entries
+                size += attrs_size
+                if graphs:
+                    body += self.controls(node, name)
+            if node.HasField("domain"):
+                domain = node.domain.encode()
+                body += _entry(_DOMAIN_KEY, _ld(_STRING, domain))
+                size += _field_size(len(domain))
+            if node.ByteSize() != size:
+                body += self.extra(node)
+            emit(body)
+
+    def controls(self, node: NodeProto, name: str) -> bytes:
+        """Control inputs on the producers of what `node`'s subgraphs read from this graph."""
+        free = dict.fromkeys(n for sub in _subgraphs(node) for n in _free_names(sub))
+        controls = dict.fromkeys(_ref_node(self.ref(t, repr(name))) for t in free)
+        return b"".join([_ld(_INPUT, f"^{c}".encode()) for c in controls if c != name])
+
+    def attributes(self, attributes: Iterable[AttributeProto]) -> tuple[bytes, int, bool]:
+        """A node's attributes: their attr entries, their ONNX wire size, whether one holds a
+        graph."""
+        converted = self.converted
+        entries, names, size, graphs = [], [], 0, False
+        for attr in attributes:
+            raw = attr.SerializeToString()
+            found = converted.get(raw)
+            if found is None:
+                found = self.convert(attr, raw)
+            name, entry, graph = found
+            entries.append(entry)
+            names.append(name)
+            size += _field_size(len(raw))
+            graphs = graphs or graph
+        if len(names) > 1 and names != sorted(names):
+            entries.append(_entry(_ORDER_KEY, _strings([n.encode() for n in names])))
+        return b"".join(entries), size, graphs
+
+    def convert(self, attr: AttributeProto, raw: bytes) -> tuple[str, bytes, bool]:
+        """An attribute's attr entry (kept whole, serialized, when it is not plain),
+        remembered when small."""
+        value = _attr_value(attr)
+        if value is None:
+            entry = _entry(_key(io.ATTR_PREFIX + attr.name), _ld(_STRING, raw))
+        else:
+            entry = _entry(_key(attr.name), value.SerializeToString(deterministic=True))
+        found = (attr.name, entry, attr.HasField("g") or len(attr.graphs) > 0)
+        if len(raw) <= 256:
+            self.converted[raw] = found
+        return found
+
+    def extra(self, node: NodeProto) -> bytes:
+        """The `_onnx_node_extra` entry of a node with fields beyond the core ones."""
+        extra = NodeProto()
+        extra.CopyFrom(node)
+        for field in _NODE_CORE:
+            extra.ClearField(field)
+        if not extra.ByteSize():
+            return b""
+        return _entry(_EXTRA_KEY, _ld(_STRING, extra.SerializeToString(deterministic=True)))
+
+    def shapes(self, op: str, tensors: list[str]) -> bytes:
+        """The attr entries of value_info of `tensors` (a node's outputs) -> `_onnx_value_info`
+        and, with the graph outputs' types, `_output_shapes`."""
+        infos = [self.value_info.get(t) if t else None for t in tensors]
+        typed = [info or (self.output_info.get(t) if t else None) for t, info in zip(
+            tensors, infos, strict=True)]  # fmt: skip
+        out = b""
+        if any(infos):
+            kept = [v.SerializeToString(deterministic=True) if v else b"" for v in infos]
+            out += _entry(_VALUE_INFO_KEY, _strings(kept))
+        if op in ("Placeholder", "Const") or not any(typed):
+            return out
+        shapes = AttrValue()
+        for value in typed:
+            shapes.list.shape.add().CopyFrom(
+                _dims_shape(value.type) if value else shape_proto(None)
+            )
+        return out + _entry(_SHAPES_KEY, shapes.SerializeToString(deterministic=True))
+
+    def sink(self, value: Any) -> None:
+        name = self.unique(f"_onnx_output/{value.name.lstrip('/')}", "_onnx_output")
+        info = _ld(_STRING, value.SerializeToString(deterministic=True))
+        self.emit(_ld(_NAME, name.encode()) + _OUTPUT_OP + self.ref(value.name, name)
+                  + _entry(_OUTPUT_KEY, info))  # fmt: skip
+
+    def header(self) -> None:
+        header = ModelProto()
+        _copy_fields(self.model, header, ("graph",))
+        _copy_fields(self.onnx, header.graph, _GRAPH_LISTS)
+        produced = set(self.producer)
+        header.graph.value_info.extend(v for v in self.onnx.value_info if v.name not in produced)
+        if self.none_node is not None:
+            self.emit(_ld(_NAME, self.none_node.encode()) + _NONE_OP)
+        name = self.unique("_onnx_model", "_onnx_model")
+        model = _ld(_STRING, header.SerializeToString(deterministic=True))
+        order = _strings([v.name.encode() for v in self.onnx.value_info])
+        self.emit(_ld(_NAME, name.encode()) + _MODEL_OP + _entry(_MODEL_KEY, model)
+                  + _entry(_ORDER_INFO_KEY, order))  # fmt: skip
+        self.flush()

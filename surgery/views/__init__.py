@@ -1,0 +1,1 @@
+"""What people read: the visualizer, HTML reports, diffs and summaries."""
