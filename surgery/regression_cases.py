@@ -68,7 +68,7 @@ class Case:
     case_file: Path
     rules: tuple[Path, ...]
     model: str  # a fixture registry name or a path
-    golden: Path
+    golden: Path | None  # None: no golden (`golden = false`)
     description: str = ""
     add_shapes: bool = False
     matches: dict[str, int] = field(default_factory=dict)
@@ -198,8 +198,12 @@ def _case(path: Path, base: Path, rules: tuple[Path, ...], index: int, raw: Any)
     if not name or not name.replace("_", "").replace("-", "").isalnum():
         raise r.error(r.key("name"), f"{name!r}: use letters, digits, '_' and '-' only")
     model = r.get("model", (str,), required=True)
-    golden_text = r.get("golden", (str,))
-    golden = base / golden_text if golden_text else base / GOLDEN_DIR / path.stem / f"{name}.json"
+    golden_text = r.get("golden", (str, bool))
+    if golden_text is True:
+        raise r.error(r.key("golden"), "true: give a path, or false for no golden")
+    golden: Path | None = None  # `golden = false`: the rewrite's node names are not reproducible
+    if golden_text is not False:
+        golden = base / (golden_text or f"{GOLDEN_DIR}/{path.stem}/{name}.json")
     description = r.get("description", (str,), "")
     add_shapes = r.get("add_shapes", (bool,), False)
     matches = _matches(path, r)

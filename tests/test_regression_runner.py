@@ -215,3 +215,12 @@ def test_settings_reach_the_rules(suite: Path) -> None:
     )
     code, out = run(suite, numeric=False)
     assert code == 1 and "rewrite failed" in out and "no_such_param" in out
+
+
+def test_golden_false_means_no_golden_and_true_is_refused(suite: Path) -> None:
+    cases = suite / "cases" / "leaky_relu.toml"
+    cases.write_text(CASE.replace('model = "box3d"\n', 'model = "box3d"\ngolden = false\n'))
+    assert load_cases(cases)[0].golden is None
+    cases.write_text(CASE.replace('model = "box3d"\n', 'model = "box3d"\ngolden = true\n'))
+    with pytest.raises(CaseFileError, match="golden: true: give a path, or false"):
+        load_cases(cases)
