@@ -7,7 +7,7 @@ export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONHASHSEED := 0
 
-.PHONY: setup sysdeps native demo test lint bench fuzz clean
+.PHONY: setup sysdeps native demo test lint bench fuzz clean gpu-bundle
 
 setup: $(STAMP) sysdeps native
 
@@ -45,6 +45,10 @@ lint: setup
 	$(BIN)/ruff check surgery plugins viz tests benchmarks fuzz
 	$(BIN)/mypy surgery
 
+# Real-model plugin dumps and a run script for checking the GPU kernels on a GPU machine.
+gpu-bundle: setup
+	$(BIN)/python -m benchmarks.gpu_bundle
+
 # Benchmark-only dependencies (the `bench` extra), installed on first use.
 bench: setup
 	@$(BIN)/python -c 'import onnx_graphsurgeon' 2>/dev/null || $(BIN)/pip install --quiet -e '.[tf,onnx,trt,dev,bench]'
@@ -58,4 +62,4 @@ fuzz: setup
 	$(BIN)/python -m fuzz --cases $(FUZZ_CASES)
 
 clean:
-	rm -rf $(VENV) demo_out .pytest_cache build surgery/*.so surgery/*/*.so surgery/native_build.json
+	rm -rf $(VENV) demo_out gpu_bundle .pytest_cache build surgery/*.so surgery/*/*.so surgery/native_build.json
