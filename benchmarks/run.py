@@ -4,12 +4,17 @@
 
 Names select benchmarks (all when none); everything from the first `-` option on is passed to
 each selected benchmark, e.g. `make bench BENCH="bench_rules --sizes 100000 1000000"`.
+
+Several benchmarks run one after another, each in a process of its own: a child's peak RSS (what
+wait4 reports) starts from the RSS of the process it was forked from, so a benchmark that keeps
+a million-node graph in memory would inflate every later benchmark's memory figures.
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
+import subprocess
 import sys
 import time
 
@@ -36,6 +41,15 @@ BENCHMARKS = [
 def main(argv: list[str]) -> int:
     cut = next((i for i, arg in enumerate(argv) if arg.startswith("-")), len(argv))
     wanted, options = argv[:cut] or BENCHMARKS, argv[cut:]
+    if len(wanted) > 1:  # each in a fresh process (see the module docstring)
+        failed = []
+        for name in wanted:
+            done = subprocess.run([sys.executable, "-m", "benchmarks.run", name, *options])
+            if done.returncode:
+                failed.append(name)
+        if failed:
+            print(f"benchmarks.run: failed: {', '.join(failed)}", file=sys.stderr)
+        return 1 if failed else 0
     modules = [importlib.import_module(f"benchmarks.{name}") for name in wanted]
     for name, module in zip(wanted, modules, strict=True):
         if options and "argv" not in inspect.signature(module.main).parameters:
