@@ -415,8 +415,8 @@ def onnx_feeds(case: Case, original: Graph, rewritten: Graph) -> dict[str, np.nd
     `numeric.implied` the value that plugin side input implies (`implied_feeds`, as if the
     rewrite had recorded the side input the way a TensorFlow collapse does)."""
     from surgery.backends.validate_inputs import implied_feeds, random_inputs
-    from surgery.backends.validate_onnx import input_names
     from surgery.ir.ports import SIDE_ATTR_PREFIX
+    from surgery.passes.onnx_shapes import input_names
 
     names = input_names(original)  # ONNX name -> Placeholder
     marked = rewritten.copy()

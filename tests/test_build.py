@@ -13,8 +13,8 @@ from onnx import TensorProto, helper  # noqa: E402
 
 from surgery import cli  # noqa: E402
 from surgery.backends import trt_backend  # noqa: E402
-from surgery.backends.export.plugin_nodes import PLUGIN_DOMAIN  # noqa: E402
 from surgery.backends.onnx_export import export_onnx  # noqa: E402
+from surgery.ir.onnx_io import PLUGIN_DOMAIN  # noqa: E402
 from tests.test_export import unet_with_resize_plugins  # noqa: E402
 
 needs_trt = pytest.mark.skipif(

@@ -11,10 +11,11 @@ pytest.importorskip("tf2onnx")
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from surgery.backends.export.plugin_nodes import PLUGIN_DOMAIN, PluginFieldError  # noqa: E402
+from surgery.backends.export.plugin_nodes import PluginFieldError  # noqa: E402
 from surgery.backends.onnx_export import ExportError, export_onnx  # noqa: E402
 from surgery.engine.run import apply_rules  # noqa: E402
 from surgery.ir import model_io  # noqa: E402
+from surgery.ir.onnx_io import PLUGIN_DOMAIN  # noqa: E402
 from surgery.lang.rule_parser import load_rules  # noqa: E402
 from surgery.ops.plugin_schema import field_attr, load_catalog  # noqa: E402
 from surgery.passes.tf_reference import random_feeds, run_graph_def  # noqa: E402

@@ -95,3 +95,12 @@ def test_builtin_lookups_do_not_import_tensorflow() -> None:
         "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_onnx_signatures_come_from_onnx_defs_at_the_opset() -> None:
+    resize = opdefs.onnx_signature("Resize", 17)
+    assert resize is not None and [a.name for a in resize.inputs] == ["X", "roi", "scales", "sizes"]
+    assert not any(a.variadic for a in resize.inputs) and len(resize.outputs) == 1
+    concat = opdefs.onnx_signature("Concat")
+    assert concat is not None and concat.inputs[-1].rest
+    assert opdefs.onnx_signature("MyPlugin", 1) is None  # a plugin: no operator of ai.onnx

@@ -167,8 +167,9 @@ def test_support_and_view_treat_the_tf_op_as_tf(tmp_path: Path, monkeypatch) -> 
 def test_faster_rcnn_rewrite_exports_the_plugin(fixture_info, tmp_path: Path) -> None:
     pytest.importorskip("tf2onnx")
     onnx = pytest.importorskip("onnx")
-    from surgery.backends.export.plugin_nodes import PLUGIN_DOMAIN, find_plugin_nodes
+    from surgery.backends.export.plugin_nodes import find_plugin_nodes
     from surgery.backends.onnx_export import export_onnx
+    from surgery.ir.onnx_io import PLUGIN_DOMAIN
     from surgery.passes.prepare import drop_inferred_shapes
     from surgery.passes.shapes import annotate_shapes
 

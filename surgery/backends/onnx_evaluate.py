@@ -62,11 +62,11 @@ def onnx_plugins(model: Any) -> dict[int, OnnxPlugin]:
     creator (the catalog's name or a target library's) with a reference and valid fields."""
     from plugins.registry import has_reference
     from surgery.backends.export.plugin_nodes import (
-        PLUGIN_DOMAIN,
         PluginFieldError,
         check_onnx_plugin_node,
     )  # fmt: skip
     from surgery.backends.trt_backend import plugin_key
+    from surgery.ir.onnx_io import PLUGIN_DOMAIN
     from surgery.ops.plugin_schema import load_catalog
     from surgery.ops.targets import resolve_creator
 

@@ -22,12 +22,13 @@ from typing import Any
 
 from surgery.backends.export.initializers import attach_weights
 from surgery.backends.export.onnx_file import write_model
-from surgery.backends.export.plugin_nodes import PLUGIN_DOMAIN, find_plugin_nodes
+from surgery.backends.export.plugin_nodes import find_plugin_nodes
 from surgery.backends.export.standin import Shape, build_stand_ins
 from surgery.backends.export.tf2onnx_run import ExportError, convert
 from surgery.backends.export.weight_standins import select_weights
 from surgery.errors import SurgeryError, TensorFlowMissing
 from surgery.ir.graph import Graph
+from surgery.ir.onnx_io import PLUGIN_DOMAIN
 from surgery.ir.protos import GraphDef
 from surgery.ops.plugin_schema import Catalog, load_catalog
 

@@ -23,11 +23,10 @@ def encode_plugins(graph: Graph, target: str | None = None) -> dict[str, Any]:
     from onnx import NodeProto
 
     from surgery.backends.export.plugin_nodes import (
-        PLUGIN_DOMAIN,
         find_plugin_nodes,
         onnx_attributes,
     )
-    from surgery.ir.onnx_io import DOMAIN_ATTR
+    from surgery.ir.onnx_io import DOMAIN_ATTR, PLUGIN_DOMAIN
     from surgery.ops.plugin_schema import load_catalog
 
     encoded = {}

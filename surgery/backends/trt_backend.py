@@ -180,10 +180,10 @@ def check_plugin_nodes(model: Any) -> list[str]:
     """Check custom nodes against the catalog; the creator names used (BuildError if wrong).
     A node may name a target library's creator for a catalog plugin (`resolve_creator`)."""
     from surgery.backends.export.plugin_nodes import (
-        PLUGIN_DOMAIN,
         PluginFieldError,
         check_onnx_plugin_node,
     )
+    from surgery.ir.onnx_io import PLUGIN_DOMAIN
     from surgery.ops.plugin_schema import load_catalog
     from surgery.ops.targets import resolve_creator
 

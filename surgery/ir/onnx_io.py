@@ -60,7 +60,6 @@ onnx does not know.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -155,43 +154,6 @@ def is_onnx_graph(graph: Graph) -> bool:
     return bool(graph.nodes_by_op(MODEL_OP))
 
 
-@dataclass(frozen=True)
-class OpSchema:
-    """What onnx.defs says about an operator at an opset."""
-
-    name: str
-    domain: str
-    since_version: int
-    inputs: tuple[str, ...]
-    variadic_input: bool  # the last input takes any number of tensors
-    min_outputs: int
-    max_outputs: int
-
-
-def onnx_schema(op_type: str, domain: str = "", opset: int | None = None) -> OpSchema | None:
-    """The schema of `op_type` in `domain` at `opset` (the newest when None), or None when the
-    installed onnx does not know the operator (plugins, other runtimes' contrib ops)."""
-    from onnx import defs
-
-    try:
-        if opset is None:
-            schema = defs.get_schema(op_type, domain)
-        else:
-            schema = defs.get_schema(op_type, opset, domain)
-    except defs.SchemaError:
-        return None
-    variadic = defs.OpSchema.FormalParameterOption.Variadic
-    return OpSchema(
-        name=schema.name,
-        domain=schema.domain,
-        since_version=schema.since_version,
-        inputs=tuple(p.name for p in schema.inputs),
-        variadic_input=bool(schema.inputs) and schema.inputs[-1].option == variadic,
-        min_outputs=schema.min_output,
-        max_outputs=schema.max_output,
-    )
-
-
 def opset_warning(domain: str, version: int) -> str | None:
     """A message when the installed onnx knows an older opset of `domain` than `version` (its
     schemas, and so checks against them, may be missing or out of date), else None."""
@@ -251,11 +213,10 @@ def interface_names(graph: Graph) -> tuple[dict[str, str], dict[str, str]]:
     own names, which node names can only approximate (`input_1:0` is node `input_1_0`)."""
     from onnx import ValueInfoProto
 
-    def named(op: str, attr: str) -> dict[str, str]:
-        return {n.name: ValueInfoProto.FromString(n.attr[attr].s).name
-                for n in graph.nodes_by_op(op) if attr in n.attr}  # fmt: skip
-
-    return named("Placeholder", INPUT_ATTR), named(OUTPUT_OP, OUTPUT_ATTR)
+    inputs = {n.name: onnx_name(n) for n in graph.nodes_by_op("Placeholder")}
+    outputs = {n.name: ValueInfoProto.FromString(n.attr[OUTPUT_ATTR].s).name
+               for n in graph.nodes_by_op(OUTPUT_OP) if OUTPUT_ATTR in n.attr}  # fmt: skip
+    return inputs, outputs
 
 
 def model_header(graph: Graph) -> Any:

@@ -28,7 +28,6 @@ from surgery.ops.plugin_identity import plugin_schema_of
 from surgery.ops.plugin_schema import Catalog, PluginSchema, coerce_field
 from surgery.ops.targets import creator_versions, export_creator
 
-PLUGIN_DOMAIN = "trt.plugins"
 VERSION_ATTR = "plugin_version"
 NAMESPACE_ATTR = "plugin_namespace"
 _TENSOR_TYPES = {"int8": np.int8, "int16": np.int16, "float16": np.float16, "float64": np.float64}

@@ -22,9 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from surgery.backends.export.plugin_nodes import PLUGIN_DOMAIN, onnx_attributes
+from surgery.backends.export.plugin_nodes import onnx_attributes
 from surgery.backends.export.standin import StandIns
 from surgery.errors import SurgeryError
+from surgery.ir.onnx_io import PLUGIN_DOMAIN
 
 
 class ExportError(SurgeryError):
