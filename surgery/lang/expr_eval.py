@@ -253,6 +253,10 @@ def tensor_dtype(graph: Any, ref: TensorRef) -> str | None:
     for key in ("dtype", "T", "out_type", "DstT"):
         if key in attrs and attrs[key].WhichOneof("value") == "type":
             return dtype_name(attrs[key].type)
+    if "_onnx_outputs" in attrs:  # an ONNX node: typed by its value_info or its producers
+        from surgery.ir.onnx_dtypes import onnx_dtype
+
+        return onnx_dtype(graph, ref)
     return None
 
 
@@ -334,6 +338,14 @@ def _norm(value: Any) -> Any:
     return value
 
 
+def _onnx_default(graph: Any, op: str, name: str) -> Any:
+    """The default of attribute `name` of `op` when the graph is an ONNX model, else None."""
+    from surgery.ops.opdefs import onnx_attribute_default, opset_of
+
+    ops = opset_of(graph, use_tf=False)
+    return onnx_attribute_default(op, name, ops.opset) if ops.format == "onnx" else None
+
+
 def _is_seq(value: Any) -> bool:
     return isinstance(value, tuple | np.ndarray) and not isinstance(value, TensorRef)
 
@@ -342,7 +354,7 @@ _DISPATCH: dict[type, Callable[..., Any]] = {}
 # Functions of surgery/lang/expr_functions.py: math, `if`, graph inputs and values inside scopes.
 _GRAPH_FUNCTIONS = frozenset(
     ("sqrt", "log2", "round", "floor", "ceil", "if", "input", "shape", "operand", "limit",
-     "opset")
+     "opset", "reads")
 )  # expression type -> Evaluator method
 
 
@@ -505,7 +517,10 @@ class Evaluator:
             raise EvalFailure(f"node {ref.node!r} no longer exists", expr.loc)
         attrs = node.attr
         if name not in attrs:
-            raise EvalFailure(f"{node.name} ({node.op}) has no attribute {name!r}", expr.loc)
+            default = _onnx_default(self.graph, node.op, name)
+            if default is None:
+                raise EvalFailure(f"{node.name} ({node.op}) has no attribute {name!r}", expr.loc)
+            return _norm(tuple(default) if isinstance(default, list) else default)
         return _norm(_attr_value()(attrs[name]))
 
     def _index(self, expr: ast.Index) -> Any:

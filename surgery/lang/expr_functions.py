@@ -1,8 +1,10 @@
 """The rule language's functions that read the graph or do the math plugin fields need.
 
 `sqrt log2 round floor ceil` (numbers, elementwise on lists), `if(cond, a, b)` (only the
-chosen branch is evaluated), `input("name")` (a graph input's tensor), `shape(t)`, and the
-scope readers `operand(r, "Op", role)` / `limit(r, "Op", role)` (surgery/lang/scope_values.py).
+chosen branch is evaluated), `input("name")` (a graph input's tensor), `shape(t)`,
+`reads(x, t)` (x's node reads tensor t, also from inside its ONNX subgraphs), and the readers
+`operand(r, "Op", role)` / `limit(r, "Op", role)` of a scope or of a node and the subgraphs it
+holds (surgery/lang/scope_values.py).
 Failures are `EvalFailure`s that say what was looked for: in a `where` the predicate fails, in
 a field value the rewriter reports it with the rule's name.
 """
@@ -35,7 +37,7 @@ _MATH: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 }
 _TO_INT = frozenset(("round", "floor", "ceil"))
 _ARITY = {
-    "if": 3, "input": 1, "shape": 1, "operand": 3, "limit": 3, "opset": 1,
+    "if": 3, "input": 1, "shape": 1, "operand": 3, "limit": 3, "opset": 1, "reads": 2,
     **dict.fromkeys(_MATH, 1),
 }  # fmt: skip
 
@@ -56,7 +58,30 @@ def call(ev: Evaluator, expr: ast.Call) -> Any:
         return _shape(ev, ev.value(args[0]), expr)
     if func == "opset":
         return _opset(ev, ev.value(args[0]), expr)
+    if func == "reads":
+        return _reads(ev, ev.value(args[0]), ev.value(args[1]), expr)
     return _scope_operand(ev, expr, bound=func == "limit")
+
+
+def _reads(ev: Evaluator, reader: Any, tensor: Any, expr: ast.Call) -> bool:
+    """`reads(k, t)`: whether k's node takes tensor t as an operand, or one of the ONNX
+    subgraphs it holds (an If branch, a Loop body) reads t from the enclosing graph: how a rule
+    ties an If to the tensors its branches capture, which are no operands of the If."""
+    if not isinstance(reader, TensorRef) or not isinstance(tensor, TensorRef):
+        raise RuleError(f"{expr.loc}: reads() needs two tensor variables (reads(k, t))")
+    node = ev.graph.get(reader.node)
+    if node is None:
+        raise EvalFailure(f"node {reader.node!r} no longer exists", expr.loc)
+    if tensor in node.inputs:
+        return True
+    from surgery.ir.onnx_io import OUTPUTS_ATTR
+    from surgery.lang.scope_values import subgraph_reads
+
+    producer = ev.graph.get(tensor.node)
+    outputs = producer.attr.get(OUTPUTS_ATTR) if producer is not None else None
+    if outputs is None or tensor.port >= len(outputs.list.s):
+        return False
+    return outputs.list.s[tensor.port].decode() in subgraph_reads(ev.graph, reader.node)
 
 
 def _opset(ev: Evaluator, domain: Any, expr: ast.Call) -> int:
@@ -120,24 +145,30 @@ def _shape(ev: Evaluator, ref: Any, expr: ast.Call) -> tuple[int, ...]:
 
 def _scope_operand(ev: Evaluator, expr: ast.Call, bound: bool) -> Any:
     """`operand(r, "Op|Op2", role)`: the value of operand `role` (a name or slot) of the
-    nodes of that op in scope r; they must agree. `limit` gives the largest value it can take."""
+    nodes of that op in scope r (or in node x and the ONNX subgraphs it holds, for a tensor
+    variable x); they must agree. `limit` gives the largest value it can take."""
     from surgery.lang.scope_values import operand_values
 
     func = expr.func
-    scope, ops, role = (ev.value(a) for a in expr.args)
-    if not isinstance(scope, ScopeInstance):
-        raise RuleError(f"{expr.loc}: {func}() needs a scope variable first")
+    where, ops, role = (ev.value(a) for a in expr.args)
+    if isinstance(where, ScopeInstance):
+        nodes, place = where.nodes, f"scope {where.namespace!r}"
+        inside = "nor in the functions it calls"
+    elif isinstance(where, TensorRef):
+        nodes, place = (where.node,), f"node {where.node!r}"
+        inside = "nor in its subgraphs"
+    else:
+        raise RuleError(f"{expr.loc}: {func}() needs a scope or tensor variable first")
     if not isinstance(ops, str) or not isinstance(role, str | int) or isinstance(role, bool):
         raise RuleError(f'{expr.loc}: {func}() is {func}(scope, "Op", role name or slot)')
     try:
-        known, unknown = operand_values(ev.graph, scope.nodes, ops, role, bound)
+        known, unknown = operand_values(ev.graph, nodes, ops, role, bound)
     except GraphError as exc:
         raise RuleError(f"{expr.loc}: {func}(): {exc}") from None
-    what = f"operand {role!r} of {ops} in scope {scope.namespace!r}"
+    what = f"operand {role!r} of {ops} in {place}"
     if not known and not unknown:
         raise EvalFailure(
-            f"{func}(): no {ops} node in scope {scope.namespace!r} (nor in the functions it "
-            f"calls): cannot read {what}", expr.loc,
+            f"{func}(): no {ops} node in {place} ({inside}): cannot read {what}", expr.loc,
         )  # fmt: skip
     if unknown:
         kind = "an upper bound" if bound else "a constant"

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 FUNCTIONS = (
     "len", "abs", "min", "max", "int", "float", "prod", "matches", "sqrt", "log2", "round",
-    "floor", "ceil", "if", "input", "shape", "operand", "limit", "opset",
+    "floor", "ceil", "if", "input", "shape", "operand", "limit", "opset", "reads",
 )  # fmt: skip
 """The functions a rule expression may call (`Call.func`); `surgery.lang.expr_eval` evaluates
 them."""

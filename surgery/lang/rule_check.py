@@ -36,7 +36,7 @@ _ARITY = {"len": (1, 1), "abs": (1, 1), "int": (1, 1), "float": (1, 1), "prod": 
           "matches": (2, 2), "min": (1, None), "max": (1, None), "sqrt": (1, 1),
           "log2": (1, 1), "round": (1, 1), "floor": (1, 1), "ceil": (1, 1), "if": (3, 3),
           "input": (1, 1), "shape": (1, 1), "operand": (3, 3), "limit": (3, 3),
-          "opset": (1, 1)}  # fmt: skip
+          "opset": (1, 1), "reads": (2, 2)}  # fmt: skip
 
 
 @dataclass(frozen=True)

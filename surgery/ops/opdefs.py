@@ -326,6 +326,24 @@ def onnx_signature(op: str, opset: int | None = None) -> OpSignature | None:
 
 
 @functools.cache
+def onnx_attribute_default(op: str, name: str, opset: int | None = None) -> Any:
+    """The default value of attribute `name` of ONNX op `op` at `opset` (`onnx.defs`), as
+    `onnx.helper.get_attribute_value` gives it; None when the op, the attribute or a default is
+    unknown. A node that leaves an attribute out has this value (RoiAlign's `mode` is "avg")."""
+    from onnx import defs, helper
+
+    try:
+        schema = defs.get_schema(op, opset, "") if opset is not None else defs.get_schema(op, "")
+    except defs.SchemaError:
+        return None
+    attribute = schema.attributes.get(name)
+    if attribute is None or not attribute.default_value.name:
+        return None
+    value = helper.get_attribute_value(attribute.default_value)
+    return value.decode() if isinstance(value, bytes) else value
+
+
+@functools.cache
 def onnx_op_names() -> frozenset[str]:
     """Every operator of ONNX's default domain that the installed onnx knows."""
     from onnx import defs
