@@ -100,13 +100,20 @@ def test_a_model_without_the_dumped_node_is_refused(
     dumped: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from surgery.backends.plugin_dump import load_dump
-    from surgery.models import fixture_info
+    from surgery.ir.model_io import read_graph_def
 
     first = load_dump(dumped["dir"]).plugins[0]
     assert kernels(str(dumped["dir"]), "--model", str(REPO / "tests" / "missing.pb")) == 1
     assert "no such file" in capsys.readouterr().err
-    other = tmp_path / "plain.pb"  # the original: no plugin nodes at all
-    other.write_bytes(Path(fixture_info("maskrcnn_small_nhwc").path).read_bytes())
+    # the rewritten model with that plugin node renamed (no TensorFlow needed: GPU machines lack it)
+    graph_def = read_graph_def(dumped["rewritten"])
+    old, new = first.node, first.node + "_renamed"
+    for node in graph_def.node:
+        node.name = new if node.name == old else node.name
+        node.input[:] = [new + i[len(old) :] if i == old or i.startswith(old + ":") else
+                         "^" + new if i == "^" + old else i for i in node.input]  # fmt: skip
+    other = tmp_path / "renamed.pb"
+    other.write_bytes(graph_def.SerializeToString())
     assert kernels(str(dumped["dir"]), "--model", str(other)) == 1
     assert f"plugin node {first.node} ({first.op}) of the dump is not in the model" in (
         capsys.readouterr().err
