@@ -12,6 +12,13 @@ what MultiScaleRoIAlign does to put the ROIs back in order (index_copy_ into one
 CropAndResize: 1000 boxes on one map against roi_align(aligned=True, sampling_ratio=1), one
 bilinear sample per output in both. `max |ours - tv|` compares the aligned float32 outputs
 (torchvision's float16 kernel rounds every intermediate to float16, ours computes in float32).
+ROIAlign_TRT (ONNX RoiAlign, avg): 1000 ROIs of an 800 x 1088 image on a torchvision detector's
+stride-4 map [1, 256, 200, 272] pooled 7x7 with 2 samples per bin side (the box head), and on a
+stride-16 map [1, 256, 50, 68] pooled 14x14 (the mask head's size), against one
+roi_align(sampling_ratio=2) call on the same map and boxes: `ohp` (output_half_pixel) is
+aligned=False, what torchvision's detectors use, `hp` (half_pixel) aligned=True; both compute
+the same values, so `max |ours - tv|` is reported for every row (float16 rows: the difference of
+two float16 results).
 GPU times are CUDA-graph replays (launch overhead out);
 `host us` is one launch_io call's Python time. Without CuPy or a GPU it says so and returns.
 """
@@ -96,9 +103,11 @@ def graph_seconds_torch(torch: Any, fn: Callable[[], Any]) -> float:
 
 
 def ours(cp: Any, name: str, fields: dict[str, Any], inputs: list[Any], out: Any,
-         dtype: str) -> tuple[float, float]:  # fmt: skip
-    """(GPU seconds, host seconds) of one launch_io of plugin `name` on torch tensors."""
-    ins = [(tuple(x.shape), dtype, x.data_ptr()) for x in inputs]
+         dtype: str, in_dtypes: list[str] | None = None) -> tuple[float, float]:  # fmt: skip
+    """(GPU seconds, host seconds) of one launch_io of plugin `name` on torch tensors (inputs of
+    `dtype`, or of `in_dtypes` one each; the output of `dtype`)."""
+    kinds = in_dtypes if in_dtypes is not None else [dtype] * len(inputs)
+    ins = [(tuple(x.shape), kind, x.data_ptr()) for x, kind in zip(inputs, kinds, strict=True)]
     outs = [(tuple(out.shape), dtype, out.data_ptr())]
 
     def call(stream: Any) -> None:
@@ -189,6 +198,48 @@ def bench_crop(cp: Any, torch: Any, tv: Any, shape: tuple[int, int, int], crop: 
     return row
 
 
+def detector_boxes(rng: np.random.Generator, count: int) -> np.ndarray:
+    """[count, 4] (x1, y1, x2, y2) boxes of 8..600 pixels of an 800 x 1088 image, clipped to it
+    (as a torchvision detector's proposals)."""
+    centre = rng.uniform(0, [1088, 800], (count, 2))
+    size = np.exp(rng.uniform(np.log(8), np.log(600), (count, 2)))
+    corners = np.concatenate([centre - size / 2, centre + size / 2], axis=1)
+    return np.clip(corners, 0, [1088, 800, 1088, 800])
+
+
+def bench_roi_align_trt(cp: Any, torch: Any, tv: Any, shape: tuple[int, int, int], pooled: int,
+                        aligned: bool, dtype: str) -> dict:  # fmt: skip
+    """One ROIAlign_TRT row: one launch against one torchvision roi_align call."""
+    channels, height, width = shape
+    scale = height / 800
+    rng = np.random.default_rng(pooled + aligned)
+    tdt = getattr(torch, dtype)
+    image = torch.randn(1, channels, height, width, device="cuda", dtype=tdt)
+    pixels = detector_boxes(rng, ROIS)
+    rois = torch.from_numpy(np.ascontiguousarray(pixels)).to("cuda", tdt)
+    indices = torch.zeros(ROIS, device="cuda", dtype=torch.int32)
+    out = torch.empty(ROIS, channels, pooled, pooled, device="cuda", dtype=tdt)
+    fields = {"coordinate_transformation_mode": int(aligned), "mode": 1, "output_height": pooled,
+              "output_width": pooled, "sampling_ratio": 2, "spatial_scale": scale}  # fmt: skip
+    gpu, host = ours(cp, "ROIAlign_TRT", fields, [image, rois, indices], out, dtype,
+                     [dtype, dtype, "int32"])  # fmt: skip
+    mode = "hp" if aligned else "ohp"
+    row = {"case": f"ROIAlign_TRT {height}x{width} {pooled}x{pooled} s2 {mode} {dtype}",
+           "ours_us": gpu * 1e6, "host_us": host * 1e6,
+           "out_gb_per_s": out.numel() * out.element_size() / gpu / 1e9}  # fmt: skip
+    boxes = torch.cat([torch.zeros(ROIS, 1, device="cuda", dtype=tdt), rois], dim=1)
+
+    def theirs() -> Any:
+        return tv.ops.roi_align(image, boxes, pooled, scale, 2, aligned)
+
+    row["tv_kernels_us"] = graph_seconds_torch(torch, theirs) * 1e6
+    row["tv_full_us"] = row["tv_kernels_us"]
+    torch.cuda.synchronize()
+    row["max_abs_diff"] = float((theirs().float() - out.float()).abs().max())
+    row["aligned"] = aligned
+    return row
+
+
 def main(argv: list[str] | None = None) -> int:
     """Print the table (and write JSON when asked); a message and 0 without a GPU."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -225,12 +276,19 @@ def main(argv: list[str] | None = None) -> int:
     for shape, crop in (((256, 128, 128), 7), ((1024, 64, 64), 14)):
         for dtype in ("float32", "float16"):
             jobs.append(lambda s=shape, c=crop, d=dtype: bench_crop(cp, torch, tv, s, c, d))
+    for shape, pooled in (((256, 200, 272), 7), ((256, 50, 68), 14)):
+        for aligned in (False, True):
+            for dtype in ("float32", "float16"):
+                jobs.append(lambda s=shape, p=pooled, a=aligned, d=dtype: bench_roi_align_trt(
+                    cp, torch, tv, s, p, a, d))  # fmt: skip
     for job in jobs:
         row = job()
         rows.append(row)
         notes = []
         if "levels" in row:
             notes.append(f"ROIs per level {row['levels']}")
+        if "aligned" in row:
+            notes.append(f"vs roi_align(aligned={row['aligned']})")
         if "max_abs_diff" in row:
             notes.append(f"max |ours - tv| {row['max_abs_diff']:.1e}")
         print(f"{row['case']:44} {row['ours_us']:8.1f} {row['tv_kernels_us']:8.1f} "
