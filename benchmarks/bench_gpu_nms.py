@@ -1,4 +1,5 @@
-"""Time the NMS family on the local GPU: the shared NMS against torchvision, and the four plugins.
+"""Time the NMS family on the local GPU: the shared NMS and BatchedNMS_Surgery against
+torchvision, and the four TensorRT NMS plugins.
 
 Part 1, side by side on the same boxes, scores and classes (CuPy and torch share the memory through
 DLPack): `plugins.gpu.nms.batched_nms` (sort + IoU bitmask + device walk, no host round trip)
@@ -6,6 +7,11 @@ against `torchvision.ops.batched_nms`, at 1k, 6k and 20k boxes, 1 and 80 classes
 are timed per call including a device synchronisation (what a caller waits); ours also as a
 replayed CUDA graph (device time alone, when the capture works). `same` says whether both kept
 the same boxes in the same order.
+
+Part 1b: BatchedNMS_Surgery through `launch_io` (the path `enqueue` takes) against
+`torchvision.ops.batched_nms` on the same boxes (whole pixels) and distinct scores: 1000 boxes of 1
+and 80 classes, 5000 of 1, 20000 of 80, IoU 0.5; latency with a synchronisation for both, graph
+device time for ours, and whether both kept the same indices in the same order.
 
 Part 2: ProposalLayer_TRT and DetectionLayer_TRT at Mask R-CNN's COCO configuration (batch 1 and
 2), NMS_TRT at an SSD-MobileNet size and Proposal at a Faster R-CNN size, through `launch_io` (the
@@ -172,6 +178,74 @@ def nms_rows(cp: Any, repeats: int) -> list[dict[str, Any]]:
     return rows
 
 
+SURGERY_NMS_CASES = ((1000, 1), (1000, 80), (5000, 1), (20000, 80))
+"""BatchedNMS_Surgery rows of part 1b: (boxes, classes)."""
+
+
+def surgery_nms_case(cp: Any, n: int, classes: int, repeats: int, tv: Any) -> dict[str, Any]:
+    """One row of part 1b: BatchedNMS_Surgery via launch_io on a non-blocking stream, and
+    torchvision's batched_nms (int64 classes, as a detector passes them) on the same boxes."""
+    rng = np.random.default_rng(n * 7 + classes)
+    corner = rng.integers(0, 1000, (n, 2))  # whole pixels: both compute the same overlaps
+    boxes = np.concatenate([corner, corner + rng.integers(10, 100, (n, 2))], axis=1)
+    b = cp.asarray(boxes.astype(np.float32))
+    s = cp.asarray((rng.permutation(n) / n).astype(np.float32))  # distinct: one order
+    label = cp.asarray(rng.integers(0, classes, n).astype(np.int32))
+    keep = cp.empty((n,), dtype=cp.int32)
+    count = cp.empty((1,), dtype=cp.int32)
+    fields = {"iou_threshold": 0.5}
+    ins = [(x.shape, x.dtype.name, x.data.ptr) for x in (b, s, label)]
+    outs = [(y.shape, y.dtype.name, y.data.ptr) for y in (keep, count)]
+
+    def call(stream: Any) -> None:
+        launch_io("BatchedNMS_Surgery", fields, ins, outs, stream.ptr)
+
+    stream = cp.cuda.Stream(non_blocking=True)
+    ours = latency_us(cp, lambda: call(stream), repeats)
+    graph = graph_us(cp, call, repeats)
+    call(stream)
+    stream.synchronize()
+    mine = cp.asnumpy(keep[: int(count[0])])
+    row: dict[str, Any] = {"plugin": "BatchedNMS_Surgery", "boxes": n, "classes": classes,
+                           "kept": len(mine), "ours_us": ours, "ours_graph_us": graph}  # fmt: skip
+    if tv is not None:
+        tv_batched_nms, torch = tv
+        tb, ts = torch.from_dlpack(b), torch.from_dlpack(s)
+        tl = torch.from_dlpack(label).long()
+        theirs = latency_us(cp, lambda: tv_batched_nms(tb, ts, tl, 0.5), repeats)
+        kept_tv = tv_batched_nms(tb, ts, tl, 0.5).cpu().numpy()
+        row.update(torchvision_us=theirs, ratio=theirs / ours,
+                   same=bool(np.array_equal(kept_tv, mine)))  # fmt: skip
+    return row
+
+
+def surgery_nms_rows(cp: Any, repeats: int) -> list[dict[str, Any]]:
+    """Part 1b: BatchedNMS_Surgery's kernel against torchvision's batched_nms."""
+    try:
+        import torch
+        from torchvision.ops import batched_nms as tv_batched_nms
+
+        tv: Any = (tv_batched_nms, torch)
+    except ImportError as exc:
+        print(f"torchvision not importable ({exc}): BatchedNMS_Surgery timed alone")
+        tv = None
+    head = (f"{'BatchedNMS_Surgery':>18} {'classes':>7} {'kept':>6} {'ours us':>9} "
+            f"{'graph us':>9} {'torchvision us':>14} {'tv / ours':>9} {'same':>5}")  # fmt: skip
+    print(head)
+    print("-" * len(head))
+    rows = []
+    for n, classes in SURGERY_NMS_CASES:
+        row = surgery_nms_case(cp, n, classes, repeats, tv)
+        rows.append(row)
+        graph = row["ours_graph_us"]
+        shown_graph = f"{graph:9.1f}" if graph is not None else f"{'n/a':>9}"
+        theirs = (f"{row['torchvision_us']:14.1f} {row['ratio']:9.2f} {row['same']!s:>5}"
+                  if tv is not None else f"{'-':>14} {'-':>9} {'-':>5}")  # fmt: skip
+        print(f"{n:18d} {classes:7d} {row['kept']:6d} {row['ours_us']:9.1f} {shown_graph} "
+              f"{theirs}", flush=True)  # fmt: skip
+    return rows
+
+
 def plugin_rows(cp: Any, repeats: int) -> list[dict[str, Any]]:
     """Part 2: the plugins through launch_io."""
     from plugins.registry import reference
@@ -223,7 +297,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     name = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
     print(f"device: {name}, CuPy {cp.__version__}; us per call including a synchronisation, "
           "graph us: device time of a replayed CUDA graph")  # fmt: skip
-    rows = nms_rows(cp, args.repeat) + plugin_rows(cp, args.repeat)
+    rows = nms_rows(cp, args.repeat) + surgery_nms_rows(cp, args.repeat) + plugin_rows(
+        cp, args.repeat)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"device": name, "rows": rows}, fh, indent=1)

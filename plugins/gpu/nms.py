@@ -19,7 +19,9 @@ synchronisation) reproduces the references' stable order exactly.
 
 The overlap measures are those of the references, computed in float32 with explicitly rounded
 operations (no fused multiply-add), so they agree bit for bit: `iou` (Mask R-CNN corners, no +1),
-`caffe` / `caffe_pixel` (SSD's jaccardOverlap, +0 / +1) and `pixel` (Faster R-CNN, +1).
+`caffe` / `caffe_pixel` (SSD's jaccardOverlap, +0 / +1), `pixel` (Faster R-CNN, +1) and `onnx`
+(onnxruntime's NonMaxSuppression, for BatchedNMS_Surgery: 0 wherever it would not suppress, so
+any threshold in [0, 1] decides as onnxruntime does).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import numpy as np
 
 from plugins.gpu.runtime import GpuKernelError, compiled, sm_count
 
-OVERLAPS = {"iou": 0, "caffe": 1, "caffe_pixel": 2, "pixel": 3}
+OVERLAPS = {"iou": 0, "caffe": 1, "caffe_pixel": 2, "pixel": 3, "onnx": 4}
 """Overlap measure name -> the `kind` the kernels take."""
 
 MAX_CANDIDATES = 32768
@@ -76,7 +78,8 @@ SOURCE = HELPERS + r"""
 // Overlap of box a (the earlier, kept one) with box b, as the NumPy references compute it.
 // kind 0: IoU of (a1, b1, a2, b2) corners, zero when the intersection is empty (Mask R-CNN);
 // 1 / 2: Caffe's jaccardOverlap, corners sorted, +0 / +1 on every side (SSD);
-// 3: IoU with +1 on every side, the intersection floored at 0 (Faster R-CNN).
+// 3: IoU with +1 on every side, the intersection floored at 0 (Faster R-CNN);
+// 4: onnxruntime's NonMaxSuppression test, 0 where it never suppresses (BatchedNMS_Surgery).
 __device__ __forceinline__ float overlap(float4 a, float4 b, int kind) {
     if (kind == 0) {
         const float s0 = __fsub_rn(nan_min(a.z, b.z), nan_max(a.x, b.x));
@@ -86,6 +89,22 @@ __device__ __forceinline__ float overlap(float4 a, float4 b, int kind) {
         const float area_a = __fmul_rn(__fsub_rn(a.z, a.x), __fsub_rn(a.w, a.y));
         const float area_b = __fmul_rn(__fsub_rn(b.z, b.x), __fsub_rn(b.w, b.y));
         return __fdiv_rn(inter, __fsub_rn(__fadd_rn(area_a, area_b), inter));
+    }
+    if (kind == 4) {
+        // onnxruntime's NonMaxSuppression: corners sorted per axis; no overlap unless both
+        // extents and the intersection area are positive; IoU = inter / (areas - inter).
+        const float ax0 = a.x >= a.z ? a.z : a.x, ax1 = a.x >= a.z ? a.x : a.z;
+        const float ay0 = a.y >= a.w ? a.w : a.y, ay1 = a.y >= a.w ? a.y : a.w;
+        const float bx0 = b.x >= b.z ? b.z : b.x, bx1 = b.x >= b.z ? b.x : b.z;
+        const float by0 = b.y >= b.w ? b.w : b.y, by1 = b.y >= b.w ? b.y : b.w;
+        const float ix0 = ax0 < bx0 ? bx0 : ax0, ix1 = bx1 < ax1 ? bx1 : ax1;
+        const float iy0 = ay0 < by0 ? by0 : ay0, iy1 = by1 < ay1 ? by1 : ay1;
+        if (ix1 <= ix0 || iy1 <= iy0) return 0.f;
+        const float inter = __fmul_rn(__fsub_rn(ix1, ix0), __fsub_rn(iy1, iy0));
+        if (inter <= 0.f) return 0.f;
+        const float area_a = __fmul_rn(__fsub_rn(ax1, ax0), __fsub_rn(ay1, ay0));
+        const float area_b = __fmul_rn(__fsub_rn(bx1, bx0), __fsub_rn(by1, by0));
+        return __fdiv_rn(inter, __fsub_rn(__fadd_rn(area_b, area_a), inter));
     }
     if (kind == 3) {
         const float w = nan_max(__fadd_rn(__fsub_rn(nan_min(a.z, b.z), nan_max(a.x, b.x)), 1.f),
