@@ -6,7 +6,8 @@ Here (TensorFlow installed) it rewrites real models with the rule library and va
 `--dump` (each plugin node's inputs and reference outputs), one dump per model: our small Mask
 R-CNN in NCHW (maskrcnn.rules), Matterport's own small Mask R-CNN (the demo's steps), the SSD-like
 and Faster R-CNN-like detectors at two configurations each (ssd.rules, faster_rcnn.rules), box3d
-(leaky_relu.rules, l2_normalize.rules) and the U-Net (upsample_nearest.rules): every catalog
+(leaky_relu.rules, l2_normalize.rules), the U-Net (upsample_nearest.rules) and torchvision's
+Faster R-CNN exported to ONNX at two configurations (torchvision_detection.rules): every catalog
 plugin a rule file emits. It copies the pure-Python protobuf and tensorboard packages the
 GraphDef reader needs, and writes `run.sh`: on the GPU machine, from the repository root,
 `bash gpu_bundle/run.sh` runs the GPU tests, `surgery kernels` on every dump, and the GPU
@@ -32,6 +33,11 @@ JOBS = [
     ("box3d", "box3d", ["leaky_relu.rules", "l2_normalize.rules"], []),
     ("unet", "unet", ["upsample_nearest.rules"], []),
 ]
+# (dump name, ONNX model in tests/data/onnx, rule files): ONNX models rewritten as they are
+ONNX_JOBS = [
+    ("tv_fasterrcnn_fpn2", "tv_fasterrcnn_fpn2_op17.onnx", ["torchvision_detection.rules"]),
+    ("tv_fasterrcnn_fpn3", "tv_fasterrcnn_fpn3_op16.onnx", ["torchvision_detection.rules"]),
+]
 RUN = """#!/bin/bash
 # On the GPU machine, from the repository root: GPU tests, kernels on every dump, GPU benchmarks.
 B=$(dirname "$0")
@@ -39,16 +45,17 @@ export PYTHONPATH=$PWD/$B/deps:$PWD PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION=pytho
 OUT=${OUT:-/tmp}
 nvidia-smi -L
 SURGERY_PLUGIN_DUMP=$B/maskrcnn_small SURGERY_PLUGIN_MODEL=$B/maskrcnn_small.t.pb timeout 250 \\
-  python3 -m pytest -q -p no:cacheprovider tests/test_gpu_nms_family.py tests/test_gpu_dump.py \\
-  tests/test_gpu_kernels.py tests/test_gpu_roi_family.py 2>&1 | tee $OUT/gpu_tests.log | tail -30
+  python3 -m pytest -q -p no:cacheprovider tests/test_gpu_*.py 2>&1 \\
+  | tee $OUT/gpu_tests.log | tail -30
 for dump in $B/*/manifest.json; do
   d=$(dirname "$dump")
   model=""; [ -f "$d.t.pb" ] && model="--model $d.t.pb"
+  [ -f "$d.t.onnx" ] && model="--model $d.t.onnx"
   timeout 60 python3 -m surgery kernels "$d" $model 2>&1 | tail -3
 done 2>&1 | tee $OUT/gpu_kernels.log
-timeout 90 python3 -m benchmarks.bench_gpu_nms 2>&1 | tee $OUT/bench_gpu_nms.log
+timeout 150 python3 -m benchmarks.bench_gpu_nms 2>&1 | tee $OUT/bench_gpu_nms.log
 timeout 60 python3 -m benchmarks.bench_gpu_kernels 2>&1 | tee $OUT/bench_gpu_kernels.log
-timeout 60 python3 -m benchmarks.bench_gpu_roi 2>&1 | tee $OUT/bench_gpu_roi.log
+timeout 180 python3 -m benchmarks.bench_gpu_roi 2>&1 | tee $OUT/bench_gpu_roi.log
 """
 
 
@@ -63,7 +70,7 @@ def _dump(out: Path, name: str, original: str, model: str, rules: list[str],
           apply_flags: list[str], validate_flags: list[str]) -> None:  # fmt: skip
     """Rewrite `model` (the original, or its NCHW form) by `rules`, then validate against the
     original with --dump (the dump is written pass or fail: it holds the reference outputs)."""
-    rewritten = str(out / f"{name}.t.pb")
+    rewritten = str(out / f"{name}.t{Path(model).suffix}")
     _run(name, ["apply", *(str(RULES / r) for r in rules), model, "-o", rewritten, *apply_flags])
     _run(name, ["validate", original, rewritten, *validate_flags, "--dump", str(out / name)],
          must_pass=False)  # fmt: skip
@@ -95,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, fixture, rules, flags in JOBS:
         original = str(fixture_info(fixture).path)
         _dump(out, name, original, original, rules, ["--infer-shapes"], flags)
+    for name, onnx_model, rules in ONNX_JOBS:
+        original = str(ROOT / "tests" / "data" / "onnx" / onnx_model)
+        _dump(out, name, original, original, rules, [], [])
     import google.protobuf
     import tensorboard
 

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from plugins.reference._common import PluginFields, PluginReferenceError, SideContext, SideValue
+from plugins.reference.batched_nms import batched_nms
 from plugins.reference.crop_and_resize import crop_and_resize
 from plugins.reference.detection_layer import detection_layer
 from plugins.reference.flatten_concat import flatten_concat
@@ -31,6 +32,7 @@ from plugins.reference.proposal import proposal
 from plugins.reference.proposal_layer import proposal_layer
 from plugins.reference.pyramid_roi_align import pyramid_roi_align
 from plugins.reference.resize_nearest import resize_nearest
+from plugins.reference.roi_align import roi_align
 from plugins.reference.special_slice import special_slice
 from surgery.errors import SurgeryError
 from surgery.ops.plugin_schema import PluginSchema, coerce_field, load_catalog
@@ -57,6 +59,8 @@ REFERENCES: dict[str, RefFn] = {
     "CropAndResize": crop_and_resize,
     "Proposal": proposal,
     "L2Norm_Surgery": l2norm,
+    "ROIAlign_TRT": roi_align,
+    "BatchedNMS_Surgery": batched_nms,
 }
 
 

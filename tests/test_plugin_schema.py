@@ -13,7 +13,7 @@ from surgery.ops.plugin_schema import field_attr, load_catalog
 EXPECTED = {
     "LReLU_TRT", "ResizeNearest_TRT", "Normalize_TRT", "ProposalLayer_TRT", "PyramidROIAlign_TRT",
     "DetectionLayer_TRT", "SpecialSlice_TRT", "GridAnchor_TRT", "NMS_TRT", "FlattenConcat_TRT",
-    "CropAndResize", "Proposal", "L2Norm_Surgery",
+    "CropAndResize", "Proposal", "L2Norm_Surgery", "BatchedNMS_Surgery", "ROIAlign_TRT",
 }  # fmt: skip
 
 
@@ -180,6 +180,18 @@ def _cases(name: str, r, size: int):
         fields = {"num_classes": classes, "keep_topk": 2 + size, "score_threshold": 0.1,
                   "iou_threshold": 0.5}  # fmt: skip
         return [deltas, scores, boxes[:, :rois]], fields
+    if name == "BatchedNMS_Surgery":
+        count = 4 * size + 1
+        corner = r.uniform(0, 10, (count, 2))
+        boxes = np.concatenate([corner, corner + r.uniform(1, 5, (count, 2))], axis=1)
+        return [boxes, r.uniform(0, 1, count), r.integers(0, 3, count)], {"iou_threshold": 0.5}
+    if name == "ROIAlign_TRT":
+        count = 3 * size - 3  # 0 ROIs for size 1
+        corner = r.uniform(-4, 60, (count, 2))
+        rois = np.concatenate([corner, corner + r.uniform(0, 30, (count, 2))], axis=1)
+        fields = {"output_height": size, "output_width": 4 - size, "spatial_scale": 0.25,
+                  "mode": size % 2, "sampling_ratio": size - 1}  # fmt: skip
+        return [fmap, rois, r.integers(0, n, count)], fields
     raise AssertionError(f"no shape case for {name}")
 
 

@@ -42,6 +42,8 @@ KERNELS: dict[str, str] = {
     "FlattenConcat_TRT": "plugins.gpu.layout_ops:FLATTEN_CONCAT",
     "GridAnchor_TRT": "plugins.gpu.layout_ops:GRID_ANCHOR",
     "Normalize_TRT": "plugins.gpu.layout_ops:NORMALIZE_KERNEL",
+    "ROIAlign_TRT": "plugins.gpu.roi_align_trt:ROI_ALIGN_TRT",
+    "BatchedNMS_Surgery": "plugins.gpu.batched_nms:BATCHED_NMS",
 }
 """Plugin name -> "module:attribute" of its Kernel."""
 
@@ -116,10 +118,11 @@ def launch_io(
 
 def _checked_run(kernel: Kernel, cupy: Any, inputs: Sequence[Any], outputs: Sequence[Any],
                  fields: Mapping[str, Any]) -> None:  # fmt: skip
-    """The kernel's check of the input arrays, then its run unless an output is empty."""
+    """The kernel's check of the input arrays, then its run unless every output is empty (an
+    output that is not must be written: BatchedNMS_Surgery's count when N = 0)."""
     if kernel.check is not None:
         kernel.check([tuple(x.shape) for x in inputs], [x.dtype.name for x in inputs], fields)
-    if all(y.size for y in outputs):
+    if any(y.size for y in outputs):
         kernel.run(cupy, list(inputs), list(outputs), fields)
 
 
