@@ -6,7 +6,8 @@ Here (TensorFlow installed) it rewrites real models with the rule library and va
 `--dump` (each plugin node's inputs and reference outputs), one dump per model: our small Mask
 R-CNN in NCHW (maskrcnn.rules), Matterport's own small Mask R-CNN (the demo's steps), the SSD-like
 and Faster R-CNN-like detectors at two configurations each (ssd.rules, faster_rcnn.rules), box3d
-(leaky_relu.rules, l2_normalize.rules), the U-Net (upsample_nearest.rules) and torchvision's
+(leaky_relu.rules, l2_normalize.rules), the SSD-like detector with SSD's conv4_3_norm
+(l2_normalize.rules: Normalize_TRT), the U-Net (upsample_nearest.rules) and torchvision's
 Faster R-CNN exported to ONNX at two configurations (torchvision_detection.rules): every catalog
 plugin a rule file emits. It copies the pure-Python protobuf and tensorboard packages the
 GraphDef reader needs, and writes `run.sh`: on the GPU machine, from the repository root,
@@ -32,6 +33,7 @@ JOBS = [
     ("faster_rcnn_like_b", "faster_rcnn_like_b", ["faster_rcnn.rules"], []),
     ("box3d", "box3d", ["leaky_relu.rules", "l2_normalize.rules"], []),
     ("unet", "unet", ["upsample_nearest.rules"], []),
+    ("ssd_like_l2norm", "ssd_like_l2norm", ["l2_normalize.rules"], []),
 ]
 # (dump name, ONNX model in tests/data/onnx, rule files): ONNX models rewritten as they are
 ONNX_JOBS = [

@@ -154,6 +154,12 @@ FIXTURES: dict[str, FixtureSpec] = {
                      "iou_threshold": 0.5, "score_threshold": 0.25},
                 ),
                 (
+                    "l2norm",
+                    "SSD300's conv4_3_norm on the first feature map: l2_normalize over the "
+                    "channels times a learned per-channel scale (about 20), read by BoxPredictor_0",
+                    {"l2norm_scale": 20.0},
+                ),
+                (
                     "anchors",
                     "anchor scales 0.15..0.6, aspect ratios 1, 2, 0.5, 3 (5 boxes a cell)",
                     {"min_scale": 0.15, "max_scale": 0.6, "aspect_ratios": [1.0, 2.0, 0.5, 3.0]},

@@ -36,13 +36,15 @@ def build(
     input_size: int = 64, width: int = 16, seed: int = 11, num_classes: int = NUM_CLASSES,
     min_scale: float = MIN_SCALE, max_scale: float = MAX_SCALE,
     aspect_ratios: tuple[float, ...] = ASPECTS, max_per_class: int = 10, max_total: int = 10,
-    iou_threshold: float = 0.6, score_threshold: float = 0.3,
+    iou_threshold: float = 0.6, score_threshold: float = 0.3, l2norm_scale: float | None = None,
 ) -> Any:  # fmt: skip
     """A frozen-ready stand-in model: image [1, S, S, 3] -> boxes, scores, classes, count.
 
     The parameters are the configuration a pipeline.config gives an OD API SSD: classes
     (without background), `ssd_anchor_generator` scales and aspect ratios, and the
-    post-processing's per-class and total detections and thresholds."""
+    post-processing's per-class and total detections and thresholds. `l2norm_scale` adds
+    SSD300's conv4_3_norm (Keras SSD's L2Normalization layer) before the first box predictor:
+    tf.math.l2_normalize over the channels times a learned per-channel scale near that value."""
     import tensorflow as tf
 
     rng = np.random.default_rng(seed)
@@ -87,8 +89,13 @@ def build(
             x = conv(x, width, 2, "conv2")
             f1 = conv(x, width, 2, "layer_1")
             f2 = conv(f1, width, 2, "layer_2")
+            head = f1
+            if l2norm_scale is not None:
+                with tf.name_scope("layer_1_norm"):
+                    gamma = l2norm_scale * (1.0 + 0.1 * rng.standard_normal(width))
+                    head = tf.math.l2_normalize(f1, axis=3) * tf.constant(gamma.astype(np.float32))
         locs, confs = [], []
-        for i, feature in enumerate((f1, f2)):
+        for i, feature in enumerate((head, f2)):
             with tf.name_scope(f"BoxPredictor_{i}"):
                 per_cell = len(boxes_of(i))
                 box = conv(feature, per_cell * 4, 1, "BoxEncodingPredictor", relu=False)
