@@ -212,6 +212,9 @@ def scope_views(graph: Any, nodes: tuple[str, ...], ops: frozenset[str]) -> list
     todo: list[str] = []
     bodies: list[_View] = []
     outer: Callable[[str], _View | None] | None = None
+    from surgery.ir.onnx_io import is_onnx_graph
+
+    onnx = is_onnx_graph(graph)  # only ONNX nodes hold subgraphs in attributes
     for name in nodes:
         node = graph.get(name)
         if node is None:
@@ -220,7 +223,7 @@ def scope_views(graph: Any, nodes: tuple[str, ...], ops: frozenset[str]) -> list
             view = _graph_view(graph, name)
             if view is not None:
                 found.append(view)
-        subgraphs = _onnx_subgraphs(node.attr)
+        subgraphs = _onnx_subgraphs(node.attr) if onnx else []
         if subgraphs:
             outer = outer or _tensor_producers(graph)
             bodies.extend(v for v in _subgraph_views(subgraphs, name, outer) if v.op in ops)
