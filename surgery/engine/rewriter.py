@@ -18,6 +18,7 @@ from surgery.engine.matcher import Match
 from surgery.engine.provenance import Recorder, jsonable
 from surgery.errors import GraphError, RewriteRefused, RuleError, SurgeryError
 from surgery.ir.graph import Graph
+from surgery.ir.onnx_io import is_onnx_graph
 from surgery.ir.ports import CLAMPED_ATTR_PREFIX, SIDE_ATTR_PREFIX, TensorRef, parse_tensor
 from surgery.ir.protos import AttrValue
 from surgery.lang import rule_ast as ast
@@ -504,7 +505,9 @@ class Rewriter:
                     plan.append((reader.name, slot, ref, port))
         nodes = graph._nodes
         controls_in: dict[str, None] = {}
-        for node_name in doomed:
+        # In an ONNX model a control input only marks a tensor an If/Loop body reads from the
+        # graph: it belongs to that node and goes with it (ONNX has no control edges to carry).
+        for node_name in doomed if not is_onnx_graph(graph) else ():
             for src in nodes[node_name]._controls:
                 if src not in doomed:
                     controls_in[src] = None
