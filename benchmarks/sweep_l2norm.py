@@ -31,7 +31,7 @@ def _module(cp: Any) -> Any:
     names = [f"l2norm_cols<{arg}, {r}>" for arg in STORAGE.values() for r in CACHES]
     modules = {}
     for bound in BOUNDS:
-        src = SOURCE.replace("__launch_bounds__(512) l2norm_cols",
+        src = SOURCE.replace("__launch_bounds__(1024) l2norm_cols",
                              f"__launch_bounds__({bound}) l2norm_cols")  # fmt: skip
         modules[bound] = cp.RawModule(code=src, options=("--std=c++17",), name_expressions=names)
     return modules
