@@ -1,11 +1,15 @@
 """The ONNX saver's fast paths write what its general path writes: plugin nodes encoded for
 TensorRT as wire bytes (`_Saver.node_wire`) equal the NodeProto `_Saver.node` builds, and the
 node order (`_Saver.ordered`, which places a node whose producers are placed without walking)
-equals the depth-first walk from every node in graph order, cycles refused alike."""
+equals the depth-first walk from every node in graph order, cycles refused alike. Plugin
+attributes are made as onnx's helpers make them, and a plain apply imports neither those helpers
+nor ml_dtypes."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -137,3 +141,54 @@ def test_a_cycle_is_refused_on_save(tmp_path: Path) -> None:
         saver.ordered()
     with pytest.raises(io.OnnxSaveError, match="cycle"):
         _walk(saver.ops)
+
+
+@pytest.mark.parametrize(("value", "kind"), [
+    (3, "INT"), (True, "INT"), (0.25, "FLOAT"), ("ns", "STRING"), (b"raw", "STRING"),
+    ([1, 2], "INTS"), ([], "INTS"), ([0.5, 1.5], "FLOATS"), (["a", b"b"], "STRINGS"),
+])  # fmt: skip
+def test_plugin_attributes_equal_onnx_helpers(value: object, kind: str) -> None:
+    from surgery.backends.export.plugin_nodes import _attribute
+
+    code = getattr(onnx.AttributeProto, kind)
+    assert _attribute("f", value, code) == helper.make_attribute("f", value, attr_type=code)
+
+
+def test_a_value_of_another_type_is_refused_as_by_onnx_helpers() -> None:
+    from surgery.backends.export.plugin_nodes import _attribute
+
+    with pytest.raises(TypeError):
+        helper.make_attribute("f", 1, attr_type=onnx.AttributeProto.FLOAT)
+    with pytest.raises(TypeError, match="INT value"):
+        _attribute("f", 1, onnx.AttributeProto.FLOAT)
+
+
+def test_the_message_classes_are_onnxs() -> None:
+    from surgery.ir import onnx_pb
+
+    for name in ("AttributeProto", "GraphProto", "ModelProto", "NodeProto", "TensorProto",
+                 "TensorShapeProto", "ValueInfoProto"):  # fmt: skip
+        assert getattr(onnx_pb, name) is getattr(onnx, name)
+
+
+def test_apply_on_onnx_imports_neither_onnx_nor_ml_dtypes(tmp_path: Path) -> None:
+    """A plain `surgery apply` on an ONNX model loads onnx's message classes alone (the
+    known-opset answer comes from the cache once asked), and they are onnx's own after all."""
+    model = _leaky_model(tmp_path / "leaky.onnx")
+    script = (
+        "import sys\n"
+        "from surgery.cli import main\n"
+        "for run in range(2):\n"
+        f"    assert main(['apply', {str(REPO / 'rules' / 'leaky_relu.rules')!r}, {str(model)!r},"
+        f" '-o', {str(tmp_path / 'out.onnx')!r}]) == 0\n"
+        "    if run == 0:\n"
+        "        for name in [m for m in sys.modules if m == 'onnx' or m.startswith('onnx.')\n"
+        "                     or m.startswith('ml_dtypes')]:\n"
+        "            del sys.modules[name]\n"
+        "print(sorted(m for m in sys.modules if m in ('onnx', 'ml_dtypes')))\n"
+    )
+    env = dict(os.environ, SURGERY_CACHE_DIR=str(tmp_path / "cache"), PYTHONPATH=str(REPO))
+    env.pop("SURGERY_CACHE", None)
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, check=True, cwd=REPO)  # fmt: skip
+    assert done.stdout.strip().splitlines()[-1] == "[]"

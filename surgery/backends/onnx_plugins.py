@@ -24,10 +24,9 @@ def encode_plugins(graph: Graph, target: str | None = None) -> dict[str, Any]:
     Every plugin node's fields are checked (`plugin_fields`), those of loaded ones too. Plugin
     nodes of equal field attrs share one NodeProto, and their fields are checked and encoded
     once: the result depends on nothing else (a graph of 100k LReLU_TRT nodes has one)."""
-    from onnx import NodeProto
-
     from surgery.backends.export.plugin_nodes import PluginNode, onnx_attributes, plugin_fields
     from surgery.ir.onnx_io import DOMAIN_ATTR, PLUGIN_DOMAIN
+    from surgery.ir.onnx_pb import NodeProto
     from surgery.ops.plugin_identity import plugin_schema_of
     from surgery.ops.plugin_schema import load_catalog
     from surgery.ops.targets import export_creator

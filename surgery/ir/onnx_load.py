@@ -24,11 +24,11 @@ from typing import Any
 import numpy as np
 from google.protobuf import message
 from google.protobuf.unknown_fields import UnknownFieldSet
-from onnx import AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto, numpy_helper
 
 from surgery.errors import ModelLoadError, SurgeryError
 from surgery.ir import onnx_io as io
 from surgery.ir.graph import Graph, _gc_paused
+from surgery.ir.onnx_pb import AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto
 from surgery.ir.protos import AttrValue, GraphDef, NodeDef
 from surgery.ir.protos import TensorProto as TfTensor
 from surgery.ir.tensor_values import shape_proto
@@ -142,7 +142,9 @@ def _fill_tf_tensor(out: TfTensor, tensor: TensorProto) -> bool:
         out.string_val.extend(tensor.string_data)
     elif tensor.HasField("raw_data"):
         out.tensor_content = tensor.raw_data
-    else:
+    else:  # typed fields (rare): onnx's converter, and `import onnx` with it
+        from onnx import numpy_helper
+
         array = numpy_helper.to_array(tensor)
         out.tensor_content = np.ascontiguousarray(array, array.dtype.newbyteorder("<")).tobytes()
     return True

@@ -22,7 +22,13 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
-from onnx import (
+
+from surgery.ir import onnx_io as io
+from surgery.ir.atomic_files import write_atomic
+from surgery.ir.graph import Graph, Node, _gc_paused
+from surgery.ir.model_io import check_output_path
+from surgery.ir.onnx_load import tf_tensor
+from surgery.ir.onnx_pb import (
     AttributeProto,
     ModelProto,
     NodeProto,
@@ -30,12 +36,6 @@ from onnx import (
     TensorShapeProto,
     ValueInfoProto,
 )
-
-from surgery.ir import onnx_io as io
-from surgery.ir.atomic_files import write_atomic
-from surgery.ir.graph import Graph, Node, _gc_paused
-from surgery.ir.model_io import check_output_path
-from surgery.ir.onnx_load import tf_tensor
 from surgery.ir.ports import TensorRef
 from surgery.ir.protos import AttrValue
 from surgery.ir.protos import TensorProto as TfTensor
