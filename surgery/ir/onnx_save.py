@@ -425,10 +425,10 @@ class _Saver:
             self.used.add(name)
         names, used, kept = self.names, self.used, self.stored
         for node in self.ops:
-            attrs = node.proto.attr
-            if io.OUTPUTS_ATTR not in attrs:
+            recorded = node.proto.attr.get(io.OUTPUTS_ATTR)  # one map lookup, not two
+            if recorded is None:
                 continue
-            stored = kept[node.name] = attrs[io.OUTPUTS_ATTR].list.s[:]
+            stored = kept[node.name] = recorded.list.s[:]
             for port, raw in enumerate(stored):
                 name, ref = raw.decode(), _new_ref(TensorRef, (node.name, port))
                 if name and name not in used and (not wanted or wanted.get(name, ref) == ref):
@@ -568,15 +568,16 @@ class _Saver:
         node's op type, attributes and domain are its NodeProto's, serialized once per
         NodeProto (plugin nodes of equal fields share one)."""
         attrs = node.proto.attr
+        keys = sorted(attrs)  # a few keys: looked up in this list, not the map, from here on
         name = node.name
         given = self.encoded.get(name) if self.encoded else None
-        if io.NODE_EXTRA_ATTR in attrs:
+        if io.NODE_EXTRA_ATTR in keys:
             proto = self.node(node)
             self.domains.append(proto.domain)
             return _ld(_NODE, proto.SerializeToString(deterministic=True))
         names, tensor = self.names, self.tensor
         fields = []
-        for ref in node.inputs:
+        for ref in node._inputs:
             found = names.get(ref)
             fields.append(_ld(_INPUT, (found if found is not None else tensor(ref, name)).encode()))
         stored = self.stored.get(name)
@@ -587,7 +588,7 @@ class _Saver:
             known = ref in names or port in used or stored is None or bool(stored[port])
             fields.append(_ld(_OUTPUT, tensor(ref, name).encode() if known else b""))
         if given is not None:
-            onnx_name = attrs[io.NAME_ATTR].s.decode() if io.NAME_ATTR in attrs else name
+            onnx_name = attrs[io.NAME_ATTR].s.decode() if io.NAME_ATTR in keys else name
             if onnx_name:
                 fields.append(_ld(_NAME, onnx_name.encode()))
             tail = self.encoded_tails.get(id(given))
@@ -597,7 +598,7 @@ class _Saver:
             self.domains.append(given.domain)
             return _ld(_NODE, b"".join(fields))
         onnx_name, domain, attributes = name, None, {}
-        for key in sorted(attrs):
+        for key in keys:
             if key[0] != "_":
                 attributes[key] = self.attribute(key, attrs[key], name)
             elif key.startswith(io.ATTR_PREFIX):
@@ -614,7 +615,7 @@ class _Saver:
         fields.append(op_type)
         if attributes:
             order = list(attributes)
-            if io.ATTR_ORDER_ATTR in attrs:
+            if io.ATTR_ORDER_ATTR in keys:
                 order = [k.decode() for k in attrs[io.ATTR_ORDER_ATTR].list.s
                          if k.decode() in attributes]  # fmt: skip
                 order.extend(k for k in attributes if k not in order)
