@@ -16,6 +16,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from surgery.errors import ModelLoadError
 from surgery.ir.attrs import make_attr
+from surgery.ir.graph import Graph, _split_inputs
 from surgery.ir.onnx_io import (
     DOMAIN_ATTR,
     NAME_ATTR,
@@ -27,6 +28,7 @@ from surgery.ir.onnx_io import (
     opset_warning,
     save_onnx,
 )
+from surgery.ir.ports import TensorRef
 from surgery.ir.protos import GraphDef
 from surgery.ir.tensor_values import shape_of, to_numpy
 
@@ -308,6 +310,33 @@ def test_representation(small_model: Path) -> None:
     sinks = graph.nodes_by_op(OUTPUT_OP)
     assert [str(s.inputs[0]) for s in sinks] == ["final_add", "relu_out", "backbone/conv1/Conv"]
     assert {n.name for n in sinks} <= {n.name for n in graph.graph_outputs()}
+    graph.check()
+
+
+def _parsed_inputs_are_the_protos(graph: Graph) -> None:
+    """Every node's name and data/control inputs as the loader handed them to Graph equal what
+    Graph reads and parses from the NodeDef itself."""
+    given = 0
+    for node in graph:
+        assert node.name == node.proto.name
+        if node._ins is not None:
+            given += 1
+            assert (node._ins, node._ctl) == _split_inputs(node.proto.input), node.name
+            assert all(type(r) is TensorRef for r in node._ins)
+    assert given  # the loader gave them (where it could)
+
+
+@pytest.mark.parametrize("which", ["small", "edge", "keras"])
+def test_loaded_inputs_come_parsed_as_graph_parses_them(
+    which: str, small_model: Path, keras_model: Path, tmp_path: Path
+) -> None:
+    if which == "edge":
+        path = tmp_path / "edge.onnx"
+        onnx.save(_edge_proto(), path)
+    else:
+        path = small_model if which == "small" else keras_model
+    graph = load_onnx(path)
+    _parsed_inputs_are_the_protos(graph)
     graph.check()
 
 

@@ -199,10 +199,16 @@ class Graph:
     """A TensorFlow GraphDef as an editable graph; the function library and versions ride along.
 
     `Graph(graph_def)` takes ownership of `graph_def` (its NodeDefs become the nodes' protos);
-    pass a copy if the caller keeps using it.
+    pass a copy if the caller keeps using it. A loader that made the NodeDefs may pass what it
+    knows of them, in their order: `names` (each one's name) and `inputs` (each one's data
+    inputs as `_split_inputs` parses them, None where not given or where it has control inputs)
+    saves reading the names back from the protos and parsing the inputs (the ONNX loader).
     """
 
-    def __init__(self, graph_def: GraphDef | None = None):
+    def __init__(
+        self, graph_def: GraphDef | None = None, *, names: list[str] | None = None,
+        inputs: list[list[TensorRef] | None] | None = None,
+    ):  # fmt: skip
         self._nodes: dict[str, Node] = {}
         self._by_op: dict[str, dict[str, None]] = {}
         self._indexed = False  # consumer index (Node._users, Node._cusers) built on first query
@@ -215,7 +221,7 @@ class Graph:
         # own takes a 1.5 KB arena block); nothing reads this GraphDef as a graph.
         self._pool = GraphDef()
         if graph_def is not None:
-            self._load(graph_def)
+            self._load(graph_def, names, inputs)
 
     def __del__(self) -> None:
         """Drop the consumer index: a while loop's edges make its nodes a reference cycle,
@@ -227,20 +233,33 @@ class Graph:
         self._corphans.clear()
 
     # ---------------------------------------------------------------- building and saving
-    def _load(self, graph_def: GraphDef) -> None:
+    def _load(
+        self, graph_def: GraphDef, names: list[str] | None,
+        inputs: list[list[TensorRef] | None] | None,
+    ) -> None:  # fmt: skip
         nodes, by_op = self._nodes, self._by_op
-        with _gc_paused(len(graph_def.node)):
+        count = len(graph_def.node)
+        if names is not None and (len(names) != count or inputs is None or len(inputs) != count):
+            raise GraphError(
+                f"Graph: {count} NodeDefs, but {len(names)} names and "
+                f"{len(inputs) if inputs is not None else 'no'} input lists given (one each)"
+            )
+        with _gc_paused(count):
             for index, proto in enumerate(graph_def.node):
-                name = proto.name
-                node = Node(proto, name)
+                if names is None or inputs is None:
+                    node = Node(proto, proto.name)
+                else:
+                    ins = inputs[index]
+                    node = Node(proto, names[index], ins, None if ins is None else ())
+                name = node.name
                 if nodes.setdefault(name, node) is not node:  # one lookup, not two
                     raise GraphError(f"duplicate node name {name!r}")
                 node.pos = index
-                names = by_op.get(node.op)
-                if names is None:
+                same_op = by_op.get(node.op)
+                if same_op is None:
                     by_op[node.op] = {name: None}
                 else:
-                    names[name] = None
+                    same_op[name] = None
         self._next_pos = len(nodes)
 
     def _index(self) -> None:

@@ -157,7 +157,32 @@ def is_onnx_graph(graph: Graph) -> bool:
 def opset_warning(domain: str, version: int) -> str | None:
     """A message when the installed onnx knows an older opset of `domain` than `version` (its
     schemas, and so checks against them, may be missing or out of date), else None."""
-    from onnx import __version__, defs
+    known = known_opset(domain)
+    if known is None or version <= known:
+        return None
+    from onnx import __version__
+
+    label = domain or "ai.onnx"
+    return (
+        f"the model imports opset {version} of {label}; the installed onnx {__version__} "
+        f"knows up to {known}: its schemas may miss or misdescribe newer operators"
+    )
+
+
+def known_opset(domain: str) -> int | None:
+    """The newest opset of `domain` the installed onnx knows (None: no schema of it).
+
+    Asking onnx means `import onnx`, which imports ml_dtypes (0.6-0.9 s, as long as loading a
+    100k-node model): the answer is kept in surgery's cache (`surgery.cache`), keyed by which
+    onnx is installed, so a plain `surgery apply` asks once per onnx install."""
+    from surgery import cache
+
+    identity = cache.package_identity("onnx", "__init__.py", "onnx_cpp2py*")
+    entry = cache.key("onnx-opset", (identity, domain))
+    found = cache.load("onnx-opset", entry)
+    if isinstance(found, tuple) and len(found) == 1:
+        return found[0]
+    from onnx import defs
 
     known = defs.onnx_opset_version() if domain in ("", "ai.onnx") else None
     if known is None:
@@ -165,13 +190,8 @@ def opset_warning(domain: str, version: int) -> str | None:
             (s.since_version for s in defs.get_all_schemas_with_history() if s.domain == domain),
             default=None,
         )
-    if known is None or version <= known:
-        return None
-    label = domain or "ai.onnx"
-    return (
-        f"the model imports opset {version} of {label}; the installed onnx {__version__} "
-        f"knows up to {known}: its schemas may miss or misdescribe newer operators"
-    )
+    cache.store("onnx-opset", entry, (known,))
+    return known
 
 
 def onnx_name(node: Any) -> str:
@@ -211,7 +231,7 @@ def constant_value(node: Any) -> Any:
 def interface_names(graph: Graph) -> tuple[dict[str, str], dict[str, str]]:
     """({Placeholder node: ONNX input name}, {output sink node: ONNX output name}): the model's
     own names, which node names can only approximate (`input_1:0` is node `input_1_0`)."""
-    from onnx import ValueInfoProto
+    from surgery.ir.onnx_pb import ValueInfoProto
 
     inputs = {n.name: onnx_name(n) for n in graph.nodes_by_op("Placeholder")}
     outputs = {n.name: ValueInfoProto.FromString(n.attr[OUTPUT_ATTR].s).name
@@ -221,7 +241,7 @@ def interface_names(graph: Graph) -> tuple[dict[str, str], dict[str, str]]:
 
 def model_header(graph: Graph) -> Any:
     """The model's header (a ModelProto without the graph's lists) kept by `load_onnx`."""
-    from onnx import ModelProto
+    from surgery.ir.onnx_pb import ModelProto
 
     nodes = graph.nodes_by_op(MODEL_OP)
     if not nodes:

@@ -24,16 +24,18 @@ from typing import Any
 import numpy as np
 from google.protobuf import message
 from google.protobuf.unknown_fields import UnknownFieldSet
-from onnx import AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto, numpy_helper
 
 from surgery.errors import ModelLoadError, SurgeryError
 from surgery.ir import onnx_io as io
 from surgery.ir.graph import Graph, _gc_paused
+from surgery.ir.onnx_pb import AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto
+from surgery.ir.ports import TensorRef
 from surgery.ir.protos import AttrValue, GraphDef, NodeDef
 from surgery.ir.protos import TensorProto as TfTensor
 from surgery.ir.tensor_values import shape_proto
 from surgery.ir.wire import varint
 
+_new_ref = tuple.__new__  # TensorRef(name, port) without NamedTuple's keyword handling
 _GRAPH_LISTS = ("node", "initializer", "sparse_initializer", "input", "output", "value_info")
 _NODE_CORE = ("name", "input", "output", "op_type", "attribute", "domain")
 _PLAIN_TENSOR_FIELDS = {"name", "dims", "data_type", "raw_data", "string_data"}
@@ -47,8 +49,9 @@ def load_model(path: Path) -> Graph:
     try:
         with _gc_paused(len(loader.onnx.node)):
             graph_def = loader.graph_def()
+        names, inputs = loader.order, loader.parsed
         del loader  # the ModelProto goes before the Graph's nodes are made
-        return Graph(graph_def)
+        return Graph(graph_def, names=names, inputs=inputs)
     except ModelLoadError:
         raise
     except SurgeryError as exc:  # a tensor TensorFlow cannot describe, and the like
@@ -142,7 +145,9 @@ def _fill_tf_tensor(out: TfTensor, tensor: TensorProto) -> bool:
         out.string_val.extend(tensor.string_data)
     elif tensor.HasField("raw_data"):
         out.tensor_content = tensor.raw_data
-    else:
+    else:  # typed fields (rare): onnx's converter, and `import onnx` with it
+        from onnx import numpy_helper
+
         array = numpy_helper.to_array(tensor)
         out.tensor_content = np.ascontiguousarray(array, array.dtype.newbyteorder("<")).tobytes()
     return True
@@ -310,6 +315,11 @@ class _Loader:
         self.names: set[str] = set()
         # tensor -> the NodeDef input field that reads it (`producer` or `producer:port`)
         self.producer: dict[str, bytes] = {}
+        self.refs: dict[str, TensorRef] = {}  # tensor -> (producer, port), as Graph parses it
+        # every NodeDef's name and, where it has no control inputs, its data inputs parsed (None:
+        # Graph parses them itself), in the order the NodeDefs are made: `Graph(inputs=...)`
+        self.order: list[str] = []
+        self.parsed: list[list[TensorRef] | None] = []
         # tensor -> wire bytes its name takes beyond len(name) + 2 (non-ASCII or long names)
         self.long_names: dict[str, int] = {}
         self.out = GraphDef()
@@ -347,12 +357,16 @@ class _Loader:
                 f"{self.path}: tensor {tensor!r} is produced twice (by "
                 f"{_ref_node(self.producer[tensor])!r} and {node!r}); not a valid ONNX graph"
             )
+        self.refs[tensor] = _new_ref(TensorRef, (node, port))
         if len(tensor) > 127 or not tensor.isascii():
             self.long_names[tensor] = _field_size(len(tensor.encode())) - len(tensor) - 2
 
     # ---------------------------------------------------------------- output
-    def emit(self, body: bytes) -> None:
-        """Queue one serialized NodeDef."""
+    def emit(self, body: bytes, name: str, inputs: list[TensorRef] | None) -> None:
+        """Queue one serialized NodeDef, named `name`, of data inputs `inputs` (None: not
+        given, or it has control inputs too)."""
+        self.order.append(name)
+        self.parsed.append(inputs)
         self.parts.append(_ld(_NODE, body))
         self.pending += len(body)
         if self.pending > _FLUSH_BYTES:
@@ -368,6 +382,8 @@ class _Loader:
     def add(self, onnx_name: str, name: str, op: str) -> NodeDef:
         """A NodeDef made through the protobuf API, after the queued ones."""
         self.flush()
+        self.order.append(name)
+        self.parsed.append(None)
         proto = self.out.node.add(name=name, op=op)
         if name != onnx_name:
             proto.attr[io.NAME_ATTR].s = onnx_name.encode()
@@ -479,7 +495,7 @@ class _Loader:
             body = _ld(_NAME, name.encode()) + _CONST_OP + dtype + _entry(_VALUE_KEY, value)
             if name != onnx_name:
                 body += _entry(_NAME_KEY, _ld(_STRING, name_bytes))
-            emit(body)
+            emit(body, name, [])
 
     def const_header(self, data_type: int, dims: tuple[int, ...]) -> tuple[bytes, bytes, int]:
         """For initializers of this type and shape: the `dtype` attr entry, the TF tensor's
@@ -532,16 +548,19 @@ class _Loader:
     def nodes(self, names: list[str], heads: list[bytes], sizes: list[int]) -> None:
         """The operator nodes' NodeDefs, from what `plan_nodes` made."""
         producer, long_names, emit = self.producer, self.long_names, self.emit
-        attributes = self.attributes
+        refs, attributes = self.refs, self.attributes
         ops: dict[str, bytes] = {}
         for index, node in enumerate(self.onnx.node):
             name, head, size = names[index], heads[index], sizes[index]
             heads[index] = b""  # freed as it is used
             tensors = node.input[:]
+            inputs: list[TensorRef] | None
             try:
                 body = b"".join([producer[t] for t in tensors])
-            except KeyError:
+                inputs = [refs[t] for t in tensors]  # the same keys as `producer`
+            except KeyError:  # an empty optional input (or a missing tensor: raises)
                 body = b"".join([self.ref(t, repr(name)) for t in tensors])
+                inputs = None
             size += sum(map(len, tensors)) + 2 * len(tensors)
             if long_names:
                 size += sum([long_names.get(t, 0) for t in tensors])
@@ -557,14 +576,17 @@ class _Loader:
                 body += entries
                 size += attrs_size
                 if graphs:
-                    body += self.controls(node, name)
+                    controls = self.controls(node, name)
+                    if controls:  # control inputs too: Graph parses the node's inputs
+                        body += controls
+                        inputs = None
             if node.HasField("domain"):
                 domain = node.domain.encode()
                 body += _entry(_DOMAIN_KEY, _ld(_STRING, domain))
                 size += _field_size(len(domain))
             if node.ByteSize() != size:
                 body += self.extra(node)
-            emit(body)
+            emit(body, name, inputs)
 
     def controls(self, node: NodeProto, name: str) -> bytes:
         """Control inputs on the producers of what `node`'s subgraphs read from this graph."""
@@ -637,7 +659,7 @@ class _Loader:
         name = self.unique(f"_onnx_output/{value.name.lstrip('/')}", "_onnx_output")
         info = _ld(_STRING, value.SerializeToString(deterministic=True))
         self.emit(_ld(_NAME, name.encode()) + _OUTPUT_OP + self.ref(value.name, name)
-                  + _entry(_OUTPUT_KEY, info))  # fmt: skip
+                  + _entry(_OUTPUT_KEY, info), name, None)  # fmt: skip
 
     def header(self) -> None:
         header = ModelProto()
@@ -646,10 +668,10 @@ class _Loader:
         produced = set(self.producer)
         header.graph.value_info.extend(v for v in self.onnx.value_info if v.name not in produced)
         if self.none_node is not None:
-            self.emit(_ld(_NAME, self.none_node.encode()) + _NONE_OP)
+            self.emit(_ld(_NAME, self.none_node.encode()) + _NONE_OP, self.none_node, [])
         name = self.unique("_onnx_model", "_onnx_model")
         model = _ld(_STRING, header.SerializeToString(deterministic=True))
         order = _strings([v.name.encode() for v in self.onnx.value_info])
         self.emit(_ld(_NAME, name.encode()) + _MODEL_OP + _entry(_MODEL_KEY, model)
-                  + _entry(_ORDER_INFO_KEY, order))  # fmt: skip
+                  + _entry(_ORDER_INFO_KEY, order), name, [])  # fmt: skip
         self.flush()

@@ -22,7 +22,13 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
-from onnx import (
+
+from surgery.ir import onnx_io as io
+from surgery.ir.atomic_files import write_atomic
+from surgery.ir.graph import Graph, Node, _gc_paused
+from surgery.ir.model_io import check_output_path
+from surgery.ir.onnx_load import tf_tensor
+from surgery.ir.onnx_pb import (
     AttributeProto,
     ModelProto,
     NodeProto,
@@ -30,12 +36,6 @@ from onnx import (
     TensorShapeProto,
     ValueInfoProto,
 )
-
-from surgery.ir import onnx_io as io
-from surgery.ir.atomic_files import write_atomic
-from surgery.ir.graph import Graph, Node, _gc_paused
-from surgery.ir.model_io import check_output_path
-from surgery.ir.onnx_load import tf_tensor
 from surgery.ir.ports import TensorRef
 from surgery.ir.protos import AttrValue
 from surgery.ir.protos import TensorProto as TfTensor
@@ -63,7 +63,7 @@ def save_model(
     with _gc_paused(len(graph)):  # millions of short-lived names, refs and pieces
         saver = _Saver(graph, encoded or {})
         model = saver.model()
-    tensors = saver.initializers()
+    tensors = saver.tensors
     external = _externalize(graph, tensors)
     if external:
         data_path = out.with_name(out.name + ".data")
@@ -399,6 +399,7 @@ class _Saver:
         self.tensors: list[TensorProto | _RawTensor] = []  # the initializers
         self.converted: dict[tuple[str, bytes], bytes] = {}  # (key, AttrValue) -> attribute
         self.op_types: dict[str, bytes] = {}  # op -> NodeProto.op_type field
+        self.encoded_tails: dict[int, bytes] = {}  # id(encoded NodeProto) -> `encoded_tail`
 
     def output_info(self, sink: Node) -> ValueInfoProto:
         if len(sink.inputs) != 1 or io.OUTPUT_ATTR not in sink.attr:
@@ -424,10 +425,10 @@ class _Saver:
             self.used.add(name)
         names, used, kept = self.names, self.used, self.stored
         for node in self.ops:
-            attrs = node.proto.attr
-            if io.OUTPUTS_ATTR not in attrs:
+            recorded = node.proto.attr.get(io.OUTPUTS_ATTR)  # one map lookup, not two
+            if recorded is None:
                 continue
-            stored = kept[node.name] = attrs[io.OUTPUTS_ATTR].list.s[:]
+            stored = kept[node.name] = recorded.list.s[:]
             for port, raw in enumerate(stored):
                 name, ref = raw.decode(), _new_ref(TensorRef, (node.name, port))
                 if name and name not in used and (not wanted or wanted.get(name, ref) == ref):
@@ -512,19 +513,10 @@ class _Saver:
         return found
 
     def ordered(self) -> list[Node]:
-        """The nodes in graph order, but producers moved before their consumers."""
-        position = {n.name: i for i, n in enumerate(self.ops)}
-        for index, node in enumerate(self.ops):
-            for name in [r.node for r in node.inputs] + list(node.controls):
-                if position.get(name, -1) >= index:
-                    break
-            else:
-                continue
-            return self.sorted_ops()
-        return self.ops
-
-    def sorted_ops(self) -> list[Node]:
-        """`ordered` where some producer comes after a consumer."""
+        """The nodes in graph order, but producers moved before their consumers: depth first
+        from each node in graph order, its producers (inputs, then control inputs) first. A
+        node whose producers are all placed already (every node of a graph in order) is
+        placed at once, without the walk."""
         ops = {n.name: n for n in self.ops}
         done: dict[str, bool] = {}  # False: on the stack, True: placed
         out: list[Node] = []
@@ -536,6 +528,10 @@ class _Saver:
 
         for start in self.ops:
             if start.name in done:
+                continue
+            if self.placeable(start, ops, done):
+                done[start.name] = True
+                out.append(start)
                 continue
             done[start.name] = False
             stack = [(start, before(start))]
@@ -554,18 +550,34 @@ class _Saver:
                     out.append(node)
         return out
 
+    @staticmethod
+    def placeable(node: Node, ops: dict[str, Node], done: dict[str, bool]) -> bool:
+        """Whether every operator node `node` reads (data or control) is placed already (the
+        walk of `ordered` would place `node` at once)."""
+        for ref in node._inputs:
+            if ref[0] in ops and ref[0] not in done:
+                return False
+        for name in node._controls:
+            if name in ops and name not in done:
+                return False
+        return True
+
     def node_wire(self, node: Node) -> bytes:
         """The GraphProto.node field of `node`: what `node` makes, serialized; written as wire
-        bytes here where the node is neither encoded nor has `_onnx_node_extra`."""
+        bytes here unless the node has `_onnx_node_extra` (then through `node`). An encoded
+        node's op type, attributes and domain are its NodeProto's, serialized once per
+        NodeProto (plugin nodes of equal fields share one)."""
         attrs = node.proto.attr
+        keys = sorted(attrs)  # a few keys: looked up in this list, not the map, from here on
         name = node.name
-        if name in self.encoded or io.NODE_EXTRA_ATTR in attrs:
+        given = self.encoded.get(name) if self.encoded else None
+        if io.NODE_EXTRA_ATTR in keys:
             proto = self.node(node)
             self.domains.append(proto.domain)
             return _ld(_NODE, proto.SerializeToString(deterministic=True))
         names, tensor = self.names, self.tensor
         fields = []
-        for ref in node.inputs:
+        for ref in node._inputs:
             found = names.get(ref)
             fields.append(_ld(_INPUT, (found if found is not None else tensor(ref, name)).encode()))
         stored = self.stored.get(name)
@@ -575,8 +587,18 @@ class _Saver:
             ref = _new_ref(TensorRef, (name, port))
             known = ref in names or port in used or stored is None or bool(stored[port])
             fields.append(_ld(_OUTPUT, tensor(ref, name).encode() if known else b""))
+        if given is not None:
+            onnx_name = attrs[io.NAME_ATTR].s.decode() if io.NAME_ATTR in keys else name
+            if onnx_name:
+                fields.append(_ld(_NAME, onnx_name.encode()))
+            tail = self.encoded_tails.get(id(given))
+            if tail is None:
+                tail = self.encoded_tails[id(given)] = self.encoded_tail(given)
+            fields.append(tail)
+            self.domains.append(given.domain)
+            return _ld(_NODE, b"".join(fields))
         onnx_name, domain, attributes = name, None, {}
-        for key in sorted(attrs):
+        for key in keys:
             if key[0] != "_":
                 attributes[key] = self.attribute(key, attrs[key], name)
             elif key.startswith(io.ATTR_PREFIX):
@@ -593,7 +615,7 @@ class _Saver:
         fields.append(op_type)
         if attributes:
             order = list(attributes)
-            if io.ATTR_ORDER_ATTR in attrs:
+            if io.ATTR_ORDER_ATTR in keys:
                 order = [k.decode() for k in attrs[io.ATTR_ORDER_ATTR].list.s
                          if k.decode() in attributes]  # fmt: skip
                 order.extend(k for k in attributes if k not in order)
@@ -602,6 +624,16 @@ class _Saver:
             fields.append(_ld(_DOMAIN, domain.encode()))
         self.domains.append(domain or "")
         return _ld(_NODE, b"".join(fields))
+
+    @staticmethod
+    def encoded_tail(given: NodeProto) -> bytes:
+        """An encoded node's fields after its name: op type, attributes and domain, as
+        `node` writes them (the op type and domain always present)."""
+        tail = [_ld(_OP_TYPE, given.op_type.encode())]
+        tail.extend(_ld(_ATTRIBUTE, a.SerializeToString(deterministic=True))
+                    for a in given.attribute)  # fmt: skip
+        tail.append(_ld(_DOMAIN, given.domain.encode()))
+        return b"".join(tail)
 
     def attribute(self, key: str, value: AttrValue, node: str) -> bytes:
         """The serialized AttributeProto of attr `key`, made once per distinct value."""

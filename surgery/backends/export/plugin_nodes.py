@@ -16,6 +16,8 @@ register.
 
 from __future__ import annotations
 
+import numbers
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,29 +116,70 @@ def find_plugin_nodes(
 
 def onnx_attributes(plugin: PluginNode) -> list[Any]:
     """ONNX AttributeProtos for the plugin's fields plus plugin_version/plugin_namespace."""
-    from onnx import helper, numpy_helper
+    from surgery.ir.onnx_pb import AttributeProto as A
 
     attrs = []
     for spec in plugin.schema.fields:
         if spec.name not in plugin.fields:
             continue
         value = plugin.fields[spec.name]
-        if spec.type in _TENSOR_TYPES:
+        if spec.type in _TENSOR_TYPES:  # onnx's converter (and `import onnx`) only for these
+            from onnx import helper, numpy_helper
+
             array = np.asarray(value, dtype=_TENSOR_TYPES[spec.type])
             attrs.append(helper.make_attribute(spec.name, numpy_helper.from_array(array)))
             continue
         kind = _attr_kind(spec.type, spec.is_scalar)
         if spec.type == "bool":
             value = int(value) if spec.is_scalar else [int(v) for v in value]
-        attrs.append(helper.make_attribute(spec.name, value, attr_type=kind))
-    attrs.append(helper.make_attribute(VERSION_ATTR, plugin.onnx_version))
-    attrs.append(helper.make_attribute(NAMESPACE_ATTR, plugin.schema.namespace))
+        attrs.append(_attribute(spec.name, value, kind))
+    attrs.append(_attribute(VERSION_ATTR, plugin.onnx_version, A.STRING))
+    attrs.append(_attribute(NAMESPACE_ATTR, plugin.schema.namespace, A.STRING))
     return attrs
+
+
+def _attribute(name: str, value: Any, kind: int) -> Any:
+    """An AttributeProto of a number, a string or a list of them, of type `kind`: what
+    `onnx.helper.make_attribute(name, value, attr_type=kind)` makes (the type follows the value:
+    an integral number INT, a real one FLOAT, str or bytes STRING (UTF-8), any other iterable the
+    list `kind`), without importing onnx's helpers (and ml_dtypes) on every `surgery apply`.
+    TypeError where the value's type is not `kind`, as there."""
+    from surgery.ir.onnx_pb import AttributeProto as A
+
+    attr = A(name=name)
+    if isinstance(value, numbers.Integral):
+        attr.i, attr.type = int(value), A.INT
+    elif isinstance(value, numbers.Real):
+        attr.f, attr.type = float(value), A.FLOAT
+    elif isinstance(value, (str, bytes)):
+        attr.s, attr.type = _utf8(value), A.STRING
+    elif isinstance(value, Iterable) and kind in (A.INTS, A.FLOATS, A.STRINGS):
+        if kind == A.INTS:
+            attr.ints.extend(value)
+            attr.type = A.INTS
+        elif kind == A.FLOATS:
+            attr.floats.extend(value)
+            attr.type = A.FLOATS
+        else:
+            attr.strings.extend(_utf8(v) for v in value)
+            attr.type = A.STRINGS
+    else:
+        raise TypeError(f"plugin attribute {name!r}: {value!r} is no {A.AttributeType.Name(kind)}")
+    if attr.type != kind:
+        raise TypeError(
+            f"plugin attribute {name!r}: a {A.AttributeType.Name(attr.type)} value ({value!r}) "
+            f"where the field is {A.AttributeType.Name(kind)}"
+        )
+    return attr
+
+
+def _utf8(value: str | bytes) -> bytes:
+    return value.encode("utf-8") if isinstance(value, str) else value
 
 
 def _attr_kind(field_type: str, scalar: bool) -> int:
     """The ONNX AttributeProto type that carries a field of `field_type`."""
-    from onnx import AttributeProto as A
+    from surgery.ir.onnx_pb import AttributeProto as A
 
     if field_type in ("int32", "bool"):
         return A.INT if scalar else A.INTS
