@@ -171,12 +171,14 @@ def test_match_takes_several_rule_files(box3d_pb: Path, capsys) -> None:
     heads = [line for line in lines if not line.startswith(" ")]
     assert heads == [
         f"{LEAKY}: 1 rule", f"rule leaky_relu ({LEAKY}:{LEAKY_AT}:1): 5 matches",
-        f"{L2}: 1 rule", f"rule l2_normalize ({L2}:12:1): 1 match",
+        f"{L2}: 2 rules", f"rule l2_normalize ({L2}:13:1): 1 match",
+        # l2_normalize_scaled reads what l2_normalize makes: on the unrewritten model, nothing
+        f"rule l2_normalize_scaled ({L2}:25:1): 0 matches",
     ]  # fmt: skip
     assert main(["match", LEAKY, L2, str(box3d_pb), "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert [(d["file"], d["rule"], len(d["matches"])) for d in doc] == [
-        (LEAKY, "leaky_relu", 5), (L2, "l2_normalize", 1)]
+        (LEAKY, "leaky_relu", 5), (L2, "l2_normalize", 1), (L2, "l2_normalize_scaled", 0)]
 
 
 def test_match_with_one_file_prints_as_before(box3d_pb: Path, capsys) -> None:
@@ -197,7 +199,8 @@ def test_explain_finds_the_rule_in_whichever_file(box3d_pb: Path, capsys) -> Non
                  "--node", node]) == 0  # fmt: skip
     assert f"rule l2_normalize matches at {node!r}" in capsys.readouterr().out
     assert main(["explain", LEAKY, L2, str(box3d_pb), "--rule", "nope", "--node", node]) == 1
-    assert "no rule named 'nope' (rules: leaky_relu, l2_normalize)" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "no rule named 'nope' (rules: leaky_relu, l2_normalize, l2_normalize_scaled)" in err
 
 
 def test_explain_refuses_an_ambiguous_rule_name(box3d_pb: Path, tmp_path: Path, capsys) -> None:
