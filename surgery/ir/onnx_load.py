@@ -14,21 +14,27 @@ initializers, the header) go through the protobuf API, in order, after what is p
 
 from __future__ import annotations
 
-import mmap
-import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
-
-import numpy as np
-from google.protobuf import message
-from google.protobuf.unknown_fields import UnknownFieldSet
 
 from surgery.errors import ModelLoadError, SurgeryError
 from surgery.ir import onnx_io as io
 from surgery.ir.graph import Graph, _gc_paused
-from surgery.ir.onnx_pb import AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto
+from surgery.ir.onnx_load_values import (
+    attr_value,
+    copy_fields,
+    dims_shape,
+    elem_type,
+    external_bytes,
+    fill_tf_tensor,
+    free_names,
+    is_plain,
+    read_model,
+    subgraphs,
+)
+from surgery.ir.onnx_pb import AttributeProto, ModelProto, NodeProto, TensorProto
 from surgery.ir.ports import TensorRef
 from surgery.ir.protos import AttrValue, GraphDef, NodeDef
 from surgery.ir.protos import TensorProto as TfTensor
@@ -38,14 +44,11 @@ from surgery.ir.wire import varint
 _new_ref = tuple.__new__  # TensorRef(name, port) without NamedTuple's keyword handling
 _GRAPH_LISTS = ("node", "initializer", "sparse_initializer", "input", "output", "value_info")
 _NODE_CORE = ("name", "input", "output", "op_type", "attribute", "domain")
-_PLAIN_TENSOR_FIELDS = {"name", "dims", "data_type", "raw_data", "string_data"}
 _PORT_SUFFIX = re.compile(r":(\d+)$")
-_SCALAR_KINDS = {AttributeProto.INT: "i", AttributeProto.FLOAT: "f", AttributeProto.STRING: "s"}
-_LIST_KINDS = {AttributeProto.INTS: "ints", AttributeProto.FLOATS: "floats"}
 
 
 def load_model(path: Path) -> Graph:
-    loader = _Loader(_read_model(path), path)
+    loader = _Loader(read_model(path), path)
     try:
         with _gc_paused(len(loader.onnx.node)):
             graph_def = loader.graph_def()
@@ -56,180 +59,6 @@ def load_model(path: Path) -> Graph:
         raise
     except SurgeryError as exc:  # a tensor TensorFlow cannot describe, and the like
         raise ModelLoadError(f"{path}: {exc}") from None
-
-
-# --------------------------------------------------------------------------- reading the file
-def _read_model(path: Path) -> ModelProto:
-    try:
-        with open(path, "rb") as handle:
-            size = os.fstat(handle.fileno()).st_size
-            if not size:
-                raise ModelLoadError(f"{path}: empty file (0 bytes), not an ONNX model")
-            with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-                model = _parse(path, size, mapped)
-    except FileNotFoundError:
-        raise ModelLoadError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ModelLoadError(f"{path}: is a directory, not an ONNX file") from None
-    except OSError as exc:
-        raise ModelLoadError(f"{path}: cannot read ({exc.strerror})") from None
-    if not model.HasField("graph") or not model.ir_version:
-        unknown = len(UnknownFieldSet(model))
-        why = f"{unknown} fields unknown to ModelProto" if unknown else "no graph or ir_version"
-        raise ModelLoadError(f"{path}: protobuf is not an ONNX model ({why})")
-    return model
-
-
-def _parse(path: Path, size: int, mapped: mmap.mmap) -> ModelProto:
-    model = ModelProto()
-    view = memoryview(mapped)
-    try:
-        model.ParseFromString(view)
-    except message.DecodeError:
-        raise ModelLoadError(
-            f"{path}: not an ONNX model (truncated or corrupt protobuf, {size} bytes)"
-        ) from None
-    finally:
-        view.release()
-    return model
-
-
-def _external_bytes(model_path: Path, tensor: TensorProto) -> tuple[bytes, Path]:
-    """The bytes of a tensor kept in an external data file, and that file."""
-    entries = {e.key: e.value for e in tensor.external_data}
-    location = entries.get("location", "")
-    relative = Path(location)
-    if not location or relative.is_absolute() or ".." in relative.parts:
-        raise ModelLoadError(
-            f"{model_path}: tensor {tensor.name!r} has an invalid external data location "
-            f"{location!r} (it must be a path inside the model's folder)"
-        )
-    data_path = model_path.parent / relative
-    offset = int(entries.get("offset") or 0)
-    length = int(entries["length"]) if entries.get("length") else -1
-    try:
-        with open(data_path, "rb") as handle:
-            handle.seek(offset)
-            data = handle.read(length)
-    except FileNotFoundError:
-        raise ModelLoadError(
-            f"{model_path}: external data file {data_path} (tensor {tensor.name!r}) is missing"
-        ) from None
-    except OSError as exc:
-        raise ModelLoadError(f"{model_path}: cannot read {data_path} ({exc.strerror})") from None
-    if length >= 0 and len(data) != length:
-        raise ModelLoadError(
-            f"{model_path}: external data file {data_path} ends before tensor {tensor.name!r} "
-            f"(offset {offset}, length {length})"
-        )
-    return data, data_path
-
-
-# --------------------------------------------------------------------------- conversions
-def tf_tensor(tensor: TensorProto) -> TfTensor | None:
-    """An ONNX tensor's values as a TF TensorProto (raw bytes, no per-value work); None for a
-    type TensorFlow lacks."""
-    out = TfTensor()
-    return out if _fill_tf_tensor(out, tensor) else None
-
-
-def _fill_tf_tensor(out: TfTensor, tensor: TensorProto) -> bool:
-    """`tf_tensor` written into `out` (no copy of the values in between); False, leaving `out`
-    as it is, for a type TensorFlow lacks."""
-    dtype = io.ONNX_TO_TF.get(tensor.data_type)
-    if dtype is None:
-        return False
-    out.dtype = dtype
-    out.tensor_shape.CopyFrom(shape_proto(list(tensor.dims)))
-    if tensor.data_type == TensorProto.STRING:
-        out.string_val.extend(tensor.string_data)
-    elif tensor.HasField("raw_data"):
-        out.tensor_content = tensor.raw_data
-    else:  # typed fields (rare): onnx's converter, and `import onnx` with it
-        from onnx import numpy_helper
-
-        array = numpy_helper.to_array(tensor)
-        out.tensor_content = np.ascontiguousarray(array, array.dtype.newbyteorder("<")).tobytes()
-    return True
-
-
-def _is_plain(tensor: TensorProto) -> bool:
-    """Whether saving `tf_tensor(tensor)` gives `tensor` back byte for byte."""
-    fields = {field.name for field, _ in tensor.ListFields()}
-    data = "string_data" if tensor.data_type == TensorProto.STRING else "raw_data"
-    return fields <= _PLAIN_TENSOR_FIELDS and data in fields and tensor.data_type in io.ONNX_TO_TF
-
-
-def _dims_shape(value_type: Any) -> Any:
-    """TensorShapeProto of a TypeProto (-1 for symbolic or unknown dims; unknown rank if it
-    has no shape or is not a tensor)."""
-    kind = value_type.WhichOneof("value")
-    inner = getattr(value_type, kind) if kind in ("tensor_type", "sparse_tensor_type") else None
-    if inner is None or not inner.HasField("shape"):
-        return shape_proto(None)
-    return shape_proto([d.dim_value if d.HasField("dim_value") else -1 for d in inner.shape.dim])
-
-
-def _elem_type(value_type: Any) -> int:
-    kind = value_type.WhichOneof("value")
-    if kind in ("tensor_type", "sparse_tensor_type"):
-        return int(getattr(value_type, kind).elem_type)
-    return 0
-
-
-def _attr_value(attr: AttributeProto) -> AttrValue | None:
-    """A plain attribute as an AttrValue, or None when it must be kept whole."""
-    fields = {field.name for field, _ in attr.ListFields()} - {"name", "type"}
-    if attr.name.startswith("_") or len(fields) != 1:
-        return None
-    field = fields.pop()
-    if _SCALAR_KINDS.get(attr.type) == field:
-        return AttrValue(**{field: getattr(attr, field)})
-    if _LIST_KINDS.get(attr.type) == field:
-        values = list(getattr(attr, field))
-        return AttrValue(list={"i" if field == "ints" else "f": values})
-    if attr.type == AttributeProto.STRINGS and field == "strings":
-        return AttrValue(list=AttrValue.ListValue(s=list(attr.strings)))
-    if attr.type == AttributeProto.TENSOR and field == "t" and not attr.t.name:
-        if _is_plain(attr.t):
-            return AttrValue(tensor=tf_tensor(attr.t))
-    return None
-
-
-def _free_names(graph: GraphProto) -> list[str]:
-    """Tensor names a subgraph reads from enclosing graphs, in order of first use."""
-    defined = {v.name for v in graph.input}
-    defined.update(t.name for t in graph.initializer)
-    defined.update(t.values.name for t in graph.sparse_initializer)
-    for node in graph.node:
-        defined.update(node.output)
-    used: dict[str, None] = {}
-    for node in graph.node:
-        used.update(dict.fromkeys(node.input))
-        for sub in _subgraphs(node):
-            used.update(dict.fromkeys(_free_names(sub)))
-    used.update(dict.fromkeys(v.name for v in graph.output))
-    return [name for name in used if name and name not in defined]
-
-
-def _subgraphs(node: NodeProto) -> Iterator[GraphProto]:
-    for attr in node.attribute:
-        if attr.HasField("g"):
-            yield attr.g
-        yield from attr.graphs
-
-
-def _copy_fields(source: Any, target: Any, skip: tuple[str, ...]) -> None:
-    """Copy the set fields of `source` but `skip` into `target` (no copy of what is skipped)."""
-    for field, value in source.ListFields():
-        if field.name in skip:
-            continue
-        if field.is_repeated:
-            getattr(target, field.name).extend(value)
-        elif field.message_type is not None:
-            getattr(target, field.name).CopyFrom(value)
-        else:
-            setattr(target, field.name, value)
 
 
 # --------------------------------------------------------------------------- wire bytes
@@ -461,8 +290,8 @@ class _Loader:
 
     def placeholder(self, value: Any, name: str) -> None:
         proto = self.add(value.name, name, "Placeholder")
-        proto.attr["dtype"].type = io.ONNX_TO_TF.get(_elem_type(value.type), 0)
-        proto.attr["shape"].shape.CopyFrom(_dims_shape(value.type))
+        proto.attr["dtype"].type = io.ONNX_TO_TF.get(elem_type(value.type), 0)
+        proto.attr["shape"].shape.CopyFrom(dims_shape(value.type))
         proto.attr[io.INPUT_ATTR].s = value.SerializeToString(deterministic=True)
         if value.name in self.value_info:
             proto.MergeFromString(self.shapes("Placeholder", [value.name]))
@@ -514,9 +343,9 @@ class _Loader:
         proto = self.add(tensor.name, name, "Const")
         if tensor.data_location == TensorProto.EXTERNAL:
             tensor = self.inline(tensor, proto)
-        if _fill_tf_tensor(proto.attr["value"].tensor, tensor):
+        if fill_tf_tensor(proto.attr["value"].tensor, tensor):
             proto.attr["dtype"].type = proto.attr["value"].tensor.dtype
-            plain = _is_plain(tensor)
+            plain = is_plain(tensor)
         else:
             del proto.attr["value"]
             proto.attr["dtype"].type = 0
@@ -536,7 +365,7 @@ class _Loader:
 
     def inline(self, tensor: TensorProto, proto: NodeDef) -> TensorProto:
         """A copy of an external tensor with its bytes read in; `proto` notes the source."""
-        data, data_path = _external_bytes(self.path, tensor)
+        data, data_path = external_bytes(self.path, tensor)
         loaded = TensorProto()
         loaded.CopyFrom(tensor)
         loaded.ClearField("external_data")
@@ -590,7 +419,7 @@ class _Loader:
 
     def controls(self, node: NodeProto, name: str) -> bytes:
         """Control inputs on the producers of what `node`'s subgraphs read from this graph."""
-        free = dict.fromkeys(n for sub in _subgraphs(node) for n in _free_names(sub))
+        free = dict.fromkeys(n for sub in subgraphs(node) for n in free_names(sub))
         controls = dict.fromkeys(_ref_node(self.ref(t, repr(name))) for t in free)
         return b"".join([_ld(_INPUT, f"^{c}".encode()) for c in controls if c != name])
 
@@ -616,7 +445,7 @@ class _Loader:
     def convert(self, attr: AttributeProto, raw: bytes) -> tuple[str, bytes, bool]:
         """An attribute's attr entry (kept whole, serialized, when it is not plain),
         remembered when small."""
-        value = _attr_value(attr)
+        value = attr_value(attr)
         if value is None:
             entry = _entry(_key(io.ATTR_PREFIX + attr.name), _ld(_STRING, raw))
         else:
@@ -650,9 +479,7 @@ class _Loader:
             return out
         shapes = AttrValue()
         for value in typed:
-            shapes.list.shape.add().CopyFrom(
-                _dims_shape(value.type) if value else shape_proto(None)
-            )
+            shapes.list.shape.add().CopyFrom(dims_shape(value.type) if value else shape_proto(None))
         return out + _entry(_SHAPES_KEY, shapes.SerializeToString(deterministic=True))
 
     def sink(self, value: Any) -> None:
@@ -663,8 +490,8 @@ class _Loader:
 
     def header(self) -> None:
         header = ModelProto()
-        _copy_fields(self.model, header, ("graph",))
-        _copy_fields(self.onnx, header.graph, _GRAPH_LISTS)
+        copy_fields(self.model, header, ("graph",))
+        copy_fields(self.onnx, header.graph, _GRAPH_LISTS)
         produced = set(self.producer)
         header.graph.value_info.extend(v for v in self.onnx.value_info if v.name not in produced)
         if self.none_node is not None:
