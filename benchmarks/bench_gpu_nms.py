@@ -140,26 +140,47 @@ def nms_case(cp: Any, n: int, classes: int, repeats: int, tv: Any) -> dict[str, 
     row: dict[str, Any] = {"boxes": n, "classes": classes, "kept": len(mine), "ours_us": ours,
                            "ours_graph_us": graph}  # fmt: skip
     if tv is not None:
-        tv_batched_nms, torch = tv
-        tb, ts = torch.from_dlpack(b), torch.from_dlpack(s)
-        tl = torch.from_dlpack(label).long()
-        theirs = latency_us(cp, lambda: tv_batched_nms(tb, ts, tl, 0.5), repeats)
-        kept_tv = tv_batched_nms(tb, ts, tl, 0.5).cpu().numpy()
-        row.update(torchvision_us=theirs, ratio=theirs / ours,
-                   same=bool(np.array_equal(kept_tv, mine)))  # fmt: skip
+        row.update(against_torchvision(cp, tv, (b, s, label), mine, ours, repeats))
     return row
+
+
+def torchvision_nms(alone: str) -> Any:
+    """(torchvision.ops.batched_nms, torch), or None, saying that `alone` is timed alone."""
+    try:
+        import torch
+        from torchvision.ops import batched_nms as tv_batched_nms
+    except ImportError as exc:
+        print(f"torchvision not importable ({exc}): {alone} timed alone")
+        return None
+    return tv_batched_nms, torch
+
+
+def against_torchvision(cp: Any, tv: Any, inputs: tuple[Any, Any, Any], mine: np.ndarray,
+                        ours: float, repeats: int) -> dict[str, Any]:  # fmt: skip
+    """torchvision's batched_nms (int64 labels, IoU 0.5) on the same (boxes, scores, labels):
+    its latency, its ratio to `ours`, and whether it keeps the same indices as `mine`."""
+    tv_batched_nms, torch = tv
+    tb, ts, tl = (torch.from_dlpack(x) for x in inputs)
+    tl = tl.long()
+    theirs = latency_us(cp, lambda: tv_batched_nms(tb, ts, tl, 0.5), repeats)
+    kept_tv = tv_batched_nms(tb, ts, tl, 0.5).cpu().numpy()
+    return {"torchvision_us": theirs, "ratio": theirs / ours,
+            "same": bool(np.array_equal(kept_tv, mine))}  # fmt: skip
+
+
+def print_row(lead: str, row: dict[str, Any], compared: bool) -> None:
+    """One table row: `lead` (boxes), classes, kept, our times, torchvision's when `compared`."""
+    graph = row["ours_graph_us"]
+    shown_graph = f"{graph:9.1f}" if graph is not None else f"{'n/a':>9}"
+    theirs = (f"{row['torchvision_us']:14.1f} {row['ratio']:9.2f} {row['same']!s:>5}"
+              if compared else f"{'-':>14} {'-':>9} {'-':>5}")  # fmt: skip
+    print(f"{lead} {row['classes']:7d} {row['kept']:6d} {row['ours_us']:9.1f} {shown_graph} "
+          f"{theirs}", flush=True)  # fmt: skip
 
 
 def nms_rows(cp: Any, repeats: int) -> list[dict[str, Any]]:
     """Part 1: our batched NMS against torchvision's."""
-    try:
-        import torch
-        from torchvision.ops import batched_nms as tv_batched_nms
-
-        tv: Any = (tv_batched_nms, torch)
-    except ImportError as exc:
-        print(f"torchvision not importable ({exc}): our NMS timed alone")
-        tv = None
+    tv = torchvision_nms("our NMS")
     head = (f"{'boxes':>6} {'classes':>7} {'kept':>6} {'ours us':>9} {'graph us':>9} "
             f"{'torchvision us':>14} {'tv / ours':>9} {'same':>5}")  # fmt: skip
     print(head)
@@ -169,12 +190,7 @@ def nms_rows(cp: Any, repeats: int) -> list[dict[str, Any]]:
         for classes in (1, 80):
             row = nms_case(cp, n, classes, repeats, tv)
             rows.append(row)
-            graph = row["ours_graph_us"]
-            shown_graph = f"{graph:9.1f}" if graph is not None else f"{'n/a':>9}"
-            theirs = (f"{row['torchvision_us']:14.1f} {row['ratio']:9.2f} {row['same']!s:>5}"
-                      if tv is not None else f"{'-':>14} {'-':>9} {'-':>5}")  # fmt: skip
-            print(f"{n:6d} {classes:7d} {row['kept']:6d} {row['ours_us']:9.1f} {shown_graph} "
-                  f"{theirs}", flush=True)  # fmt: skip
+            print_row(f"{n:6d}", row, tv is not None)
     return rows
 
 
@@ -209,26 +225,13 @@ def surgery_nms_case(cp: Any, n: int, classes: int, repeats: int, tv: Any) -> di
     row: dict[str, Any] = {"plugin": "BatchedNMS_Surgery", "boxes": n, "classes": classes,
                            "kept": len(mine), "ours_us": ours, "ours_graph_us": graph}  # fmt: skip
     if tv is not None:
-        tv_batched_nms, torch = tv
-        tb, ts = torch.from_dlpack(b), torch.from_dlpack(s)
-        tl = torch.from_dlpack(label).long()
-        theirs = latency_us(cp, lambda: tv_batched_nms(tb, ts, tl, 0.5), repeats)
-        kept_tv = tv_batched_nms(tb, ts, tl, 0.5).cpu().numpy()
-        row.update(torchvision_us=theirs, ratio=theirs / ours,
-                   same=bool(np.array_equal(kept_tv, mine)))  # fmt: skip
+        row.update(against_torchvision(cp, tv, (b, s, label), mine, ours, repeats))
     return row
 
 
 def surgery_nms_rows(cp: Any, repeats: int) -> list[dict[str, Any]]:
     """Part 1b: BatchedNMS_Surgery's kernel against torchvision's batched_nms."""
-    try:
-        import torch
-        from torchvision.ops import batched_nms as tv_batched_nms
-
-        tv: Any = (tv_batched_nms, torch)
-    except ImportError as exc:
-        print(f"torchvision not importable ({exc}): BatchedNMS_Surgery timed alone")
-        tv = None
+    tv = torchvision_nms("BatchedNMS_Surgery")
     head = (f"{'BatchedNMS_Surgery':>18} {'classes':>7} {'kept':>6} {'ours us':>9} "
             f"{'graph us':>9} {'torchvision us':>14} {'tv / ours':>9} {'same':>5}")  # fmt: skip
     print(head)
@@ -237,12 +240,7 @@ def surgery_nms_rows(cp: Any, repeats: int) -> list[dict[str, Any]]:
     for n, classes in SURGERY_NMS_CASES:
         row = surgery_nms_case(cp, n, classes, repeats, tv)
         rows.append(row)
-        graph = row["ours_graph_us"]
-        shown_graph = f"{graph:9.1f}" if graph is not None else f"{'n/a':>9}"
-        theirs = (f"{row['torchvision_us']:14.1f} {row['ratio']:9.2f} {row['same']!s:>5}"
-                  if tv is not None else f"{'-':>14} {'-':>9} {'-':>5}")  # fmt: skip
-        print(f"{n:18d} {classes:7d} {row['kept']:6d} {row['ours_us']:9.1f} {shown_graph} "
-              f"{theirs}", flush=True)  # fmt: skip
+        print_row(f"{n:18d}", row, tv is not None)
     return rows
 
 
