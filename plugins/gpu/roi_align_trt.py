@@ -11,7 +11,6 @@ that ROI's outputs are 0 (the reference, like onnxruntime, refuses the input).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,33 +21,27 @@ from plugins.gpu._roi_align_trt_source import SOURCE, name_expressions
 from plugins.gpu._source import STORAGE
 from plugins.gpu.dispatch import Kernel, full_fields
 from plugins.gpu.roi_align import roi_grid
-from plugins.gpu.runtime import GpuKernelError, compiled, scalar_field, sm_count
+from plugins.gpu.runtime import GpuKernelError, compiled, sm_count
+from plugins.reference._common import PluginReferenceError
 
 NAME = "ROIAlign_TRT"
 _INT_MAX = 2**31 - 1
 
 
 def settings(fields: Mapping[str, Any]) -> dict[str, Any]:
-    """The fields (schema defaults filled) checked: half_pixel, max_mode, out_h, out_w, ratio,
-    scale; GpuKernelError naming a value the kernel cannot take."""
-    full = full_fields(NAME, fields)
-    ctm, mode, out_h, out_w, ratio = (int(scalar_field(full, NAME, key)) for key in (
-        "coordinate_transformation_mode", "mode", "output_height", "output_width",
-        "sampling_ratio"))  # fmt: skip
-    scale = float(scalar_field(full, NAME, "spatial_scale"))
-    if ctm not in (0, 1):
-        raise GpuKernelError(f"{NAME}: coordinate_transformation_mode must be 0 "
-                             f"(output_half_pixel) or 1 (half_pixel), got {ctm}")  # fmt: skip
-    if mode not in (0, 1):
-        raise GpuKernelError(f"{NAME}: mode must be 0 (max) or 1 (avg), got {mode}")
-    if out_h < 1 or out_w < 1 or out_h * out_w > _INT_MAX:
-        raise GpuKernelError(f"{NAME}: output size must be at least 1x1, got {out_h}x{out_w}")
-    if ratio < 0:
-        raise GpuKernelError(f"{NAME}: sampling_ratio must be >= 0 (0: adaptive), got {ratio}")
-    if not (math.isfinite(scale) and scale > 0):
-        raise GpuKernelError(f"{NAME}: spatial_scale must be a positive number, got {scale}")
-    return {"half_pixel": ctm == 1, "max_mode": mode == 0, "out_h": out_h, "out_w": out_w,
-            "ratio": ratio, "scale": scale}  # fmt: skip
+    """The fields (schema defaults filled) checked and resolved as the reference does
+    (half_pixel, max_mode, out_h, out_w, ratio, scale), and an output size the kernel can
+    index; GpuKernelError naming a value it cannot take."""
+    from plugins.reference.roi_align import settings as reference_settings
+
+    try:
+        cfg = reference_settings(full_fields(NAME, fields))
+    except PluginReferenceError as exc:
+        raise GpuKernelError(str(exc)) from None
+    if cfg["out_h"] * cfg["out_w"] > _INT_MAX:
+        raise GpuKernelError(f"{NAME}: output size {cfg['out_h']}x{cfg['out_w']} has over "
+                             f"{_INT_MAX} bins")  # fmt: skip
+    return cfg
 
 
 def _check(shapes: list[Shape], dtypes: list[str], fields: Mapping[str, Any]) -> None:
