@@ -74,9 +74,7 @@ def onnx_dtype(graph: Any, ref: TensorRef) -> str | None:
         op = node.op
         if op in _BOOL:
             return "bool"
-        if op in _INT64 and not (op == "TopK" and ref.port == 0):
-            return "int64"
-        if op == "TopK" and ref.port == 1:
+        if op in _INT64 or (op == "TopK" and ref.port == 1):  # TopK's indices
             return "int64"
         if op == "ConstantOfShape":  # its `value` (float32 zero when left out)
             value = node.attr.get("value")
