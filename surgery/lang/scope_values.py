@@ -140,16 +140,19 @@ def _graph_view(graph: Any, name: str) -> _View | None:
 
 
 def _tensor_producers(graph: Any) -> Callable[[str], _View | None]:
-    """Looks an ONNX tensor name up to the view of the graph node making it."""
+    """Looks an ONNX tensor name up to the view of the graph node making it. The table of every
+    node's outputs is made on the first lookup: most bodies read their operands from Constants
+    of their own, and a whole-graph pass per operand() call would grow with the model."""
     from surgery.ir.onnx_io import OUTPUTS_ATTR
 
     table: dict[str, str] = {}
-    for node in graph:
-        outputs = node.attr.get(OUTPUTS_ATTR)
-        for out in outputs.list.s if outputs is not None else ():
-            table.setdefault(out.decode(), node.name)
 
     def lookup(tensor: str) -> _View | None:
+        if not table:
+            for node in graph:
+                outputs = node.attr.get(OUTPUTS_ATTR)
+                for out in outputs.list.s if outputs is not None else ():
+                    table.setdefault(out.decode(), node.name)
         name = table.get(tensor)
         return _graph_view(graph, name) if name is not None else None
 
