@@ -20,6 +20,7 @@ import numpy as np
 import re2
 
 from surgery.errors import RuleError
+from surgery.ir.onnx_io import OUTPUTS_ATTR
 from surgery.ir.ports import TensorRef
 from surgery.lang import rule_ast as ast
 
@@ -253,7 +254,7 @@ def tensor_dtype(graph: Any, ref: TensorRef) -> str | None:
     for key in ("dtype", "T", "out_type", "DstT"):
         if key in attrs and attrs[key].WhichOneof("value") == "type":
             return dtype_name(attrs[key].type)
-    if "_onnx_outputs" in attrs:  # an ONNX node: typed by its value_info or its producers
+    if OUTPUTS_ATTR in attrs:  # an ONNX node: typed by its value_info or its producers
         from surgery.ir.onnx_dtypes import onnx_dtype
 
         return onnx_dtype(graph, ref)
