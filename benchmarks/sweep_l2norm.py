@@ -87,9 +87,10 @@ def main(argv: list[str] | None = None) -> int:
                         blocks = outer * -(-innerv // tx)
                         shared = tx * ty * vec * 4
                         if shared <= 48 * 1024:
-                            args = (x, y, np.int32(size), np.int64(innerv), np.float32(1e-12))
+                            operands = (x, y, np.int32(size), np.int64(innerv), np.float32(1e-12))
 
-                            def launch(k=kernel, b=blocks, t=(tx, ty), s=shared, a=args) -> None:
+                            def launch(k=kernel, b=blocks, t=(tx, ty), s=shared,
+                                       a=operands) -> None:  # fmt: skip
                                 k((b,), t, a, shared_mem=s)
 
                             y.fill(0)

@@ -1,8 +1,8 @@
 """The engine's hot modules compiled with mypyc, and the choice at import: compiled or source.
 
 `surgery.native.main()` (run by `make setup`; it does nothing when the build is current)
-compiles `COMPILED` into extension modules next to their sources and records a hash of each
-source. At import, `surgery/__init__.py` calls
+compiles `COMPILED` into extension modules next to their sources and records a checksum of
+each source. At import, `surgery/__init__.py` calls
 `select()`: the compiled modules are used only when every one of them is built from the sources
 as they are now; otherwise (or with SURGERY_PURE=1) all of them load from source, so an edit is
 never shadowed by an old build and compiled and source modules are never mixed (compiled code
@@ -12,13 +12,11 @@ expects the compiled classes of its neighbours). Both run the same code: compili
 
 from __future__ import annotations
 
-import hashlib
 import importlib.machinery
-import json
 import os
 import sys
+import zlib
 from collections.abc import Sequence
-from pathlib import Path
 from types import ModuleType
 
 COMPILED = (
@@ -28,22 +26,43 @@ COMPILED = (
 )  # fmt: skip
 """Modules by their path under `surgery` (`ir.graph` is surgery/ir/graph.py)."""
 LIBRARY = "surgery.native_lib"  # the shared library mypyc builds for the group
-_HERE = Path(__file__).resolve().parent
-_STAMP = _HERE / "native_build.json"  # {module: sha256 of the source it was compiled from}
+# Every command runs this at import, the `surgery` launcher's first process included (it only
+# decides whether to re-execute itself): os.path and zlib, not pathlib, hashlib, json and
+# contextlib, which cost that process 20 ms of imports.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_STAMP = "native_build.txt"  # in _HERE: one `module checksum` line per compiled source
 
 
-def _source(module: str) -> Path:
-    return _HERE.joinpath(*module.split(".")).with_suffix(".py")
+def _source(module: str) -> str:
+    return os.path.join(_HERE, *module.split(".")) + ".py"
 
 
 def _source_hashes() -> dict[str, str]:
-    return {m: hashlib.sha256(_source(m).read_bytes()).hexdigest() for m in COMPILED}
+    """Each compiled module's source, by size and CRC-32 (a staleness check, not a signature)."""
+    sums = {}
+    for module in COMPILED:
+        with open(_source(module), "rb") as handle:
+            data = handle.read()
+        sums[module] = f"{len(data)}-{zlib.crc32(data):08x}"
+    return sums
+
+
+def _read_stamp() -> dict[str, str] | None:
+    try:
+        with open(os.path.join(_HERE, _STAMP), encoding="utf-8") as handle:
+            return dict(line.split(" ", 1) for line in handle.read().splitlines() if " " in line)
+    except OSError:
+        return None
+
+
+def _write_stamp(sums: dict[str, str]) -> None:
+    with open(os.path.join(_HERE, _STAMP), "w", encoding="utf-8") as handle:
+        handle.write("".join(f"{module} {value}\n" for module, value in sums.items()))
 
 
 def _built(module: str) -> bool:
-    base = _source(module).with_suffix("")
-    suffixes = importlib.machinery.EXTENSION_SUFFIXES
-    return any(base.with_name(base.name + suffix).exists() for suffix in suffixes)
+    base = _source(module)[: -len(".py")]
+    return any(os.path.exists(base + suffix) for suffix in importlib.machinery.EXTENSION_SUFFIXES)
 
 
 def state() -> str:
@@ -51,11 +70,8 @@ def state() -> str:
     built)' or 'pure (stale: graph, ...)'."""
     if os.environ.get("SURGERY_PURE") == "1":
         return "pure (SURGERY_PURE=1)"
-    if not _STAMP.exists() or not all(_built(m) for m in COMPILED):
-        return "pure (not built)"
-    try:
-        recorded = json.loads(_STAMP.read_text())
-    except (OSError, ValueError):
+    recorded = _read_stamp()
+    if recorded is None or not all(_built(m) for m in COMPILED):
         return "pure (not built)"
     current = _source_hashes()
     stale = [m for m in COMPILED if recorded.get(m) != current[m]]
@@ -91,17 +107,20 @@ def build() -> None:
     from mypyc.build import mypycify
     from setuptools import setup
 
-    _STAMP.unlink(missing_ok=True)  # a half-finished build is never taken for a current one
+    try:  # a half-finished build is never taken for a current one
+        os.unlink(os.path.join(_HERE, _STAMP))
+    except FileNotFoundError:
+        pass
     hashes = _source_hashes()
-    root = _HERE.parent
+    root = os.path.dirname(_HERE)
     os.chdir(root)
-    paths = ["--ignore-missing-imports", *(str(_source(m).relative_to(root)) for m in COMPILED)]
+    paths = ["--ignore-missing-imports", *(os.path.relpath(_source(m), root) for m in COMPILED)]
     modules = mypycify(paths, group_name=LIBRARY, target_dir="build/native", opt_level="3")
     setup(
         name="surgery-native", ext_modules=modules, py_modules=[],
         script_args=["-q", "build_ext", "--inplace", "--build-temp", "build/native/temp"],
     )  # fmt: skip
-    _STAMP.write_text(json.dumps(hashes, indent=1) + "\n")
+    _write_stamp(hashes)
 
 
 def main() -> None:

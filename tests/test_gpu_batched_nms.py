@@ -74,8 +74,8 @@ def random_case(rng: np.random.Generator, n: int, classes: int, *, scale: float 
     (1500, 9, 1.0, {"pixels": True}),  # IoU never exceeds 1: all kept
     (3000, 300, 0.45, {"scale": 1e4}),  # large offsets: the moved boxes round in float32
     (4000, 2, 0.5, {"scale": 1.0}),  # normalised coordinates
-    (64, 1, 0.5, {"scale": 10.0}),  # exactly one 64-box tile
-    (65, 2, 0.5, {"scale": 10.0}),  # one box into a second tile
+    (64, 1, 0.1, {"scale": 10.0}),  # exactly one 64-box tile (a low IoU: some suppressed)
+    (65, 2, 0.1, {"scale": 10.0}),  # one box into a second tile
 ])  # fmt: skip
 def test_batched_nms_random(cp: Any, n: int, classes: int, iou: float,
                             options: dict[str, Any]) -> None:  # fmt: skip

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -62,11 +61,10 @@ def test_a_build_older_than_its_sources_is_not_used(tmp_path: Path, monkeypatch)
         (here / stage).mkdir(exist_ok=True)
         shutil.copy(ROOT / "surgery" / stage / f"{name}.py", here / stage)
         (here / stage / f"{name}.cpython-311-x86_64-linux-gnu.so").write_bytes(b"")
-    monkeypatch.setattr(native, "_HERE", here)
-    monkeypatch.setattr(native, "_STAMP", here / "native_build.json")
+    monkeypatch.setattr(native, "_HERE", str(here))
     monkeypatch.delenv("SURGERY_PURE", raising=False)
     assert native.state() == "pure (not built)"  # extension files but no record of the sources
-    native._STAMP.write_text(json.dumps(native._source_hashes()))
+    native._write_stamp(native._source_hashes())
     assert native.state() == "compiled"
     with open(here / "ir" / "graph.py", "a") as handle:
         handle.write("\n# edited\n")
