@@ -3,12 +3,13 @@ import, e.g. the GPU machine; CI has neither).
 
     python3 tests/data/onnx/make_detectors.py [OUT_DIR]
 
-torchvision's FasterRCNN and RetinaNet classes, unchanged, with small backbones (a few Convs
-under torchvision's FeaturePyramidNetwork) so the files stay small; random seeded weights.
+torchvision's FasterRCNN class, unchanged, with small backbones (a few Convs under
+torchvision's FeaturePyramidNetwork) so the files stay small; random seeded weights.
 Exported by the TorchScript exporter (`dynamo=False`), the path torchvision's own ONNX tests
 take, so NMS and RoI align are ONNX NonMaxSuppression / RoiAlign nodes. Each export is checked
 against the eager model with onnxruntime on a seeded image, and the file is written only if the
-two agree.
+two agree. (torchvision's RetinaNet, exported the same way on the H100 of 2026-12-07, fails that
+check: onnxruntime returned other detections than torch for all 30 of 30, so it is not here.)
 """
 
 from __future__ import annotations
@@ -23,12 +24,12 @@ import onnx
 import onnxruntime
 import torch
 from torch import nn
-from torchvision.models.detection import FasterRCNN, RetinaNet
+from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.ops import MultiScaleRoIAlign
-from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP6P7
+from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 HERE = Path(__file__).resolve().parent
 
@@ -66,29 +67,12 @@ def faster_rcnn(levels: int, classes: int, size: tuple[int, int], pool: int, sam
     )  # fmt: skip
 
 
-def retinanet(classes: int, size: int) -> nn.Module:
-    """torchvision's RetinaNet on `small_backbone` with the P6/P7 levels."""
-    backbone = small_backbone(3, 8, 16, LastLevelP6P7(16, 16))
-    sizes = tuple((16 * 2**i,) for i in range(5))
-    anchors = AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * 5)
-    model = RetinaNet(backbone, classes, anchor_generator=anchors, min_size=size, max_size=size,
-                      score_thresh=0.05, nms_thresh=0.5, detections_per_img=30,
-                      topk_candidates=200)  # fmt: skip
-    # Its initial classifier (std 0.01, prior 0.01) scores every anchor about 0.01: near-ties that
-    # torch and onnxruntime order differently. Spread the scores as a trained model's are.
-    logits = model.head.classification_head.cls_logits
-    nn.init.normal_(logits.weight, std=0.5)
-    nn.init.constant_(logits.bias, -2.0)
-    return model
-
-
 MODELS = [
     # file, model, image [C, H, W]
     ("tv_fasterrcnn_fpn2_op17.onnx", lambda: faster_rcnn(2, 5, (128, 128), 7, 2, 0.05, 0.5, 20),
      (3, 128, 128)),
     ("tv_fasterrcnn_fpn3_op16.onnx", lambda: faster_rcnn(3, 11, (160, 192), 5, 0, 0.1, 0.4, 25),
      (3, 160, 192)),
-    ("tv_retinanet_op17.onnx", lambda: retinanet(7, 128), (3, 128, 128)),
 ]  # fmt: skip
 
 
