@@ -18,6 +18,7 @@ from surgery.ir.protos import GraphDef, NodeDef
 from surgery.lang.rule_parser import load_rules, parse_rules
 from surgery.ops.plugin_identity import is_plugin_node, plugin_schema_of
 from surgery.ops.plugin_schema import field_attr, load_catalog
+from surgery.views import node_style
 from surgery.views import visualize as viz
 
 RULES = Path(__file__).resolve().parent.parent / "rules"
@@ -89,8 +90,8 @@ def test_set_on_a_plugin_field_needs_the_plugin_node() -> None:
 
 def test_view_colours_tf_op_as_tf_and_plugin_as_plugin() -> None:
     graph = mixed_graph()
-    assert viz.node_info(graph.node("roi/CropAndResize"))["cat"] == "pool"
-    assert viz.node_info(graph.node("crops"))["cat"] == "plugin"
+    assert node_style.node_info(graph.node("roi/CropAndResize"))["cat"] == "pool"
+    assert node_style.node_info(graph.node("crops"))["cat"] == "plugin"
     view, _caption = viz.view_graph(graph)
     assert view.nodes["roi/CropAndResize"]["cat"] == "pool"
     assert view.nodes["crops"]["cat"] == "plugin"
@@ -148,7 +149,7 @@ def test_support_and_view_treat_the_tf_op_as_tf(tmp_path: Path, monkeypatch) -> 
 
     pb = crop_and_resize_pb(tmp_path / "roi_align.pb")
     node = model_io.load(pb).node("roi_align_classifier/CropAndResize")
-    assert viz.node_info(node)["cat"] == "pool"
+    assert node_style.node_info(node)["cat"] == "pool"
     if trt_backend.load_trt("tensorrt_rtx_bindings") is not None:
         # tf2onnx writes a Loop of Resize(tf_crop_and_resize), which TensorRT refuses; the
         # RTX 1.7 parser crashes on it, in a child process now, so that support still answers
@@ -186,7 +187,7 @@ def test_faster_rcnn_rewrite_exports_the_plugin(fixture_info, tmp_path: Path) ->
     assert sorted(plugins) == ["CropAndResize", "Proposal"]
     assert plugins["CropAndResize"].fields == {"crop_height": 7, "crop_width": 7}
     crop = graph.node(plugins["CropAndResize"].name)
-    assert viz.node_info(crop)["cat"] == "plugin"
+    assert node_style.node_info(crop)["cat"] == "plugin"
     result = export_onnx(graph, out)
     assert sorted(result.plugins.values()) == ["CropAndResize", "Proposal"]
     model = onnx.load(str(out))

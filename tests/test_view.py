@@ -12,12 +12,11 @@ from surgery.cli import main
 from surgery.errors import GraphError, OutputPathError
 from surgery.ir import model_io
 from surgery.ir.graph import Graph
+from surgery.views.dot import LayoutError, to_dot
+from surgery.views.node_style import op_category
 from surgery.views.visualize import (
-    LayoutError,
     collapse_namespaces,
     neighbourhood,
-    op_category,
-    to_dot,
     to_networkx,
     view_graph,
     write_view,

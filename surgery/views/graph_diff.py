@@ -111,7 +111,7 @@ class GraphDiff:
 
 
 def _attr_text(key: str, value: Any) -> str:
-    from surgery.views.visualize import format_attr
+    from surgery.views.node_style import format_attr
 
     return format_attr(value)
 

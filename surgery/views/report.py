@@ -18,6 +18,8 @@ from typing import Any
 from surgery.ir.atomic_files import write_atomic
 from surgery.ir.graph import Graph
 from surgery.ir.ports import TensorRef
+from surgery.views import dot as pictures
+from surgery.views import node_style
 from surgery.views import visualize as viz
 from surgery.views.graph_diff import GraphDiff, NodeChange, diff_graphs
 
@@ -252,11 +254,11 @@ def _picture(
     if len(present) > MAX_PICTURE_NODES:
         try:
             view, _ = viz.auto_collapse(view, MAX_PICTURE_NODES)
-        except viz.LayoutError:  # too few namespaces to collapse (an exporter's flat names)
+        except pictures.LayoutError:  # too few namespaces to collapse (an exporter's flat names)
             shown = present[:MAX_PICTURE_NODES]  # the match's own nodes come first
             view = viz.to_networkx(graph, shown)
             title = f"{title} (the first {len(shown)} of {len(present)} nodes)"
-    return viz.to_dot(view, title=title, prefix=prefix, status=status)
+    return pictures.to_dot(view, title=title, prefix=prefix, status=status)
 
 
 # --------------------------------------------------------------------------- HTML pieces
@@ -288,11 +290,11 @@ def plugin_section(name: str, before: Graph, after: Graph) -> str:
     """Fields, input slots and output-port mapping of a plugin node that a change produced."""
     node = after.node(name)
     parts = [f"<h4>plugin <code>{_e(node.op)}</code> <code>{_e(name)}</code></h4>"]
-    fields = viz.plugin_fields(node)
+    fields = node_style.plugin_fields(node)
     parts.append(
         _rows(fields, ["field", "type", "value"]) if fields else "<p class=muted>no fields</p>"
     )
-    schema = viz.plugin_catalog().get(node.op)
+    schema = node_style.plugin_catalog().get(node.op)
     in_roles = _roles(getattr(schema, "inputs", ()))
     out_roles = _roles(getattr(schema, "outputs", ()))
     slots = []
@@ -440,7 +442,7 @@ def render_report(
             )
         for name in app.nodes:
             node = after.get(name)
-            if node is not None and viz.node_category(node) == "plugin":
+            if node is not None and node_style.node_category(node) == "plugin":
                 parts.append(plugin_section(name, before, after))
         parts.append(
             _rows([[r.kind, r.node, r.detail] for r in app.records], ["kind", "node", "detail"])
@@ -459,12 +461,12 @@ def render_report(
         body.append("</section>")
         body.append(_changes_table(records, apps))
 
-    svgs = viz.render_dot(sources) if sources else []
+    svgs = pictures.render_dot(sources) if sources else []
     page_body = "".join(body)
     for (_, marker), svg in zip(slots, svgs, strict=True):
-        page_body = page_body.replace(marker, viz.inline_svg(svg), 1)
+        page_body = page_body.replace(marker, pictures.inline_svg(svg), 1)
     cats = {
-        viz.node_category(n)
+        node_style.node_category(n)
         for g in (before, after)
         for n in (g.get(x) for x in diff.touched())
         if n
