@@ -2,13 +2,14 @@
 mapping). Every failure to read or parse the file is a ModelLoadError naming it.
 
 Built for a million nodes: a call into the protobuf API costs a microsecond or so, so the
-NodeDefs of operator nodes and of ordinary initializers are written as wire bytes and parsed in
-bulk (`GraphDef.MergeFromString`), not set field by field.
+nodes' fields are read from the file's bytes (`onnx_load_wire`), and the NodeDefs of operator
+nodes and of ordinary initializers are written as wire bytes and parsed in bulk
+(`GraphDef.MergeFromString`), not set field by field.
 Names and producers are settled in a first pass over the nodes, which also writes each node's
 name and `_onnx_outputs`; the second pass writes its inputs (the producers' input fields, made
 once per tensor) and attributes (converted once per distinct serialized AttributeProto). A node
-has fields beyond the core ones (`_onnx_node_extra`) exactly when its `ByteSize()` exceeds what
-those core fields take. Rare nodes (graph inputs, outputs, sparse and large or unusual
+whose bytes hold fields beyond the core ones goes through the protobuf API, which also gives
+those fields (`_onnx_node_extra`). Rare nodes (graph inputs, outputs, sparse and large or unusual
 initializers, the header) go through the protobuf API, in order, after what is pending.
 """
 
@@ -17,7 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from surgery.errors import ModelLoadError, SurgeryError
 from surgery.ir import onnx_io as io
@@ -34,6 +35,7 @@ from surgery.ir.onnx_load_values import (
     read_model,
     subgraphs,
 )
+from surgery.ir.onnx_load_wire import NodeFields, node_fields
 from surgery.ir.onnx_pb import AttributeProto, ModelProto, NodeProto, TensorProto
 from surgery.ir.ports import TensorRef
 from surgery.ir.protos import AttrValue, GraphDef, NodeDef
@@ -41,14 +43,14 @@ from surgery.ir.protos import TensorProto as TfTensor
 from surgery.ir.tensor_values import shape_proto
 from surgery.ir.wire import varint
 
-_new_ref = tuple.__new__  # TensorRef(name, port) without NamedTuple's keyword handling
-_GRAPH_LISTS = ("node", "initializer", "sparse_initializer", "input", "output", "value_info")
-_NODE_CORE = ("name", "input", "output", "op_type", "attribute", "domain")
-_PORT_SUFFIX = re.compile(r":(\d+)$")
+_new_ref: Final = tuple.__new__  # TensorRef(name, port) without NamedTuple's keyword handling
+_GRAPH_LISTS: Final = ("node", "initializer", "sparse_initializer", "input", "output", "value_info")
+_NODE_CORE: Final = ("name", "input", "output", "op_type", "attribute", "domain")
+_PORT_SUFFIX: Final = re.compile(r":(\d+)$")
 
 
 def load_model(path: Path) -> Graph:
-    loader = _Loader(read_model(path), path)
+    loader = _Loader(*read_model(path), path)
     try:
         with _gc_paused(len(loader.onnx.node)):
             graph_def = loader.graph_def()
@@ -65,16 +67,21 @@ def load_model(path: Path) -> Graph:
 # Keys of the length-delimited fields written: GraphDef.node; NodeDef's name, op, input, attr;
 # a map entry's key and value; AttrValue's list and tensor; ListValue.s; TensorProto's
 # tensor_content. (Several share a number, and so a key.)
-_NODE = _NAME = _LIST = _ENTRY_KEY = b"\x0a"
-_OP = _ENTRY_VALUE = _STRING = b"\x12"
-_INPUT = b"\x1a"
-_CONTENT = b"\x22"
-_ATTR = b"\x2a"
-_TENSOR = b"\x42"
-_TYPE = b"\x30"  # AttrValue.type, a varint
-_LENGTHS = [bytes((size,)) for size in range(128)]
-_FLUSH_BYTES = 32 << 20  # wire bytes gathered before they are parsed into the GraphDef
-_BIG_TENSOR = 1 << 16  # initializer bytes from which the API path copies them fewer times
+_NODE: Final = b"\x0a"
+_NAME: Final = b"\x0a"
+_LIST: Final = b"\x0a"
+_ENTRY_KEY: Final = b"\x0a"
+_OP: Final = b"\x12"
+_ENTRY_VALUE: Final = b"\x12"
+_STRING: Final = b"\x12"
+_INPUT: Final = b"\x1a"
+_CONTENT: Final = b"\x22"
+_ATTR: Final = b"\x2a"
+_TENSOR: Final = b"\x42"
+_TYPE: Final = b"\x30"  # AttrValue.type, a varint
+_LENGTHS: Final = [bytes((size,)) for size in range(128)]
+_FLUSH_BYTES: Final = 32 << 20  # wire bytes gathered before they are parsed into the GraphDef
+_BIG_TENSOR: Final = 1 << 16  # initializer bytes from which the API path copies them fewer times
 
 
 def _ld(key: bytes, payload: bytes) -> bytes:
@@ -103,22 +110,22 @@ def _strings(values: Iterable[bytes]) -> bytes:
     return _ld(_LIST, b"".join([_ld(_STRING, v) for v in values]))
 
 
-_OUTPUTS_KEY = _key(io.OUTPUTS_ATTR)
-_NAME_KEY = _key(io.NAME_ATTR)
-_DOMAIN_KEY = _key(io.DOMAIN_ATTR)
-_ORDER_KEY = _key(io.ATTR_ORDER_ATTR)
-_EXTRA_KEY = _key(io.NODE_EXTRA_ATTR)
-_VALUE_INFO_KEY = _key(io.VALUE_INFO_ATTR)
-_SHAPES_KEY = _key(io.SHAPES_ATTR)
-_CONST_OP = _ld(_OP, b"Const")
-_DTYPE_KEY = _key("dtype")
-_VALUE_KEY = _key("value")
-_OUTPUT_OP = _ld(_OP, io.OUTPUT_OP.encode())
-_OUTPUT_KEY = _key(io.OUTPUT_ATTR)
-_NONE_OP = _ld(_OP, io.NONE_OP.encode())
-_MODEL_OP = _ld(_OP, io.MODEL_OP.encode())
-_MODEL_KEY = _key("model")
-_ORDER_INFO_KEY = _key("value_info_order")
+_OUTPUTS_KEY: Final = _key(io.OUTPUTS_ATTR)
+_NAME_KEY: Final = _key(io.NAME_ATTR)
+_DOMAIN_KEY: Final = _key(io.DOMAIN_ATTR)
+_ORDER_KEY: Final = _key(io.ATTR_ORDER_ATTR)
+_EXTRA_KEY: Final = _key(io.NODE_EXTRA_ATTR)
+_VALUE_INFO_KEY: Final = _key(io.VALUE_INFO_ATTR)
+_SHAPES_KEY: Final = _key(io.SHAPES_ATTR)
+_CONST_OP: Final = _ld(_OP, b"Const")
+_DTYPE_KEY: Final = _key("dtype")
+_VALUE_KEY: Final = _key("value")
+_OUTPUT_OP: Final = _ld(_OP, io.OUTPUT_OP.encode())
+_OUTPUT_KEY: Final = _key(io.OUTPUT_ATTR)
+_NONE_OP: Final = _ld(_OP, io.NONE_OP.encode())
+_MODEL_OP: Final = _ld(_OP, io.MODEL_OP.encode())
+_MODEL_KEY: Final = _key("model")
+_ORDER_INFO_KEY: Final = _key("value_info_order")
 
 
 def _ref_node(field: bytes) -> str:
@@ -139,23 +146,22 @@ def _safe_name(wanted: str) -> str:
 class _Loader:
     """One model's conversion: names first, then producers, then the NodeDefs in order."""
 
-    def __init__(self, model: ModelProto, path: Path):
+    def __init__(self, model: ModelProto, wires: list[bytes] | None, path: Path):
         self.model, self.path, self.onnx = model, path, model.graph
+        self.wires = wires  # each node's bytes (None: the protobuf API reads the nodes)
         self.names: set[str] = set()
-        # tensor -> the NodeDef input field that reads it (`producer` or `producer:port`)
-        self.producer: dict[str, bytes] = {}
-        self.refs: dict[str, TensorRef] = {}  # tensor -> (producer, port), as Graph parses it
+        # tensor -> the NodeDef input field that reads it (`producer` or `producer:port`) and
+        # (producer, port) as Graph parses it
+        self.producer: dict[str, tuple[bytes, TensorRef]] = {}
         # every NodeDef's name and, where it has no control inputs, its data inputs parsed (None:
         # Graph parses them itself), in the order the NodeDefs are made: `Graph(inputs=...)`
         self.order: list[str] = []
         self.parsed: list[list[TensorRef] | None] = []
-        # tensor -> wire bytes its name takes beyond len(name) + 2 (non-ASCII or long names)
-        self.long_names: dict[str, int] = {}
         self.out = GraphDef()
         self.parts: list[bytes] = []  # wire bytes of NodeDefs not parsed into `out` yet
         self.pending = 0
         self.none_node: str | None = None
-        # serialized AttributeProto -> (its name, its attr entry, whether it holds a graph)
+        # an AttributeProto's bytes -> (its name, its attr entry, whether it holds a graph)
         self.converted: dict[bytes, tuple[str, bytes, bool]] = {}
         initializers = {t.name for t in self.onnx.initializer}
         self.input_index = {v.name: i for i, v in enumerate(self.onnx.input)}
@@ -180,15 +186,16 @@ class _Loader:
         if not tensor:
             return
         ref = node if port == 0 else f"{node}:{port}"
-        field = _ld(_INPUT, ref.encode())
-        if self.producer.setdefault(tensor, field) is not field:
+        producer = self.producer
+        count = len(producer)  # one lookup: a tuple's identity does not survive compiling
+        found = producer.setdefault(
+            tensor, (_ld(_INPUT, ref.encode()), _new_ref(TensorRef, (node, port)))
+        )
+        if len(producer) == count:
             raise ModelLoadError(
                 f"{self.path}: tensor {tensor!r} is produced twice (by "
-                f"{_ref_node(self.producer[tensor])!r} and {node!r}); not a valid ONNX graph"
+                f"{_ref_node(found[0])!r} and {node!r}); not a valid ONNX graph"
             )
-        self.refs[tensor] = _new_ref(TensorRef, (node, port))
-        if len(tensor) > 127 or not tensor.isascii():
-            self.long_names[tensor] = _field_size(len(tensor.encode())) - len(tensor) - 2
 
     # ---------------------------------------------------------------- output
     def emit(self, body: bytes, name: str, inputs: list[TensorRef] | None) -> None:
@@ -220,14 +227,14 @@ class _Loader:
 
     def graph_def(self) -> GraphDef:
         inputs, initializers, sparse_names = self.plan_sources()
-        names, heads, sizes = self.plan_nodes()
+        names, heads = self.plan_nodes()
         for value, name in zip(self.inputs, inputs, strict=True):
             self.placeholder(value, name)
         self.consts(initializers)
         for sparse, name in zip(self.onnx.sparse_initializer, sparse_names, strict=True):
             proto = self.add(sparse.values.name, name, io.SPARSE_OP)
             proto.attr[io.SPARSE_ATTR].s = sparse.SerializeToString(deterministic=True)
-        self.nodes(names, heads, sizes)
+        self.nodes(names, heads)
         for value in self.onnx.output:
             self.sink(value)
         self.header()
@@ -246,33 +253,44 @@ class _Loader:
                 self.produce(value.name, names[-1], 0)
         return found
 
-    def plan_nodes(self) -> tuple[list[str], list[bytes], list[int]]:
+    def plan_nodes(self) -> tuple[list[str], list[bytes]]:
         """Claim every node's name and record every tensor's producer before any input is
-        read. For each node: its name, the start of its NodeDef (name field, `_onnx_outputs`,
-        and `_onnx_name` and value_info entries where it has them) and the wire size of its
-        ONNX outputs and name."""
-        names, heads, sizes = [], [], []
+        read. For each node: its name and the start of its NodeDef (name field,
+        `_onnx_outputs`, and `_onnx_name` and value_info entries where it has them)."""
+        names, heads = [], []
         claim, produce, typed = self.claim, self.produce, self.typed
-        for index, node in enumerate(self.onnx.node):
-            tensors = node.output[:]
-            onnx_name = node.name
+        for index in range(len(self.onnx.node)):
+            fields = self.fields(index)[0]
+            tensors = fields.outputs
+            onnx_name = fields.name
             wanted = onnx_name or next((t for t in tensors if t), "")
-            name = claim(_safe_name(wanted) or f"{node.op_type}_{index}")
+            name = claim(_safe_name(wanted) or f"{fields.op_type}_{index}")
             for port, tensor in enumerate(tensors):
                 produce(tensor, name, port)
             outputs = b"".join([_ld(_STRING, t.encode()) for t in tensors])
-            size = len(outputs)
-            if onnx_name:
-                size += _field_size(len(onnx_name.encode()))
             head = _ld(_NAME, name.encode()) + _entry(_OUTPUTS_KEY, _ld(_LIST, outputs))
             if name != onnx_name:
                 head += _entry(_NAME_KEY, _ld(_STRING, onnx_name.encode()))
             if typed and not typed.isdisjoint(tensors):
-                head += self.shapes(node.op_type, tensors)
+                head += self.shapes(fields.op_type, tensors)
             names.append(name)
             heads.append(head)
-            sizes.append(size)
-        return names, heads, sizes
+        return names, heads
+
+    def fields(self, index: int) -> tuple[NodeFields, NodeProto | None]:
+        """Node `index`'s core fields, read from its bytes where they hold no others; else
+        through the protobuf API, with the NodeProto (whose other fields `extra` keeps)."""
+        if self.wires is not None:
+            found = node_fields(self.wires[index])
+            if found is not None:
+                return found, None
+        node = self.onnx.node[index]
+        fields = NodeFields()
+        fields.inputs, fields.outputs = node.input[:], node.output[:]
+        fields.name, fields.op_type = node.name, node.op_type
+        fields.attributes = [attr.SerializeToString() for attr in node.attribute]
+        fields.domain = node.domain if node.HasField("domain") else None
+        return fields, node
 
     def ref(self, tensor: str, reader: str) -> bytes:
         """NodeDef input field of ONNX tensor `tensor` (`""`: the `_OnnxNone` node)."""
@@ -286,7 +304,7 @@ class _Loader:
                 f"{self.path}: {reader} reads tensor {tensor!r}, which no node, graph input or "
                 "initializer produces"
             )
-        return found
+        return found[0]
 
     def placeholder(self, value: Any, name: str) -> None:
         proto = self.add(value.name, name, "Placeholder")
@@ -374,46 +392,42 @@ class _Loader:
         proto.attr[io.EXTERNAL_ATTR].s = str(data_path.resolve()).encode()
         return loaded
 
-    def nodes(self, names: list[str], heads: list[bytes], sizes: list[int]) -> None:
+    def nodes(self, names: list[str], heads: list[bytes]) -> None:
         """The operator nodes' NodeDefs, from what `plan_nodes` made."""
-        producer, long_names, emit = self.producer, self.long_names, self.emit
-        refs, attributes = self.refs, self.attributes
+        producer, emit, attributes = self.producer, self.emit, self.attributes
         ops: dict[str, bytes] = {}
-        for index, node in enumerate(self.onnx.node):
-            name, head, size = names[index], heads[index], sizes[index]
+        for index, name in enumerate(names):
+            head = heads[index]
             heads[index] = b""  # freed as it is used
-            tensors = node.input[:]
-            inputs: list[TensorRef] | None
-            try:
-                body = b"".join([producer[t] for t in tensors])
-                inputs = [refs[t] for t in tensors]  # the same keys as `producer`
-            except KeyError:  # an empty optional input (or a missing tensor: raises)
-                body = b"".join([self.ref(t, repr(name)) for t in tensors])
-                inputs = None
-            size += sum(map(len, tensors)) + 2 * len(tensors)
-            if long_names:
-                size += sum([long_names.get(t, 0) for t in tensors])
-            op_type = node.op_type
+            fields, node = self.fields(index)
+            tensors = fields.inputs
+            fields_in: list[bytes] = []
+            refs: list[TensorRef] = []
+            inputs: list[TensorRef] | None = refs
+            for tensor in tensors:
+                found = producer.get(tensor)
+                if found is None:  # an empty optional input (or a missing tensor: raises)
+                    fields_in = [self.ref(t, repr(name)) for t in tensors]
+                    inputs = None
+                    break
+                fields_in.append(found[0])
+                refs.append(found[1])
+            op_type = fields.op_type
             op = ops.get(op_type)
             if op is None:
                 op = ops[op_type] = _ld(_OP, op_type.encode())
-            if op_type:
-                size += len(op)
-            body = head + op + body
-            if len(node.attribute):
-                entries, attrs_size, graphs = attributes(node.attribute)
+            body = head + op + b"".join(fields_in)
+            if fields.attributes:
+                entries, graphs = attributes(fields.attributes)
                 body += entries
-                size += attrs_size
                 if graphs:
-                    controls = self.controls(node, name)
+                    controls = self.controls(node or self.onnx.node[index], name)
                     if controls:  # control inputs too: Graph parses the node's inputs
                         body += controls
                         inputs = None
-            if node.HasField("domain"):
-                domain = node.domain.encode()
-                body += _entry(_DOMAIN_KEY, _ld(_STRING, domain))
-                size += _field_size(len(domain))
-            if node.ByteSize() != size:
+            if fields.domain is not None:
+                body += _entry(_DOMAIN_KEY, _ld(_STRING, fields.domain.encode()))
+            if node is not None:
                 body += self.extra(node)
             emit(body, name, inputs)
 
@@ -423,36 +437,36 @@ class _Loader:
         controls = dict.fromkeys(_ref_node(self.ref(t, repr(name))) for t in free)
         return b"".join([_ld(_INPUT, f"^{c}".encode()) for c in controls if c != name])
 
-    def attributes(self, attributes: Iterable[AttributeProto]) -> tuple[bytes, int, bool]:
-        """A node's attributes: their attr entries, their ONNX wire size, whether one holds a
+    def attributes(self, attributes: list[bytes]) -> tuple[bytes, bool]:
+        """A node's attributes, each serialized: their attr entries, whether one holds a
         graph."""
         converted = self.converted
-        entries, names, size, graphs = [], [], 0, False
-        for attr in attributes:
-            raw = attr.SerializeToString()
-            found = converted.get(raw)
+        entries, names, graphs = [], [], False
+        for wire in attributes:
+            found = converted.get(wire)
             if found is None:
-                found = self.convert(attr, raw)
+                found = self.convert(wire)
             name, entry, graph = found
             entries.append(entry)
             names.append(name)
-            size += _field_size(len(raw))
             graphs = graphs or graph
         if len(names) > 1 and names != sorted(names):
             entries.append(_entry(_ORDER_KEY, _strings([n.encode() for n in names])))
-        return b"".join(entries), size, graphs
+        return b"".join(entries), graphs
 
-    def convert(self, attr: AttributeProto, raw: bytes) -> tuple[str, bytes, bool]:
-        """An attribute's attr entry (kept whole, serialized, when it is not plain),
-        remembered when small."""
+    def convert(self, wire: bytes) -> tuple[str, bytes, bool]:
+        """The attr entry of serialized AttributeProto `wire` (kept whole, as the protobuf API
+        serializes it, when it is not plain), remembered when small."""
+        attr = AttributeProto()
+        attr.ParseFromString(wire)
         value = attr_value(attr)
         if value is None:
-            entry = _entry(_key(io.ATTR_PREFIX + attr.name), _ld(_STRING, raw))
+            entry = _entry(_key(io.ATTR_PREFIX + attr.name), _ld(_STRING, attr.SerializeToString()))
         else:
             entry = _entry(_key(attr.name), value.SerializeToString(deterministic=True))
         found = (attr.name, entry, attr.HasField("g") or len(attr.graphs) > 0)
-        if len(raw) <= 256:
-            self.converted[raw] = found
+        if len(wire) <= 256:
+            self.converted[wire] = found
         return found
 
     def extra(self, node: NodeProto) -> bytes:

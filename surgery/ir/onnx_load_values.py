@@ -17,6 +17,7 @@ from google.protobuf.unknown_fields import UnknownFieldSet
 
 from surgery.errors import ModelLoadError
 from surgery.ir import onnx_io as io
+from surgery.ir.onnx_load_wire import graph_nodes
 from surgery.ir.onnx_pb import AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto
 from surgery.ir.protos import AttrValue
 from surgery.ir.protos import TensorProto as TfTensor
@@ -28,7 +29,8 @@ _LIST_KINDS = {AttributeProto.INTS: "ints", AttributeProto.FLOATS: "floats"}
 
 
 # --------------------------------------------------------------------------- reading the file
-def read_model(path: Path) -> ModelProto:
+def read_model(path: Path) -> tuple[ModelProto, list[bytes] | None]:
+    """The model in file `path` and its main graph's serialized nodes (`graph_nodes`)."""
     try:
         with open(path, "rb") as handle:
             size = os.fstat(handle.fileno()).st_size
@@ -36,6 +38,7 @@ def read_model(path: Path) -> ModelProto:
                 raise ModelLoadError(f"{path}: empty file (0 bytes), not an ONNX model")
             with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
                 model = _parse(path, size, mapped)
+                nodes = graph_nodes(mapped)
     except FileNotFoundError:
         raise ModelLoadError(f"{path}: no such file") from None
     except IsADirectoryError:
@@ -46,7 +49,9 @@ def read_model(path: Path) -> ModelProto:
         unknown = len(UnknownFieldSet(model))
         why = f"{unknown} fields unknown to ModelProto" if unknown else "no graph or ir_version"
         raise ModelLoadError(f"{path}: protobuf is not an ONNX model ({why})")
-    return model
+    if nodes is not None and len(nodes) != len(model.graph.node):
+        nodes = None  # not the nodes the parse found: the API reads them
+    return model, nodes
 
 
 def _parse(path: Path, size: int, mapped: mmap.mmap) -> ModelProto:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Final
 
 from surgery.ir import onnx_io as io
 from surgery.ir.atomic_files import write_atomic
@@ -55,9 +56,9 @@ from surgery.ir.onnx_save_wire import (
 )
 from surgery.ir.ports import TensorRef
 
-_new_ref = tuple.__new__  # TensorRef(name, port) without NamedTuple's keyword handling
-_SOURCES = ("Const", "Placeholder", io.SPARSE_OP)
-_NOT_NODES = (*_SOURCES, io.MODEL_OP, io.NONE_OP, io.OUTPUT_OP)
+_new_ref: Final = tuple.__new__  # TensorRef(name, port) without NamedTuple's keyword handling
+_SOURCES: Final = ("Const", "Placeholder", io.SPARSE_OP)
+_NOT_NODES: Final = (*_SOURCES, io.MODEL_OP, io.NONE_OP, io.OUTPUT_OP)
 
 
 def save_model(
@@ -90,13 +91,15 @@ class _Saver:
 
     def __init__(self, graph: Graph, encoded: Mapping[str, NodeProto]):
         self.graph = graph
-        self.encoded = encoded
+        self.encoded = dict(encoded)  # a dict: compiled code looks it up without a method call
         self.header = io.model_header(graph)
         nodes = list(graph)
         self.sources = [n for n in nodes if n.op in _SOURCES]
         self.ops = [n for n in nodes if n.op not in _NOT_NODES]
         self.sinks = [n for n in nodes if n.op == io.OUTPUT_OP]
-        self.names: dict[TensorRef, str] = {}
+        # (node, port) -> ONNX tensor name; keys are plain tuples (made faster than TensorRefs,
+        # and equal to them)
+        self.names: dict[tuple[str, int], str] = {}
         self.used: set[str] = set()
         self.stored: dict[str, list[bytes]] = {}  # op node -> its recorded output names
         self.outputs = {n.name: self.output_info(n) for n in self.sinks}
@@ -135,12 +138,16 @@ class _Saver:
             recorded = attr_values(node.proto.SerializeToString()).get(io.OUTPUTS_ATTR)
             if recorded is None:
                 continue
-            stored = kept[node.name] = list_strings(recorded)
+            node_name = node.name
+            stored = kept[node_name] = list_strings(recorded)
             for port, raw in enumerate(stored):
-                name, ref = raw.decode(), _new_ref(TensorRef, (node.name, port))
-                if name and name not in used and (not wanted or wanted.get(name, ref) == ref):
-                    names[ref] = name
-                    used.add(name)
+                name, key = raw.decode(), (node_name, port)
+                if not name or (wanted and wanted.get(name, key) != key):
+                    continue
+                count = len(used)
+                used.add(name)  # one lookup: claimed when the set grows
+                if len(used) != count:
+                    names[key] = name
         for name, ref in wanted.items():
             producer = self.graph.get(ref.node)
             if ref not in self.names and producer is not None and producer.op not in _NOT_NODES:
@@ -261,11 +268,11 @@ class _Saver:
     def placeable(node: Node, ops: dict[str, Node], done: dict[str, bool]) -> bool:
         """Whether every operator node `node` reads (data or control) is placed already (the
         walk of `ordered` would place `node` at once)."""
-        for ref in node._inputs:
-            if ref[0] in ops and ref[0] not in done:
+        for ref in node._inputs:  # `done` first: most producers are placed operator nodes
+            if ref[0] not in done and ref[0] in ops:
                 return False
         for name in node._controls:
-            if name in ops and name not in done:
+            if name not in done and name in ops:
                 return False
         return True
 
@@ -292,9 +299,11 @@ class _Saver:
         used = self.graph.used_ports(name)
         count = max(len(stored) if stored is not None else 1, used[-1] + 1 if used else 0)
         for port in range(count):
-            ref = _new_ref(TensorRef, (name, port))
-            known = ref in names or port in used or stored is None or bool(stored[port])
-            fields.append(ld(OUTPUT, tensor(ref, name).encode() if known else b""))
+            found = names.get((name, port))
+            if found is None:
+                known = port in used or stored is None or bool(stored[port])
+                found = tensor(_new_ref(TensorRef, (name, port)), name) if known else ""
+            fields.append(ld(OUTPUT, found.encode()))
         if given is not None:
             onnx_name = proto.attr[io.NAME_ATTR].s.decode() if io.NAME_ATTR in keys else name
             if onnx_name:

@@ -5,20 +5,24 @@ through the protobuf API), and putting the pieces of a model together (`assemble
 
 from __future__ import annotations
 
+from typing import Final
+
 from surgery.ir import onnx_io as io
 from surgery.ir.onnx_pb import ModelProto
 from surgery.ir.wire import varint
 
-NODE = INPUT = b"\x0a"  # GraphProto.node; NodeProto.input
-OUTPUT = b"\x12"  # NodeProto.output
-NAME = b"\x1a"  # NodeProto.name
-OP_TYPE = b"\x22"  # NodeProto.op_type
-ATTRIBUTE = INITIALIZER = b"\x2a"  # NodeProto.attribute; GraphProto.initializer
-DOMAIN = b"\x3a"  # NodeProto.domain
-TENSOR_NAME = b"\x42"  # TensorProto.name
-RAW_DATA = b"\x4a"  # TensorProto.raw_data
-GRAPH = b"\x3a"  # ModelProto.graph
-_LENGTHS = [bytes((size,)) for size in range(128)]
+NODE: Final = b"\x0a"  # GraphProto.node
+INPUT: Final = b"\x0a"  # NodeProto.input
+OUTPUT: Final = b"\x12"  # NodeProto.output
+NAME: Final = b"\x1a"  # NodeProto.name
+OP_TYPE: Final = b"\x22"  # NodeProto.op_type
+ATTRIBUTE: Final = b"\x2a"  # NodeProto.attribute
+INITIALIZER: Final = b"\x2a"  # GraphProto.initializer
+DOMAIN: Final = b"\x3a"  # NodeProto.domain
+TENSOR_NAME: Final = b"\x42"  # TensorProto.name
+RAW_DATA: Final = b"\x4a"  # TensorProto.raw_data
+GRAPH: Final = b"\x3a"  # ModelProto.graph
+_LENGTHS: Final = [bytes((size,)) for size in range(128)]
 
 
 def ld(key: bytes, payload: bytes) -> bytes:
