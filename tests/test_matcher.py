@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from surgery.engine.explain import explain_at
 from surgery.engine.matcher import RuleMatcher
 from surgery.errors import RuleError
 from surgery.ir.attrs import make_attr
@@ -290,23 +291,23 @@ def test_scope_where(scoped: Graph) -> None:
 # ------------------------------------------------------------------ explain
 def test_explain_names_first_failed_predicate(small: Graph) -> None:
     rule, _ = rule_of("rule r:\n match y = LeakyRelu(c = Conv2D(x, w)) where y.alpha < 1")
-    ex = RuleMatcher(small, rule).explain("lrelu_big")
+    ex = explain_at(RuleMatcher(small, rule), "lrelu_big")
     assert not ex.matched and "y.alpha < 1" in ex.failure.reason
     assert str(ex.failure).startswith("t.rules:2:")
-    ex = RuleMatcher(small, rule).explain("conv")
+    ex = explain_at(RuleMatcher(small, rule), "conv")
     assert "conv is Conv2D, pattern wants LeakyRelu" in ex.failure.reason
     assert (ex.failure.loc.line, ex.failure.loc.col) == (2, 8)
     assert any("anchored at 'lrelu'" in n for n in ex.notes)
-    ex = RuleMatcher(small, rule).explain("lrelu")
+    ex = explain_at(RuleMatcher(small, rule), "lrelu")
     assert ex.matched and ex.match.bindings["w"] == TensorRef("w")
 
 
 def test_explain_scope(scoped: Graph) -> None:
     rule, _ = rule_of('rule r:\n scope r = "ROI" except "ROI/x*"\n collapse r into F(r.in[0])')
-    assert RuleMatcher(scoped, rule).explain("ROI/keep").matched
-    ex = RuleMatcher(scoped, rule).explain("ROI/x/deep")
+    assert explain_at(RuleMatcher(scoped, rule), "ROI/keep").matched
+    ex = explain_at(RuleMatcher(scoped, rule), "ROI/x/deep")
     assert "excluded" in ex.failure.reason
-    ex = RuleMatcher(scoped, rule).explain("out1")
+    ex = explain_at(RuleMatcher(scoped, rule), "out1")
     assert "no namespace" in ex.failure.reason
 
 
@@ -317,5 +318,5 @@ def test_role_pattern_on_node_with_fewer_inputs_does_not_match() -> None:
     text = "rule r:\n match y = CropAndResize(image: i, boxes: b, box_ind: n, crop_size: c)\n"
     assert matches(g, text) == []
     rule, rf = rule_of(text)
-    failure = RuleMatcher(g, rule, rf.commutative).explain("cr").failure
+    failure = explain_at(RuleMatcher(g, rule, rf.commutative), "cr").failure
     assert failure is not None and "has 2 inputs" in failure.reason

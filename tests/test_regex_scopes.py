@@ -13,7 +13,7 @@ from surgery.engine.matcher import RuleMatcher
 from surgery.errors import RuleError, RuleSyntaxError
 from surgery.ir.graph import Graph
 from surgery.ir.protos import GraphDef
-from surgery.lang.expr_eval import glob_match
+from surgery.lang.name_patterns import glob_match
 from surgery.lang.rule_check import check_rules
 from surgery.lang.rule_parser import parse_rules
 

@@ -25,6 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from surgery.cache import load_rules
     from surgery.commands.match import split_files
+    from surgery.engine.explain import explain_at
     from surgery.engine.matcher import RuleMatcher
     from surgery.errors import RuleError
     from surgery.ir import model_io
@@ -52,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         check_settings(rule_files, settings)
     bound = bind_file(rule_file, settings)
     rule = next(r for r in bound.rules if r.name == args.rule)
-    out = RuleMatcher(graph, rule, rule_file.commutative).explain(args.node)
+    out = explain_at(RuleMatcher(graph, rule, rule_file.commutative), args.node)
     if out.matched and out.match is not None:
         print(f"rule {rule.name} matches at {args.node!r} (anchor {out.match.anchor!r})")
         for var, value in out.match.describe()["bindings"].items():

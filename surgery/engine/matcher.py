@@ -5,30 +5,28 @@ its cost grows with the number of candidate nodes, not with graph size times rul
 of a DAG pattern are found by walking up from tensors the earlier roots bound. Operands are
 matched by role (from `surgery.ops.opdefs`) or position; only ops declared commutative try the
 swapped order. Every failed predicate is recorded with a reason and its rule-file `Loc`, so
-`explain` can say which one failed first.
+`explain` (`surgery.engine.explain`) can say which one failed first. A scope rule's namespaces
+are selected by `surgery.engine.scope_match`; what matching reports is in `match_results.py`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
+from surgery.engine.match_results import Failure, Match
+from surgery.engine.scope_match import (
+    check_contract,
+    scope_instance,
+    scope_instances,
+)
 from surgery.errors import GraphError, RuleError
 from surgery.ir.graph import Graph, Node
 from surgery.ir.ports import TensorRef
 from surgery.lang import rule_ast as ast
-from surgery.lang.expr_eval import (
-    Binding,
-    EvalFailure,
-    Evaluator,
-    NameRegex,
-    ScopeInstance,
-    compile_check,
-    glob_regex,
-    name_regex,
-    value_text,
-)
+from surgery.lang.expr_eval import EvalFailure, Evaluator, compile_check
+from surgery.lang.expr_text import value_text
+from surgery.lang.scope_instances import Binding
 
 _new_ref = tuple.__new__
 
@@ -48,69 +46,6 @@ class _Slot:
 
     def __init__(self, index: int):
         self.index = index
-
-
-@dataclass(frozen=True)
-class Failure:
-    """A predicate that did not hold: why, where in the rule file, and at which node."""
-
-    reason: str
-    loc: ast.Loc
-    node: str | None = None
-
-    def __str__(self) -> str:
-        at = f" (at node {self.node!r})" if self.node else ""
-        return f"{self.loc}: {self.reason}{at}"
-
-
-@dataclass
-class Match:
-    """One match of a rule: variable bindings, the nodes its op patterns matched, its anchor."""
-
-    rule: ast.Rule
-    bindings: dict[str, Binding]
-    interior: tuple[str, ...]
-    anchor: str
-    scope: ScopeInstance | None = None
-
-    def nodes(self) -> set[str]:
-        """Interior nodes, or the whole region of a scope match."""
-        return set(self.scope.nodes) if self.scope is not None else set(self.interior)
-
-    def describe(self) -> dict[str, Any]:
-        """JSON-ready summary: anchor, bindings as tensor names, scope interface."""
-        out: dict[str, Any] = {"anchor": self.anchor}
-        binds: dict[str, Any] = {}
-        for var, value in self.bindings.items():
-            if isinstance(value, ScopeInstance):
-                binds[var] = {
-                    "namespace": value.namespace,
-                    "nodes": len(value.nodes),
-                    "enters": [str(t) for t in value.enters],
-                    "leaves": [str(t) for t in value.leaves],
-                }
-                if value.side:
-                    binds[var]["side"] = {role: str(t) for role, t in value.side}
-            elif not isinstance(value, TensorRef):
-                binds[var] = [str(t) for t in value]
-            else:
-                binds[var] = str(value)
-        out["bindings"] = binds
-        if self.scope is None:
-            out["interior"] = list(self.interior)
-        return out
-
-
-@dataclass
-class Explanation:
-    """Why a rule does or does not match at a node."""
-
-    rule: str
-    node: str
-    matched: bool
-    failure: Failure | None = None
-    match: Match | None = None
-    notes: list[str] = field(default_factory=list)
 
 
 def _vars_of(pattern: Any) -> set[str]:
@@ -138,32 +73,6 @@ def _path_to(pattern: Any, known: set[str]) -> list[Any] | None:
             if sub is not None:
                 return [pattern, *sub]
     return None
-
-
-class _Selector:
-    """Namespace patterns compiled: `hits(prefix)` (memoised) and the most path segments any of
-    them can match (None: unbounded), so deeper prefixes are never tried."""
-
-    __slots__ = ("regexes", "depth", "_memo")
-
-    def __init__(self, regexes: list[NameRegex], depth: int | None):
-        self.regexes = regexes
-        self.depth = depth
-        self._memo: dict[str, bool] = {}
-
-    def hits(self, prefix: str) -> bool:
-        found = self._memo.get(prefix)
-        if found is None:
-            found = self._memo[prefix] = any(r.fullmatch(prefix) for r in self.regexes)
-        return found
-
-
-def _glob_depth(pattern: str) -> int | None:
-    """Most path segments a glob can match: its slashes plus one (None with `**` or `[...]`,
-    which may span segments)."""
-    if "**" in pattern or "[" in pattern:
-        return None
-    return pattern.count("/") + 1
 
 
 class RuleMatcher:
@@ -201,7 +110,7 @@ class RuleMatcher:
             raise RuleError(f"{self.rule.loc}: rule {self.rule.name!r} has no match pattern")
         return self._stmt
 
-    def _scope_stmt(self) -> ast.ScopeStmt:
+    def scope_stmt(self) -> ast.ScopeStmt:
         """The rule's `scope` statement (a match rule has none)."""
         if self._scope is None:
             raise RuleError(f"{self.rule.loc}: rule {self.rule.name!r} has no scope pattern")
@@ -570,97 +479,19 @@ class RuleMatcher:
         return None
 
     # ---------------------------------------------------------------- scopes
-    def _selector(self, patterns: tuple[ast.NamePattern, ...]) -> _Selector:
-        regexes = []
-        depths: list[int | None] = []
-        for p in patterns:
-            try:  # RE2 both: linear in the name's length (surgery.lang.expr_eval.NameRegex)
-                regexes.append(name_regex(p.text) if p.kind == "regex" else glob_regex(p.text))
-            except RuleError as exc:
-                raise RuleError(f"{p.loc}: {exc}") from None
-            depths.append(None if p.kind == "regex" else _glob_depth(p.text))
-        bounded = [d for d in depths if d is not None]
-        return _Selector(regexes, None if len(bounded) < len(depths) else max(bounded, default=0))
-
-    @staticmethod
-    def _first_prefix(name: str, sel: _Selector) -> str | None:
-        """The shortest namespace prefix of `name` (or `name` itself) that a selector hits."""
-        hits, limit = sel.hits, sel.depth
-        cut = name.find("/")
-        depth = 1  # path segments in the prefix being tried
-        while cut >= 0:
-            if limit is not None and depth > limit:
-                return None
-            if hits(name[:cut]):
-                return name[:cut]
-            cut = name.find("/", cut + 1)
-            depth += 1
-        if limit is not None and depth > limit:
-            return None
-        return name if hits(name) else None
-
     def _scope_instances(self) -> dict[str, list[str]]:
-        """namespace -> region nodes in graph order; an instance per distinct namespace."""
+        """namespace -> region nodes in graph order (`scope_match.scope_instances`), once."""
         if self._instances is None:
-            stmt = self._scope_stmt()
-            include = self._selector(stmt.include)
-            exclude = self._selector(stmt.exclude) if stmt.exclude else None
-            out: dict[str, list[str]] = {}
-            first = self._first_prefix
-            for name in self.graph.names:
-                ns = first(name, include)
-                if ns is None or (exclude is not None and first(name, exclude) is not None):
-                    continue
-                out.setdefault(ns, []).append(name)
-            self._instances = out
+            self._instances = scope_instances(self.graph, self.scope_stmt())
         return self._instances
 
-    def scope_instance(self, namespace: str, nodes: list[str]) -> ScopeInstance:
-        """The region, entering and leaving tensors (ordered by producer position, then port)."""
-        graph = self.graph
-        region = set(nodes)
-        enters: dict[TensorRef, None] = {}
-        leaves: dict[TensorRef, None] = {}
-        for name in nodes:
-            node = graph.node(name)
-            for ref in node.inputs:
-                if ref.node not in region:
-                    enters[ref] = None
-            for port in graph.used_ports(name):
-                ref = TensorRef(name, port)
-                if any(user.name not in region for user, _ in graph.consumers(ref)):
-                    leaves[ref] = None
-
-        def key(t: TensorRef) -> tuple[int, int]:
-            return (graph.position(t.node) if t.node in graph else -1, t.port)
-
-        stmt = self._scope_stmt()
-        side: list[tuple[str, TensorRef]] = []
-        for item in stmt.side:
-            regexes = self._selector(item.patterns).regexes
-            hits = [t for t in enters if any(rx.fullmatch(t.node) for rx in regexes)]
-            if len(hits) > 1:
-                shown = ", ".join(map(str, hits))
-                raise RuleError(
-                    f"{item.loc}: rule {self.rule.name!r}: side input {item.role!r} of scope "
-                    f"{namespace!r} selects {len(hits)} entering tensors ({shown}); it must "
-                    "select at most one"
-                )
-            for hit in hits:
-                side.append((item.role, hit))
-                del enters[hit]
-        return ScopeInstance(
-            stmt.var, namespace, tuple(nodes),
-            tuple(sorted(enters, key=key)), tuple(sorted(leaves, key=key)), tuple(side),
-        )  # fmt: skip
-
     def _match_scope(self, namespace: str) -> Match | None:
-        stmt = self._scope_stmt()
+        stmt = self.scope_stmt()
         nodes = [n for n in self._scope_instances().get(namespace, ()) if n in self.graph]
         if not nodes:
             self._fail(f"no node lies in namespace {namespace!r}", stmt.loc, namespace)
             return None
-        instance = self.scope_instance(namespace, nodes)
+        instance = scope_instance(self.graph, self.rule.name, stmt, namespace, nodes)
         bindings: dict[str, Binding] = {stmt.var: instance}
         if stmt.where is not None:
             try:
@@ -668,63 +499,8 @@ class RuleMatcher:
             except EvalFailure as exc:
                 self._fail(_where_reason(exc), exc.loc, namespace)
                 return None
-        self._check_contract(stmt, instance)
+        check_contract(self.rule.name, stmt, instance)
         return Match(self.rule, bindings, (), namespace, scope=instance)
-
-    def _check_contract(self, stmt: ast.ScopeStmt, inst: ScopeInstance) -> None:
-        problems = []
-        if stmt.enters is not None and len(inst.enters) != stmt.enters:
-            shown = ", ".join(map(str, inst.enters)) or "none"
-            side = "".join(f", side {role} {ref}" for role, ref in inst.side)
-            problems.append(
-                f"{len(inst.enters)} tensors enter, not {stmt.enters} ({shown}{side})"
-            )
-        if stmt.leaves is not None and len(inst.leaves) != stmt.leaves:
-            shown = ", ".join(map(str, inst.leaves)) or "none"
-            problems.append(f"{len(inst.leaves)} tensors leave, not {stmt.leaves} ({shown})")
-        if problems:
-            raise RuleError(
-                f"{stmt.loc}: rule {self.rule.name!r}: scope {inst.namespace!r} breaks its "
-                f"interface contract: {'; '.join(problems)}"
-            )
-
-    # ---------------------------------------------------------------- explain
-    def explain(self, node_name: str) -> Explanation:
-        """Why the rule does or does not match at `node_name` (first failed predicate)."""
-        out = Explanation(self.rule.name, node_name, matched=False)
-        graph = self.graph
-        if self.is_scope:
-            stmt = self._scope_stmt()
-            include = self._selector(stmt.include)
-            ns = self._first_prefix(node_name, include)
-            if ns is None:
-                pats = ", ".join(f'"{p.text}"' for p in stmt.include)
-                out.failure = Failure(f"{node_name!r} lies in no namespace matching {pats}",
-                                      stmt.include[0].loc, node_name)  # fmt: skip
-                return out
-            if stmt.exclude and self._first_prefix(node_name, self._selector(stmt.exclude)):
-                out.failure = Failure(f"{node_name!r} is excluded from scope {ns!r}",
-                                      stmt.exclude[0].loc, node_name)  # fmt: skip
-                return out
-            found = self.match_at(ns)
-        else:
-            if node_name not in graph:
-                raise GraphError(f"no node named {node_name!r}{graph._did_you_mean(node_name)}")
-            found = self.match_at(node_name)
-            first = self.first_failure
-            if found is None:
-                for other in self.matches():
-                    if node_name in other.interior or node_name in _bound_nodes(other):
-                        out.notes.append(f"{node_name!r} takes part in the match anchored at "
-                                         f"{other.anchor!r}")  # fmt: skip
-                        break
-            self.first_failure = first
-        if found is not None:
-            out.matched = True
-            out.match = found
-        else:
-            out.failure = self.first_failure or Failure("no match", self.rule.loc, node_name)
-        return out
 
 
 def _where_reason(exc: EvalFailure) -> Callable[[], str]:
@@ -732,13 +508,3 @@ def _where_reason(exc: EvalFailure) -> Callable[[], str]:
     its traceback, whose frames hold the matcher: that would be a reference cycle)."""
     kept = exc.with_traceback(None)
     return lambda: f"where: {kept.reason}"
-
-
-def _bound_nodes(match: Match) -> set[str]:
-    out: set[str] = set()
-    for value in match.bindings.values():
-        if isinstance(value, TensorRef):
-            out.add(value.node)
-        elif isinstance(value, tuple):  # a variadic capture
-            out.update(t.node for t in value if isinstance(t, TensorRef))
-    return out

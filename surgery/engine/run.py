@@ -13,9 +13,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from surgery.engine.matcher import Match, RuleMatcher
+from surgery.engine.editor import Editor
+from surgery.engine.match_results import Match
+from surgery.engine.matcher import RuleMatcher
 from surgery.engine.provenance import Change, ChangeLog, MatchContext, Recorder
-from surgery.engine.rewriter import Editor, Rewriter
+from surgery.engine.rewriter import Rewriter
 from surgery.errors import GraphError, RewriteRefused, RuleError
 from surgery.ir.graph import Graph, Node, _gc_paused
 from surgery.lang import rule_ast as ast

@@ -19,14 +19,11 @@ import numpy as np
 from surgery.errors import GraphError, RuleError
 from surgery.ir.ports import TensorRef
 from surgery.lang import rule_ast as ast
-from surgery.lang.expr_eval import (
-    EvalFailure,
-    Evaluator,
-    ScopeInstance,
-    _norm,
-    tensor_shape,
-    value_text,
-)
+from surgery.lang.expr_eval import EvalFailure, Evaluator
+from surgery.lang.expr_text import value_text
+from surgery.lang.expr_values import canonical
+from surgery.lang.scope_instances import ScopeInstance
+from surgery.lang.tensor_props import tensor_shape
 
 _MATH: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "sqrt": np.sqrt,
@@ -107,8 +104,8 @@ def _math(func: str, value: Any, expr: ast.Call) -> Any:
     if func in _TO_INT:
         out = out.astype(np.int64)
     if out.ndim:
-        return tuple(_norm(v) for v in out)
-    return _norm(out)
+        return tuple(canonical(v) for v in out)
+    return canonical(out)
 
 
 def _input(ev: Evaluator, name: Any, expr: ast.Call) -> TensorRef:
@@ -175,7 +172,7 @@ def _scope_operand(ev: Evaluator, expr: ast.Call, bound: bool) -> Any:
         raise EvalFailure(
             f"{func}(): {what} is not {kind} at {', '.join(unknown)}", expr.loc
         )  # fmt: skip
-    values = {repr(_norm(v)): (where, _norm(v)) for where, v in known}
+    values = {repr(canonical(v)): (where, canonical(v)) for where, v in known}
     if len(values) > 1:
         shown = "; ".join(f"{w}: {value_text(v)}" for w, v in values.values())
         raise EvalFailure(f"{func}(): {what} differs between nodes ({shown})", expr.loc)

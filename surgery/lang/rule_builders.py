@@ -149,7 +149,7 @@ def check_name_pattern(kind: str):
     def build(text: str, offset: int, toks: list) -> ast.NamePattern:
         pattern = toks[-1]
         if kind == "regex":  # as the matcher will: RE2 (linear time; no backreferences)
-            from surgery.lang.expr_eval import name_regex
+            from surgery.lang.name_patterns import name_regex
 
             try:
                 name_regex(pattern)

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from surgery.errors import RuleError, RuleSyntaxError
 from surgery.lang import rule_ast as ast
-from surgery.lang.expr_eval import glob_regex, name_regex, scope_tensor_text
+from surgery.lang.expr_text import scope_tensor_text
+from surgery.lang.name_patterns import glob_regex, name_regex
 from surgery.lang.rule_parser import load_rules
 from surgery.lang.rule_syntax import FORMATS, FUNCTIONS
 from surgery.ops import opdefs as _opdefs
@@ -166,7 +167,7 @@ class _RuleChecker:
 
     def name_patterns(self, body: ast.ScopeStmt) -> None:
         """Each scope pattern must compile as the matcher compiles it: with RE2, which refuses
-        backreferences and lookaround (`surgery.lang.expr_eval.NameRegex`)."""
+        backreferences and lookaround (`surgery.lang.name_patterns.NameRegex`)."""
         sides = (p for side in body.side for p in side.patterns)
         for p in (*body.include, *body.exclude, *sides):
             try:
