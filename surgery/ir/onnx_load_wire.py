@@ -12,6 +12,8 @@ from __future__ import annotations
 import mmap
 from typing import Final
 
+from surgery.ir.onnx_save_wire import read_varint
+
 _MODEL_GRAPH: Final = 0x3A  # ModelProto.graph (field 7, length-delimited)
 _GRAPH_NODE: Final = 0x0A  # GraphProto.node (field 1)
 # NodeProto's core fields (length-delimited keys); name, op_type and domain may appear once (a
@@ -101,17 +103,6 @@ def graph_nodes(data: mmap.mmap) -> list[bytes] | None:
     return [data[at:stop] for key, at, stop in fields if key == _GRAPH_NODE]
 
 
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value, pos
-        shift += 7
-
-
 def node_fields(data: bytes) -> NodeFields | None:
     """The core fields of serialized NodeProto `data`; None where the protobuf API must read
     it: a field beyond the core ones, a name, op type or domain given twice, a string that is
@@ -125,7 +116,7 @@ def node_fields(data: bytes) -> NodeFields | None:
             size = data[pos + 1]
             pos += 2
             if size >= 0x80:
-                size, pos = _varint(data, pos - 1)
+                size, pos = read_varint(data, pos - 1)
             stop = pos + size
             if stop > end:
                 return None
