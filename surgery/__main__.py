@@ -1,7 +1,6 @@
-"""`python -m surgery` runs the CLI."""
-
-import sys
+"""`python -m surgery` runs the CLI (the console script's re-exec comes here too)."""
 
 from surgery.cli import main
+from surgery.launch import finish
 
-sys.exit(main())
+finish(main())

@@ -19,6 +19,7 @@ import os
 import stat
 import sys
 from collections.abc import Mapping, Sequence
+from typing import NoReturn
 
 TUNABLE = "glibc.malloc.hugetlb=1"
 RELAUNCH_MIN_BYTES = 4 << 20
@@ -66,10 +67,26 @@ def relaunch(module: str) -> None:
         os.execve(sys.executable, [sys.executable, "-m", module, *sys.argv[1:]], env)
 
 
+def finish(code: int) -> NoReturn:
+    """End the process with the command's exit code, skipping the interpreter's teardown: it
+    frees every object of the loaded model one at a time (about 30 ms after the demo's apply),
+    where the kernel frees the whole process at once. atexit handlers run and stdout and stderr
+    are flushed first; a flush that fails leaves the exit to Python, which reports it."""
+    import atexit
+
+    atexit._run_exitfuncs()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        sys.exit(code)
+    os._exit(code)
+
+
 def entry() -> None:
     """The console script: re-run under `allocator_env` where that pays, then run the CLI."""
     if worth_relaunching(sys.argv[1:]):
         relaunch("surgery")
     from surgery.cli import main
 
-    sys.exit(main())
+    finish(main())

@@ -38,3 +38,39 @@ def test_console_script_runs_through_the_relaunch(tmp_path: Path, box3d_pb: Path
     assert done.returncode == 0, done.stderr
     assert "leaky_relu: 5 matches applied" in done.stdout
     assert out.stat().st_size > 0
+
+
+@pytest.mark.parametrize("code", [0, 1, 2, 141])
+def test_finish_keeps_the_exit_code_output_and_atexit_handlers(code: int) -> None:
+    """`finish` skips the interpreter's teardown, but not what a normal exit does for the user:
+    buffered stdout and stderr reach the pipe, atexit handlers run, and the code is the exit
+    status."""
+    program = (
+        "import atexit, sys\n"
+        "from surgery.launch import finish\n"
+        "atexit.register(lambda: print('handler ran'))\n"
+        "print('buffered line', end='')\n"
+        "sys.stderr.write('err line')\n"
+        f"finish({code})\n"
+        "print('not reached')\n"
+    )  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                          timeout=60, cwd=ROOT)  # fmt: skip
+    assert done.returncode == code
+    assert done.stdout == "buffered linehandler ran\n"
+    assert done.stderr == "err line"
+
+
+def test_python_m_surgery_exits_with_the_commands_code(tmp_path: Path) -> None:
+    """`python -m surgery` (where the console script's re-exec lands) ends through `finish`
+    with the command's own status: 2 for a usage error, 1 for a model that cannot be read."""
+    bad = tmp_path / "bad.pb"
+    bad.write_bytes(b"\xff\xff not a graph")
+    usage = subprocess.run([sys.executable, "-m", "surgery", "apply", str(bad)],
+                           capture_output=True, text=True, timeout=120, cwd=ROOT)  # fmt: skip
+    assert usage.returncode == 2 and "-o/--output" in usage.stderr
+    broken = subprocess.run(
+        [sys.executable, "-m", "surgery", "inspect", str(bad)],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )  # fmt: skip
+    assert broken.returncode == 1 and str(bad) in broken.stderr

@@ -17,8 +17,9 @@ def current_umask() -> int:
 
 
 def write_atomic(path: str | os.PathLike, data: bytes | Iterable[bytes | memoryview]) -> None:
-    """Write to a temporary file beside `path`, then rename: readers never see a partial file.
-    `data` may be chunks, written as they come (a file larger than memory, made piece by piece)."""
+    """Write to a temporary file beside `path`, fsync it, then rename: readers never see a
+    partial file. `data` may be chunks, written as they come (a file larger than memory, made
+    piece by piece: a generator's pieces reuse one another's memory)."""
     target = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
     try:

@@ -341,21 +341,21 @@ class Graph:
             return self._base.SerializeToString(deterministic=True)
         return b"".join(self.serialize_chunks())
 
-    def serialize_chunks(self) -> list[bytes]:
-        """`serialize()` as pieces to write one after another, without joining them (a copy
-        of the whole model, and its page faults, saved)."""
+    def serialize_chunks(self) -> Iterator[bytes]:
+        """`serialize()` as pieces made as they are written, one node at a time: each piece's
+        memory is freed before the next is made and so reused, where a list of them all would
+        fault in a fresh copy of the model (0.05-0.4 s for 100 MiB, most with huge pages)."""
         if self._base_intact:
-            return [self._base.SerializeToString(deterministic=True)]
+            yield self._base.SerializeToString(deterministic=True)
+            return
         # Deterministic serialisation writes fields in number order and `node` is field 1, so
         # the nodes' bytes followed by the header's bytes equal serialising a merged GraphDef,
         # without copying every NodeDef into a new message first.
-        parts = []
         for node in self._nodes.values():
             body = node.proto.SerializeToString(deterministic=True)
-            parts.append(GRAPHDEF_NODE_KEY + varint(len(body)))
-            parts.append(body)
-        parts.append(self._header_copy().SerializeToString(deterministic=True))
-        return parts
+            yield GRAPHDEF_NODE_KEY + varint(len(body))
+            yield body
+        yield self._header_copy().SerializeToString(deterministic=True)
 
     @property
     def library(self) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import mmap
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -165,7 +166,7 @@ def save(
             f"{path}: a TensorFlow graph is saved as .pb or .pbtxt (`surgery export` makes ONNX)"
         )
     out = check_output_path(path, *inputs)
-    data: bytes | list[bytes]
+    data: bytes | Iterable[bytes]
     if isinstance(graph, Graph) and not is_text_path(out):
         data = graph.serialize_chunks()
     else:
