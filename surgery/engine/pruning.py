@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from surgery.engine.editor import Editor
+from surgery.ir.attrs import called_functions
 from surgery.ir.graph import Graph
 
 
@@ -54,11 +55,7 @@ def prune_library(graph: Graph, editor: Editor) -> None:
 
 def _func_refs(proto: Any, defined: dict[str, int]) -> set[str]:
     """Library functions a NodeDef refers to: as its op or through func attributes."""
-    out = {proto.op} if proto.op in defined else set()
-    for value in proto.attr.values():
-        which = value.WhichOneof("value")
-        if which == "func":
-            out.add(value.func.name)
-        elif which == "list":
-            out.update(f.name for f in value.list.func)
-    return out & set(defined)
+    out = set(called_functions(proto.attr))
+    if proto.op in defined:
+        out.add(proto.op)
+    return out & defined.keys()

@@ -181,6 +181,21 @@ def make_attr(value: Any, kind: str, *, field: str | None = None) -> AttrValue:
     return attr
 
 
+def called_functions(attrs: Any) -> list[str]:
+    """Names of the library functions an attribute map refers to: `func` values and lists of
+    them (a While's `body` and `cond`, a call's `f`). One WhichOneof per value, and indexing
+    the map by key, not `.values()`, whose Python generator costs more than the reads."""
+    names: list[str] = []
+    for key in attrs:
+        value = attrs[key]
+        which = value.WhichOneof("value")
+        if which == "func":
+            names.append(value.func.name)
+        elif which == "list":
+            names.extend(func.name for func in value.list.func)
+    return names
+
+
 def attr_kind(attr: AttrValue) -> str | None:
     """The kind an AttrValue holds (`int`, `list(float)`, ...); None if unset or of another kind."""
     which = attr.WhichOneof("value")

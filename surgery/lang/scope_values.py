@@ -11,13 +11,14 @@ for `limit`, the largest value it can take (`Minimum(Const, x)` is at most the C
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from surgery.errors import GraphError
+from surgery.ir.attrs import called_functions
 from surgery.ops.opdefs import opset_of, role_slot
 
 # Ops whose output 0 holds their input 0's values (for a value): looked through. ONNX's
@@ -179,15 +180,6 @@ def _body_views(function: Any) -> dict[str, _View]:
     return views
 
 
-def _called(attrs: Any) -> Iterator[str]:
-    """Names of the functions an attribute map refers to (`body`, `cond`, `f`, lists)."""
-    for value in attrs.values():
-        if value.HasField("func"):
-            yield value.func.name
-        for func in value.list.func:
-            yield func.name
-
-
 def _subgraph_views(bodies: list[Any], where: str, outer: Callable[[str], _View | None]
                     ) -> list[_View]:  # fmt: skip
     """Views of the nodes of ONNX subgraphs and of the subgraphs nested in them."""
@@ -230,7 +222,8 @@ def scope_views(graph: Any, nodes: tuple[str, ...], ops: frozenset[str]) -> list
         if subgraphs:
             outer = outer or _tensor_producers(graph)
             bodies.extend(v for v in _subgraph_views(subgraphs, name, outer) if v.op in ops)
-        todo.extend(_called(node.attr))
+        if library:  # a node's function attributes matter only where there are functions
+            todo.extend(called_functions(node.attr))
     found.extend(bodies)
     seen: set[str] = set()
     while todo:
@@ -241,7 +234,7 @@ def scope_views(graph: Any, nodes: tuple[str, ...], ops: frozenset[str]) -> list
         for view in _body_views(library[fname]).values():
             if view.op in ops:
                 found.append(view)
-            todo.extend(_called(view.attr))
+            todo.extend(called_functions(view.attr))
     return found
 
 
