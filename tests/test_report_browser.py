@@ -83,6 +83,12 @@ def _names(page: Any, selector: str) -> set[str]:
     )
 
 
+def _overlap(a: dict[str, float], b: dict[str, float]) -> bool:
+    """Whether two of Playwright's bounding boxes (x, y, width, height) intersect."""
+    return (a["x"] < b["x"] + b["width"] and b["x"] < a["x"] + a["width"]
+            and a["y"] < b["y"] + b["height"] and b["y"] < a["y"] + a["height"])  # fmt: skip
+
+
 RULES = Path(__file__).resolve().parent.parent / "rules"
 
 
@@ -106,6 +112,16 @@ def test_leaky_relu_report(browser: Any, tmp_path: Path) -> None:
     page.click("#app-2 > summary")
     assert page.locator("#app-2").get_attribute("open") is not None
     assert page.locator("#app-2 .pic[data-side=before] svg").is_visible()
+    # the zoom buttons sit in a bar of their own above the picture, so they cover no node
+    # however wide the picture is (once they floated over its top-right corner)
+    for side in ("before", "after"):
+        bar = page.locator(f"#app-2 .pic[data-side={side}] .zoom").bounding_box()
+        canvas = page.locator(f"#app-2 .pic[data-side={side}] .canvas").bounding_box()
+        assert bar is not None and canvas is not None
+        assert bar["y"] + bar["height"] <= canvas["y"] + 0.5, (side, bar, canvas)
+        for node in page.locator(f"#app-2 .pic[data-side={side}] g.node").all():
+            box = node.bounding_box()
+            assert box is not None and not _overlap(bar, box), (side, bar, box)
     # the before/after pictures contain the expected nodes
     before_names = _names(page, "#app-2 .pic[data-side=before] g.node")
     after_names = _names(page, "#app-2 .pic[data-side=after] g.node")
