@@ -1,6 +1,5 @@
 """`python -m surgery` runs the CLI (the console script's re-exec comes here too)."""
 
-from surgery.cli import main
-from surgery.launch import finish
+from surgery.launch import run_program
 
-finish(main())
+run_program()

@@ -74,3 +74,43 @@ def test_python_m_surgery_exits_with_the_commands_code(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=120, cwd=ROOT,
     )  # fmt: skip
     assert broken.returncode == 1 and str(bad) in broken.stderr
+
+
+def test_keep_until_exit_holds_nothing_inside_another_program() -> None:
+    """Called from a program other than `surgery` itself (here pytest, as a notebook would),
+    keep_until_exit must not hold a command's graphs: they are freed as usual."""
+    import gc
+    import weakref
+
+    from surgery.launch import keep_until_exit
+
+    class Big:
+        pass
+
+    obj = Big()
+    ref = weakref.ref(obj)
+    keep_until_exit(obj)
+    del obj
+    gc.collect()
+    assert ref() is None
+
+
+def test_program_keeps_what_it_is_given_until_exit(tmp_path: Path) -> None:
+    """Run as the program (`run_program`), the objects stay alive to the end: their __del__
+    never runs, as the process ends with os._exit and frees nothing one by one."""
+    program = (
+        "from surgery import launch\n"
+        "class Big:\n"
+        "    def __del__(self): print('freed', flush=True)\n"
+        "def command():\n"
+        "    big = Big()\n"
+        "    launch.keep_until_exit(big)\n"
+        "    return 0\n"
+        "import surgery.cli\n"
+        "surgery.cli.main = command\n"
+        "launch.run_program()\n"
+    )  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                          timeout=60, cwd=ROOT)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "freed" not in done.stdout

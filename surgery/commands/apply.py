@@ -121,4 +121,7 @@ def run(args: argparse.Namespace) -> int:
         write_report(original, result.graph, args.report, changes=result.changes,
                      rules_meta=meta)  # fmt: skip
         print(f"report: {args.report}")
+    from surgery.launch import keep_until_exit
+
+    keep_until_exit(graph, result, original)  # freed by the process's end, not one by one
     return 0
