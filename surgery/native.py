@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from types import ModuleType
 
 COMPILED = (
-    "ir.graph", "ir.ports", "ir.onnx_load", "ir.onnx_load_values", "ir.onnx_load_wire",
+    "ir.graph", "ir.node", "ir.ports", "ir.onnx_load", "ir.onnx_load_values", "ir.onnx_load_wire",
     "ir.onnx_save", "ir.onnx_save_values", "ir.onnx_save_wire", "ops.graph_check",
     "lang.expr_eval", "engine.run", "engine.matcher", "engine.rewriter", "engine.call_plans",
     "engine.provenance",

@@ -396,7 +396,7 @@ def _in_fresh_python(code: str) -> str:
 
 
 def test_applying_rules_makes_no_reference_cycles() -> None:
-    # Big graphs are frozen out of the cyclic GC (graph._gc_paused): a cycle made during an apply
+    # Big graphs are frozen out of the cyclic GC (gc_pause.gc_paused): a cycle made during an apply
     # and left as garbage would never be freed, and with it whatever it reaches (the graph).
     out = _in_fresh_python("""
         import gc
@@ -426,14 +426,14 @@ def test_a_frozen_big_graph_is_freed_when_its_caller_returns() -> None:
     out = _in_fresh_python("""
         import gc, sys
         from benchmarks.synthetic import conv_graph
-        from surgery.ir import graph as graph_module
+        from surgery.ir import gc_pause
         from surgery.engine.run import apply_rules
         from surgery.ir.graph import Graph
         from surgery.ops.plugin_schema import load_catalog
         from surgery.lang.rule_parser import parse_rules
 
-        graph_module._BIG = 2_000  # the policy at a fiftieth of its size: 20k nodes are frozen
-        graph_module._FREEZE_AFTER = 20_000
+        gc_pause._BIG = 2_000  # the policy at a fiftieth of its size: 20k nodes are frozen
+        gc_pause._FREEZE_AFTER = 20_000
 
         def make_cycle(keep):
             try:

@@ -16,7 +16,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from surgery.errors import ModelLoadError
 from surgery.ir.attrs import make_attr
-from surgery.ir.graph import Graph, _split_inputs
+from surgery.ir.graph import Graph
+from surgery.ir.node import split_inputs
 from surgery.ir.onnx_io import (
     DOMAIN_ATTR,
     NAME_ATTR,
@@ -321,7 +322,7 @@ def _parsed_inputs_are_the_protos(graph: Graph) -> None:
         assert node.name == node.proto.name
         if node._ins is not None:
             given += 1
-            assert (node._ins, node._ctl) == _split_inputs(node.proto.input), node.name
+            assert (node._ins, node._ctl) == split_inputs(node.proto.input), node.name
             assert all(type(r) is TensorRef for r in node._ins)
     assert given  # the loader gave them (where it could)
 

@@ -21,7 +21,8 @@ from surgery.backends.onnx_plugins import encode_plugins
 from surgery.cache import load_rules
 from surgery.engine.run import apply_rules
 from surgery.ir import onnx_io as io
-from surgery.ir.graph import Graph, Node
+from surgery.ir.graph import Graph
+from surgery.ir.node import Node
 from surgery.ir.onnx_io import load_onnx
 from surgery.ir.onnx_save import _Saver
 

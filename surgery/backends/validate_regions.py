@@ -29,7 +29,8 @@ import numpy as np
 
 from surgery.backends.validate_inputs import ValidationError
 from surgery.errors import SurgeryError
-from surgery.ir.graph import Graph, Node
+from surgery.ir.graph import Graph
+from surgery.ir.node import Node
 from surgery.ir.ports import TensorRef, parse_tensor
 from surgery.ir.protos import NodeDef
 

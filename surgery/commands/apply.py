@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from surgery.engine.run import apply_rules
     from surgery.errors import OutputPathError
     from surgery.ir import model_io
-    from surgery.ir.graph import _gc_paused
+    from surgery.ir.gc_pause import gc_paused
     from surgery.lang.rule_params import needs_shapes, parse_settings
     from surgery.ops.graph_check import refuse_invalid
     from surgery.passes.prepare import drop_inferred_shapes, prepare_graph
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     # long-lived objects (parsed inputs, the consumer index, new nodes, the saved pieces) but no
     # reference cycles to speak of: the cyclic GC would rescan them again and again (3.4 s of a
     # 1M-node ONNX apply). One pause covers them all; the passes' own pauses nest in it.
-    with _gc_paused(len(graph)):
+    with gc_paused(len(graph)):
         refuse_invalid(graph, model, args.allow_invalid)  # cycles, missing ports or nodes, empty
         from surgery.lang.formats import format_warnings
 

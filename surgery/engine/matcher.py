@@ -21,7 +21,8 @@ from surgery.engine.scope_match import (
     scope_instances,
 )
 from surgery.errors import GraphError, RuleError
-from surgery.ir.graph import Graph, Node
+from surgery.ir.graph import Graph
+from surgery.ir.node import Node
 from surgery.ir.ports import TensorRef
 from surgery.lang import rule_ast as ast
 from surgery.lang.expr_eval import EvalFailure, Evaluator, compile_check

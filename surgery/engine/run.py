@@ -19,7 +19,9 @@ from surgery.engine.matcher import RuleMatcher
 from surgery.engine.provenance import Change, ChangeLog, MatchContext, Recorder
 from surgery.engine.rewriter import Rewriter
 from surgery.errors import GraphError, RewriteRefused, RuleError
-from surgery.ir.graph import Graph, Node, _gc_paused
+from surgery.ir.gc_pause import gc_paused
+from surgery.ir.graph import Graph
+from surgery.ir.node import Node
 from surgery.lang import rule_ast as ast
 
 _INF = float("inf")
@@ -412,7 +414,7 @@ def apply_rules(
     readers_before = {n.name for n in graph.graph_inputs() if graph.is_read(n.name)}
     # Rewrites allocate millions of long-lived objects and no reference cycles: the cyclic GC
     # would only rescan the whole graph again and again.
-    with _gc_paused(len(graph)):
+    with gc_paused(len(graph)):
         if uses_prune(rule_files):
             engine.snapshot_outputs()  # before any rule runs
         for rule_file in rule_files:

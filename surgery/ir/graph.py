@@ -10,189 +10,24 @@ wait in a side table until a node of that name is attached.
 
 from __future__ import annotations
 
-import contextlib
 import difflib
-import gc
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from surgery.errors import GraphError
+from surgery.ir.gc_pause import gc_paused
+from surgery.ir.node import (
+    Edge,
+    Node,
+    edge_order,
+    interned_op,
+    port_edge_order,
+    pos_of,
+    split_inputs,
+)
 from surgery.ir.ports import TensorLike, TensorRef, as_tensor, control_name
 from surgery.ir.protos import GraphDef, NodeDef
 from surgery.ir.wire import GRAPHDEF_NODE_KEY, varint
-
-_new_ref = tuple.__new__
-_OPS: dict[str, str] = {}  # one string object per op type, shared by its nodes
-_NO_RANK = float("nan")  # a Node's rank before the engine ranks it (compares false to all)
-
-
-
-
-_BIG = 100_000  # nodes from which a graph's objects are worth freezing out of the cyclic GC
-_FREEZE_AFTER = 1_000_000  # tracked objects made during a pause that are worth freezing
-
-
-@contextlib.contextmanager
-def _gc_paused(nodes: int) -> Iterator[None]:
-    """Bulk construction of millions of objects: pause the cyclic GC (it would rescan them all).
-
-    For a graph of `_BIG` nodes or more, when the pause made more than `_FREEZE_AFTER` tracked
-    objects they are moved to the permanent generation (`gc.freeze`) before the GC resumes:
-    the graph's objects hold no reference cycles but those a Graph breaks when it is freed (see
-    `Graph.__del__`), so scanning them could free nothing, and at a million nodes the scans of
-    the young generations would otherwise cost 7 s each. They are still freed by reference
-    counting. (`gc.unfreeze` is never called: handing them back to the
-    oldest generation crashes TensorRT's plugin registration later in the process.)
-
-    Freezing takes every object the GC tracks, garbage not yet collected included, and frozen
-    cyclic garbage is never freed: an exception caught before (a parser backtracking, say)
-    keeps its frames, and through them the caller's locals, the graph among them. So such a
-    pause starts with a full collection, which scans only what is not frozen yet: little, next
-    to the graph's millions of objects.
-    """
-    was_enabled = gc.isenabled()
-    big = was_enabled and nodes >= _BIG
-    if big:
-        gc.collect()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            if big and gc.get_count()[0] > _FREEZE_AFTER:
-                gc.freeze()
-            gc.enable()
-
-
-def _split_inputs(
-    texts: Iterable[str], nodes: dict[str, Node] | None = None
-) -> tuple[list[TensorRef], tuple[str, ...]]:
-    """NodeDef input strings -> (data tensors in slot order, control sources). With `nodes`,
-    a name of an existing node is that node's own name object (one string per node, not one
-    per edge; lookups by it then compare by identity)."""
-    data: list[TensorRef] = []
-    controls: list[str] = []
-    for text in texts:
-        port = 0
-        control = text[:1] == "^"
-        if control:
-            name = text[1:]
-        elif ":" not in text:  # the common case: port 0 by name
-            name = text
-        else:
-            cut = text.rfind(":")
-            if cut > 0 and text[cut + 1 :].isdigit():
-                name, port = text[:cut], int(text[cut + 1 :])
-            else:
-                name = text
-        if nodes is not None:
-            producer = nodes.get(name)
-            if producer is not None:
-                name = producer.name
-        if control:
-            controls.append(name)
-        else:
-            data.append(_new_ref(TensorRef, (name, port)))
-    return data, tuple(controls) if controls else ()  # (): one shared empty tuple
-
-
-Edge = tuple[int, "Node", int]  # (output port, consumer, input slot)
-
-
-def _pos_of(node: Node) -> int:
-    return node.pos
-
-
-def _edge_order(edge: Edge) -> tuple[int, int]:
-    return edge[1].pos, edge[2]
-
-
-def _port_edge_order(edge: Edge) -> tuple[int, int, int]:
-    return edge[0], edge[1].pos, edge[2]
-
-
-class Node:
-    """One NodeDef. Read edges here; change them through the owning `Graph`.
-
-    Input strings are parsed into ports on first use, so that loading a large graph only to
-    save it again costs no parsing. The node's name, op, graph position, readers (the consumer
-    index) and the engine's topological rank live on the node itself, not in name-keyed tables:
-    at a million nodes every such lookup is a cache miss.
-    """
-
-    __slots__ = ("proto", "name", "op", "pos", "rank", "_ins", "_ctl", "_users", "_cusers")
-
-    def __init__(
-        self, proto: NodeDef, name: str,
-        ins: list[TensorRef] | None = None, ctl: tuple[str, ...] | None = None,
-    ):  # fmt: skip
-        self.proto = proto
-        self.name = name  # proto.name, read once (each read of it makes a new str)
-        op = proto.op
-        self.op: str = _OPS.setdefault(op, op)  # proto.op, kept in step by Graph.set_op
-        self.pos: int = -1  # graph-order key, set by the owning Graph
-        self.rank: float = _NO_RANK  # topological rank, kept by the engine's `Ranks`
-        self._ins: list[TensorRef] | None = ins
-        self._ctl: tuple[str, ...] | None = ctl  # a tuple: edits replace it, never mutate it
-        self._users: list[Edge] | None = None  # data edges reading this node (Graph-kept)
-        self._cusers: dict[Node, None] | None = None  # nodes with a control edge from this one
-
-    def _parse(self) -> None:
-        if self._ins is None:
-            self._ins, self._ctl = _split_inputs(self.proto.input)
-
-    @property
-    def _inputs(self) -> list[TensorRef]:
-        ins = self._ins
-        if ins is None:
-            self._parse()
-            ins = self._ins
-        return ins  # type: ignore[return-value]
-
-    @_inputs.setter
-    def _inputs(self, value: list[TensorRef]) -> None:
-        self._parse()  # parse before one half is replaced
-        self._ins = value
-
-    @property
-    def _controls(self) -> tuple[str, ...]:
-        ctl = self._ctl
-        if ctl is None:
-            self._parse()
-            ctl = self._ctl
-        return ctl  # type: ignore[return-value]
-
-    @_controls.setter
-    def _controls(self, value: tuple[str, ...]) -> None:
-        self._parse()
-        self._ctl = value
-
-    @property
-    def device(self) -> str:
-        return self.proto.device
-
-    @property
-    def attr(self) -> Any:
-        """The NodeDef's attribute map (attribute edits do not touch edges)."""
-        return self.proto.attr
-
-    @property
-    def inputs(self) -> tuple[TensorRef, ...]:
-        """Data inputs in slot order."""
-        return tuple(self._inputs)
-
-    @property
-    def controls(self) -> tuple[str, ...]:
-        """Names of the nodes this one has a control dependency on."""
-        return self._controls
-
-    def output(self, port: int = 0) -> TensorRef:
-        return TensorRef(self.name, port)
-
-    def __repr__(self) -> str:
-        ins = ", ".join(str(t) for t in self._inputs)
-        ctl = "".join(f", ^{c}" for c in self._controls)
-        return f"<Node {self.name} = {self.op}({ins}{ctl})>"
 
 
 class Graph:
@@ -201,7 +36,7 @@ class Graph:
     `Graph(graph_def)` takes ownership of `graph_def` (its NodeDefs become the nodes' protos);
     pass a copy if the caller keeps using it. A loader that made the NodeDefs may pass what it
     knows of them, in their order: `names` (each one's name) and `inputs` (each one's data
-    inputs as `_split_inputs` parses them, None where not given or where it has control inputs)
+    inputs as `split_inputs` parses them, None where not given or where it has control inputs)
     saves reading the names back from the protos and parsing the inputs (the ONNX loader).
     """
 
@@ -225,7 +60,7 @@ class Graph:
 
     def __del__(self) -> None:
         """Drop the consumer index: a while loop's edges make its nodes a reference cycle,
-        which reference counting cannot free (and `_gc_paused` may have frozen them out of the
+        which reference counting cannot free (and `gc_paused` may have frozen them out of the
         cyclic GC's reach), and each node's proto keeps the whole GraphDef alive."""
         for node in self._nodes.values():
             node._users = node._cusers = None
@@ -244,7 +79,7 @@ class Graph:
                 f"Graph: {count} NodeDefs, but {len(names)} names and "
                 f"{len(inputs) if inputs is not None else 'no'} input lists given (one each)"
             )
-        with _gc_paused(count):
+        with gc_paused(count):
             for index, proto in enumerate(graph_def.node):
                 if names is None or inputs is None:
                     node = Node(proto, proto.name)
@@ -267,10 +102,10 @@ class Graph:
         if self._indexed:
             return
         nodes = self._nodes
-        with _gc_paused(len(nodes)):
+        with gc_paused(len(nodes)):
             for node in nodes.values():
                 if node._ins is None:
-                    node._ins, node._ctl = _split_inputs(node.proto.input, nodes)
+                    node._ins, node._ctl = split_inputs(node.proto.input, nodes)
                 self._link_all(node)
         self._indexed = True
 
@@ -414,7 +249,7 @@ class Graph:
             return []
         users = [e for e in edges if e[0] == port]
         if len(users) > 1:
-            users.sort(key=_edge_order)
+            users.sort(key=edge_order)
         return [(e[1], e[2]) for e in users]
 
     def consumer_count(self, tensor: TensorLike) -> int:
@@ -432,7 +267,7 @@ class Graph:
 
     def control_consumers(self, name: str) -> list[Node]:
         """Nodes holding a control dependency on node `name`."""
-        return sorted(self._control_edges(name), key=_pos_of)
+        return sorted(self._control_edges(name), key=pos_of)
 
     def used_ports(self, name: str, num_ports_hint: int = 8) -> list[int]:
         """Output ports of `name` that some node reads, ascending (`num_ports_hint` is unused:
@@ -452,7 +287,7 @@ class Graph:
         if len(edges) == 1:
             seen[edges[0][1]] = None
         elif edges:
-            for edge in sorted(edges, key=_port_edge_order):
+            for edge in sorted(edges, key=port_edge_order):
                 seen[edge[1]] = None
         controls = self._control_edges(name)
         if controls:
@@ -535,7 +370,7 @@ class Graph:
         for name, node in doomed.items():
             edges = node._users
             if edges and name not in readers_ok and any(e[1].name not in doomed for e in edges):
-                for port, user, slot in sorted(edges, key=_port_edge_order):
+                for port, user, slot in sorted(edges, key=port_edge_order):
                     if user.name not in doomed:
                         raise GraphError(
                             f"cannot remove {name!r}: {user.name!r} still reads "
@@ -551,7 +386,7 @@ class Graph:
         dropped: list[tuple[str, str]] = []
         for name, node in doomed.items():
             if node._cusers:
-                for user in sorted(node._cusers, key=_pos_of):
+                for user in sorted(node._cusers, key=pos_of):
                     if user.name not in doomed:
                         self.remove_control(user.name, name)
                         dropped.append((user.name, name))
@@ -570,7 +405,7 @@ class Graph:
     def _reorder(self) -> None:
         """Graph order (node dict, op index) by position again after nodes were put back."""
         nodes = self._nodes
-        self._nodes = {n.name: n for n in sorted(nodes.values(), key=_pos_of)}
+        self._nodes = {n.name: n for n in sorted(nodes.values(), key=pos_of)}
         for op, names in self._by_op.items():
             self._by_op[op] = dict.fromkeys(sorted(names, key=self.position))
 
@@ -645,7 +480,7 @@ class Graph:
         node = self.node(name)
         self._by_op[node.op].pop(name, None)
         node.proto.op = op
-        node.op = _OPS.setdefault(op, op)
+        node.op = interned_op(op)
         self._by_op.setdefault(op, {})[name] = None
 
     # ---------------------------------------------------------------- edge edits

@@ -22,7 +22,8 @@ from typing import Any, Final
 
 from surgery.errors import ModelLoadError, SurgeryError
 from surgery.ir import onnx_io as io
-from surgery.ir.graph import Graph, _gc_paused
+from surgery.ir.gc_pause import gc_paused
+from surgery.ir.graph import Graph
 from surgery.ir.onnx_load_values import (
     attr_value,
     copy_fields,
@@ -52,7 +53,7 @@ _PORT_SUFFIX: Final = re.compile(r":(\d+)$")
 def load_model(path: Path) -> Graph:
     loader = _Loader(*read_model(path), path)
     try:
-        with _gc_paused(len(loader.onnx.node)):
+        with gc_paused(len(loader.onnx.node)):
             graph_def = loader.graph_def()
         names, inputs = loader.order, loader.parsed
         del loader  # the ModelProto goes before the Graph's nodes are made

@@ -23,8 +23,10 @@ from typing import Final
 
 from surgery.ir import onnx_io as io
 from surgery.ir.atomic_files import write_atomic
-from surgery.ir.graph import Graph, Node, _gc_paused
+from surgery.ir.gc_pause import gc_paused
+from surgery.ir.graph import Graph
 from surgery.ir.model_io import check_output_path
+from surgery.ir.node import Node
 from surgery.ir.onnx_pb import AttributeProto, ModelProto, NodeProto, TensorProto, ValueInfoProto
 from surgery.ir.onnx_save_values import (
     RawTensor,
@@ -69,7 +71,7 @@ def save_model(
     attrs: the plugin nodes, encoded as TensorRT's parser reads them (by a layer above this one:
     `surgery.backends.onnx_plugins`). Their inputs and outputs are still the graph's."""
     out = check_output_path(path, *inputs)
-    with _gc_paused(len(graph)):  # millions of short-lived names, refs and pieces
+    with gc_paused(len(graph)):  # millions of short-lived names, refs and pieces
         saver = _Saver(graph, encoded or {})
         model = saver.model()
     tensors = saver.tensors

@@ -10,7 +10,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from surgery.ir import onnx_io as io
-from surgery.ir.graph import Graph, Node
+from surgery.ir.graph import Graph
+from surgery.ir.node import Node
 from surgery.ir.onnx_load_values import tf_tensor
 from surgery.ir.onnx_pb import (
     AttributeProto,

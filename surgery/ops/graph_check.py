@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from surgery.errors import GraphError
-from surgery.ir.graph import Graph, Node
+from surgery.ir.graph import Graph
+from surgery.ir.node import Node
 from surgery.ir.onnx_io import OUTPUTS_ATTR as ONNX_OUTPUTS
 
 KINDS = ("empty", "self-loop", "cycle", "port", "dangling")

@@ -488,6 +488,6 @@ def role_slot(
 
 
 def node_input_roles(node: Any, *, use_tf: bool = True) -> list[str]:
-    """The roles of a `surgery.ir.graph.Node`'s data inputs, sized from its attrs and input
+    """The roles of a `surgery.ir.node.Node`'s data inputs, sized from its attrs and input
     count."""
     return input_roles(node.op, node.attr, len(node.inputs), use_tf=use_tf)

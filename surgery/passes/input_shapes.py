@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 
 from surgery.errors import GraphError, TensorFlowMissing
-from surgery.ir.graph import Graph, Node
+from surgery.ir.graph import Graph
+from surgery.ir.node import Node
 from surgery.ir.ports import TensorRef
 from surgery.ir.protos import GraphDef, NodeDef
 from surgery.ir.tensor_values import from_numpy, shape_proto, to_numpy

@@ -19,7 +19,8 @@ import numpy as np
 
 from surgery.errors import SurgeryError, TensorFlowMissing
 from surgery.ir.attrs import const_attrs, make_attr
-from surgery.ir.graph import Graph, Node
+from surgery.ir.graph import Graph
+from surgery.ir.node import Node
 from surgery.ir.ports import TensorRef
 from surgery.ir.protos import AttrValue
 from surgery.ir.tensor_values import from_numpy, to_numpy

@@ -19,7 +19,8 @@ import numpy as np
 
 from surgery.errors import SurgeryError
 from surgery.ir.atomic_files import write_atomic
-from surgery.ir.graph import Graph, Node
+from surgery.ir.graph import Graph
+from surgery.ir.node import Node
 from surgery.ir.tensor_values import to_numpy
 from surgery.ops import opdefs
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from surgery.ir.graph import Graph, Node
+from surgery.ir.graph import Graph
+from surgery.ir.node import Node
 from surgery.ir.onnx_io import DOMAIN_ATTR as ONNX_DOMAIN
 from surgery.ir.onnx_io import MODEL_OP as ONNX_MODEL_OP
 from surgery.ir.onnx_io import shown_attrs

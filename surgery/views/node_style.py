@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from surgery.errors import SurgeryError
-from surgery.ir.graph import Node
+from surgery.ir.node import Node
 from surgery.ir.onnx_io import shown_attrs
 
 # --------------------------------------------------------------------------- op categories

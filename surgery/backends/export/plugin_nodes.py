@@ -25,7 +25,8 @@ import numpy as np
 
 from surgery.errors import RuleError, SurgeryError
 from surgery.ir.attrs import attr_value
-from surgery.ir.graph import Graph, Node
+from surgery.ir.graph import Graph
+from surgery.ir.node import Node
 from surgery.ops.plugin_identity import plugin_schema_of
 from surgery.ops.plugin_schema import Catalog, PluginSchema, coerce_field
 from surgery.ops.targets import creator_versions, export_creator

@@ -26,7 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from surgery.errors import SurgeryError
-from surgery.ir.graph import Graph, Node
+from surgery.ir.graph import Graph
+from surgery.ir.node import Node
 from surgery.ir.ports import TensorRef, parse_tensor
 from surgery.ir.protos import NodeDef, TensorProto, types_pb2
 
