@@ -26,7 +26,7 @@ from surgery.ir.atomic_files import write_atomic
 from surgery.ir.gc_pause import gc_paused
 from surgery.ir.graph import Graph
 from surgery.ir.model_io import check_output_path
-from surgery.ir.node import Node
+from surgery.ir.node import Node, pos_of
 from surgery.ir.onnx_pb import AttributeProto, ModelProto, NodeProto, TensorProto, ValueInfoProto
 from surgery.ir.onnx_save_values import (
     RawTensor,
@@ -89,26 +89,46 @@ def save_model(
 
 # --------------------------------------------------------------------------- the saver
 class _Saver:
-    """One save: settle the tensor names, then build the ModelProto's lists."""
+    """One save: settle the tensor names, then build the ModelProto's lists.
+
+    Tensor names are kept as UTF-8 bytes (as they are written) in lists indexed by the
+    producer's `Node.pos`, one list of port names a node, not in a dict keyed by
+    (node, port): at a million nodes each lookup in such a dict is a few cache misses, where a
+    node's list sits beside the node's neighbours'."""
 
     def __init__(self, graph: Graph, encoded: Mapping[str, NodeProto]):
         self.graph = graph
-        self.encoded = dict(encoded)  # a dict: compiled code looks it up without a method call
         self.header = io.model_header(graph)
-        nodes = list(graph)
-        self.sources = [n for n in nodes if n.op in _SOURCES]
-        self.ops = [n for n in nodes if n.op not in _NOT_NODES]
-        self.sinks = [n for n in nodes if n.op == io.OUTPUT_OP]
-        # (node, port) -> ONNX tensor name; keys are plain tuples (made faster than TensorRefs,
-        # and equal to them)
-        self.names: dict[tuple[str, int], str] = {}
-        self.used: set[str] = set()
-        self.stored: dict[str, list[bytes]] = {}  # op node -> its recorded output names
+        graph._index()  # each node's readers (`Node._users`) say which output ports are read
+        self.sources: list[Node] = []
+        self.ops: list[Node] = []
+        self.sinks: list[Node] = []
+        bound = 0
+        for node in graph._nodes.values():
+            op = node.op
+            if op in _SOURCES:
+                self.sources.append(node)
+            elif op == io.OUTPUT_OP:
+                self.sinks.append(node)
+            elif op not in _NOT_NODES:
+                self.ops.append(node)
+            bound = max(bound, node.pos + 1)
+        # by Node.pos: each output port's ONNX name (None: not named yet), the node's recorded
+        # `_onnx_outputs` (None: it has none), its encoded NodeProto (None: written from attrs)
+        self.named: list[list[bytes | None] | None] = [None] * bound
+        self.stored: list[list[bytes] | None] = [None] * bound
+        self.given: list[NodeProto | None] = [None] * bound
+        for name, proto in encoded.items():
+            found = graph.get(name)
+            if found is not None:
+                self.given[found.pos] = proto
+        self.used: set[bytes] = set()
         self.outputs = {n.name: self.output_info(n) for n in self.sinks}
         self.settle_names()
         self.wire: list[bytes] = []  # the GraphProto.node fields
         self.domains: list[str] = []  # the nodes' domains, in order
         self.tensors: list[TensorProto | RawTensor] = []  # the initializers
+        self.infos: list[Node] = []  # operator nodes with `_onnx_value_info`, as written
         self.converted: dict[tuple[str, bytes], bytes] = {}  # (key, AttrValue) -> attribute
         self.op_types: dict[str, bytes] = {}  # op -> NodeProto.op_type field
         self.encoded_tails: dict[int, bytes] = {}  # id(encoded NodeProto) -> `encoded_tail`
@@ -122,59 +142,84 @@ class _Saver:
         return info
 
     def settle_names(self) -> None:
-        wanted: dict[str, TensorRef] = {}  # output name -> the tensor its sink reads
+        """Graph inputs and initializers keep their names, then each node output its recorded
+        one (unless taken, or a graph output that reads another tensor needs it), then a new
+        node's tensor read by a graph output takes the output's name."""
+        wanted: dict[bytes, TensorRef] = {}  # output name -> the tensor its sink reads
         for sink in self.sinks:
-            wanted.setdefault(self.outputs[sink.name].name, sink.inputs[0])
+            wanted.setdefault(self.outputs[sink.name].name.encode(), sink.inputs[0])
+        named, stored_by_pos, used = self.named, self.stored, self.used
         for node in self.sources:
-            name = text_attr(node, io.NAME_ATTR) or node.name
+            name = (text_attr(node, io.NAME_ATTR) or node.name).encode()
             ref = TensorRef(node.name, 0)
             if wanted.get(name, ref) != ref:
                 raise io.OnnxSaveError(
-                    f"graph output {name!r} has the name of a graph input or initializer "
-                    "but reads another tensor; rename the output"
+                    f"graph output {name.decode()!r} has the name of a graph input or "
+                    "initializer but reads another tensor; rename the output"
                 )
-            self.names[ref] = name
-            self.used.add(name)
-        names, used, kept = self.names, self.used, self.stored
+            named[node.pos] = [name]
+            used.add(name)
         for node in self.ops:
             recorded = attr_values(node.proto.SerializeToString()).get(io.OUTPUTS_ATTR)
             if recorded is None:
                 continue
-            node_name = node.name
-            stored = kept[node_name] = list_strings(recorded)
+            node_name, pos = node.name, node.pos
+            stored = stored_by_pos[pos] = list_strings(recorded)
+            names: list[bytes | None] = list(stored)
             for port, raw in enumerate(stored):
-                name, key = raw.decode(), (node_name, port)
-                if not name or (wanted and wanted.get(name, key) != key):
-                    continue
-                count = len(used)
-                used.add(name)  # one lookup: claimed when the set grows
-                if len(used) != count:
-                    names[key] = name
+                key = (node_name, port)
+                if raw and not (wanted and wanted.get(raw, key) != key):
+                    count = len(used)
+                    used.add(raw)  # one lookup: claimed when the set grows
+                    if len(used) != count:
+                        continue
+                names[port] = None
+            named[pos] = names
         for name, ref in wanted.items():
             producer = self.graph.get(ref.node)
-            if ref not in self.names and producer is not None and producer.op not in _NOT_NODES:
-                self.names[ref] = name
-            self.used.add(name)
+            if producer is not None and producer.op not in _NOT_NODES:
+                self.claim(producer, ref.port, name, keep=True)
+            used.add(name)
 
-    def tensor(self, ref: TensorRef, reader: str) -> str:
-        """The ONNX name of tensor `ref` (`""` for an empty optional input)."""
-        found = self.names.get(ref)
+    def claim(self, node: Node, port: int, name: bytes, keep: bool = False) -> None:
+        """Name output `port` of `node` `name` (with `keep`, only if it has no name yet)."""
+        names = self.named[node.pos]
+        if names is None:
+            names = self.named[node.pos] = []
+        if port >= len(names):
+            names.extend([None] * (port + 1 - len(names)))
+        if not keep or names[port] is None:
+            names[port] = name
+
+    def name_of(self, ref: TensorRef) -> bytes | None:
+        """The name tensor `ref` has been given, or None."""
+        producer = self.graph.get(ref[0])
+        if producer is None:
+            return None
+        names = self.named[producer.pos]
+        port = ref[1]
+        return names[port] if names is not None and port < len(names) else None
+
+    def tensor(self, ref: TensorRef, reader: str) -> bytes:
+        """The ONNX name of tensor `ref` (`b""` for an empty optional input), named
+        `<node>` or `<node>:<port>` (made unique) when it has none yet."""
+        found = self.name_of(ref)
         if found is not None:
             return found
         producer = self.graph.get(ref.node)
         if producer is None or producer.op in (io.MODEL_OP, io.OUTPUT_OP):
             raise io.OnnxSaveError(f"{reader!r} reads {ref}, which no node produces")
         if producer.op == io.NONE_OP:
-            return ""
+            return b""
         if producer.op in _SOURCES:
             raise io.OnnxSaveError(f"{reader!r} reads {ref}: {ref.node!r} has one output")
         base = str(ref)
-        name, count = base, 0
+        name, count = base.encode(), 0
         while name in self.used:
             count += 1
-            name = f"{base}_{count}"
+            name = f"{base}_{count}".encode()
         self.used.add(name)
-        self.names[ref] = name
+        self.claim(producer, ref.port, name)
         return name
 
     def model(self) -> ModelProto:
@@ -192,7 +237,7 @@ class _Saver:
         graph.input.extend(self.graph_inputs())
         for sink in self.sinks:
             info = self.outputs[sink.name]
-            tensor = self.tensor(sink.inputs[0], sink.name)
+            tensor = self.tensor(sink.inputs[0], sink.name).decode()
             if tensor != info.name:
                 identity = NodeProto(name=sink.name, op_type="Identity", input=[tensor],
                                      output=[info.name])  # fmt: skip
@@ -203,6 +248,13 @@ class _Saver:
         import_domains(model, self.domains)
         return model
 
+    def source_name(self, node: Node) -> str:
+        """The ONNX name of a graph input's or initializer's tensor."""
+        names = self.named[node.pos]
+        if names is None or names[0] is None:
+            raise io.OnnxSaveError(f"{node.op} {node.name!r} has no tensor name")
+        return names[0].decode()
+
     def initializers(self) -> list[TensorProto | RawTensor]:
         """The Consts' initializers; those of raw data as `RawTensor`s (their dims and type
         written once per dtype and shape)."""
@@ -211,7 +263,7 @@ class _Saver:
         for node in self.sources:
             if node.op != "Const":
                 continue
-            name = self.names[_new_ref(TensorRef, (node.name, 0))]
+            name = self.source_name(node)
             attrs = node.proto.attr
             if io.TENSOR_ATTR not in attrs and "value" in attrs:
                 tensor = attrs["value"].tensor
@@ -231,8 +283,10 @@ class _Saver:
     def ordered(self) -> list[Node]:
         """The nodes in graph order, but producers moved before their consumers: depth first
         from each node in graph order, its producers (inputs, then control inputs) first. A
-        node whose producers are all placed already (every node of a graph in order) is
-        placed at once, without the walk."""
+        graph whose order already places every node after its producers (every graph that was
+        not edited out of order) keeps it, without the walk."""
+        if self.in_order():
+            return self.ops
         ops = {n.name: n for n in self.ops}
         done: dict[str, bool] = {}  # False: on the stack, True: placed
         out: list[Node] = []
@@ -266,6 +320,25 @@ class _Saver:
                     out.append(node)
         return out
 
+    def in_order(self) -> bool:
+        """Whether every operator node comes after each operator node it reads (data or
+        control) in graph order (graph order is `Node.pos` order): read from the producers'
+        readers, so no name is looked up."""
+        for node in self.ops:
+            pos = node.pos
+            edges = node._users
+            if edges is not None:
+                for edge in edges:
+                    user = edge[1]
+                    if user.pos <= pos and user.op not in _NOT_NODES:
+                        return False
+            controls = node._cusers
+            if controls is not None:
+                for user in controls:
+                    if user.pos <= pos and user.op not in _NOT_NODES:
+                        return False
+        return True
+
     @staticmethod
     def placeable(node: Node, ops: dict[str, Node], done: dict[str, bool]) -> bool:
         """Whether every operator node `node` reads (data or control) is placed already (the
@@ -278,6 +351,32 @@ class _Saver:
                 return False
         return True
 
+    def output_count(self, node: Node) -> int:
+        """How many outputs `node` writes: its recorded ones (1 without a record), or up to the
+        highest port a node reads."""
+        stored = self.stored[node.pos]
+        count = len(stored) if stored is not None else 1
+        edges = node._users
+        if edges is not None:
+            for edge in edges:
+                if edge[0] >= count:
+                    count = edge[0] + 1
+        return count
+
+    def output_name(self, node: Node, port: int) -> bytes:
+        """The name output `port` of `node` is written under: `b""` for an omitted optional
+        output that no node reads."""
+        names = self.named[node.pos]
+        found = names[port] if names is not None and port < len(names) else None
+        if found is not None:
+            return found
+        stored = self.stored[node.pos]
+        edges = node._users
+        read = edges is not None and any(e[0] == port for e in edges)
+        if read or stored is None or bool(stored[port]):
+            return self.tensor(_new_ref(TensorRef, (node.name, port)), node.name)
+        return b""
+
     def node_wire(self, node: Node) -> bytes:
         """The GraphProto.node field of `node`: what `node` makes, serialized; written as wire
         bytes here unless the node has `_onnx_node_extra` (then through `node`). An encoded
@@ -287,25 +386,25 @@ class _Saver:
         values = attr_values(proto.SerializeToString())
         keys = sorted(values)  # a few keys: looked up in this list, not the map, from here on
         name = node.name
-        given = self.encoded.get(name) if self.encoded else None
+        if io.VALUE_INFO_ATTR in keys:
+            self.infos.append(node)
         if io.NODE_EXTRA_ATTR in keys:
             proto = self.node(node)
             self.domains.append(proto.domain)
             return ld(NODE, proto.SerializeToString(deterministic=True))
-        names, tensor = self.names, self.tensor
+        get, named = self.graph.get, self.named
         fields = []
         for ref in node._inputs:
-            found = names.get(ref)
-            fields.append(ld(INPUT, (found if found is not None else tensor(ref, name)).encode()))
-        stored = self.stored.get(name)
-        used = self.graph.used_ports(name)
-        count = max(len(stored) if stored is not None else 1, used[-1] + 1 if used else 0)
-        for port in range(count):
-            found = names.get((name, port))
-            if found is None:
-                known = port in used or stored is None or bool(stored[port])
-                found = tensor(_new_ref(TensorRef, (name, port)), name) if known else ""
-            fields.append(ld(OUTPUT, found.encode()))
+            producer = get(ref[0])
+            found = None
+            if producer is not None:
+                names = named[producer.pos]
+                if names is not None and ref[1] < len(names):
+                    found = names[ref[1]]
+            fields.append(ld(INPUT, found if found is not None else self.tensor(ref, name)))
+        for port in range(self.output_count(node)):
+            fields.append(ld(OUTPUT, self.output_name(node, port)))
+        given = self.given[node.pos]
         if given is not None:
             onnx_name = proto.attr[io.NAME_ATTR].s.decode() if io.NAME_ATTR in keys else name
             if onnx_name:
@@ -380,15 +479,10 @@ class _Saver:
         domain = text_attr(node, io.DOMAIN_ATTR)
         if domain is not None:
             out.domain = domain
-        out.input.extend(self.tensor(r, node.name) for r in node.inputs)
-        stored = node.attr[io.OUTPUTS_ATTR].list.s if io.OUTPUTS_ATTR in node.attr else None
-        used = self.graph.used_ports(node.name)
-        count = max(len(stored) if stored is not None else 1, used[-1] + 1 if used else 0)
-        for port in range(count):
-            ref = TensorRef(node.name, port)
-            known = ref in self.names or port in used or stored is None or bool(stored[port])
-            out.output.append(self.tensor(ref, node.name) if known else "")
-        given = self.encoded.get(node.name)
+        out.input.extend(self.tensor(r, node.name).decode() for r in node.inputs)
+        out.output.extend(self.output_name(node, port).decode()
+                          for port in range(self.output_count(node)))  # fmt: skip
+        given = self.given[node.pos]
         if given is not None:
             out.op_type, out.domain = given.op_type, given.domain
             out.attribute.extend(given.attribute)
@@ -400,11 +494,8 @@ class _Saver:
 
     def graph_inputs(self) -> list[ValueInfoProto]:
         """Placeholders in graph order, with initializers that were inputs at their index."""
-        found = [
-            graph_input(n, self.names[TensorRef(n.name, 0)])
-            for n in self.sources
-            if n.op == "Placeholder"
-        ]
+        found = [graph_input(n, self.source_name(n)) for n in self.sources
+                 if n.op == "Placeholder"]  # fmt: skip
         extra = sorted(
             (n.attr[io.INPUT_INDEX_ATTR].i, n)
             for n in self.sources
@@ -413,7 +504,7 @@ class _Saver:
         for index, node in extra:
             info = ValueInfoProto()
             info.ParseFromString(node.attr[io.INPUT_ATTR].s)
-            info.name = self.names[TensorRef(node.name, 0)]
+            info.name = self.source_name(node)
             found.insert(index, info)
         return found
 
@@ -421,16 +512,15 @@ class _Saver:
         """The recorded value_info (shapes edited in `_output_shapes` applied), in the loaded
         order, then those of tensors that came later."""
         found = {v.name: v for v in orphans}
-        for node in self.sources + self.ops:
-            if io.VALUE_INFO_ATTR not in node.attr:
-                continue
+        described = [n for n in self.sources if io.VALUE_INFO_ATTR in n.attr]
+        for node in described + sorted(self.infos, key=pos_of):
             shapes = node.attr[io.SHAPES_ATTR].list.shape if io.SHAPES_ATTR in node.attr else []
             for port, raw in enumerate(node.attr[io.VALUE_INFO_ATTR].list.s):
                 if not raw:
                     continue
                 info = ValueInfoProto()
                 info.ParseFromString(raw)
-                info.name = self.tensor(TensorRef(node.name, port), node.name)
+                info.name = self.tensor(TensorRef(node.name, port), node.name).decode()
                 if port < len(shapes) and node.op not in _SOURCES:
                     refit(info.type, shapes[port])
                 found[info.name] = info
