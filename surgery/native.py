@@ -27,6 +27,7 @@ COMPILED = (
     "lang.name_patterns", "lang.scope_instances", "lang.tensor_props", "lang.expr_text",
     "lang.expr_values", "engine.match_results", "engine.scope_match", "engine.explain",
     "engine.editor", "engine.rewrite_context", "engine.region_replace", "engine.pruning",
+    "ir.wire",
 )  # fmt: skip
 """Modules by their path under `surgery` (`ir.graph` is surgery/ir/graph.py)."""
 LIBRARY = "surgery.native_lib"  # the shared library mypyc builds for the group

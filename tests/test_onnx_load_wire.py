@@ -2,7 +2,8 @@
 on every checked-in ONNX model, the benchmark's model, the edge-case model of test_onnx_io and
 models the wire reading leaves to the API (fields beyond a node's core ones, a repeated name,
 a graph given twice), a load from the file's bytes makes the same GraphDef, the same parsed
-inputs and the same saved bytes as a load through the API alone."""
+inputs and the same saved bytes as a load through the API alone. The NodeDefs the loader hands
+over as bytes read, once parsed, as the NodeDefs those bytes are, and save as they would."""
 
 from __future__ import annotations
 
@@ -30,17 +31,22 @@ def _api_load(path: Path) -> Graph:
     model, _ = read_model(path)
     loader = _Loader(model, None, path)
     graph_def = loader.graph_def()
-    return Graph(graph_def, names=loader.order, inputs=loader.parsed)
+    return Graph(graph_def, names=loader.order, inputs=loader.parsed, wires=loader.made,
+                 ops=loader.made_ops)  # fmt: skip
+
+
+def _parsed(graph: Graph) -> Graph:
+    """A copy of `graph` whose every NodeDef is a parsed message (none held as bytes)."""
+    return Graph(graph.to_graph_def())
 
 
 def _assert_same_load(path: Path, tmp_path: Path) -> None:
     wire, api = load_model(path), _api_load(path)
-    assert wire._base.SerializeToString(deterministic=True) == api._base.SerializeToString(
-        deterministic=True
-    )
     assert [(n.name, n._ins) for n in wire] == [(n.name, n._ins) for n in api]
-    saved = save_onnx(wire, tmp_path / "wire.onnx").read_bytes()
+    saved = save_onnx(wire, tmp_path / "wire.onnx").read_bytes()  # from the bytes as loaded
     assert saved == save_onnx(api, tmp_path / "api.onnx").read_bytes()
+    assert saved == save_onnx(_parsed(wire), tmp_path / "parsed.onnx").read_bytes()
+    assert wire.serialize() == api.serialize()  # every NodeDef parsed: the same GraphDef
 
 
 def _unusual_model() -> bytes:
@@ -110,3 +116,38 @@ def test_a_graph_given_twice_is_read_through_the_api(tmp_path: Path) -> None:
     graph = load_model(path)
     assert len(graph.nodes_by_op("Relu")) == 5 and graph.node("second").op == "Relu"
     _assert_same_load(path, tmp_path)
+
+
+def test_nodes_held_as_bytes_parse_to_those_bytes_with_the_edits_made_since(
+    tmp_path: Path,
+) -> None:
+    """Until something reads its NodeDef, a loaded node is its bytes; the NodeDef then parsed
+    is what those bytes say, its inputs as edits (made before and after the parse) left them,
+    and the graph saves as the same graph whose NodeDefs were all parsed at load and edited
+    alike."""
+    from benchmarks.bench_ogs import onnx_model
+
+    path = tmp_path / "bench.onnx"
+    onnx.save(onnx_model(3), str(path))
+    graph = load_model(path)
+    parsed_at_load = [n.name for n in graph if n.unparsed() is None]
+    assert parsed_at_load == ["input"]  # a graph input: made through the API
+    parsed = _parsed(load_model(path))
+    assert all(n.unparsed() is None for n in parsed)
+    add = graph.node("block_1/add")
+    wire = add.unparsed()
+    assert wire is not None and add.op == "Add"
+    for edited in (graph, parsed):  # before the parse: inputs of the node alone
+        edited.set_input("block_1/add", 0, "block_1/split:0")
+        edited.add_control("block_1/add", "block_0/add")
+    assert add.unparsed() == wire  # its bytes untouched, its edges edited
+    assert add.inputs == (("block_1/split", 0), ("block_1/split", 0))
+    assert list(add.proto.input) == ["block_1/split", "block_1/split", "^block_0/add"]
+    assert add.unparsed() is None
+    for edited in (graph, parsed):  # after the parse: its NodeDef too
+        edited.set_input("block_1/add", 1, "block_1/split:1")
+    assert list(add.proto.input) == ["block_1/split", "block_1/split:1", "^block_0/add"]
+    saved = save_onnx(graph, tmp_path / "held.onnx").read_bytes()
+    assert saved == save_onnx(parsed, tmp_path / "parsed.onnx").read_bytes()
+    assert graph.node("block_2/add").unparsed() is not None  # the save parsed none of them
+    assert graph.serialize() == parsed.serialize()

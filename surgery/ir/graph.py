@@ -18,6 +18,7 @@ from surgery.errors import GraphError
 from surgery.ir.gc_pause import gc_paused
 from surgery.ir.node import (
     Edge,
+    HeldNode,
     Node,
     edge_order,
     interned_op,
@@ -37,12 +38,16 @@ class Graph:
     pass a copy if the caller keeps using it. A loader that made the NodeDefs may pass what it
     knows of them, in their order: `names` (each one's name) and `inputs` (each one's data
     inputs as `split_inputs` parses them, None where not given or where it has control inputs)
-    saves reading the names back from the protos and parsing the inputs (the ONNX loader).
+    saves reading the names back from the protos and parsing the inputs (the ONNX loader). It
+    may also keep most NodeDefs as the wire bytes it wrote: `wires` has each node's bytes (and
+    `ops` its op), or None for the next NodeDef of `graph_def`; those nodes are parsed only when
+    something reads their NodeDef (see `Node`).
     """
 
     def __init__(
         self, graph_def: GraphDef | None = None, *, names: list[str] | None = None,
         inputs: list[list[TensorRef] | None] | None = None,
+        wires: list[bytes | None] | None = None, ops: list[str] | None = None,
     ):  # fmt: skip
         self._nodes: dict[str, Node] = {}
         self._by_op: dict[str, dict[str, None]] = {}
@@ -51,12 +56,14 @@ class Graph:
         self._corphans: dict[str, dict[Node, None]] = {}  # control edges from such names
         self._next_pos = 0  # insertion counter (Node.pos): orders consumers as the graph does
         self._base = graph_def if graph_def is not None else GraphDef()
-        self._base_intact = True  # node list still exactly the base's: save it without copying
-        # Added nodes' NodeDefs live in one message (one protobuf arena, where a NodeDef of its
-        # own takes a 1.5 KB arena block); nothing reads this GraphDef as a graph.
+        # node list still exactly the base's: save it without copying
+        self._base_intact = wires is None
+        # Added nodes' NodeDefs, and those parsed from bytes, live in one message (one protobuf
+        # arena, where a NodeDef of its own takes a 1.5 KB arena block); nothing reads this
+        # GraphDef as a graph.
         self._pool = GraphDef()
         if graph_def is not None:
-            self._load(graph_def, names, inputs)
+            self._load(graph_def, names, inputs, wires, ops)
 
     def __del__(self) -> None:
         """Drop the consumer index: a while loop's edges make its nodes a reference cycle,
@@ -70,22 +77,38 @@ class Graph:
     # ---------------------------------------------------------------- building and saving
     def _load(
         self, graph_def: GraphDef, names: list[str] | None,
-        inputs: list[list[TensorRef] | None] | None,
+        inputs: list[list[TensorRef] | None] | None, wires: list[bytes | None] | None,
+        ops: list[str] | None,
     ) -> None:  # fmt: skip
-        nodes, by_op = self._nodes, self._by_op
-        count = len(graph_def.node)
+        nodes, by_op, pool = self._nodes, self._by_op, self._pool
+        protos = graph_def.node
+        count = len(protos) if wires is None else len(wires)
         if names is not None and (len(names) != count or inputs is None or len(inputs) != count):
             raise GraphError(
-                f"Graph: {count} NodeDefs, but {len(names)} names and "
+                f"Graph: {count} nodes, but {len(names)} names and "
                 f"{len(inputs) if inputs is not None else 'no'} input lists given (one each)"
             )
+        if wires is not None and (names is None or ops is None or len(ops) != count
+                                  or wires.count(None) != len(protos)):  # fmt: skip
+            raise GraphError(
+                f"Graph: {count} nodes given as bytes or NodeDefs need a name and an op each, "
+                f"and a NodeDef for each of the {wires.count(None)} not given as bytes "
+                f"({len(protos)} given)"
+            )
+        eager, op_of = iter(protos), ops or []
         with gc_paused(count):
-            for index, proto in enumerate(graph_def.node):
+            for index in range(count):
+                wire = wires[index] if wires is not None else None
                 if names is None or inputs is None:
+                    proto = next(eager)
                     node = Node(proto, proto.name)
                 else:
                     ins = inputs[index]
-                    node = Node(proto, names[index], ins, None if ins is None else ())
+                    ctl = None if ins is None else ()
+                    if wire is None:
+                        node = Node(next(eager), names[index], ins, ctl)
+                    else:
+                        node = HeldNode(wire, pool, names[index], op_of[index], ins, ctl)
                 name = node.name
                 if nodes.setdefault(name, node) is not node:  # one lookup, not two
                     raise GraphError(f"duplicate node name {name!r}")
@@ -520,7 +543,8 @@ class Graph:
             self._unlink(node._inputs[slot], node, slot)
             self._link(ref, node, slot)
         node._inputs[slot] = ref
-        node.proto.input[slot] = str(ref)
+        if node._proto is not None:  # else written when its bytes are parsed
+            node._proto.input[slot] = str(ref)
 
     def insert_input(self, name: str, slot: int, tensor: TensorLike) -> None:
         inputs = list(self.node(name)._inputs)
@@ -542,7 +566,8 @@ class Graph:
         node._controls = (*node._controls, source)
         if self._indexed:
             self._link_control(source, node)
-        node.proto.input.append(control_name(source))
+        if node._proto is not None:  # else written when its bytes are parsed
+            node._proto.input.append(control_name(source))
 
     def remove_control(self, name: str, source: str) -> None:
         node = self.node(name)
@@ -577,7 +602,11 @@ class Graph:
         return moved
 
     def _sync(self, node: Node) -> None:
-        proto_inputs = node.proto.input
+        """The NodeDef's input fields from the node's edges (a node still held as bytes gets
+        them when they are parsed)."""
+        if node._proto is None:
+            return
+        proto_inputs = node._proto.input
         del proto_inputs[:]
         proto_inputs.extend(str(ref) for ref in node._inputs)
         proto_inputs.extend(control_name(c) for c in node._controls)

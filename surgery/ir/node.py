@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from surgery.ir.ports import TensorRef
-from surgery.ir.protos import NodeDef
+from surgery.errors import GraphError
+from surgery.ir.ports import TensorRef, control_name
+from surgery.ir.protos import GraphDef, NodeDef
 
 _new_ref = tuple.__new__
 _OPS: dict[str, str] = {}  # one string object per op type, shared by its nodes
@@ -79,18 +80,21 @@ class Node:
     Input strings are parsed into ports on first use, so that loading a large graph only to
     save it again costs no parsing. The node's name, op, graph position, readers (the consumer
     index) and the engine's topological rank live on the node itself, not in name-keyed tables:
-    at a million nodes every such lookup is a cache miss.
+    at a million nodes every such lookup is a cache miss. A node may also be held as its
+    NodeDef's bytes until something reads its NodeDef (`HeldNode`).
     """
 
-    __slots__ = ("proto", "name", "op", "pos", "rank", "_ins", "_ctl", "_users", "_cusers")
+    __slots__ = ("_proto", "name", "op", "pos", "rank", "_ins", "_ctl", "_users", "_cusers")
 
     def __init__(
-        self, proto: NodeDef, name: str,
-        ins: list[TensorRef] | None = None, ctl: tuple[str, ...] | None = None,
+        self, proto: NodeDef | None, name: str,
+        ins: list[TensorRef] | None = None, ctl: tuple[str, ...] | None = None, op: str = "",
     ):  # fmt: skip
-        self.proto = proto
+        """A node of NodeDef `proto` (None only for a `HeldNode`, whose op is `op`)."""
+        self._proto = proto
         self.name = name  # proto.name, read once (each read of it makes a new str)
-        op = proto.op
+        if proto is not None:
+            op = proto.op
         self.op: str = interned_op(op)  # proto.op, kept in step by Graph.set_op
         self.pos: int = -1  # graph-order key, set by the owning Graph
         self.rank: float = NO_RANK  # topological rank, kept by the engine's `Ranks`
@@ -98,6 +102,22 @@ class Node:
         self._ctl: tuple[str, ...] | None = ctl  # a tuple: edits replace it, never mutate it
         self._users: list[Edge] | None = None  # data edges reading this node (Graph-kept)
         self._cusers: dict[Node, None] | None = None  # nodes with a control edge from this one
+
+    @property
+    def proto(self) -> NodeDef:
+        """The NodeDef (a `HeldNode` parses its bytes on first read)."""
+        proto = self._proto
+        if proto is None:
+            proto = self._parse_held()
+        return proto
+
+    def _parse_held(self) -> NodeDef:
+        """The NodeDef of a node held as bytes, parsed (see `HeldNode`)."""
+        raise GraphError(f"node {self.name!r} has no NodeDef")
+
+    def unparsed(self) -> bytes | None:
+        """The NodeDef bytes a `HeldNode` still holds unparsed (None for any other node)."""
+        return None
 
     def _parse(self) -> None:
         if self._ins is None:
@@ -155,3 +175,44 @@ class Node:
         ins = ", ".join(str(t) for t in self._inputs)
         ctl = "".join(f", ^{c}" for c in self._controls)
         return f"<Node {self.name} = {self.op}({ins}{ctl})>"
+
+
+class HeldNode(Node):
+    """A node a loader gave the wire bytes of its NodeDef, with its op and inputs, and the
+    GraphDef whose arena will hold it: `proto` parses them when first read, and until then
+    edits of its inputs change only `inputs` and `controls` (the NodeDef's input fields are
+    written from them when it is parsed). So a million-node model that is loaded, edited here
+    and there and saved never has most of its NodeDefs parsed: the saver reads their attrs from
+    the bytes (`unparsed`)."""
+
+    __slots__ = ("_wire", "_pool")
+
+    def __init__(
+        self, wire: bytes, pool: GraphDef, name: str, op: str,
+        ins: list[TensorRef] | None, ctl: tuple[str, ...] | None,
+    ):  # fmt: skip
+        """Node `name` of op `op`, held as NodeDef bytes `wire` until parsed into `pool`."""
+        super().__init__(None, name, ins, ctl, op)
+        self._wire: bytes | None = wire  # the serialized NodeDef while it is not parsed
+        self._pool: GraphDef | None = pool  # where it is parsed into
+
+    def _parse_held(self) -> NodeDef:
+        """Parse the bytes into the pool; the input fields are written from `_ins` and `_ctl`
+        where those are known (edits may have changed them since)."""
+        pool, wire = self._pool, self._wire
+        if pool is None or wire is None:
+            raise GraphError(f"node {self.name!r} has neither a NodeDef nor its bytes")
+        proto = pool.node.add()
+        proto.MergeFromString(wire)
+        if self._ins is not None and self._ctl is not None:
+            del proto.input[:]
+            proto.input.extend([str(ref) for ref in self._ins])
+            proto.input.extend([control_name(c) for c in self._ctl])
+        self._proto, self._wire, self._pool = proto, None, None
+        return proto
+
+    def unparsed(self) -> bytes | None:
+        """The NodeDef's bytes while they are not parsed (None once they are): its name, op
+        and attrs as they are, its input fields perhaps not (`inputs` and `controls` are the
+        node's edges)."""
+        return self._wire

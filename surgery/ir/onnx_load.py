@@ -3,8 +3,9 @@ mapping). Every failure to read or parse the file is a ModelLoadError naming it.
 
 Built for a million nodes: a call into the protobuf API costs a microsecond or so, so the
 nodes' fields are read from the file's bytes (`onnx_load_wire`), and the NodeDefs of operator
-nodes and of ordinary initializers are written as wire bytes and parsed in bulk
-(`GraphDef.MergeFromString`), not set field by field.
+nodes and of ordinary initializers are written as wire bytes, not set field by field, and
+handed to the Graph unparsed: it parses one when something reads it (most never are; the save
+reads their attrs from the bytes).
 Names and producers are settled in a first pass over the nodes, which also writes each node's
 name and `_onnx_outputs`; the second pass writes its inputs (the producers' input fields, made
 once per tensor) and attributes (converted once per distinct serialized AttributeProto). A node
@@ -55,9 +56,9 @@ def load_model(path: Path) -> Graph:
     try:
         with gc_paused(len(loader.onnx.node)):
             graph_def = loader.graph_def()
-        names, inputs = loader.order, loader.parsed
+        names, inputs, wires, ops = loader.order, loader.parsed, loader.made, loader.made_ops
         del loader  # the ModelProto goes before the Graph's nodes are made
-        return Graph(graph_def, names=names, inputs=inputs)
+        return Graph(graph_def, names=names, inputs=inputs, wires=wires, ops=ops)
     except ModelLoadError:
         raise
     except SurgeryError as exc:  # a tensor TensorFlow cannot describe, and the like
@@ -65,10 +66,9 @@ def load_model(path: Path) -> Graph:
 
 
 # --------------------------------------------------------------------------- wire bytes
-# Keys of the length-delimited fields written: GraphDef.node; NodeDef's name, op, input, attr;
-# a map entry's key and value; AttrValue's list and tensor; ListValue.s; TensorProto's
-# tensor_content. (Several share a number, and so a key.)
-_NODE: Final = b"\x0a"
+# Keys of the length-delimited fields written: NodeDef's name, op, input, attr; a map entry's
+# key and value; AttrValue's list and tensor; ListValue.s; TensorProto's tensor_content.
+# (Several share a number, and so a key.)
 _NAME: Final = b"\x0a"
 _LIST: Final = b"\x0a"
 _ENTRY_KEY: Final = b"\x0a"
@@ -81,7 +81,6 @@ _ATTR: Final = b"\x2a"
 _TENSOR: Final = b"\x42"
 _TYPE: Final = b"\x30"  # AttrValue.type, a varint
 _LENGTHS: Final = [bytes((size,)) for size in range(128)]
-_FLUSH_BYTES: Final = 32 << 20  # wire bytes gathered before they are parsed into the GraphDef
 _BIG_TENSOR: Final = 1 << 16  # initializer bytes from which the API path copies them fewer times
 
 
@@ -155,12 +154,14 @@ class _Loader:
         # (producer, port) as Graph parses it
         self.producer: dict[str, tuple[bytes, TensorRef]] = {}
         # every NodeDef's name and, where it has no control inputs, its data inputs parsed (None:
-        # Graph parses them itself), in the order the NodeDefs are made: `Graph(inputs=...)`
+        # Graph parses them itself), its wire bytes (None: the next NodeDef of `out`, made
+        # through the protobuf API) and op, in the order the NodeDefs are made: `Graph(...)`
         self.order: list[str] = []
         self.parsed: list[list[TensorRef] | None] = []
+        self.made: list[bytes | None] = []
+        self.made_ops: list[str] = []
+        self.op_names: dict[str, str] = {}  # one str object per op type
         self.out = GraphDef()
-        self.parts: list[bytes] = []  # wire bytes of NodeDefs not parsed into `out` yet
-        self.pending = 0
         self.none_node: str | None = None
         # an AttributeProto's bytes -> (its name, its attr entry, whether it holds a graph)
         self.converted: dict[bytes, tuple[str, bytes, bool]] = {}
@@ -199,28 +200,20 @@ class _Loader:
             )
 
     # ---------------------------------------------------------------- output
-    def emit(self, body: bytes, name: str, inputs: list[TensorRef] | None) -> None:
-        """Queue one serialized NodeDef, named `name`, of data inputs `inputs` (None: not
+    def emit(self, body: bytes, name: str, op: str, inputs: list[TensorRef] | None) -> None:
+        """One serialized NodeDef, named `name`, of op `op` and data inputs `inputs` (None: not
         given, or it has control inputs too)."""
         self.order.append(name)
         self.parsed.append(inputs)
-        self.parts.append(_ld(_NODE, body))
-        self.pending += len(body)
-        if self.pending > _FLUSH_BYTES:
-            self.flush()
-
-    def flush(self) -> None:
-        """Parse the queued NodeDefs into the GraphDef."""
-        if self.parts:
-            self.out.MergeFromString(b"".join(self.parts))
-            self.parts.clear()
-            self.pending = 0
+        self.made.append(body)
+        self.made_ops.append(op)
 
     def add(self, onnx_name: str, name: str, op: str) -> NodeDef:
-        """A NodeDef made through the protobuf API, after the queued ones."""
-        self.flush()
+        """A NodeDef made through the protobuf API, after the ones made so far."""
         self.order.append(name)
         self.parsed.append(None)
+        self.made.append(None)
+        self.made_ops.append(op)
         proto = self.out.node.add(name=name, op=op)
         if name != onnx_name:
             proto.attr[io.NAME_ATTR].s = onnx_name.encode()
@@ -343,7 +336,7 @@ class _Loader:
             body = _ld(_NAME, name.encode()) + _CONST_OP + dtype + _entry(_VALUE_KEY, value)
             if name != onnx_name:
                 body += _entry(_NAME_KEY, _ld(_STRING, name_bytes))
-            emit(body, name, [])
+            emit(body, name, "Const", [])
 
     def const_header(self, data_type: int, dims: tuple[int, ...]) -> tuple[bytes, bytes, int]:
         """For initializers of this type and shape: the `dtype` attr entry, the TF tensor's
@@ -417,6 +410,8 @@ class _Loader:
             op = ops.get(op_type)
             if op is None:
                 op = ops[op_type] = _ld(_OP, op_type.encode())
+                self.op_names[op_type] = op_type
+            op_type = self.op_names[op_type]
             body = head + op + b"".join(fields_in)
             if fields.attributes:
                 entries, graphs = attributes(fields.attributes)
@@ -430,7 +425,7 @@ class _Loader:
                 body += _entry(_DOMAIN_KEY, _ld(_STRING, fields.domain.encode()))
             if node is not None:
                 body += self.extra(node)
-            emit(body, name, inputs)
+            emit(body, name, op_type, inputs)
 
     def controls(self, node: NodeProto, name: str) -> bytes:
         """Control inputs on the producers of what `node`'s subgraphs read from this graph."""
@@ -501,7 +496,7 @@ class _Loader:
         name = self.unique(f"_onnx_output/{value.name.lstrip('/')}", "_onnx_output")
         info = _ld(_STRING, value.SerializeToString(deterministic=True))
         self.emit(_ld(_NAME, name.encode()) + _OUTPUT_OP + self.ref(value.name, name)
-                  + _entry(_OUTPUT_KEY, info), name, None)  # fmt: skip
+                  + _entry(_OUTPUT_KEY, info), name, io.OUTPUT_OP, None)  # fmt: skip
 
     def header(self) -> None:
         header = ModelProto()
@@ -510,10 +505,10 @@ class _Loader:
         produced = set(self.producer)
         header.graph.value_info.extend(v for v in self.onnx.value_info if v.name not in produced)
         if self.none_node is not None:
-            self.emit(_ld(_NAME, self.none_node.encode()) + _NONE_OP, self.none_node, [])
+            self.emit(_ld(_NAME, self.none_node.encode()) + _NONE_OP, self.none_node, io.NONE_OP,
+                      [])  # fmt: skip
         name = self.unique("_onnx_model", "_onnx_model")
         model = _ld(_STRING, header.SerializeToString(deterministic=True))
         order = _strings([v.name.encode() for v in self.onnx.value_info])
         self.emit(_ld(_NAME, name.encode()) + _MODEL_OP + _entry(_MODEL_KEY, model)
-                  + _entry(_ORDER_INFO_KEY, order), name, [])  # fmt: skip
-        self.flush()
+                  + _entry(_ORDER_INFO_KEY, order), name, io.MODEL_OP, [])  # fmt: skip

@@ -12,7 +12,7 @@ from __future__ import annotations
 import mmap
 from typing import Final
 
-from surgery.ir.onnx_save_wire import read_varint
+from surgery.ir.wire import read_varint
 
 _MODEL_GRAPH: Final = 0x3A  # ModelProto.graph (field 7, length-delimited)
 _GRAPH_NODE: Final = 0x0A  # GraphProto.node (field 1)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from surgery.ir import onnx_io as io
 from surgery.ir.atomic_files import write_atomic
@@ -38,6 +38,7 @@ from surgery.ir.onnx_save_values import (
     onnx_attribute,
     onnx_attributes,
     place,
+    plain_tensor,
     refit,
     tensor_head,
     text_attr,
@@ -52,11 +53,12 @@ from surgery.ir.onnx_save_wire import (
     OUTPUT,
     TENSOR_NAME,
     assemble,
-    attr_values,
     ld,
-    list_strings,
 )
 from surgery.ir.ports import TensorRef
+from surgery.ir.protos import AttrValue
+from surgery.ir.protos import TensorProto as TfTensor
+from surgery.ir.wire import attr_string, attr_values, list_strings
 
 _new_ref: Final = tuple.__new__  # TensorRef(name, port) without NamedTuple's keyword handling
 _SOURCES: Final = ("Const", "Placeholder", io.SPARSE_OP)
@@ -75,16 +77,34 @@ def save_model(
         saver = _Saver(graph, encoded or {})
         model = saver.model()
     tensors = saver.tensors
-    external = externalize(graph, tensors)
+    marked = {saver.source_name(n) for n in saver.external}
+    external = externalize(tensors, marked)
     if external:
         data_path = out.with_name(out.name + ".data")
-        sources = [n.attr[io.EXTERNAL_ATTR].s.decode() for n in graph.nodes_by_op("Const")
-                   if io.EXTERNAL_ATTR in n.attr]  # fmt: skip
+        sources = [n.attr[io.EXTERNAL_ATTR].s.decode() for n in saver.external]
         check_output_path(data_path, *inputs, *sources)
         write_atomic(data_path, list(place(external, data_path.name)))
     pieces = [piece for tensor in tensors for piece in initializer_wire(tensor)]
     write_atomic(out, assemble(model, saver.wire, pieces))
     return out
+
+
+def _attrs(node: Node) -> dict[str, bytes] | None:
+    """The attrs of a node still held as its NodeDef's bytes, read from them; None for a node
+    whose NodeDef is parsed (read that)."""
+    wire = node.unparsed()
+    return attr_values(wire) if wire is not None else None
+
+
+def _serialized(node: Node) -> bytes:
+    """The node's NodeDef as bytes (whose input fields may be stale: see `Node.unparsed`)."""
+    wire = node.unparsed()
+    return wire if wire is not None else node.proto.SerializeToString()
+
+
+def _text(value: bytes) -> str:
+    """The string of a serialized AttrValue."""
+    return attr_string(value).decode()
 
 
 # --------------------------------------------------------------------------- the saver
@@ -123,6 +143,11 @@ class _Saver:
             if found is not None:
                 self.given[found.pos] = proto
         self.used: set[bytes] = set()
+        # sources with `_onnx_value_info`, Consts that are graph inputs too, Consts of external
+        # data, in graph order (settle_names finds them)
+        self.described: list[Node] = []
+        self.input_consts: list[Node] = []
+        self.external: list[Node] = []
         self.outputs = {n.name: self.output_info(n) for n in self.sinks}
         self.settle_names()
         self.wire: list[bytes] = []  # the GraphProto.node fields
@@ -150,7 +175,19 @@ class _Saver:
             wanted.setdefault(self.outputs[sink.name].name.encode(), sink.inputs[0])
         named, stored_by_pos, used = self.named, self.stored, self.used
         for node in self.sources:
-            name = (text_attr(node, io.NAME_ATTR) or node.name).encode()
+            values = _attrs(node)  # its attrs read once, from its bytes where it is held so
+            attrs: Any = values if values is not None else node.proto.attr
+            name = node.name.encode()
+            if io.NAME_ATTR in attrs:
+                text = attr_string(attrs[io.NAME_ATTR]) if values is not None else (
+                    attrs[io.NAME_ATTR].s)  # fmt: skip
+                name = text or name
+            if io.VALUE_INFO_ATTR in attrs:
+                self.described.append(node)
+            if node.op == "Const" and io.INPUT_INDEX_ATTR in attrs:
+                self.input_consts.append(node)
+            if node.op == "Const" and io.EXTERNAL_ATTR in attrs:
+                self.external.append(node)
             ref = TensorRef(node.name, 0)
             if wanted.get(name, ref) != ref:
                 raise io.OnnxSaveError(
@@ -160,7 +197,7 @@ class _Saver:
             named[node.pos] = [name]
             used.add(name)
         for node in self.ops:
-            recorded = attr_values(node.proto.SerializeToString()).get(io.OUTPUTS_ATTR)
+            recorded = attr_values(_serialized(node)).get(io.OUTPUTS_ATTR)
             if recorded is None:
                 continue
             node_name, pos = node.name, node.pos
@@ -264,90 +301,97 @@ class _Saver:
             if node.op != "Const":
                 continue
             name = self.source_name(node)
-            attrs = node.proto.attr
-            if io.TENSOR_ATTR not in attrs and "value" in attrs:
-                tensor = attrs["value"].tensor
-                data = tensor.tensor_content
-                if data:
-                    key = (tensor.dtype, tensor.tensor_shape.SerializeToString())
-                    head = heads[key] if key in heads else heads.setdefault(
-                        key, tensor_head(tensor))  # fmt: skip
-                    if head is not None:
-                        if name:
-                            head += ld(TENSOR_NAME, name.encode())
-                        found.append(RawTensor(name, head, data))
-                        continue
+            raw = self.raw_tensor(node)
+            if raw is not None:
+                key, data, tensor = raw
+                head = heads[key] if key in heads else heads.setdefault(key, tensor_head(
+                    tensor if isinstance(tensor, TfTensor) else TfTensor.FromString(tensor)
+                ))  # fmt: skip
+                if head is not None:
+                    if name:
+                        head += ld(TENSOR_NAME, name.encode())
+                    found.append(RawTensor(name, head, data))
+                    continue
             found.append(initializer(node, name))
         return found
+
+    @staticmethod
+    def raw_tensor(node: Node) -> tuple[tuple[int, bytes], bytes, TfTensor | bytes] | None:
+        """A Const's `value` of raw bytes where it has no `_onnx_tensor`: (a key of its dtype
+        and shape, the bytes, the tensor or its dtype and shape serialized); else None. Read
+        from the bytes of a Const held so (keyed by its dtype and shape fields, dtype -1),
+        from its NodeDef otherwise."""
+        values = _attrs(node)
+        if values is not None:
+            if io.TENSOR_ATTR in values or "value" not in values:
+                return None
+            fields = plain_tensor(values["value"])
+            if fields is not None:
+                head, data = fields
+                return ((-1, head), data, head) if data else None
+        attrs = node.proto.attr
+        if io.TENSOR_ATTR in attrs or "value" not in attrs:
+            return None
+        tensor = attrs["value"].tensor
+        data = tensor.tensor_content
+        if not data:
+            return None
+        return (tensor.dtype, tensor.tensor_shape.SerializeToString()), data, tensor
 
     def ordered(self) -> list[Node]:
         """The nodes in graph order, but producers moved before their consumers: depth first
         from each node in graph order, its producers (inputs, then control inputs) first. A
-        graph whose order already places every node after its producers (every graph that was
-        not edited out of order) keeps it, without the walk."""
-        if self.in_order():
-            return self.ops
-        ops = {n.name: n for n in self.ops}
-        done: dict[str, bool] = {}  # False: on the stack, True: placed
+        node whose producers are all placed already (every node of a graph in order) is
+        placed at once, without the walk. Nodes are found by name once per edge; their state
+        is kept by position, not in dicts keyed by name."""
+        state = bytearray(len(self.named))  # by Node.pos: 0 not met, 1 on the stack, 2 placed
         out: list[Node] = []
-
-        def before(node: Node) -> Iterator[str]:
-            for name in [r.node for r in node.inputs] + list(node.controls):
-                if name in ops:
-                    yield name
-
         for start in self.ops:
-            if start.name in done:
+            if state[start.pos]:
                 continue
-            if self.placeable(start, ops, done):
-                done[start.name] = True
+            if self.placeable(start, state):
+                state[start.pos] = 2
                 out.append(start)
                 continue
-            done[start.name] = False
-            stack = [(start, before(start))]
+            state[start.pos] = 1
+            stack = [(start, self.before(start))]
             while stack:
                 node, pending = stack[-1]
-                for name in pending:
-                    if not done.get(name, True) and name in done:
-                        raise io.OnnxSaveError(f"the graph has a cycle through {name!r}")
-                    if name not in done:
-                        done[name] = False
-                        stack.append((ops[name], before(ops[name])))
+                for producer in pending:
+                    if state[producer.pos] == 1:
+                        raise io.OnnxSaveError(
+                            f"the graph has a cycle through {producer.name!r}"
+                        )
+                    if not state[producer.pos]:
+                        state[producer.pos] = 1
+                        stack.append((producer, self.before(producer)))
                         break
                 else:
                     stack.pop()
-                    done[node.name] = True
+                    state[node.pos] = 2
                     out.append(node)
         return out
 
-    def in_order(self) -> bool:
-        """Whether every operator node comes after each operator node it reads (data or
-        control) in graph order (graph order is `Node.pos` order): read from the producers'
-        readers, so no name is looked up."""
-        for node in self.ops:
-            pos = node.pos
-            edges = node._users
-            if edges is not None:
-                for edge in edges:
-                    user = edge[1]
-                    if user.pos <= pos and user.op not in _NOT_NODES:
-                        return False
-            controls = node._cusers
-            if controls is not None:
-                for user in controls:
-                    if user.pos <= pos and user.op not in _NOT_NODES:
-                        return False
-        return True
+    def before(self, node: Node) -> Iterator[Node]:
+        """The operator nodes `node` reads, data then control, in input order (repeats
+        included)."""
+        get = self.graph.get
+        for name in [r.node for r in node.inputs] + list(node.controls):
+            producer = get(name)
+            if producer is not None and producer.op not in _NOT_NODES:
+                yield producer
 
-    @staticmethod
-    def placeable(node: Node, ops: dict[str, Node], done: dict[str, bool]) -> bool:
+    def placeable(self, node: Node, state: bytearray) -> bool:
         """Whether every operator node `node` reads (data or control) is placed already (the
         walk of `ordered` would place `node` at once)."""
-        for ref in node._inputs:  # `done` first: most producers are placed operator nodes
-            if ref[0] not in done and ref[0] in ops:
+        get = self.graph.get
+        for ref in node._inputs:
+            producer = get(ref[0])
+            if producer is not None and state[producer.pos] != 2 and producer.op not in _NOT_NODES:
                 return False
         for name in node._controls:
-            if name not in done and name in ops:
+            producer = get(name)
+            if producer is not None and state[producer.pos] != 2 and producer.op not in _NOT_NODES:
                 return False
         return True
 
@@ -382,8 +426,7 @@ class _Saver:
         bytes here unless the node has `_onnx_node_extra` (then through `node`). An encoded
         node's op type, attributes and domain are its NodeProto's, serialized once per
         NodeProto (plugin nodes of equal fields share one)."""
-        proto = node.proto
-        values = attr_values(proto.SerializeToString())
+        values = attr_values(_serialized(node))
         keys = sorted(values)  # a few keys: looked up in this list, not the map, from here on
         name = node.name
         if io.VALUE_INFO_ATTR in keys:
@@ -392,6 +435,7 @@ class _Saver:
             proto = self.node(node)
             self.domains.append(proto.domain)
             return ld(NODE, proto.SerializeToString(deterministic=True))
+        text = _text
         get, named = self.graph.get, self.named
         fields = []
         for ref in node._inputs:
@@ -406,7 +450,7 @@ class _Saver:
             fields.append(ld(OUTPUT, self.output_name(node, port)))
         given = self.given[node.pos]
         if given is not None:
-            onnx_name = proto.attr[io.NAME_ATTR].s.decode() if io.NAME_ATTR in keys else name
+            onnx_name = text(values[io.NAME_ATTR]) if io.NAME_ATTR in keys else name
             if onnx_name:
                 fields.append(ld(NAME, onnx_name.encode()))
             tail = self.encoded_tails.get(id(given))
@@ -420,11 +464,12 @@ class _Saver:
             if key[0] != "_":
                 attributes[key] = self.attribute(key, values[key], node)
             elif key.startswith(io.ATTR_PREFIX):
-                attributes[key[len(io.ATTR_PREFIX) :]] = self.kept_attribute(proto.attr[key].s)
+                kept = attr_string(values[key])
+                attributes[key[len(io.ATTR_PREFIX) :]] = self.kept_attribute(kept)
             elif key == io.NAME_ATTR:
-                onnx_name = proto.attr[key].s.decode()
+                onnx_name = text(values[key])
             elif key == io.DOMAIN_ATTR:
-                domain = proto.attr[key].s.decode()
+                domain = text(values[key])
         if onnx_name:
             fields.append(ld(NAME, onnx_name.encode()))
         op_type = self.op_types.get(node.op)
@@ -434,7 +479,7 @@ class _Saver:
         if attributes:
             order = list(attributes)
             if io.ATTR_ORDER_ATTR in keys:
-                order = [k.decode() for k in proto.attr[io.ATTR_ORDER_ATTR].list.s
+                order = [k.decode() for k in list_strings(values[io.ATTR_ORDER_ATTR])
                          if k.decode() in attributes]  # fmt: skip
                 order.extend(k for k in attributes if k not in order)
             fields.extend(ld(ATTRIBUTE, attributes[k]) for k in order)
@@ -458,7 +503,7 @@ class _Saver:
         `raw`: converted from the AttrValue once per distinct `raw`."""
         found = self.converted.get((key, raw))
         if found is None:
-            value = node.proto.attr[key]
+            value = AttrValue.FromString(raw)
             found = onnx_attribute(key, value, node.name).SerializeToString(deterministic=True)
             if len(raw) <= 256:
                 self.converted[key, raw] = found
@@ -496,11 +541,7 @@ class _Saver:
         """Placeholders in graph order, with initializers that were inputs at their index."""
         found = [graph_input(n, self.source_name(n)) for n in self.sources
                  if n.op == "Placeholder"]  # fmt: skip
-        extra = sorted(
-            (n.attr[io.INPUT_INDEX_ATTR].i, n)
-            for n in self.sources
-            if n.op == "Const" and io.INPUT_INDEX_ATTR in n.attr
-        )
+        extra = sorted((n.attr[io.INPUT_INDEX_ATTR].i, n) for n in self.input_consts)
         for index, node in extra:
             info = ValueInfoProto()
             info.ParseFromString(node.attr[io.INPUT_ATTR].s)
@@ -512,10 +553,17 @@ class _Saver:
         """The recorded value_info (shapes edited in `_output_shapes` applied), in the loaded
         order, then those of tensors that came later."""
         found = {v.name: v for v in orphans}
-        described = [n for n in self.sources if io.VALUE_INFO_ATTR in n.attr]
-        for node in described + sorted(self.infos, key=pos_of):
-            shapes = node.attr[io.SHAPES_ATTR].list.shape if io.SHAPES_ATTR in node.attr else []
-            for port, raw in enumerate(node.attr[io.VALUE_INFO_ATTR].list.s):
+        for node in self.described + sorted(self.infos, key=pos_of):
+            values = _attrs(node)
+            if values is None:
+                attrs = node.proto.attr
+                shapes = attrs[io.SHAPES_ATTR].list.shape if io.SHAPES_ATTR in attrs else []
+                recorded = list(attrs[io.VALUE_INFO_ATTR].list.s)
+            else:
+                shapes = AttrValue.FromString(values[io.SHAPES_ATTR]).list.shape if (
+                    io.SHAPES_ATTR in values) else []  # fmt: skip
+                recorded = list_strings(values[io.VALUE_INFO_ATTR])
+            for port, raw in enumerate(recorded):
                 if not raw:
                     continue
                 info = ValueInfoProto()

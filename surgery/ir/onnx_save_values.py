@@ -10,7 +10,6 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from surgery.ir import onnx_io as io
-from surgery.ir.graph import Graph
 from surgery.ir.node import Node
 from surgery.ir.onnx_load_values import tf_tensor
 from surgery.ir.onnx_pb import (
@@ -24,7 +23,7 @@ from surgery.ir.onnx_save_wire import INITIALIZER, RAW_DATA, ld
 from surgery.ir.protos import AttrValue
 from surgery.ir.protos import TensorProto as TfTensor
 from surgery.ir.tensor_values import shape_of, to_numpy
-from surgery.ir.wire import varint
+from surgery.ir.wire import read_varint, skip_field, varint
 
 # Initializer bytes past which every tensor of 1 KiB or more goes to external data (one
 # protobuf message holds at most 2 GiB).
@@ -96,15 +95,10 @@ def initializer(node: Node, name: str) -> TensorProto:
     return onnx_tensor(attrs["value"].tensor, name)
 
 
-def externalize(graph: Graph, tensors: list[TensorProto | RawTensor]) -> list[TensorProto]:
+def externalize(tensors: list[TensorProto | RawTensor], marked: set[str]) -> list[TensorProto]:
     """The initializers to write as external data, made TensorProtos in `tensors` too: those
-    loaded from it, and every one of 1 KiB or more when the model would be too large for one
-    protobuf message."""
-    marked = {
-        n.attr[io.NAME_ATTR].s.decode() if io.NAME_ATTR in n.attr else n.name
-        for n in graph.nodes_by_op("Const")
-        if io.EXTERNAL_ATTR in n.attr
-    }
+    `marked` (by name: loaded from it), and every one of 1 KiB or more when the model would be
+    too large for one protobuf message."""
     sizes = {
         i: len(t.data) if isinstance(t, RawTensor) else len(t.raw_data)
         for i, t in enumerate(tensors)
@@ -254,6 +248,34 @@ def import_domains(model: ModelProto, domains: list[str]) -> None:
         if (domain or "ai.onnx") not in imported:
             imported.add(domain or "ai.onnx")  # "" and "ai.onnx" are one domain
             model.opset_import.add(domain=domain, version=1)
+
+
+def plain_tensor(attr_value: bytes) -> tuple[bytes, bytes] | None:
+    """A serialized AttrValue that holds a TF tensor of at most a dtype, a shape and
+    tensor_content (each once): (the tensor's dtype and shape fields, its tensor_content);
+    None where it holds anything else (protobuf reads such a value)."""
+    key, pos = read_varint(attr_value, 0) if attr_value else (0, 0)
+    if key != 0x42:  # AttrValue.tensor
+        return None
+    size, pos = read_varint(attr_value, pos)
+    if pos + size != len(attr_value):
+        return None
+    head, data = [], b""
+    seen = 0  # bits of the field numbers met
+    while pos < len(attr_value):
+        start = pos
+        key, pos = read_varint(attr_value, pos)
+        bit = 1 << (key >> 3)
+        if key not in (0x08, 0x12, 0x22) or seen & bit:  # dtype, tensor_shape, tensor_content
+            return None
+        seen |= bit
+        end = skip_field(attr_value, key, pos)
+        if key == 0x22:
+            data = attr_value[read_varint(attr_value, pos)[1] : end]
+        else:
+            head.append(attr_value[start:end])
+        pos = end
+    return b"".join(head), data
 
 
 def tensor_head(tensor: TfTensor) -> bytes | None:

@@ -1,7 +1,11 @@
-"""Protobuf wire format written by hand, where a message is streamed in pieces instead of built:
-base-128 varints and the keys of length-delimited fields."""
+"""Protobuf wire format by hand, where a message is streamed in pieces instead of built, or read
+without parsing it whole: base-128 varints, the keys of length-delimited fields, skipping
+fields, and a serialized NodeDef's attrs (one serialization read here costs less than walking
+its attr map through the protobuf API: a call for the map, one per key and per value)."""
 
 from __future__ import annotations
+
+from surgery.errors import GraphError
 
 
 def varint(value: int) -> bytes:
@@ -21,3 +25,96 @@ def field_key(field: int) -> bytes:
 
 GRAPHDEF_NODE_KEY = field_key(1)
 """GraphDef.node (field 1): the key before each serialised NodeDef of a streamed GraphDef."""
+
+
+def read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    """The varint at `pos` of `data` and where it ends."""
+    value = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+
+
+def skip_field(data: bytes, key: int, pos: int) -> int:
+    """Where the field of key `key` whose value starts at `pos` in `data` ends."""
+    kind = key & 7
+    if kind == 0:
+        return read_varint(data, pos)[1]
+    if kind == 2:
+        size, pos = read_varint(data, pos)
+        return pos + size
+    if kind in (1, 5):
+        return pos + (8 if kind == 1 else 4)
+    raise GraphError(f"a serialized message holds a group field ({key >> 3}), which surgery "
+                     "does not read")  # fmt: skip
+
+
+def attr_values(node_def: bytes) -> dict[str, bytes]:
+    """A serialized NodeDef's attr map: each key's serialized AttrValue (a later entry of a key
+    wins, as in parsing)."""
+    found: dict[str, bytes] = {}
+    pos, end = 0, len(node_def)
+    while pos < end:
+        key, pos = read_varint(node_def, pos)
+        if key != 0x2A:  # NodeDef.attr, a map entry
+            pos = skip_field(node_def, key, pos)
+            continue
+        size, pos = read_varint(node_def, pos)
+        name, value = "", b""
+        at, stop = pos, pos + size
+        while at < stop:
+            inner, at = read_varint(node_def, at)
+            if inner == 0x0A or inner == 0x12:  # the entry's key, its value
+                length, at = read_varint(node_def, at)
+                if inner == 0x0A:
+                    name = node_def[at : at + length].decode()
+                else:
+                    value = node_def[at : at + length]
+                at += length
+            else:
+                at = skip_field(node_def, inner, at)
+        found[name] = value
+        pos = stop
+    return found
+
+
+def list_strings(attr_value: bytes) -> list[bytes]:
+    """`list.s` of a serialized AttrValue ([] where it holds no list)."""
+    found: list[bytes] = []
+    pos, end = 0, len(attr_value)
+    while pos < end:
+        key, pos = read_varint(attr_value, pos)
+        if key != 0x0A:  # AttrValue.list
+            pos = skip_field(attr_value, key, pos)
+            continue
+        size, pos = read_varint(attr_value, pos)
+        at, stop = pos, pos + size
+        while at < stop:
+            inner, at = read_varint(attr_value, at)
+            if inner == 0x12:  # ListValue.s
+                length, at = read_varint(attr_value, at)
+                found.append(attr_value[at : at + length])
+                at += length
+            else:
+                at = skip_field(attr_value, inner, at)
+        pos = stop
+    return found
+
+
+def attr_string(attr_value: bytes) -> bytes:
+    """`s` of a serialized AttrValue (b"" where it holds none; the last one where several)."""
+    found = b""
+    pos, end = 0, len(attr_value)
+    while pos < end:
+        key, pos = read_varint(attr_value, pos)
+        if key != 0x12:  # AttrValue.s
+            pos = skip_field(attr_value, key, pos)
+            continue
+        size, pos = read_varint(attr_value, pos)
+        found = attr_value[pos : pos + size]
+        pos += size
+    return found

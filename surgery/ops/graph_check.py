@@ -25,6 +25,7 @@ from surgery.errors import GraphError
 from surgery.ir.graph import Graph
 from surgery.ir.node import Node
 from surgery.ir.onnx_io import OUTPUTS_ATTR as ONNX_OUTPUTS
+from surgery.ir.wire import attr_values, list_strings
 
 KINDS = ("empty", "self-loop", "cycle", "port", "dangling")
 _SHOWN_IN_CYCLE = 8  # nodes of a cycle spelled out in its text
@@ -104,9 +105,15 @@ class _OutputCounts:
     def count(self, producer: Node, port: int) -> int | None:
         """The producer's number of outputs (None: not known), looked up as `port` needs: port
         0 without importing TensorFlow."""
-        recorded = producer.attr.get(ONNX_OUTPUTS)  # a node loaded from ONNX names them all
-        if recorded is not None:
-            return len(recorded.list.s)
+        wire = producer.unparsed()  # a node loaded from ONNX names them all
+        if wire is not None:
+            names = attr_values(wire).get(ONNX_OUTPUTS)
+            if names is not None:
+                return len(list_strings(names))
+        else:
+            recorded = producer.attr.get(ONNX_OUTPUTS)
+            if recorded is not None:
+                return len(recorded.list.s)
         with_tf = self._use_tf and port > 0
         kind, value = self._kind(producer.op, with_tf)
         if kind == "fixed":
