@@ -138,6 +138,10 @@ class _Saver:
         self.named: list[list[bytes | None] | None] = [None] * bound
         self.stored: list[list[bytes] | None] = [None] * bound
         self.given: list[NodeProto | None] = [None] * bound
+        # by Node.pos, from `scan_readers`: how many output ports nodes read (0: none), and
+        # whether the node reads a node graph order puts at or after it
+        self.ports = [0] * bound
+        self.late = bytearray(bound)
         for name, proto in encoded.items():
             found = graph.get(name)
             if found is not None:
@@ -150,6 +154,7 @@ class _Saver:
         self.external: list[Node] = []
         self.outputs = {n.name: self.output_info(n) for n in self.sinks}
         self.settle_names()
+        self.scan_readers()
         self.wire: list[bytes] = []  # the GraphProto.node fields
         self.domains: list[str] = []  # the nodes' domains, in order
         self.tensors: list[TensorProto | RawTensor] = []  # the initializers
@@ -338,18 +343,42 @@ class _Saver:
             return None
         return (tensor.dtype, tensor.tensor_shape.SerializeToString()), data, tensor
 
+    def scan_readers(self) -> None:
+        """From each operator node's readers (the consumer index: no name looked up): how many
+        output ports are read (`ports`), and which operator nodes read an operator node that
+        graph order puts at or after them (`late`: they need the walk of `ordered`)."""
+        ports, late = self.ports, self.late
+        for node in self.ops:
+            pos = node.pos
+            edges = node._users
+            if edges is not None:
+                most = 0
+                for edge in edges:
+                    if edge[0] >= most:
+                        most = edge[0] + 1
+                    user = edge[1]
+                    if user.pos <= pos and user.op not in _NOT_NODES:
+                        late[user.pos] = 1
+                ports[pos] = most
+            controls = node._cusers
+            if controls is not None:
+                for user in controls:
+                    if user.pos <= pos and user.op not in _NOT_NODES:
+                        late[user.pos] = 1
+
     def ordered(self) -> list[Node]:
         """The nodes in graph order, but producers moved before their consumers: depth first
         from each node in graph order, its producers (inputs, then control inputs) first. A
-        node whose producers are all placed already (every node of a graph in order) is
-        placed at once, without the walk. Nodes are found by name once per edge; their state
-        is kept by position, not in dicts keyed by name."""
+        node that reads only nodes before it in graph order (every node of a graph in order)
+        is placed at once, its producers placed already; the walk finds the others' producers
+        by name, and keeps the nodes' state by position."""
+        late = self.late
         state = bytearray(len(self.named))  # by Node.pos: 0 not met, 1 on the stack, 2 placed
         out: list[Node] = []
         for start in self.ops:
             if state[start.pos]:
                 continue
-            if self.placeable(start, state):
+            if not late[start.pos]:
                 state[start.pos] = 2
                 out.append(start)
                 continue
@@ -375,37 +404,17 @@ class _Saver:
     def before(self, node: Node) -> Iterator[Node]:
         """The operator nodes `node` reads, data then control, in input order (repeats
         included)."""
-        get = self.graph.get
+        nodes = self.graph._nodes
         for name in [r.node for r in node.inputs] + list(node.controls):
-            producer = get(name)
+            producer = nodes.get(name)
             if producer is not None and producer.op not in _NOT_NODES:
                 yield producer
-
-    def placeable(self, node: Node, state: bytearray) -> bool:
-        """Whether every operator node `node` reads (data or control) is placed already (the
-        walk of `ordered` would place `node` at once)."""
-        get = self.graph.get
-        for ref in node._inputs:
-            producer = get(ref[0])
-            if producer is not None and state[producer.pos] != 2 and producer.op not in _NOT_NODES:
-                return False
-        for name in node._controls:
-            producer = get(name)
-            if producer is not None and state[producer.pos] != 2 and producer.op not in _NOT_NODES:
-                return False
-        return True
 
     def output_count(self, node: Node) -> int:
         """How many outputs `node` writes: its recorded ones (1 without a record), or up to the
         highest port a node reads."""
         stored = self.stored[node.pos]
-        count = len(stored) if stored is not None else 1
-        edges = node._users
-        if edges is not None:
-            for edge in edges:
-                if edge[0] >= count:
-                    count = edge[0] + 1
-        return count
+        return max(len(stored) if stored is not None else 1, self.ports[node.pos])
 
     def output_name(self, node: Node, port: int) -> bytes:
         """The name output `port` of `node` is written under: `b""` for an omitted optional
@@ -436,10 +445,10 @@ class _Saver:
             self.domains.append(proto.domain)
             return ld(NODE, proto.SerializeToString(deterministic=True))
         text = _text
-        get, named = self.graph.get, self.named
+        nodes, named = self.graph._nodes, self.named
         fields = []
         for ref in node._inputs:
-            producer = get(ref[0])
+            producer = nodes.get(ref[0])
             found = None
             if producer is not None:
                 names = named[producer.pos]
