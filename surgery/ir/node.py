@@ -213,6 +213,6 @@ class HeldNode(Node):
 
     def unparsed(self) -> bytes | None:
         """The NodeDef's bytes while they are not parsed (None once they are): its name, op
-        and attrs as they are, its input fields perhaps not (`inputs` and `controls` are the
-        node's edges)."""
+        and attrs as they are, its input fields stale or left out (`inputs` and `controls`
+        are the node's edges)."""
         return self._wire

@@ -7,11 +7,12 @@ nodes and of ordinary initializers are written as wire bytes, not set field by f
 handed to the Graph unparsed: it parses one when something reads it (most never are; the save
 reads their attrs from the bytes).
 Names and producers are settled in a first pass over the nodes, which also writes each node's
-name and `_onnx_outputs`; the second pass writes its inputs (the producers' input fields, made
-once per tensor) and attributes (converted once per distinct serialized AttributeProto). A node
-whose bytes hold fields beyond the core ones goes through the protobuf API, which also gives
-those fields (`_onnx_node_extra`). Rare nodes (graph inputs, outputs, sparse and large or unusual
-initializers, the header) go through the protobuf API, in order, after what is pending.
+name and `_onnx_outputs`; the second pass resolves its inputs (handed to the Graph parsed: the
+NodeDef's input fields are written from them if it is ever parsed, so the bytes hold none) and
+writes its attributes (converted once per distinct serialized AttributeProto). A node whose
+bytes hold fields beyond the core ones goes through the protobuf API, which also gives those
+fields (`_onnx_node_extra`). Rare nodes (graph inputs, sparse and large or unusual
+initializers) are NodeDefs made through the protobuf API, in their place in the order.
 """
 
 from __future__ import annotations
@@ -128,11 +129,10 @@ _MODEL_KEY: Final = _key("model")
 _ORDER_INFO_KEY: Final = _key("value_info_order")
 
 
-def _ref_node(field: bytes) -> str:
-    """The node name in a NodeDef input field (`name` or `name:port`; node names never end in
-    `:<digits>`)."""
-    size = len(field) - 2 if field[1] < 0x80 else len(field) - 1 - len(varint(len(field)))
-    return _PORT_SUFFIX.sub("", field[-size:].decode()) if size else ""
+def _input_field(ref: TensorRef) -> bytes:
+    """The NodeDef input field that reads `ref` (`node` or `node:port`)."""
+    node, port = ref
+    return _ld(_INPUT, (node if port == 0 else f"{node}:{port}").encode())
 
 
 def _safe_name(wanted: str) -> str:
@@ -150,9 +150,8 @@ class _Loader:
         self.model, self.path, self.onnx = model, path, model.graph
         self.wires = wires  # each node's bytes (None: the protobuf API reads the nodes)
         self.names: set[str] = set()
-        # tensor -> the NodeDef input field that reads it (`producer` or `producer:port`) and
-        # (producer, port) as Graph parses it
-        self.producer: dict[str, tuple[bytes, TensorRef]] = {}
+        # tensor -> (producer, port) as Graph parses the NodeDef input that reads it
+        self.producer: dict[str, TensorRef] = {}
         # every NodeDef's name and, where it has no control inputs, its data inputs parsed (None:
         # Graph parses them itself), its wire bytes (None: the next NodeDef of `out`, made
         # through the protobuf API) and op, in the order the NodeDefs are made: `Graph(...)`
@@ -177,26 +176,30 @@ class _Loader:
         return self.claim(_safe_name(wanted) or fallback)
 
     def claim(self, base: str) -> str:
+        """`base`, or `base_<n>` for the first n that makes a name not taken yet."""
+        names = self.names
+        size = len(names)
+        names.add(base)  # one lookup where the name is free: claimed when the set grows
+        if len(names) != size:
+            return base
         name, count = base, 0
-        while name in self.names:
+        while name in names:
             count += 1
             name = f"{base}_{count}"
-        self.names.add(name)
+        names.add(name)
         return name
 
     def produce(self, tensor: str, node: str, port: int) -> None:
+        """Record that output `port` of node `node` is ONNX tensor `tensor`."""
         if not tensor:
             return
-        ref = node if port == 0 else f"{node}:{port}"
         producer = self.producer
         count = len(producer)  # one lookup: a tuple's identity does not survive compiling
-        found = producer.setdefault(
-            tensor, (_ld(_INPUT, ref.encode()), _new_ref(TensorRef, (node, port)))
-        )
+        found = producer.setdefault(tensor, _new_ref(TensorRef, (node, port)))
         if len(producer) == count:
             raise ModelLoadError(
-                f"{self.path}: tensor {tensor!r} is produced twice (by "
-                f"{_ref_node(found[0])!r} and {node!r}); not a valid ONNX graph"
+                f"{self.path}: tensor {tensor!r} is produced twice (by {found[0]!r} and "
+                f"{node!r}); not a valid ONNX graph"
             )
 
     # ---------------------------------------------------------------- output
@@ -286,19 +289,20 @@ class _Loader:
         fields.domain = node.domain if node.HasField("domain") else None
         return fields, node
 
-    def ref(self, tensor: str, reader: str) -> bytes:
-        """NodeDef input field of ONNX tensor `tensor` (`""`: the `_OnnxNone` node)."""
+    def ref(self, tensor: str, reader: str) -> TensorRef:
+        """The (node, port) that ONNX tensor `tensor` is (`""`: port 0 of the `_OnnxNone`
+        node)."""
         if not tensor:
             if self.none_node is None:
                 self.none_node = self.unique("_onnx_none", "_onnx_none")
-            return _ld(_INPUT, self.none_node.encode())
+            return _new_ref(TensorRef, (self.none_node, 0))
         found = self.producer.get(tensor)
         if found is None:
             raise ModelLoadError(
                 f"{self.path}: {reader} reads tensor {tensor!r}, which no node, graph input or "
                 "initializer produces"
             )
-        return found[0]
+        return found
 
     def placeholder(self, value: Any, name: str) -> None:
         proto = self.add(value.name, name, "Placeholder")
@@ -395,32 +399,33 @@ class _Loader:
             heads[index] = b""  # freed as it is used
             fields, node = self.fields(index)
             tensors = fields.inputs
-            fields_in: list[bytes] = []
             refs: list[TensorRef] = []
             inputs: list[TensorRef] | None = refs
             for tensor in tensors:
                 found = producer.get(tensor)
                 if found is None:  # an empty optional input (or a missing tensor: raises)
-                    fields_in = [self.ref(t, repr(name)) for t in tensors]
-                    inputs = None
+                    refs = [self.ref(t, repr(name)) for t in tensors]
+                    inputs = None  # Graph parses them from the NodeDef
                     break
-                fields_in.append(found[0])
-                refs.append(found[1])
+                refs.append(found)
             op_type = fields.op_type
             op = ops.get(op_type)
             if op is None:
                 op = ops[op_type] = _ld(_OP, op_type.encode())
                 self.op_names[op_type] = op_type
             op_type = self.op_names[op_type]
-            body = head + op + b"".join(fields_in)
+            body = head + op
+            controls = b""
             if fields.attributes:
                 entries, graphs = attributes(fields.attributes)
                 body += entries
                 if graphs:
                     controls = self.controls(node or self.onnx.node[index], name)
                     if controls:  # control inputs too: Graph parses the node's inputs
-                        body += controls
                         inputs = None
+            if inputs is None:  # else the Graph is given them parsed, and the NodeDef's input
+                # fields are written from them when it is parsed
+                body += b"".join([_input_field(ref) for ref in refs]) + controls
             if fields.domain is not None:
                 body += _entry(_DOMAIN_KEY, _ld(_STRING, fields.domain.encode()))
             if node is not None:
@@ -430,7 +435,7 @@ class _Loader:
     def controls(self, node: NodeProto, name: str) -> bytes:
         """Control inputs on the producers of what `node`'s subgraphs read from this graph."""
         free = dict.fromkeys(n for sub in subgraphs(node) for n in free_names(sub))
-        controls = dict.fromkeys(_ref_node(self.ref(t, repr(name))) for t in free)
+        controls = dict.fromkeys(self.ref(t, repr(name))[0] for t in free)
         return b"".join([_ld(_INPUT, f"^{c}".encode()) for c in controls if c != name])
 
     def attributes(self, attributes: list[bytes]) -> tuple[bytes, bool]:
@@ -495,14 +500,14 @@ class _Loader:
     def sink(self, value: Any) -> None:
         name = self.unique(f"_onnx_output/{value.name.lstrip('/')}", "_onnx_output")
         info = _ld(_STRING, value.SerializeToString(deterministic=True))
-        self.emit(_ld(_NAME, name.encode()) + _OUTPUT_OP + self.ref(value.name, name)
+        self.emit(_ld(_NAME, name.encode()) + _OUTPUT_OP + _input_field(self.ref(value.name, name))
                   + _entry(_OUTPUT_KEY, info), name, io.OUTPUT_OP, None)  # fmt: skip
 
     def header(self) -> None:
         header = ModelProto()
         copy_fields(self.model, header, ("graph",))
         copy_fields(self.onnx, header.graph, _GRAPH_LISTS)
-        produced = set(self.producer)
+        produced = self.producer
         header.graph.value_info.extend(v for v in self.onnx.value_info if v.name not in produced)
         if self.none_node is not None:
             self.emit(_ld(_NAME, self.none_node.encode()) + _NONE_OP, self.none_node, io.NONE_OP,
