@@ -96,11 +96,23 @@ def graph_nodes(data: mmap.mmap) -> list[bytes] | None:
     graphs = [f for f in top if f[0] == _MODEL_GRAPH] if top is not None else []
     if len(graphs) != 1:
         return None
-    _, start, end = graphs[0]
-    fields = _fields(data, start, end)
-    if fields is None:
-        return None
-    return [data[at:stop] for key, at, stop in fields if key == _GRAPH_NODE]
+    _, pos, end = graphs[0]
+    found = []
+    while pos < end:  # the graph's fields: nodes sliced, the others skipped
+        key, pos = _mapped_varint(data, pos, end)
+        if pos < 0:
+            return None
+        if key == _GRAPH_NODE:
+            size, pos = _mapped_varint(data, pos, end)
+            if pos < 0 or pos + size > end:
+                return None
+            found.append(data[pos : pos + size])
+            pos += size
+        else:
+            pos = _field_end(data, key, pos, end)
+            if pos < 0:
+                return None
+    return found
 
 
 def node_fields(data: bytes) -> NodeFields | None:

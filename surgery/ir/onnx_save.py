@@ -54,15 +54,17 @@ from surgery.ir.onnx_save_wire import (
     TENSOR_NAME,
     assemble,
     ld,
+    put,
 )
 from surgery.ir.ports import TensorRef
 from surgery.ir.protos import AttrValue
 from surgery.ir.protos import TensorProto as TfTensor
-from surgery.ir.wire import attr_string, attr_values, list_strings
+from surgery.ir.wire import attr_string, attr_value, attr_values, list_strings, varint
 
 _new_ref: Final = tuple.__new__  # TensorRef(name, port) without NamedTuple's keyword handling
 _SOURCES: Final = ("Const", "Placeholder", io.SPARSE_OP)
 _NOT_NODES: Final = (*_SOURCES, io.MODEL_OP, io.NONE_OP, io.OUTPUT_OP)
+_OUTPUTS: Final = io.OUTPUTS_ATTR.encode()
 
 
 def save_model(
@@ -105,6 +107,11 @@ def _serialized(node: Node) -> bytes:
 def _text(value: bytes) -> str:
     """The string of a serialized AttrValue."""
     return attr_string(value).decode()
+
+
+def _node_field(body: bytearray) -> bytes:
+    """The GraphProto.node field of a serialized NodeProto."""
+    return NODE + varint(len(body)) + body
 
 
 # --------------------------------------------------------------------------- the saver
@@ -193,8 +200,7 @@ class _Saver:
                 self.input_consts.append(node)
             if node.op == "Const" and io.EXTERNAL_ATTR in attrs:
                 self.external.append(node)
-            ref = TensorRef(node.name, 0)
-            if wanted.get(name, ref) != ref:
+            if wanted and name in wanted and wanted[name] != (node.name, 0):
                 raise io.OnnxSaveError(
                     f"graph output {name.decode()!r} has the name of a graph input or "
                     "initializer but reads another tensor; rename the output"
@@ -202,15 +208,14 @@ class _Saver:
             named[node.pos] = [name]
             used.add(name)
         for node in self.ops:
-            recorded = attr_values(_serialized(node)).get(io.OUTPUTS_ATTR)
+            recorded = attr_value(_serialized(node), _OUTPUTS)
             if recorded is None:
                 continue
             node_name, pos = node.name, node.pos
             stored = stored_by_pos[pos] = list_strings(recorded)
             names: list[bytes | None] = list(stored)
             for port, raw in enumerate(stored):
-                key = (node_name, port)
-                if raw and not (wanted and wanted.get(raw, key) != key):
+                if raw and not (wanted and raw in wanted and wanted[raw] != (node_name, port)):
                     count = len(used)
                     used.add(raw)  # one lookup: claimed when the set grows
                     if len(used) != count:
@@ -436,17 +441,15 @@ class _Saver:
         node's op type, attributes and domain are its NodeProto's, serialized once per
         NodeProto (plugin nodes of equal fields share one)."""
         values = attr_values(_serialized(node))
-        keys = sorted(values)  # a few keys: looked up in this list, not the map, from here on
-        name = node.name
-        if io.VALUE_INFO_ATTR in keys:
+        if io.VALUE_INFO_ATTR in values:
             self.infos.append(node)
-        if io.NODE_EXTRA_ATTR in keys:
+        if io.NODE_EXTRA_ATTR in values:
             proto = self.node(node)
             self.domains.append(proto.domain)
             return ld(NODE, proto.SerializeToString(deterministic=True))
-        text = _text
+        name, pos = node.name, node.pos
         nodes, named = self.graph._nodes, self.named
-        fields = []
+        out = bytearray()
         for ref in node._inputs:
             producer = nodes.get(ref[0])
             found = None
@@ -454,48 +457,51 @@ class _Saver:
                 names = named[producer.pos]
                 if names is not None and ref[1] < len(names):
                     found = names[ref[1]]
-            fields.append(ld(INPUT, found if found is not None else self.tensor(ref, name)))
+            put(out, INPUT, found if found is not None else self.tensor(ref, name))
         for port in range(self.output_count(node)):
-            fields.append(ld(OUTPUT, self.output_name(node, port)))
-        given = self.given[node.pos]
+            names = named[pos]
+            found = names[port] if names is not None and port < len(names) else None
+            put(out, OUTPUT, found if found is not None else self.output_name(node, port))
+        given = self.given[pos]
         if given is not None:
-            onnx_name = text(values[io.NAME_ATTR]) if io.NAME_ATTR in keys else name
+            onnx_name = _text(values[io.NAME_ATTR]) if io.NAME_ATTR in values else name
             if onnx_name:
-                fields.append(ld(NAME, onnx_name.encode()))
+                put(out, NAME, onnx_name.encode())
             tail = self.encoded_tails.get(id(given))
             if tail is None:
                 tail = self.encoded_tails[id(given)] = self.encoded_tail(given)
-            fields.append(tail)
+            out += tail
             self.domains.append(given.domain)
-            return ld(NODE, b"".join(fields))
+            return _node_field(out)
         onnx_name, domain, attributes = name, None, {}
-        for key in keys:
+        for key in sorted(values):
             if key[0] != "_":
                 attributes[key] = self.attribute(key, values[key], node)
             elif key.startswith(io.ATTR_PREFIX):
                 kept = attr_string(values[key])
                 attributes[key[len(io.ATTR_PREFIX) :]] = self.kept_attribute(kept)
             elif key == io.NAME_ATTR:
-                onnx_name = text(values[key])
+                onnx_name = _text(values[key])
             elif key == io.DOMAIN_ATTR:
-                domain = text(values[key])
+                domain = _text(values[key])
         if onnx_name:
-            fields.append(ld(NAME, onnx_name.encode()))
+            put(out, NAME, onnx_name.encode())
         op_type = self.op_types.get(node.op)
         if op_type is None:
             op_type = self.op_types[node.op] = ld(OP_TYPE, node.op.encode())
-        fields.append(op_type)
+        out += op_type
         if attributes:
             order = list(attributes)
-            if io.ATTR_ORDER_ATTR in keys:
+            if io.ATTR_ORDER_ATTR in values:
                 order = [k.decode() for k in list_strings(values[io.ATTR_ORDER_ATTR])
                          if k.decode() in attributes]  # fmt: skip
                 order.extend(k for k in attributes if k not in order)
-            fields.extend(ld(ATTRIBUTE, attributes[k]) for k in order)
+            for key in order:
+                put(out, ATTRIBUTE, attributes[key])
         if domain is not None:
-            fields.append(ld(DOMAIN, domain.encode()))
+            put(out, DOMAIN, domain.encode())
         self.domains.append(domain or "")
-        return ld(NODE, b"".join(fields))
+        return _node_field(out)
 
     @staticmethod
     def encoded_tail(given: NodeProto) -> bytes:

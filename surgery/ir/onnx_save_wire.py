@@ -29,6 +29,14 @@ def ld(key: bytes, payload: bytes) -> bytes:
     return key + (_LENGTHS[size] if size < 128 else varint(size)) + payload
 
 
+def put(out: bytearray, key: bytes, payload: bytes) -> None:
+    """Append the length-delimited field `ld(key, payload)` to `out` (no bytes made for it)."""
+    size = len(payload)
+    out += key
+    out += _LENGTHS[size] if size < 128 else varint(size)
+    out += payload
+
+
 def cut(data: bytes, number: int) -> int:
     """Where the first field numbered `number` or more starts in serialized message `data`
     (its end if none is)."""

@@ -82,39 +82,69 @@ def attr_values(node_def: bytes) -> dict[str, bytes]:
     return found
 
 
-def list_strings(attr_value: bytes) -> list[bytes]:
-    """`list.s` of a serialized AttrValue ([] where it holds no list)."""
-    found: list[bytes] = []
-    pos, end = 0, len(attr_value)
+def attr_value(node_def: bytes, key: bytes) -> bytes | None:
+    """Attr `key` (UTF-8) of a serialized NodeDef, serialized (an AttrValue; the last entry of
+    the key, as in parsing), or None: `attr_values(node_def).get(key)` without the others."""
+    found = None
+    pos, end = 0, len(node_def)
     while pos < end:
-        key, pos = read_varint(attr_value, pos)
-        if key != 0x0A:  # AttrValue.list
-            pos = skip_field(attr_value, key, pos)
+        tag, pos = read_varint(node_def, pos)
+        if tag != 0x2A:  # NodeDef.attr, a map entry
+            pos = skip_field(node_def, tag, pos)
             continue
-        size, pos = read_varint(attr_value, pos)
+        size, pos = read_varint(node_def, pos)
+        name, start, stop_value = b"", 0, 0
         at, stop = pos, pos + size
         while at < stop:
-            inner, at = read_varint(attr_value, at)
-            if inner == 0x12:  # ListValue.s
-                length, at = read_varint(attr_value, at)
-                found.append(attr_value[at : at + length])
+            inner, at = read_varint(node_def, at)
+            if inner == 0x0A or inner == 0x12:  # the entry's key, its value
+                length, at = read_varint(node_def, at)
+                if inner == 0x0A:
+                    name = node_def[at : at + length]
+                else:
+                    start, stop_value = at, at + length
                 at += length
             else:
-                at = skip_field(attr_value, inner, at)
+                at = skip_field(node_def, inner, at)
+        if name == key:
+            found = node_def[start:stop_value]
         pos = stop
     return found
 
 
-def attr_string(attr_value: bytes) -> bytes:
+def list_strings(value: bytes) -> list[bytes]:
+    """`list.s` of a serialized AttrValue ([] where it holds no list)."""
+    found: list[bytes] = []
+    pos, end = 0, len(value)
+    while pos < end:
+        key, pos = read_varint(value, pos)
+        if key != 0x0A:  # AttrValue.list
+            pos = skip_field(value, key, pos)
+            continue
+        size, pos = read_varint(value, pos)
+        at, stop = pos, pos + size
+        while at < stop:
+            inner, at = read_varint(value, at)
+            if inner == 0x12:  # ListValue.s
+                length, at = read_varint(value, at)
+                found.append(value[at : at + length])
+                at += length
+            else:
+                at = skip_field(value, inner, at)
+        pos = stop
+    return found
+
+
+def attr_string(value: bytes) -> bytes:
     """`s` of a serialized AttrValue (b"" where it holds none; the last one where several)."""
     found = b""
-    pos, end = 0, len(attr_value)
+    pos, end = 0, len(value)
     while pos < end:
-        key, pos = read_varint(attr_value, pos)
+        key, pos = read_varint(value, pos)
         if key != 0x12:  # AttrValue.s
-            pos = skip_field(attr_value, key, pos)
+            pos = skip_field(value, key, pos)
             continue
-        size, pos = read_varint(attr_value, pos)
-        found = attr_value[pos : pos + size]
+        size, pos = read_varint(value, pos)
+        found = value[pos : pos + size]
         pos += size
     return found
