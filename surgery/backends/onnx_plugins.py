@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from surgery.ir.graph import Graph
+from surgery.ir.node import pos_of
 
 
 def encode_plugins(graph: Graph, target: str | None = None) -> dict[str, Any]:
@@ -27,6 +28,7 @@ def encode_plugins(graph: Graph, target: str | None = None) -> dict[str, Any]:
     from surgery.backends.export.plugin_nodes import PluginNode, onnx_attributes, plugin_fields
     from surgery.ir.onnx_io import DOMAIN_ATTR, PLUGIN_DOMAIN
     from surgery.ir.onnx_pb import NodeProto
+    from surgery.ir.wire import attr_values
     from surgery.ops.plugin_identity import plugin_schema_of
     from surgery.ops.plugin_schema import load_catalog
     from surgery.ops.targets import export_creator
@@ -36,16 +38,14 @@ def encode_plugins(graph: Graph, target: str | None = None) -> dict[str, Any]:
     # (schema, the node's attrs but the `_` ones, serialized) -> NodeProto: `plugin_fields`
     # reads nothing else, and equal bytes are equal values (unequal bytes only cost a miss)
     made: dict[tuple[Any, ...], Any] = {}
-    for node in graph:
-        if node.op not in catalog:  # most nodes: one set lookup
-            continue
+    # the nodes of catalog ops, in graph order (found by op: most of a graph is no plugin)
+    candidates = graph.nodes_by_op(*[op for op in graph.op_types() if op in catalog])
+    for node in sorted(candidates, key=pos_of):
         schema = plugin_schema_of(node, catalog, use_tf=False)
         if schema is None:
             continue
-        attrs = node.attr
-        key = (schema.name, *sorted(
-            (k, v.SerializeToString()) for k, v in attrs.items() if not k.startswith("_")
-        ))  # fmt: skip
+        attrs = attr_values(node.proto.SerializeToString())  # one call, not one per attr
+        key = (schema.name, *sorted((k, v) for k, v in attrs.items() if not k.startswith("_")))
         proto = made.get(key)
         if proto is None:
             plugin = PluginNode(node.name, schema, plugin_fields(node, schema),
