@@ -159,7 +159,6 @@ class _Loader:
         self.parsed: list[list[TensorRef] | None] = []
         self.made: list[bytes | None] = []
         self.made_ops: list[str] = []
-        self.op_names: dict[str, str] = {}  # one str object per op type
         self.out = GraphDef()
         self.none_node: str | None = None
         # an AttributeProto's bytes -> (its name, its attr entry, whether it holds a graph)
@@ -393,7 +392,7 @@ class _Loader:
     def nodes(self, names: list[str], heads: list[bytes]) -> None:
         """The operator nodes' NodeDefs, from what `plan_nodes` made."""
         producer, emit, attributes = self.producer, self.emit, self.attributes
-        ops: dict[str, bytes] = {}
+        ops: dict[str, tuple[str, bytes]] = {}
         for index, name in enumerate(names):
             head = heads[index]
             heads[index] = b""  # freed as it is used
@@ -408,12 +407,10 @@ class _Loader:
                     inputs = None  # Graph parses them from the NodeDef
                     break
                 refs.append(found)
-            op_type = fields.op_type
-            op = ops.get(op_type)
-            if op is None:
-                op = ops[op_type] = _ld(_OP, op_type.encode())
-                self.op_names[op_type] = op_type
-            op_type = self.op_names[op_type]
+            found_op = ops.get(fields.op_type)
+            if found_op is None:  # one str object per op type, and its op field
+                found_op = ops[fields.op_type] = (fields.op_type, _ld(_OP, fields.op_type.encode()))
+            op_type, op = found_op
             body = head + op
             controls = b""
             if fields.attributes:

@@ -250,30 +250,32 @@ def import_domains(model: ModelProto, domains: list[str]) -> None:
             model.opset_import.add(domain=domain, version=1)
 
 
-def plain_tensor(attr_value: bytes) -> tuple[bytes, bytes] | None:
+def plain_tensor(value: bytes) -> tuple[bytes, bytes] | None:
     """A serialized AttrValue that holds a TF tensor of at most a dtype, a shape and
     tensor_content (each once): (the tensor's dtype and shape fields, its tensor_content);
     None where it holds anything else (protobuf reads such a value)."""
-    key, pos = read_varint(attr_value, 0) if attr_value else (0, 0)
+    key, pos = read_varint(value, 0) if value else (0, 0)
     if key != 0x42:  # AttrValue.tensor
         return None
-    size, pos = read_varint(attr_value, pos)
-    if pos + size != len(attr_value):
+    size, pos = read_varint(value, pos)
+    if pos + size != len(value):
         return None
     head, data = [], b""
     seen = 0  # bits of the field numbers met
-    while pos < len(attr_value):
+    while pos < len(value):
         start = pos
-        key, pos = read_varint(attr_value, pos)
+        key, pos = read_varint(value, pos)
+        if key not in (0x08, 0x12, 0x22):  # dtype, tensor_shape, tensor_content
+            return None
         bit = 1 << (key >> 3)
-        if key not in (0x08, 0x12, 0x22) or seen & bit:  # dtype, tensor_shape, tensor_content
+        if seen & bit:
             return None
         seen |= bit
-        end = skip_field(attr_value, key, pos)
+        end = skip_field(value, key, pos)
         if key == 0x22:
-            data = attr_value[read_varint(attr_value, pos)[1] : end]
+            data = value[read_varint(value, pos)[1] : end]
         else:
-            head.append(attr_value[start:end])
+            head.append(value[start:end])
         pos = end
     return b"".join(head), data
 

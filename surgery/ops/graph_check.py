@@ -25,9 +25,10 @@ from surgery.errors import GraphError
 from surgery.ir.graph import Graph
 from surgery.ir.node import Node
 from surgery.ir.onnx_io import OUTPUTS_ATTR as ONNX_OUTPUTS
-from surgery.ir.wire import attr_values, list_strings
+from surgery.ir.wire import attr_value, list_strings
 
 KINDS = ("empty", "self-loop", "cycle", "port", "dangling")
+_ONNX_OUTPUTS_KEY = ONNX_OUTPUTS.encode()
 _SHOWN_IN_CYCLE = 8  # nodes of a cycle spelled out in its text
 _SHOWN_IN_REFUSAL = 3  # defects spelled out in the one-line refusal
 
@@ -106,8 +107,8 @@ class _OutputCounts:
         """The producer's number of outputs (None: not known), looked up as `port` needs: port
         0 without importing TensorFlow."""
         wire = producer.unparsed()  # a node loaded from ONNX names them all
-        if wire is not None:
-            names = attr_values(wire).get(ONNX_OUTPUTS)
+        if wire is not None:  # read from the bytes it is held as, not parsed for this
+            names = attr_value(wire, _ONNX_OUTPUTS_KEY)
             if names is not None:
                 return len(list_strings(names))
         else:
