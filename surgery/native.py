@@ -21,13 +21,12 @@ from types import ModuleType
 
 COMPILED = (
     "ir.graph", "ir.node", "ir.ports", "ir.onnx_load", "ir.onnx_load_values", "ir.onnx_load_wire",
-    "ir.onnx_save", "ir.onnx_save_values", "ir.onnx_save_wire", "ops.graph_check",
+    "ir.onnx_save", "ir.onnx_save_values", "ir.onnx_save_wire", "ir.wire", "ops.graph_check",
     "lang.expr_eval", "engine.run", "engine.matcher", "engine.rewriter", "engine.call_plans",
     "engine.provenance",
     "lang.name_patterns", "lang.scope_instances", "lang.tensor_props", "lang.expr_text",
     "lang.expr_values", "engine.match_results", "engine.scope_match", "engine.explain",
     "engine.editor", "engine.rewrite_context", "engine.region_replace", "engine.pruning",
-    "ir.wire",
 )  # fmt: skip
 """Modules by their path under `surgery` (`ir.graph` is surgery/ir/graph.py)."""
 LIBRARY = "surgery.native_lib"  # the shared library mypyc builds for the group
