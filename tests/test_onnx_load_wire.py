@@ -41,6 +41,8 @@ def _parsed(graph: Graph) -> Graph:
 
 
 def _assert_same_load(path: Path, tmp_path: Path) -> None:
+    """`path` loads alike from its bytes and through the API, and saves alike held as bytes
+    and parsed."""
     wire, api = load_model(path), _api_load(path)
     assert [(n.name, n._ins) for n in wire] == [(n.name, n._ins) for n in api]
     saved = save_onnx(wire, tmp_path / "wire.onnx").read_bytes()  # from the bytes as loaded

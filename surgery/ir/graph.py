@@ -49,6 +49,7 @@ class Graph:
         inputs: list[list[TensorRef] | None] | None = None,
         wires: list[bytes | None] | None = None, ops: list[str] | None = None,
     ):  # fmt: skip
+        """A graph of `graph_def`'s nodes (or of `wires`); see the class docstring."""
         self._nodes: dict[str, Node] = {}
         self._by_op: dict[str, dict[str, None]] = {}
         self._indexed = False  # consumer index (Node._users, Node._cusers) built on first query
@@ -80,6 +81,7 @@ class Graph:
         inputs: list[list[TensorRef] | None] | None, wires: list[bytes | None] | None,
         ops: list[str] | None,
     ) -> None:  # fmt: skip
+        """Make the nodes, in order, and index them by name and op (see `__init__`)."""
         nodes, by_op, pool = self._nodes, self._by_op, self._pool
         protos = graph_def.node
         count = len(protos) if wires is None else len(wires)
@@ -560,6 +562,7 @@ class Graph:
         return removed
 
     def add_control(self, name: str, source: str) -> None:
+        """Make node `name` depend on node `source` (a control input; nothing if it has it)."""
         node = self.node(name)
         if source in node._controls:
             return

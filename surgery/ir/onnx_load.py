@@ -53,6 +53,7 @@ _PORT_SUFFIX: Final = re.compile(r":(\d+)$")
 
 
 def load_model(path: Path) -> Graph:
+    """The Graph of the ONNX model in file `path` (`surgery.ir.onnx_io.load_onnx`)."""
     loader = _Loader(*read_model(path), path)
     try:
         with gc_paused(len(loader.onnx.node)):
@@ -147,6 +148,7 @@ class _Loader:
     """One model's conversion: names first, then producers, then the NodeDefs in order."""
 
     def __init__(self, model: ModelProto, wires: list[bytes] | None, path: Path):
+        """The conversion of `model`, read from `path` (`wires`: its nodes' bytes, if read)."""
         self.model, self.path, self.onnx = model, path, model.graph
         self.wires = wires  # each node's bytes (None: the protobuf API reads the nodes)
         self.names: set[str] = set()
@@ -495,12 +497,14 @@ class _Loader:
         return out + _entry(_SHAPES_KEY, shapes.SerializeToString(deterministic=True))
 
     def sink(self, value: Any) -> None:
+        """The `_OnnxOutput` node of graph output `value` (a ValueInfoProto)."""
         name = self.unique(f"_onnx_output/{value.name.lstrip('/')}", "_onnx_output")
         info = _ld(_STRING, value.SerializeToString(deterministic=True))
         self.emit(_ld(_NAME, name.encode()) + _OUTPUT_OP + _input_field(self.ref(value.name, name))
                   + _entry(_OUTPUT_KEY, info), name, io.OUTPUT_OP, None)  # fmt: skip
 
     def header(self) -> None:
+        """The `_OnnxNone` node where one is read, then the `_OnnxModel` header node."""
         header = ModelProto()
         copy_fields(self.model, header, ("graph",))
         copy_fields(self.onnx, header.graph, _GRAPH_LISTS)

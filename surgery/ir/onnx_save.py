@@ -124,6 +124,7 @@ class _Saver:
     node's list sits beside the node's neighbours'."""
 
     def __init__(self, graph: Graph, encoded: Mapping[str, NodeProto]):
+        """A save of `graph`, its `encoded` nodes written as given; the names settled."""
         self.graph = graph
         self.header = io.model_header(graph)
         graph._index()  # each node's readers (`Node._users`) say which output ports are read
@@ -531,6 +532,8 @@ class _Saver:
         return kept.SerializeToString(deterministic=True)
 
     def node(self, node: Node) -> NodeProto:
+        """What `node` makes, through the protobuf API: the general path `node_wire` equals
+        (taken for nodes with `_onnx_node_extra`)."""
         out = NodeProto(op_type=node.op)
         name = text_attr(node, io.NAME_ATTR)
         name = node.name if name is None else name
