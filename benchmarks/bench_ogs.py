@@ -14,7 +14,6 @@ one LReLU_TRT node per block, and onnx.checker accepts it (on a small model firs
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import subprocess
 import sys
@@ -77,6 +76,32 @@ def onnx_model(blocks: int) -> object:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
 
 
+def write_models(size: int, pb: Path, onnx_path: Path) -> int:
+    """The GraphDef of `size` nodes and the same blocks as ONNX; returns the block count."""
+    import onnx
+
+    graph = conv_graph(size)
+    blocks = (len(graph.node) - 1) // 10
+    pb.write_bytes(graph.SerializeToString())
+    del graph
+    onnx.save(onnx_model(blocks), str(onnx_path))
+    return blocks
+
+
+def write_models_apart(size: int, pb: Path, onnx_path: Path) -> int:
+    """`write_models` in a process of its own: a child's peak RSS (`ru_maxrss`) starts from the
+    RSS of the process it was forked from, so had this one built the 1M-node models (about
+    2 GB, kept by the allocator after they are freed), every run measured after would read at
+    least that."""
+    code = ("import sys\nfrom pathlib import Path\nfrom benchmarks.bench_ogs import write_models\n"
+            "print(write_models(int(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])))")
+    done = subprocess.run([sys.executable, "-c", code, str(size), str(pb), str(onnx_path)],
+                          cwd=ROOT, capture_output=True, text=True, check=False)  # fmt: skip
+    if done.returncode != 0:
+        raise SystemExit(f"bench_ogs: writing the {size}-node models failed:\n{done.stderr}")
+    return int(done.stdout.split()[-1])
+
+
 def surgery_apply(model: Path, out: Path) -> list[str]:
     return [sys.executable, "-m", "surgery", "apply", str(ROOT / "rules" / "leaky_relu.rules"),
             str(model), "-o", str(out)]  # fmt: skip
@@ -129,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=2, help="runs per side; the fastest counts")
     args = parser.parse_args(argv)
     try:
-        import onnx
+        import onnx  # noqa: F401  (both are needed: this checks they are installed)
         import onnx_graphsurgeon  # noqa: F401
     except ImportError as exc:
         print(f"bench_ogs: skipped: onnx-graphsurgeon is not installed ({exc}); "
@@ -143,12 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
             pb, onnx_path = work / "model.pb", work / "model.onnx"
-            graph = conv_graph(size)
-            blocks = (len(graph.node) - 1) // 10
-            pb.write_bytes(graph.SerializeToString())
-            del graph
-            onnx.save(onnx_model(blocks), str(onnx_path))
-            gc.collect()
+            blocks = write_models_apart(size, pb, onnx_path)
             runs = {
                 "pb": surgery_apply(pb, work / "out.pb"),
                 "onnx": surgery_apply(onnx_path, work / "out.onnx"),
