@@ -53,32 +53,42 @@ def skip_field(data: bytes, key: int, pos: int) -> int:
                      "does not read")  # fmt: skip
 
 
-def attr_values(node_def: bytes) -> dict[str, bytes]:
-    """A serialized NodeDef's attr map: each key's serialized AttrValue (a later entry of a key
-    wins, as in parsing)."""
-    found: dict[str, bytes] = {}
-    pos, end = 0, len(node_def)
+def _next_attr(node_def: bytes, pos: int) -> tuple[int, int, int, int, int]:
+    """The first attr map entry of a serialized NodeDef at or after `pos`: (where the entry
+    ends, its key's start and end, its value's start and end); the first item is -1 when
+    there is none. Other fields are skipped; a later entry of a key wins, as in parsing."""
+    end = len(node_def)
     while pos < end:
-        key, pos = read_varint(node_def, pos)
-        if key != 0x2A:  # NodeDef.attr, a map entry
-            pos = skip_field(node_def, key, pos)
+        tag, pos = read_varint(node_def, pos)
+        if tag != 0x2A:  # NodeDef.attr, a map entry
+            pos = skip_field(node_def, tag, pos)
             continue
         size, pos = read_varint(node_def, pos)
-        name, value = "", b""
+        key_start = key_end = value_start = value_end = pos
         at, stop = pos, pos + size
         while at < stop:
             inner, at = read_varint(node_def, at)
             if inner == 0x0A or inner == 0x12:  # the entry's key, its value
                 length, at = read_varint(node_def, at)
                 if inner == 0x0A:
-                    name = node_def[at : at + length].decode()
+                    key_start, key_end = at, at + length
                 else:
-                    value = node_def[at : at + length]
+                    value_start, value_end = at, at + length
                 at += length
             else:
                 at = skip_field(node_def, inner, at)
-        found[name] = value
-        pos = stop
+        return stop, key_start, key_end, value_start, value_end
+    return -1, 0, 0, 0, 0
+
+
+def attr_values(node_def: bytes) -> dict[str, bytes]:
+    """A serialized NodeDef's attr map: each key's serialized AttrValue (a later entry of a key
+    wins, as in parsing)."""
+    found: dict[str, bytes] = {}
+    pos, key_start, key_end, value_start, value_end = _next_attr(node_def, 0)
+    while pos >= 0:
+        found[node_def[key_start:key_end].decode()] = node_def[value_start:value_end]
+        pos, key_start, key_end, value_start, value_end = _next_attr(node_def, pos)
     return found
 
 
@@ -86,29 +96,11 @@ def attr_value(node_def: bytes, key: bytes) -> bytes | None:
     """Attr `key` (UTF-8) of a serialized NodeDef, serialized (an AttrValue; the last entry of
     the key, as in parsing), or None: `attr_values(node_def).get(key)` without the others."""
     found = None
-    pos, end = 0, len(node_def)
-    while pos < end:
-        tag, pos = read_varint(node_def, pos)
-        if tag != 0x2A:  # NodeDef.attr, a map entry
-            pos = skip_field(node_def, tag, pos)
-            continue
-        size, pos = read_varint(node_def, pos)
-        name, start, stop_value = b"", 0, 0
-        at, stop = pos, pos + size
-        while at < stop:
-            inner, at = read_varint(node_def, at)
-            if inner == 0x0A or inner == 0x12:  # the entry's key, its value
-                length, at = read_varint(node_def, at)
-                if inner == 0x0A:
-                    name = node_def[at : at + length]
-                else:
-                    start, stop_value = at, at + length
-                at += length
-            else:
-                at = skip_field(node_def, inner, at)
-        if name == key:
-            found = node_def[start:stop_value]
-        pos = stop
+    pos, key_start, key_end, value_start, value_end = _next_attr(node_def, 0)
+    while pos >= 0:
+        if node_def[key_start:key_end] == key:
+            found = node_def[value_start:value_end]
+        pos, key_start, key_end, value_start, value_end = _next_attr(node_def, pos)
     return found
 
 
